@@ -1,0 +1,3 @@
+"""Shared test configuration: provider emulators and database fixtures."""
+
+from __future__ import annotations
