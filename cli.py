@@ -1,2 +1,475 @@
+"""The `loyalty` command: thin commands over the packages."""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, TypeVar
+
 import click
-def main() -> None: ...
+import dramatiq
+from sqlalchemy import select
+
+from loyalty import ledger
+from loyalty.app import App
+from loyalty.db import upgrade
+from loyalty.errors import ConfigError, FatalError, SkippableError
+from loyalty.events import EventInput, parse_instant
+from loyalty.logs import configure_logging
+from loyalty.members import get_member, member_view
+from loyalty.models import Event, LedgerEntry
+from loyalty.settings import load_settings
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+#: Files larger than this get a progress bar on import.
+PROGRESS_BAR_BYTES = 1 << 20
+
+
+def _fail(message: str, code: int = 2) -> None:
+    click.echo(f"error: {message}", err=True)
+    sys.exit(code)
+
+
+def _app(*, migrate: bool = True) -> App:
+    try:
+        settings = load_settings()
+    except ConfigError as exc:
+        _fail(str(exc))
+    configure_logging(settings.log_level)
+    app = App.from_settings(settings)
+    if migrate and not app.database.is_migrated():
+        if not app.database.is_sqlite:
+            _fail("the database has no tables yet; run `loyalty db upgrade` first")
+        upgrade(app.database)
+    return app
+
+
+def _guard(fn: F) -> F:
+    """Turn the program's own errors into one line and an exit status."""
+
+    @functools.wraps(fn)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except SkippableError as exc:
+            _fail(str(exc), 1)
+        except (FatalError, LookupError) as exc:
+            _fail(str(exc).strip("'\""), 2)
+
+    return run  # type: ignore[return-value]
+
+
+@click.group()
+@click.version_option(package_name="loyalty-journeys")
+def main() -> None:
+    """Loyalty members, points, journeys, messages and CRM sync."""
+
+
+# --- db ---------------------------------------------------------------------------------
+
+
+@main.group()
+def db() -> None:
+    """Database schema."""
+
+
+@db.command("upgrade")
+@click.option("--revision", default="head", show_default=True)
+@_guard
+def db_upgrade(revision: str) -> None:
+    """Create or migrate the tables (Alembic)."""
+    app = _app(migrate=False)
+    upgrade(app.database, revision)
+    click.echo(f"database at {revision}: {app.database.engine.url.render_as_string()}")
+
+
+# --- members ----------------------------------------------------------------------------
+
+
+@main.group()
+def members() -> None:
+    """Import and inspect loyalty members."""
+
+
+@members.command("import")
+@click.argument("path", type=click.Path(path_type=Path))
+@click.option("--format", "fmt", type=click.Choice(["csv", "jsonl"]), help="default: by suffix")
+@click.option("--report", "report_path", type=click.Path(path_type=Path), help="write JSON")
+@_guard
+def members_import(path: Path, fmt: str | None, report_path: Path | None) -> None:
+    """Import or update members from CSV or JSONL (upsert by external_id).
+
+    Exit status: 0 all rows imported, 1 some rows rejected, 2 the file is unusable.
+    """
+    from loyalty.importer import import_members
+
+    app = _app()
+    size = path.stat().st_size if path.exists() else 0
+    with _progress(size, f"importing {path.name}") as progress:
+        report = import_members(
+            app.database, path, app.settings, app.clock, fmt=fmt, progress=progress
+        )
+    for problem in report.rejected:
+        click.echo(f"row {problem.row}: {problem.field}: {problem.reason}", err=True)
+    for problem in report.warnings:
+        click.echo(f"row {problem.row}: warning: {problem.field}: {problem.reason}", err=True)
+    click.echo(
+        f"{report.rows} rows: {report.created} created, {report.updated} updated, "
+        f"{report.unchanged} unchanged, {report.rejected_rows} rejected"
+    )
+    if report_path is not None:
+        report_path.write_text(json.dumps(report.as_dict(), indent=2) + "\n")
+    sys.exit(1 if report.rejected else 0)
+
+
+@contextmanager
+def _progress(size: int, label: str) -> Iterator[Callable[[int], None] | None]:
+    if size < PROGRESS_BAR_BYTES:
+        yield None
+        return
+    with click.progressbar(length=size, label=label, file=sys.stderr) as bar:
+        done = 0
+
+        def advance(position: int) -> None:
+            nonlocal done
+            if position > done:
+                bar.update(position - done)
+                done = position
+
+        yield advance
+
+
+@members.command("show")
+@click.argument("external_id")
+@click.option("--json", "as_json", is_flag=True, help="print JSON")
+@_guard
+def members_show(external_id: str, as_json: bool) -> None:
+    """Show one member with their loyalty fields."""
+    app = _app()
+    with app.database.sessions() as session:
+        member = get_member(session, external_id)
+        view = member_view(
+            session, member, now=app.clock.now(), public_base_url=app.settings.public_base_url
+        )
+    if as_json:
+        click.echo(json.dumps(view, indent=2, ensure_ascii=False))
+        return
+    for key, value in view.items():
+        click.echo(f"{key:<20} {'' if value is None else value}")
+
+
+# --- points -----------------------------------------------------------------------------
+
+
+@main.group()
+def points() -> None:
+    """The points ledger."""
+
+
+@points.command("balance")
+@click.argument("external_id")
+@_guard
+def points_balance(external_id: str) -> None:
+    """Points balance, tier and the next points to expire."""
+    app = _app()
+    with app.database.sessions() as session:
+        member = get_member(session, external_id)
+        expiring = ledger.next_expiring(session, member, now=app.clock.now())
+    line = f"{member.external_id}: {member.points_balance} points, tier {member.tier}"
+    line += f", lifetime {member.lifetime_points}"
+    if expiring:
+        line += f"; {expiring[0]} expire at {expiring[1].isoformat()}"
+    click.echo(line)
+
+
+@points.command("history")
+@click.argument("external_id")
+@click.option("--json", "as_json", is_flag=True)
+@_guard
+def points_history(external_id: str, as_json: bool) -> None:
+    """Every ledger entry of a member, oldest first."""
+    app = _app()
+    with app.database.sessions() as session:
+        member = get_member(session, external_id)
+        entries = session.scalars(
+            select(LedgerEntry).where(LedgerEntry.member_id == member.id).order_by(LedgerEntry.id)
+        ).all()
+    rows = [
+        {
+            "at": e.created_at.isoformat(),
+            "kind": e.kind,
+            "delta": e.delta,
+            "reason": e.reason,
+            "key": e.idempotency_key,
+            "expires_at": e.expires_at.isoformat() if e.expires_at else None,
+        }
+        for e in entries
+    ]
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    for row in rows:
+        expiry = f" (expires {row['expires_at']})" if row["expires_at"] else ""
+        click.echo(f"{row['at']}  {row['kind']:<7} {row['delta']:>+8}  {row['reason']}{expiry}")
+    click.echo(f"balance {member.points_balance}")
+
+
+@points.command("adjust")
+@click.argument("external_id")
+@click.argument("delta", type=int)
+@click.option("--reason", required=True)
+@click.option("--key", help="idempotency key; default: a new one")
+@_guard
+def points_adjust(external_id: str, delta: int, reason: str, key: str | None) -> None:
+    """Add (positive) or take (negative) points by hand."""
+    import uuid
+
+    app = _app()
+    now = app.clock.now()
+    with app.database.transaction() as session:
+        member = ledger.lock_member(session, get_member(session, external_id).id)
+        posting = ledger.apply(
+            session,
+            member,
+            "adjust",
+            delta,
+            key=key or f"manual:{uuid.uuid4()}",
+            reason=reason,
+            now=now,
+            thresholds=app.settings.tier_thresholds,
+            expires_at=ledger.default_expiry(now, app.settings.points_expiry_days),
+        )
+    state = "applied" if posting.applied else "already applied"
+    click.echo(f"{state}: {posting.entry.delta:+d}; balance {member.points_balance}")
+
+
+# --- events -----------------------------------------------------------------------------
+
+
+@main.group()
+def events() -> None:
+    """Send events (orders, refunds, redemptions, custom types)."""
+
+
+@contextmanager
+def _workers(app: App, wait: bool) -> Iterator[bool]:
+    """Build the broker; on the embedded default run worker threads until the work is done.
+
+    Yields whether the caller should wait for processing by polling (Redis with --wait).
+    """
+    from automations import runtime
+    from automations.broker import build_broker, embedded_worker, is_embedded
+
+    runtime.configure(app)
+    broker = build_broker(app.settings)
+    if is_embedded(broker):
+        with embedded_worker(broker, app.settings.worker_threads):
+            yield False
+    else:
+        yield wait
+
+
+def _wait_processed(app: App, ids: list[int], timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with app.database.sessions() as session:
+            pending = session.scalar(
+                select(Event.id).where(Event.id.in_(ids), Event.processed_at.is_(None)).limit(1)
+            )
+        if pending is None:
+            return
+        time.sleep(0.2)
+    _fail(f"events not processed within {timeout:.0f}s; is `loyalty worker` running?", 1)
+
+
+def _describe(app: App, event_ids: list[int]) -> None:
+    with app.database.sessions() as session:
+        for event in session.scalars(select(Event).where(Event.id.in_(event_ids))):
+            deltas = session.scalars(
+                select(LedgerEntry.delta).where(LedgerEntry.event_id == event.id)
+            ).all()
+            state = "processed" if event.processed_at else "queued"
+            detail = f", points {sum(deltas):+d}" if deltas else ""
+            note = f" ({event.error})" if event.error else ""
+            click.echo(
+                f"event {event.id} {event.type} [{event.source}/{event.external_id}]: "
+                f"{state}{detail}{note}"
+            )
+
+
+@events.command("emit")
+@click.argument("event_type")
+@click.option("--member", "member", required=True, help="the member's external_id")
+@click.option("--id", "event_id", help="idempotency id; the same id is stored once")
+@click.option("--at", "at", help="when it happened, ISO 8601 with offset")
+@click.option("--data", "data", default="{}", help="JSON object payload")
+@click.option("--source", default="shop", show_default=True)
+@click.option("--wait", is_flag=True, help="with Redis: wait until processed")
+@_guard
+def events_emit(
+    event_type: str,
+    member: str,
+    event_id: str | None,
+    at: str | None,
+    data: str,
+    source: str,
+    wait: bool,
+) -> None:
+    """Store one event once and process it."""
+    from automations.intake import emit
+
+    try:
+        payload = json.loads(data)
+    except json.JSONDecodeError as exc:
+        _fail(f"--data is not valid JSON: {exc.msg} at column {exc.colno}")
+    if not isinstance(payload, dict):
+        _fail('--data must be a JSON object such as \'{"order_id": "1001"}\'')
+    app = _app()
+    event = EventInput(
+        type=event_type,
+        member=member,
+        id=event_id,
+        at=parse_instant(at) if at else None,
+        data=payload,
+        source=source,
+    )
+    with _workers(app, wait) as poll:
+        row, created = emit(app, event)
+    if poll:
+        _wait_processed(app, [row.id])
+    if not created:
+        click.echo(f"event {source}/{row.external_id} was already stored; nothing changed")
+    _describe(app, [row.id])
+
+
+@events.command("ingest")
+@click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--source", default="shop", show_default=True)
+@click.option("--wait", is_flag=True, help="with Redis: wait until processed")
+@_guard
+def events_ingest(path: Path, source: str, wait: bool) -> None:
+    """Emit every event of a JSONL file (type, member, id, at, data per line)."""
+    from automations.intake import ingest_file
+
+    app = _app()
+    with _workers(app, wait) as poll:
+        report = ingest_file(app, path, source=source)
+    if poll:
+        _wait_processed(app, report.event_ids)
+    for number, reason in report.errors:
+        click.echo(f"{path}:{number}: {reason}", err=True)
+    click.echo(
+        f"{report.lines} lines: {report.stored} stored, {report.duplicates} already "
+        f"stored, {len(report.errors)} rejected"
+    )
+    sys.exit(1 if report.errors else 0)
+
+
+# --- runtime ----------------------------------------------------------------------------
+
+
+@main.group()
+def dlq() -> None:
+    """Dead letters: worker messages that failed for good."""
+
+
+@dlq.command("list")
+@click.option("--all", "include_replayed", is_flag=True, help="include replayed ones")
+@_guard
+def dlq_list(include_replayed: bool) -> None:
+    from automations.dead_letters import list_dead_letters
+
+    rows = list_dead_letters(_app().database, include_replayed=include_replayed)
+    for row in rows:
+        replayed = f" replayed {row.replayed_at.isoformat()}" if row.replayed_at else ""
+        click.echo(
+            f"{row.id:>5}  {row.failed_at.isoformat()}  {row.actor}"
+            f"{tuple(row.args['args'])}  {row.error}{replayed}"
+        )
+    click.echo(f"{len(rows)} dead letter(s)")
+
+
+@dlq.command("replay")
+@click.argument("ids", nargs=-1, type=int, required=True)
+@_guard
+def dlq_replay(ids: tuple[int, ...]) -> None:
+    """Send dead messages again."""
+    from automations.dead_letters import replay
+
+    app = _app()
+    with _workers(app, wait=False):
+        for dead_id in ids:
+            row = replay(app.database, dramatiq.get_broker(), dead_id, now=app.clock.now())
+            click.echo(f"replayed {row.id}: {row.actor}{tuple(row.args['args'])}")
+
+
+@main.command()
+@click.option("--processes", type=int, help="default: WORKER_PROCESSES")
+@click.option("--threads", type=int, help="default: WORKER_THREADS")
+def worker(processes: int | None, threads: int | None) -> None:
+    """Run Dramatiq workers on Redis (needs REDIS_URL)."""
+    from dramatiq.cli import main as dramatiq_main
+
+    app = _app()
+    if not app.settings.redis_url:
+        _fail("`loyalty worker` needs REDIS_URL; without it use `loyalty run`")
+    sys.argv = [
+        "loyalty worker",
+        "automations.worker_entry",
+        "--processes",
+        str(processes or app.settings.worker_processes),
+        "--threads",
+        str(threads or app.settings.worker_threads),
+    ]
+    sys.exit(dramatiq_main())  # type: ignore[no-untyped-call]
+
+
+@main.command("scheduler")
+@click.option("--list", "list_jobs", is_flag=True, help="list the periodic jobs and exit")
+def scheduler_command(list_jobs: bool) -> None:
+    """Run the scheduler (one is active; others wait to take over)."""
+    import scheduler as scheduling
+
+    if list_jobs:
+        for line in scheduling.describe():
+            click.echo(line)
+        return
+    app = _app()
+    from automations import runtime
+    from automations.broker import build_broker
+
+    runtime.configure(app)
+    build_broker(app.settings)
+    _run_until_interrupted(scheduling.Scheduler(app))
+
+
+@main.command()
+def run() -> None:
+    """Run the scheduler and workers together in this process (the embedded default)."""
+    import scheduler as scheduling
+    from automations import runtime
+    from automations.broker import build_broker, embedded_worker
+
+    app = _app()
+    runtime.configure(app)
+    broker = build_broker(app.settings)
+    with embedded_worker(broker, app.settings.worker_threads):
+        _run_until_interrupted(scheduling.Scheduler(app))
+
+
+def _run_until_interrupted(scheduler: Any) -> None:
+    click.echo("running; Ctrl-C stops", err=True)
+    try:
+        scheduler.run()
+    except KeyboardInterrupt:
+        scheduler.stop()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,1 +1,95 @@
+"""The one process that turns time into work (APScheduler 3, UTC), leader-locked.
 
+Every job only finds due work and queues it for the workers. A second
+scheduler waits on the leader lock and takes over when the first dies.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+from apscheduler.schedulers.background import BackgroundScheduler
+
+from automations.leader import LeaderLock, build_leader_lock
+from automations.ticks import TICKS, Tick
+from loyalty.app import App
+
+__all__ = ["Scheduler"]
+
+log = logging.getLogger(__name__)
+
+#: Seconds between attempts to take the leader lock while another scheduler holds it.
+LEADER_POLL_SECONDS = 2.0
+
+
+class Scheduler:
+    def __init__(self, app: App, lock: LeaderLock | None = None) -> None:
+        self.app = app
+        self.lock = lock or build_leader_lock(app.settings, app.database)
+        self.is_leader = threading.Event()
+        self._stop = threading.Event()
+        self._jobs: BackgroundScheduler | None = None
+
+    def _run_tick(self, tick: Tick) -> None:
+        try:
+            queued = tick.run(self.app)
+        except Exception:
+            log.exception("scheduler.tick_failed", extra={"tick": tick.name})
+            return
+        if queued:
+            log.info("scheduler.tick", extra={"tick": tick.name, "queued": queued})
+
+    def _start_jobs(self) -> None:
+        jobs = BackgroundScheduler(timezone="UTC")
+        for tick in TICKS:
+            jobs.add_job(
+                self._run_tick,
+                "interval",
+                seconds=tick.seconds,
+                args=[tick],
+                id=tick.name,
+                max_instances=1,
+                coalesce=True,
+                next_run_time=self.app.clock.now(),
+            )
+        jobs.start()
+        self._jobs = jobs
+
+    def _stop_jobs(self) -> None:
+        if self._jobs is not None:
+            self._jobs.shutdown(wait=True)
+            self._jobs = None
+
+    def run(self) -> None:
+        """Wait for the lock, run the jobs while it is held; return when stop() is called."""
+        refresh_every = max(1.0, self.app.settings.scheduler_lock_ttl_seconds / 3)
+        try:
+            while not self._stop.is_set():
+                if not self.lock.acquire():
+                    self._stop.wait(LEADER_POLL_SECONDS)
+                    continue
+                log.info("scheduler.leader", extra={"holder": self.lock.holder})
+                self.is_leader.set()
+                self._start_jobs()
+                while not self._stop.wait(refresh_every):
+                    if not self.lock.refresh():
+                        log.warning("scheduler.lock_lost", extra={"holder": self.lock.holder})
+                        break
+                self._stop_jobs()
+                self.is_leader.clear()
+        finally:
+            self._stop_jobs()
+            self.lock.release()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+
+def describe() -> list[str]:
+    """One line per job, for `loyalty scheduler --list`."""
+    lines = []
+    for tick in TICKS:
+        kind = "placeholder (does nothing yet)" if tick.placeholder else "active"
+        lines.append(f"{tick.name:<16} every {tick.seconds:>5}s  {kind:<30} {tick.description}")
+    return lines

@@ -1,0 +1,98 @@
+"""Actors: thin, take ids and plain JSON, and are safe to run twice.
+
+Each actor loads state by id, calls a service function and commits. Failures
+follow the error classes: retriable ones are retried with backoff (honouring
+a Retry-After), fatal and skippable ones fail at once and land in the dead
+letters.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import dramatiq
+from dramatiq import Actor, Broker
+from sqlalchemy.exc import OperationalError
+
+from automations import runtime
+from loyalty import events, ledger
+from loyalty.errors import FatalError, RetriableError, SkippableError
+
+__all__ = ["declare", "send"]
+
+#: Backoff bounds for retried messages, in milliseconds.
+MIN_BACKOFF_MS = 1_000
+MAX_BACKOFF_MS = 15 * 60_000
+
+_declared: dict[str, Actor[Any, Any]] = {}
+
+
+def process_event(event_id: int) -> None:
+    """Apply one stored event, then queue the events it caused."""
+    app = runtime.current()
+    caused = events.handle_event(app.database, event_id, settings=app.settings, now=app.clock.now())
+    for caused_id in caused:
+        send("process_event", caused_id)
+
+
+def expire_points(member_id: int) -> None:
+    """Post expiry entries for one member's lots past their expiry."""
+    app = runtime.current()
+    with app.database.transaction() as session:
+        member = ledger.lock_member(session, member_id)
+        ledger.expire_due(session, member, now=app.clock.now())
+
+
+_ACTORS: dict[str, tuple[Callable[..., None], str]] = {
+    "process_event": (process_event, "events"),
+    "expire_points": (expire_points, "points"),
+}
+
+
+def _retry_when(max_retries: int) -> Callable[[int, BaseException], bool]:
+    def retry_when(retries: int, exception: BaseException) -> bool:
+        transient = isinstance(exception, (RetriableError, OperationalError, dramatiq.Retry))
+        return transient and retries < max_retries
+
+    return retry_when
+
+
+def _honour_retry_after(fn: Callable[..., None]) -> Callable[..., None]:
+    def run(*args: Any, **kwargs: Any) -> None:
+        try:
+            fn(*args, **kwargs)
+        except RetriableError as exc:
+            if exc.retry_after is None:
+                raise
+            raise dramatiq.Retry(str(exc), delay=int(exc.retry_after * 1000)) from exc
+
+    run.__name__ = fn.__name__
+    run.__doc__ = fn.__doc__
+    return run
+
+
+def declare(broker: Broker, *, max_retries: int) -> None:
+    """Bind every actor to `broker` (called once the broker is built)."""
+    _declared.clear()
+    for name, (fn, queue) in _ACTORS.items():
+        _declared[name] = dramatiq.Actor(
+            _honour_retry_after(fn),
+            broker=broker,
+            actor_name=name,
+            queue_name=queue,
+            priority=0,
+            options={
+                "throws": (FatalError, SkippableError),
+                "retry_when": _retry_when(max_retries),
+                "min_backoff": MIN_BACKOFF_MS,
+                "max_backoff": MAX_BACKOFF_MS,
+            },
+        )
+
+
+def send(name: str, *args: Any, **kwargs: Any) -> None:
+    """Queue a message for the actor `name`."""
+    if name not in _declared:
+        raise RuntimeError(f"actor {name!r} is not declared; build the broker first")
+    _declared[name].send(*args, **kwargs)

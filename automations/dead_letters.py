@@ -1,0 +1,78 @@
+"""Dead letters: messages that failed for good are kept in the database and replayable."""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+from typing import Any
+
+import dramatiq
+from dramatiq import Broker, Middleware
+from dramatiq.broker import MessageProxy
+from sqlalchemy import select
+
+from automations import runtime
+from loyalty.db import Database, insert_ignore
+from loyalty.models import DeadLetter
+
+__all__ = ["DeadLetters", "list_dead_letters", "replay"]
+
+log = logging.getLogger(__name__)
+
+
+class DeadLetters(Middleware):
+    """Records each message that failed without a retry left."""
+
+    def after_process_message(
+        self,
+        broker: Broker,
+        message: MessageProxy,
+        *,
+        result: Any = None,
+        exception: BaseException | None = None,
+    ) -> None:
+        if not message.failed:
+            return
+        app = runtime.current()
+        error = f"{type(exception).__name__}: {exception}" if exception else "failed"
+        row = {
+            "message_id": message.message_id,
+            "queue": message.queue_name,
+            "actor": message.actor_name,
+            "args": {"args": list(message.args), "kwargs": dict(message.kwargs)},
+            "error": error,
+            "failed_at": app.clock.now(),
+        }
+        with app.database.transaction() as session:
+            insert_ignore(session, DeadLetter.__table__, [row], ["message_id"])  # type: ignore[arg-type]
+        log.warning(
+            "message.dead_lettered",
+            extra={"message_id": message.message_id, "actor": message.actor_name},
+        )
+
+
+def list_dead_letters(database: Database, *, include_replayed: bool = False) -> list[DeadLetter]:
+    with database.sessions() as session:
+        query = select(DeadLetter).order_by(DeadLetter.id)
+        if not include_replayed:
+            query = query.where(DeadLetter.replayed_at.is_(None))
+        return list(session.scalars(query))
+
+
+def replay(database: Database, broker: Broker, dead_letter_id: int, *, now: datetime) -> DeadLetter:
+    """Send the dead message again (actors are safe to run twice) and mark it replayed."""
+    with database.transaction() as session:
+        row = session.get(DeadLetter, dead_letter_id, with_for_update=True)
+        if row is None:
+            raise LookupError(f"no dead letter {dead_letter_id}; see `loyalty dlq list`")
+        actor = broker.get_actor(row.actor)
+        message: dramatiq.Message[Any] = dramatiq.Message(
+            queue_name=row.queue,
+            actor_name=row.actor,
+            args=tuple(row.args.get("args", [])),
+            kwargs=row.args.get("kwargs", {}),
+            options={},
+        )
+        actor.broker.enqueue(message)
+        row.replayed_at = now
+        return row

@@ -1,0 +1,202 @@
+"""The points ledger: every movement is one row with a unique idempotency key.
+
+Positive entries (earn, bonus, positive adjust) are *lots*: their `remaining`
+points are consumed first-expiring-first by redeems, negative adjusts and
+expiry. The member's `points_balance` is a cache of the sum of all deltas,
+updated in the same transaction, and never goes below zero.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Literal
+
+from sqlalchemy import Select, func, nulls_last, or_, select
+from sqlalchemy.orm import Session
+
+from loyalty.errors import InsufficientPointsError
+from loyalty.models import LedgerEntry, Member
+from loyalty.tiers import tier_for
+
+__all__ = [
+    "Kind",
+    "Posting",
+    "apply",
+    "default_expiry",
+    "expire_due",
+    "lock_member",
+    "next_expiring",
+    "redeemable",
+]
+
+Kind = Literal["earn", "redeem", "expire", "adjust", "bonus"]
+_LIFETIME_KINDS = ("earn", "bonus", "adjust")
+
+
+@dataclass(frozen=True)
+class Posting:
+    """The entry that carries the key, and whether this call wrote it."""
+
+    entry: LedgerEntry
+    applied: bool
+
+
+def lock_member(session: Session, member_id: int) -> Member:
+    """Load a member and hold its row until commit, serialising ledger work per member."""
+    member = session.scalar(
+        select(Member)
+        .where(Member.id == member_id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+    if member is None:
+        raise LookupError(f"member {member_id} does not exist")
+    return member
+
+
+def apply(
+    session: Session,
+    member: Member,
+    kind: Kind,
+    delta: int,
+    *,
+    key: str,
+    reason: str,
+    now: datetime,
+    thresholds: Mapping[str, int],
+    expires_at: datetime | None = None,
+    event_id: int | None = None,
+    partial: bool = False,
+) -> Posting:
+    """Post one movement once per `key`.
+
+    Positive deltas open a lot (optionally expiring). Negative deltas consume
+    unexpired lots FIFO; more than is redeemable raises InsufficientPointsError,
+    unless `partial` is set, in which case only what is available is taken.
+    """
+    existing = session.scalar(select(LedgerEntry).where(LedgerEntry.idempotency_key == key))
+    if existing is not None:
+        return Posting(existing, applied=False)
+    if kind in ("earn", "bonus") and delta <= 0:
+        raise ValueError(f"{kind} needs a positive number of points, got {delta}")
+    if kind in ("redeem", "expire") and delta >= 0:
+        raise ValueError(f"{kind} needs a negative number of points, got {delta}")
+    if delta < 0 and kind != "expire":
+        expire_due(session, member, now=now)
+        available = redeemable(session, member, now=now)
+        if -delta > available:
+            if not partial:
+                raise InsufficientPointsError(-delta, available)
+            delta = -available
+        _consume(session, member, -delta, now=now)
+    entry = LedgerEntry(
+        member_id=member.id,
+        delta=delta,
+        kind=kind,
+        reason=reason,
+        idempotency_key=key,
+        expires_at=expires_at if delta > 0 else None,
+        remaining=max(delta, 0),
+        event_id=event_id,
+        created_at=now,
+    )
+    session.add(entry)
+    member.points_balance += delta
+    if kind in _LIFETIME_KINDS:
+        member.lifetime_points = max(0, member.lifetime_points + delta)
+        member.tier = tier_for(member.lifetime_points, thresholds)
+    member.updated_at = now
+    session.flush()
+    return Posting(entry, applied=True)
+
+
+def _live_lots(member: Member, now: datetime) -> Select[LedgerEntry]:
+    return (
+        select(LedgerEntry)
+        .where(
+            LedgerEntry.member_id == member.id,
+            LedgerEntry.remaining > 0,
+            or_(LedgerEntry.expires_at.is_(None), LedgerEntry.expires_at > now),
+        )
+        .order_by(nulls_last(LedgerEntry.expires_at.asc()), LedgerEntry.id)
+    )
+
+
+def redeemable(session: Session, member: Member, *, now: datetime) -> int:
+    """Points the member can spend now: the unexpired remainder of all lots."""
+    lots = _live_lots(member, now).subquery()
+    return int(session.scalar(select(func.coalesce(func.sum(lots.c.remaining), 0))) or 0)
+
+
+def _consume(session: Session, member: Member, points: int, *, now: datetime) -> None:
+    for lot in session.scalars(_live_lots(member, now)):
+        if points == 0:
+            return
+        taken = min(points, lot.remaining)
+        lot.remaining -= taken
+        points -= taken
+
+
+def expire_due(session: Session, member: Member, *, now: datetime) -> int:
+    """Post an `expire` entry for each lot past its expiry; returns the points expired."""
+    lots = session.scalars(
+        select(LedgerEntry).where(
+            LedgerEntry.member_id == member.id,
+            LedgerEntry.remaining > 0,
+            LedgerEntry.expires_at <= now,
+        )
+    ).all()
+    expired = 0
+    for lot in lots:
+        assert lot.expires_at is not None
+        points, lot.remaining = lot.remaining, 0
+        # The balance cache can trail a redeem that raced an expiry; never go below zero.
+        points = min(points, member.points_balance)
+        if points <= 0:
+            continue
+        session.add(
+            LedgerEntry(
+                member_id=member.id,
+                delta=-points,
+                kind="expire",
+                reason=f"lot {lot.id} expired",
+                idempotency_key=f"expire:{lot.id}",
+                expires_at=None,
+                remaining=0,
+                created_at=lot.expires_at,
+            )
+        )
+        member.points_balance -= points
+        member.updated_at = now
+        expired += points
+    session.flush()
+    return expired
+
+
+def next_expiring(
+    session: Session, member: Member, *, now: datetime
+) -> tuple[int, datetime] | None:
+    """The points in the next lots to expire and when, or None."""
+    at = session.scalar(
+        select(func.min(LedgerEntry.expires_at)).where(
+            LedgerEntry.member_id == member.id,
+            LedgerEntry.remaining > 0,
+            LedgerEntry.expires_at > now,
+        )
+    )
+    if at is None:
+        return None
+    points = session.scalar(
+        select(func.sum(LedgerEntry.remaining)).where(
+            LedgerEntry.member_id == member.id,
+            LedgerEntry.remaining > 0,
+            LedgerEntry.expires_at == at,
+        )
+    )
+    return int(points or 0), at
+
+
+def default_expiry(now: datetime, days: int) -> datetime | None:
+    return now + timedelta(days=days) if days > 0 else None

@@ -1,0 +1,330 @@
+"""The database tables (DESIGN §5). Later work only adds columns."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    Numeric,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+__all__ = [
+    "Base",
+    "Consent",
+    "CrmLink",
+    "DeadLetter",
+    "Enrollment",
+    "Event",
+    "JourneyVersion",
+    "LedgerEntry",
+    "Member",
+    "Message",
+    "ProviderEvent",
+    "Referral",
+    "Suppression",
+    "Survey",
+    "SyncCursor",
+]
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Aware UTC datetimes on every backend (SQLite keeps no zone)."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        return value.astimezone(UTC).replace(tzinfo=None)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+JSONType = JSON().with_variant(JSONB(), "postgresql")
+Money = Numeric(14, 2)
+# SQLite only auto-increments INTEGER PRIMARY KEY; PostgreSQL gets a bigint.
+Id = BigInteger().with_variant(Integer(), "sqlite")
+
+NAMING = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+    type_annotation_map = {datetime: UTCDateTime(), dict[str, Any]: JSONType, Decimal: Money}
+
+
+def _member_fk() -> Mapped[int]:
+    return mapped_column(Id, ForeignKey("members.id"), index=True)
+
+
+class Member(Base):
+    __tablename__ = "members"
+    __table_args__ = (Index("ix_members_birthday", "birth_month", "birth_day"),)
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    external_id: Mapped[str] = mapped_column(String(255), unique=True)
+    email: Mapped[str | None] = mapped_column(String(320), index=True)
+    phone: Mapped[str | None] = mapped_column(String(20), index=True)
+    first_name: Mapped[str | None] = mapped_column(String(255))
+    last_name: Mapped[str | None] = mapped_column(String(255))
+    locale: Mapped[str | None] = mapped_column(String(16))
+    time_zone: Mapped[str | None] = mapped_column(String(64))
+    birth_month: Mapped[int | None]
+    birth_day: Mapped[int | None]
+    birth_year: Mapped[int | None]
+    tier: Mapped[str] = mapped_column(String(32))
+    points_balance: Mapped[int] = mapped_column(BigInteger, default=0)
+    lifetime_points: Mapped[int] = mapped_column(BigInteger, default=0)
+    referral_code: Mapped[str] = mapped_column(String(32), unique=True)
+    referred_by_id: Mapped[int | None] = mapped_column(Id, ForeignKey("members.id"))
+    orders_count: Mapped[int] = mapped_column(default=0)
+    total_spent: Mapped[Decimal] = mapped_column(default=Decimal(0))
+    last_order_at: Mapped[datetime | None]
+    email_consent: Mapped[bool | None] = mapped_column(Boolean)
+    sms_consent: Mapped[bool | None] = mapped_column(Boolean)
+    attributes: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    enrolled_at: Mapped[datetime]
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+    erased_at: Mapped[datetime | None]
+
+    @property
+    def birthday(self) -> str | None:
+        """`YYYY-MM-DD`, or `--MM-DD` when the year is unknown."""
+        if self.birth_month is None or self.birth_day is None:
+            return None
+        if self.birth_year is None:
+            return f"--{self.birth_month:02d}-{self.birth_day:02d}"
+        return date(self.birth_year, self.birth_month, self.birth_day).isoformat()
+
+
+class Consent(Base):
+    """Append-only consent log; the member row caches the latest marketing state."""
+
+    __tablename__ = "consents"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    member_id: Mapped[int] = _member_fk()
+    channel: Mapped[str] = mapped_column(String(16))
+    purpose: Mapped[str] = mapped_column(String(16))
+    granted: Mapped[bool]
+    source: Mapped[str] = mapped_column(String(64))
+    at: Mapped[datetime]
+
+
+class LedgerEntry(Base):
+    """One points movement. Positive entries are lots that later entries consume FIFO."""
+
+    __tablename__ = "points_ledger"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    member_id: Mapped[int] = _member_fk()
+    delta: Mapped[int] = mapped_column(BigInteger)
+    kind: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str] = mapped_column(String(255))
+    idempotency_key: Mapped[str] = mapped_column(String(255), unique=True)
+    expires_at: Mapped[datetime | None]
+    remaining: Mapped[int] = mapped_column(BigInteger, default=0)
+    event_id: Mapped[int | None] = mapped_column(Id, ForeignKey("events.id"))
+    created_at: Mapped[datetime]
+
+
+class Event(Base):
+    __tablename__ = "events"
+    __table_args__ = (UniqueConstraint("source", "external_id"),)
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    source: Mapped[str] = mapped_column(String(64))
+    external_id: Mapped[str] = mapped_column(String(255))
+    type: Mapped[str] = mapped_column(String(64), index=True)
+    member_id: Mapped[int] = _member_fk()
+    payload: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    occurred_at: Mapped[datetime] = mapped_column(index=True)
+    received_at: Mapped[datetime]
+    processed_at: Mapped[datetime | None] = mapped_column(index=True)
+    error: Mapped[str | None] = mapped_column(Text)
+
+
+class JourneyVersion(Base):
+    """An immutable published version of one journey definition."""
+
+    __tablename__ = "journey_versions"
+    __table_args__ = (UniqueConstraint("journey_id", "version"),)
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    journey_id: Mapped[str] = mapped_column(String(128))
+    version: Mapped[int]
+    content_hash: Mapped[str] = mapped_column(String(64))
+    definition: Mapped[dict[str, Any]]
+    published_at: Mapped[datetime]
+
+
+class Enrollment(Base):
+    __tablename__ = "enrollments"
+    __table_args__ = (UniqueConstraint("journey_id", "member_id", "occurrence"),)
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    journey_id: Mapped[str] = mapped_column(String(128))
+    member_id: Mapped[int] = _member_fk()
+    occurrence: Mapped[str] = mapped_column(String(128))
+    journey_version_id: Mapped[int] = mapped_column(Id, ForeignKey("journey_versions.id"))
+    state: Mapped[str] = mapped_column(String(16))
+    current_step: Mapped[str | None] = mapped_column(String(128))
+    next_run_at: Mapped[datetime | None] = mapped_column(index=True)
+    context: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    entered_at: Mapped[datetime]
+    exited_at: Mapped[datetime | None]
+    exit_reason: Mapped[str | None] = mapped_column(String(64))
+    converted_at: Mapped[datetime | None]
+
+
+class Message(Base):
+    """The outbox: one row per message, unique per (enrollment, step)."""
+
+    __tablename__ = "messages"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    idempotency_key: Mapped[str] = mapped_column(String(255), unique=True)
+    enrollment_id: Mapped[int | None] = mapped_column(Id, ForeignKey("enrollments.id"))
+    member_id: Mapped[int] = _member_fk()
+    journey_id: Mapped[str | None] = mapped_column(String(128))
+    step_id: Mapped[str | None] = mapped_column(String(128))
+    channel: Mapped[str] = mapped_column(String(16))
+    purpose: Mapped[str] = mapped_column(String(16))
+    template: Mapped[str | None] = mapped_column(String(255))
+    locale: Mapped[str | None] = mapped_column(String(16))
+    state: Mapped[str] = mapped_column(String(16), index=True)
+    provider_id: Mapped[str | None] = mapped_column(String(128), index=True)
+    attempts: Mapped[int] = mapped_column(default=0)
+    error: Mapped[str | None] = mapped_column(Text)
+    cost: Mapped[Decimal | None]
+    segments: Mapped[int | None]
+    decisions: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    next_attempt_at: Mapped[datetime | None] = mapped_column(index=True)
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+    sent_at: Mapped[datetime | None]
+
+
+class Suppression(Base):
+    """An address we must not contact on a channel (bounce, spam report, STOP, unsubscribe)."""
+
+    __tablename__ = "suppressions"
+    __table_args__ = (UniqueConstraint("channel", "address"),)
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    channel: Mapped[str] = mapped_column(String(16))
+    address: Mapped[str] = mapped_column(String(320))
+    reason: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime]
+
+
+class ProviderEvent(Base):
+    """A webhook delivery, kept once per provider event id."""
+
+    __tablename__ = "provider_events"
+    __table_args__ = (UniqueConstraint("provider", "provider_event_id"),)
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    provider: Mapped[str] = mapped_column(String(32))
+    provider_event_id: Mapped[str] = mapped_column(String(255))
+    kind: Mapped[str] = mapped_column(String(64))
+    payload: Mapped[dict[str, Any]]
+    received_at: Mapped[datetime]
+    applied_at: Mapped[datetime | None]
+
+
+class CrmLink(Base):
+    __tablename__ = "crm_links"
+    __table_args__ = (UniqueConstraint("member_id", "crm"),)
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    member_id: Mapped[int] = _member_fk()
+    crm: Mapped[str] = mapped_column(String(32))
+    crm_id: Mapped[str | None] = mapped_column(String(64))
+    pushed_hash: Mapped[str | None] = mapped_column(String(64))
+    pushed_at: Mapped[datetime | None]
+    error: Mapped[str | None] = mapped_column(Text)
+    error_at: Mapped[datetime | None]
+
+
+class SyncCursor(Base):
+    __tablename__ = "sync_cursors"
+
+    crm: Mapped[str] = mapped_column(String(32), primary_key=True)
+    direction: Mapped[str] = mapped_column(String(16), primary_key=True)
+    cursor: Mapped[str | None] = mapped_column(String(255))
+    last_run_at: Mapped[datetime | None]
+    last_error: Mapped[str | None] = mapped_column(Text)
+
+
+class Referral(Base):
+    __tablename__ = "referrals"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    referrer_id: Mapped[int] = _member_fk()
+    referee_id: Mapped[int] = mapped_column(Id, ForeignKey("members.id"), unique=True)
+    code: Mapped[str] = mapped_column(String(32))
+    status: Mapped[str] = mapped_column(String(16))
+    fraud_verdict: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime]
+    completed_at: Mapped[datetime | None]
+
+
+class Survey(Base):
+    __tablename__ = "surveys"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    member_id: Mapped[int] = _member_fk()
+    enrollment_id: Mapped[int | None] = mapped_column(Id, ForeignKey("enrollments.id"))
+    kind: Mapped[str] = mapped_column(String(8))
+    channel: Mapped[str] = mapped_column(String(16))
+    token: Mapped[str] = mapped_column(String(64), unique=True)
+    score: Mapped[int | None]
+    comment: Mapped[str | None] = mapped_column(Text)
+    sent_at: Mapped[datetime]
+    answered_at: Mapped[datetime | None]
+
+
+class DeadLetter(Base):
+    """A worker message that failed for good; replayable with `loyalty dlq replay`."""
+
+    __tablename__ = "dead_letters"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    message_id: Mapped[str] = mapped_column(String(64), unique=True)
+    queue: Mapped[str] = mapped_column(String(64))
+    actor: Mapped[str] = mapped_column(String(128))
+    args: Mapped[dict[str, Any]]
+    error: Mapped[str | None] = mapped_column(Text)
+    failed_at: Mapped[datetime]
+    replayed_at: Mapped[datetime | None]

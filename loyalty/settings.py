@@ -1,0 +1,168 @@
+"""Settings from environment variables and an optional `.env` file.
+
+Each field's environment variable is its name in capitals (``DATABASE_URL``).
+A bad value stops start-up with one line naming the variable and what it expects.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from decimal import Decimal
+from pathlib import Path
+from typing import Annotated, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import phonenumbers
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from loyalty.errors import ConfigError
+
+__all__ = ["Settings", "get_settings", "load_settings"]
+
+_LOCALE = re.compile(r"^[a-z]{2,3}(-[A-Z]{2})?$")
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_file=".env", env_file_encoding="utf-8", extra="ignore", frozen=True
+    )
+
+    # Core
+    database_url: str = Field("sqlite:///./loyalty.db", description="SQLAlchemy URL")
+    redis_url: str | None = Field(None, description="Redis URL; unset: in-process broker")
+    default_time_zone: str = Field("UTC", description="IANA zone for members without one")
+    default_locale: str = Field("en", description="locale for members without one")
+    default_phone_region: str = Field("US", description="region for phones without +prefix")
+    journeys_dir: Path = Field(Path("./journeys"), description="journey definitions folder")
+    outbox_dir: Path = Field(Path("./outbox"), description="local outbox folder")
+    public_base_url: str = Field("http://127.0.0.1:8000", description="public URL of `serve`")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    # Points and members
+    tier_thresholds: Annotated[dict[str, int], NoDecode] = Field(
+        default_factory=lambda: {"bronze": 0, "silver": 1000, "gold": 5000},
+        description="tier:lifetime points, comma separated",
+    )
+    points_per_currency_unit: Decimal = Field(Decimal(1), ge=0)
+    points_expiry_days: int = Field(365, ge=0, description="days until earned points expire")
+    leap_day_birthdays: Literal["feb28", "mar1"] = "feb28"
+    event_types: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="custom event types, comma separated"
+    )
+
+    # Runtime
+    worker_threads: int = Field(4, ge=1, le=64)
+    worker_processes: int = Field(2, ge=1, le=64)
+    max_retries: int = Field(10, ge=0)
+    event_relay_after_seconds: int = Field(60, ge=1)
+    scheduler_lock_ttl_seconds: int = Field(30, ge=5)
+
+    # Providers (used once the channels and CRM parts are configured)
+    sendgrid_api_key: str | None = None
+    sendgrid_base_url: str = "https://api.sendgrid.com"
+    sendgrid_unsubscribe_group_id: int | None = None
+    sendgrid_webhook_public_key: str | None = None
+    email_from: str | None = None
+    email_reply_to: str | None = None
+    postal_address: str | None = None
+    twilio_account_sid: str | None = None
+    twilio_auth_token: str | None = None
+    twilio_messaging_service_sid: str | None = None
+    twilio_from: str | None = None
+    twilio_base_url: str = "https://api.twilio.com"
+    sms_price_per_segment: Decimal = Decimal("0.0079")
+    hubspot_access_token: str | None = None
+    hubspot_base_url: str = "https://api.hubapi.com"
+    hubspot_requests_per_10s: int = Field(190, ge=1)
+    salesforce_instance_url: str | None = None
+    salesforce_access_token: str | None = None
+    salesforce_api_version: str = "59.0"
+
+    @field_validator("database_url")
+    @classmethod
+    def _database(cls, value: str) -> str:
+        if not value.startswith(("sqlite", "postgresql")):
+            raise ValueError("expected sqlite:///PATH or postgresql://USER@HOST/DB")
+        if value.startswith(("postgresql://", "postgres://")):
+            value = "postgresql+psycopg://" + value.split("://", 1)[1]
+        return value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis(cls, value: str | None) -> str | None:
+        if not value:
+            return None
+        if not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("expected redis://HOST:PORT/DB")
+        return value
+
+    @field_validator("default_time_zone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError("expected an IANA time zone such as Europe/Warsaw") from None
+        return value
+
+    @field_validator("default_locale")
+    @classmethod
+    def _locale(cls, value: str) -> str:
+        if not _LOCALE.match(value):
+            raise ValueError("expected a locale such as en or pl-PL")
+        return value
+
+    @field_validator("default_phone_region")
+    @classmethod
+    def _region(cls, value: str) -> str:
+        value = value.upper()
+        if value not in phonenumbers.SUPPORTED_REGIONS:
+            raise ValueError("expected a two-letter region code such as US or PL")
+        return value
+
+    @field_validator("tier_thresholds", mode="before")
+    @classmethod
+    def _tiers(cls, value: object) -> object:
+        if not isinstance(value, str):
+            return value
+        tiers: dict[str, int] = {}
+        for part in filter(None, (p.strip() for p in value.split(","))):
+            name, sep, points = part.partition(":")
+            if not sep or not name.strip() or not points.strip().isdigit():
+                raise ValueError("expected tier:points pairs such as bronze:0,silver:1000")
+            tiers[name.strip()] = int(points)
+        if not tiers or min(tiers.values()) != 0:
+            raise ValueError("expected tier:points pairs with one tier at 0 points")
+        return tiers
+
+    @field_validator("event_types", mode="before")
+    @classmethod
+    def _event_types(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [v.strip() for v in value.split(",") if v.strip()]
+        return value
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read the settings; a bad value raises ConfigError naming the variable."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        lines = []
+        for error in exc.errors():
+            name = str(error["loc"][0]).upper() if error["loc"] else "SETTINGS"
+            got = error.get("input")
+            reason = str(error["msg"]).removeprefix("Value error, ")
+            lines.append(f"{name}: {reason} (got {got!r})")
+        raise ConfigError("; ".join(lines)) from None
+
+
+@functools.cache
+def get_settings() -> Settings:
+    return load_settings()
