@@ -1,0 +1,192 @@
+"""Events: stored once, processed once, with their effects on points and stats."""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+
+from automations import runtime
+from automations.broker import build_broker, embedded_worker
+from automations.intake import emit, ingest_file
+from loyalty.app import App
+from loyalty.errors import InvalidEventError, UnknownEventTypeError, UnknownMemberError
+from loyalty.events import EventInput
+from loyalty.models import Event, LedgerEntry, Member, Referral
+from tests.factories import make_member
+
+
+def order(member: str, order_id: str, total: str, event_id: str | None = None) -> EventInput:
+    return EventInput(
+        "order.completed",
+        member,
+        id=event_id or f"evt-{order_id}",
+        data={"order_id": order_id, "total": total, "currency": "EUR"},
+    )
+
+
+def emit_all(app: App, *inputs: EventInput) -> None:
+    runtime.configure(app)
+    with embedded_worker(build_broker(app.settings), threads=2):
+        for event in inputs:
+            emit(app, event)
+
+
+def member(app: App, external_id: str) -> Member:
+    with app.database.sessions() as session:
+        row = session.scalar(select(Member).where(Member.external_id == external_id))
+        assert row is not None
+        return row
+
+
+def count(app: App, model: type, *where: object) -> int:
+    with app.database.sessions() as session:
+        return int(session.scalar(select(func.count()).select_from(model).where(*where)) or 0)
+
+
+def test_an_order_earns_points_and_updates_stats(app: App) -> None:
+    make_member(app, external_id="m-1")
+    emit_all(app, order("m-1", "1001", "142.99"), order("m-1", "1002", "10"))
+    m = member(app, "m-1")
+    assert (m.points_balance, m.lifetime_points, m.orders_count) == (152, 152, 2)
+    assert m.total_spent == Decimal("152.99")
+    assert m.last_order_at == app.clock.now()
+
+
+def test_emitting_the_same_event_twice_changes_nothing(app: App) -> None:
+    make_member(app, external_id="m-1")
+    emit_all(app, order("m-1", "1001", "50"))
+    before = member(app, "m-1")
+    emit_all(app, order("m-1", "1001", "50"))
+    # The same order under a new event id earns nothing more either.
+    emit_all(app, order("m-1", "1001", "50", event_id="other-id"))
+    after = member(app, "m-1")
+    assert (after.points_balance, after.orders_count) == (before.points_balance, 1) == (50, 1)
+    assert count(app, Event) == 2
+    assert count(app, LedgerEntry) == 1
+
+
+def test_a_refund_claws_back_what_the_order_earned(app: App) -> None:
+    make_member(app, external_id="m-1")
+    refund = EventInput("order.refunded", "m-1", id="r-1", data={"order_id": "1001", "total": "25"})
+    emit_all(app, order("m-1", "1001", "100"), refund)
+    m = member(app, "m-1")
+    assert (m.points_balance, m.lifetime_points, m.total_spent) == (75, 75, Decimal("75.00"))
+    emit_all(app, EventInput("order.refunded", "m-1", id="r-2", data={"order_id": "1001"}))
+    assert member(app, "m-1").points_balance == 0
+
+
+def test_a_refund_after_spending_takes_only_what_is_left(app: App) -> None:
+    make_member(app, external_id="m-1")
+    redeem = EventInput("reward.redeemed", "m-1", id="red-1", data={"points": 80})
+    refund = EventInput("order.refunded", "m-1", id="r-1", data={"order_id": "1001"})
+    emit_all(app, order("m-1", "1001", "100"))
+    emit_all(app, redeem)
+    emit_all(app, refund)
+    assert member(app, "m-1").points_balance == 0
+    with app.database.sessions() as session:
+        error = session.scalar(select(Event.error).where(Event.external_id == "r-1"))
+    assert error is not None and "only 20 of 100 points" in error
+
+
+def test_a_redeem_beyond_the_balance_is_recorded_not_retried(app: App) -> None:
+    make_member(app, external_id="m-1")
+    emit_all(app, EventInput("reward.redeemed", "m-1", id="red-1", data={"points": 10}))
+    with app.database.sessions() as session:
+        event = session.scalar(select(Event))
+        assert event is not None and event.processed_at is not None
+        assert event.error == "cannot take 10 points: the member has 0 redeemable points"
+
+
+@pytest.mark.parametrize(
+    ("event", "error", "message"),
+    [
+        (EventInput("order.completed", "ghost", data={}), UnknownMemberError, "no member"),
+        (EventInput("order.shipped", "m-1"), UnknownEventTypeError, "unknown event type"),
+        (
+            EventInput(
+                "order.completed", "m-1", data={"order_id": "1", "total": "-5", "currency": "EUR"}
+            ),
+            InvalidEventError,
+            "data.total must be zero or more",
+        ),
+    ],
+)
+def test_bad_events_store_nothing(
+    app: App, event: EventInput, error: type[Exception], message: str
+) -> None:
+    make_member(app, external_id="m-1")
+    with pytest.raises(error, match=message):
+        emit_all(app, event)
+    assert count(app, Event) == 0
+
+
+def test_custom_event_types_are_stored(app: App, database: object) -> None:
+    app.settings = app.settings.model_copy(update={"event_types": ["review.submitted"]})
+    make_member(app, external_id="m-1")
+    emit_all(app, EventInput("review.submitted", "m-1", id="rv-1", data={"stars": 5}))
+    assert count(app, Event, Event.processed_at.is_not(None)) == 1
+
+
+def test_first_order_completes_a_referral(app: App) -> None:
+    referrer = make_member(app, external_id="ref")
+    referee = make_member(app, external_id="new", referred_by_id=referrer.id)
+    with app.database.transaction() as session:
+        session.add(
+            Referral(
+                referrer_id=referrer.id,
+                referee_id=referee.id,
+                code=referrer.referral_code,
+                status="pending",
+                created_at=app.clock.now(),
+            )
+        )
+    emit_all(app, order("new", "1", "20"), order("new", "2", "20"))
+    with app.database.sessions() as session:
+        referral = session.scalar(select(Referral))
+        caused = session.scalar(select(Event).where(Event.type == "referral.completed"))
+    assert referral is not None and referral.status == "completed"
+    assert caused is not None and caused.member_id == referrer.id
+    assert caused.processed_at is not None
+    assert caused.payload == {"referee": "new", "order_id": "1"}
+
+
+def test_ingest_reports_bad_lines_and_ingests_the_rest(app: App, tmp_path: Path) -> None:
+    make_member(app, external_id="m-1")
+    lines = [
+        json.dumps(
+            {
+                "type": "order.completed",
+                "member": "m-1",
+                "id": "a",
+                "at": "2026-03-01T10:00:00+01:00",
+                "data": {"order_id": "1", "total": 10, "currency": "EUR"},
+            }
+        ),
+        "{broken",
+        json.dumps({"type": "order.completed", "member": "ghost", "id": "b", "data": {}}),
+        json.dumps(
+            {"type": "order.completed", "member": "m-1", "id": "c", "at": "yesterday", "data": {}}
+        ),
+        json.dumps(
+            {
+                "type": "order.completed",
+                "member": "m-1",
+                "id": "a",
+                "data": {"order_id": "1", "total": 10, "currency": "EUR"},
+            }
+        ),
+    ]
+    path = tmp_path / "events.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    runtime.configure(app)
+    with embedded_worker(build_broker(app.settings), threads=2):
+        report = ingest_file(app, path, source="shop")
+    assert (report.lines, report.stored, report.duplicates) == (5, 1, 1)
+    assert [n for n, _ in report.errors] == [2, 3, 4]
+    assert "no member with external_id 'ghost'" in report.errors[1][1]
+    assert "'at' is not ISO 8601" in report.errors[2][1]
+    assert member(app, "m-1").points_balance == 10
