@@ -41,7 +41,8 @@ def test_csv_rows_are_cleaned_and_stored(app: App, tmp_path: Path) -> None:
     path = write_csv(
         tmp_path / "members.csv",
         HEADER,
-        "m-1, Anna@Example.COM ,+48 601 234 567,Anna,Nowak,pl_pl,Europe/Warsaw,1992-02-29,yes,no,,Kraków",
+        "m-1, Anna@Example.COM ,+48 601 234 567,Anna,Nowak,pl_pl,Europe/Warsaw,1992-02-29,"
+        "yes,no,,Kraków",
         "m-2,bob@example.com,(212) 555-0123,Bob,Smith,en,America/New_York,--02-29,1,true,,",
     )
     report = import_members(app.database, path, app.settings, app.clock)
@@ -158,7 +159,7 @@ def test_unusable_files(app: App, tmp_path: Path) -> None:
     latin.write_bytes("external_id,first_name\nm-1,Łukasz\n".encode("cp1250"))
     with pytest.raises(UnusableFileError, match="not UTF-8"):
         import_members(app.database, latin, app.settings, app.clock)
-    with pytest.raises(UnusableFileError, match="name it .csv or .jsonl"):
+    with pytest.raises(UnusableFileError, match=r"name it \.csv or \.jsonl"):
         import_members(app.database, tmp_path / "members.xlsx", app.settings, app.clock)
 
 
