@@ -18,12 +18,9 @@ from sqlalchemy.exc import OperationalError
 from automations import runtime
 from loyalty import events, ledger
 from loyalty.errors import FatalError, RetriableError, SkippableError
+from loyalty.settings import Settings
 
 __all__ = ["declare", "send"]
-
-#: Backoff bounds for retried messages, in milliseconds.
-MIN_BACKOFF_MS = 1_000
-MAX_BACKOFF_MS = 15 * 60_000
 
 _declared: dict[str, Actor[Any, Any]] = {}
 
@@ -72,7 +69,7 @@ def _honour_retry_after(fn: Callable[..., None]) -> Callable[..., None]:
     return run
 
 
-def declare(broker: Broker, *, max_retries: int) -> None:
+def declare(broker: Broker, settings: Settings) -> None:
     """Bind every actor to `broker` (called once the broker is built)."""
     _declared.clear()
     for name, (fn, queue) in _ACTORS.items():
@@ -84,9 +81,9 @@ def declare(broker: Broker, *, max_retries: int) -> None:
             priority=0,
             options={
                 "throws": (FatalError, SkippableError),
-                "retry_when": _retry_when(max_retries),
-                "min_backoff": MIN_BACKOFF_MS,
-                "max_backoff": MAX_BACKOFF_MS,
+                "retry_when": _retry_when(settings.max_retries),
+                "min_backoff": settings.retry_min_backoff_ms,
+                "max_backoff": settings.retry_max_backoff_ms,
             },
         )
 

@@ -35,7 +35,7 @@ def build_broker(settings: Settings) -> Broker:
         broker.emit_after("process_boot")
     broker.add_middleware(DeadLetters())
     dramatiq.set_broker(broker)
-    actors.declare(broker, max_retries=settings.max_retries)
+    actors.declare(broker, settings)
     return broker
 
 

@@ -23,16 +23,9 @@ log = logging.getLogger(__name__)
 class DeadLetters(Middleware):
     """Records each message that failed without a retry left."""
 
-    def after_process_message(
-        self,
-        broker: Broker,
-        message: MessageProxy,
-        *,
-        result: Any = None,
-        exception: BaseException | None = None,
-    ) -> None:
-        if not message.failed:
-            return
+    def after_nack(self, broker: Broker, message: MessageProxy) -> None:
+        # The worker nacks exactly the messages that failed for good.
+        exception: BaseException | None = getattr(message, "_exception", None)
         app = runtime.current()
         error = f"{type(exception).__name__}: {exception}" if exception else "failed"
         row = {

@@ -55,7 +55,9 @@ class Settings(BaseSettings):
     # Runtime
     worker_threads: int = Field(4, ge=1, le=64)
     worker_processes: int = Field(2, ge=1, le=64)
-    max_retries: int = Field(10, ge=0)
+    max_retries: int = Field(10, ge=0, description="retries of a transient failure")
+    retry_min_backoff_ms: int = Field(1_000, ge=1)
+    retry_max_backoff_ms: int = Field(15 * 60_000, ge=1)
     event_relay_after_seconds: int = Field(60, ge=1)
     scheduler_lock_ttl_seconds: int = Field(30, ge=5)
 

@@ -1,0 +1,128 @@
+"""The worker runtime: replays are harmless, failures are retried or dead-lettered."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import dramatiq
+import pytest
+from click.testing import CliRunner
+from sqlalchemy import func, select, text
+from sqlalchemy.exc import OperationalError
+
+from automations import actors, runtime
+from automations.broker import build_broker, drain, embedded_worker
+from automations.dead_letters import list_dead_letters
+from automations.intake import emit
+from cli import main
+from loyalty.app import App
+from loyalty.events import EventInput
+from loyalty.models import DeadLetter, LedgerEntry, Member
+from tests.conftest import make_settings
+from tests.factories import make_member
+
+ORDER = {"order_id": "1001", "total": "40", "currency": "EUR"}
+
+
+def balance(app: App, external_id: str) -> int:
+    with app.database.sessions() as session:
+        return int(
+            session.scalar(select(Member.points_balance).where(Member.external_id == external_id))
+            or 0
+        )
+
+
+def test_replaying_an_actor_message_changes_nothing(app: App) -> None:
+    make_member(app, external_id="m-1")
+    runtime.configure(app)
+    broker = build_broker(app.settings)
+    with embedded_worker(broker, threads=2):
+        event, _ = emit(app, EventInput("order.completed", "m-1", id="e-1", data=ORDER))
+        # At-least-once delivery: the same message arrives three more times.
+        for _ in range(3):
+            actors.send("process_event", event.id)
+    assert balance(app, "m-1") == 40
+    with app.database.sessions() as session:
+        assert session.scalar(select(func.count(LedgerEntry.id))) == 1
+
+
+def test_a_transient_failure_is_retried(app: App, monkeypatch: pytest.MonkeyPatch) -> None:
+    make_member(app, external_id="m-1")
+    app.settings = make_settings(app.database, max_retries=3, retry_min_backoff_ms=10)
+    runtime.configure(app)
+    broker = build_broker(app.settings)
+    original = app.database.transaction
+    failures = iter([True, True])
+    lock = threading.Lock()
+
+    def flaky():  # type: ignore[no-untyped-def]
+        # The database drops the first two connections, as a restarting server would.
+        with lock:
+            if next(failures, False):
+                raise OperationalError("SELECT 1", {}, Exception("server closed the connection"))
+        return original()
+
+    with embedded_worker(broker, threads=1):
+        emit(app, EventInput("order.completed", "m-1", id="e-1", data=ORDER))
+        monkeypatch.setattr(app.database, "transaction", flaky)
+    drain(broker)
+    assert balance(app, "m-1") == 40
+    assert list_dead_letters(app.database) == []
+
+
+def rename_table(app: App, old: str, new: str) -> None:
+    with app.database.engine.begin() as connection:
+        connection.execute(text(f"ALTER TABLE {old} RENAME TO {new}"))
+
+
+def test_a_failure_is_dead_lettered_and_replayed_after_the_fix(app: App) -> None:
+    make_member(app, external_id="m-1")
+    app.settings = make_settings(app.database, max_retries=1, retry_min_backoff_ms=10)
+    runtime.configure(app)
+    broker = build_broker(app.settings)
+    # Given a schema the worker cannot write to (a botched migration, say)
+    rename_table(app, "points_ledger", "points_ledger_away")
+    try:
+        with embedded_worker(broker, threads=1):
+            event, _ = emit(app, EventInput("order.completed", "m-1", id="e-1", data=ORDER))
+    finally:
+        rename_table(app, "points_ledger_away", "points_ledger")
+    # Then the message lands in the dead letters with its error, and nothing was applied
+    [dead] = list_dead_letters(app.database)
+    assert (dead.actor, dead.args["args"]) == ("process_event", [event.id])
+    assert "points_ledger" in (dead.error or "")
+    assert balance(app, "m-1") == 0
+
+    # When the operator replays it after the fix, it is applied once
+    env = {"DATABASE_URL": app.database.url}
+    result = CliRunner().invoke(main, ["dlq", "list"], env=env)
+    assert f"process_event({event.id},)" in result.output and "1 dead letter(s)" in result.output
+    result = CliRunner().invoke(main, ["dlq", "replay", str(dead.id)], env=env)
+    assert result.exit_code == 0, result.output
+    assert balance(app, "m-1") == 40
+    assert list_dead_letters(app.database) == []
+    with app.database.sessions() as session:
+        replayed = session.scalar(select(DeadLetter.replayed_at))
+    assert replayed is not None
+
+
+@pytest.mark.integration
+def test_events_go_through_redis_to_a_worker(app: App, redis_url: str) -> None:
+    make_member(app, external_id="m-1")
+    app.settings = make_settings(app.database, redis_url=redis_url)
+    runtime.configure(app)
+    broker = build_broker(app.settings)
+    assert type(broker).__name__ == "RedisBroker"
+    emit(app, EventInput("order.completed", "m-1", id="e-1", data=ORDER))
+    assert balance(app, "m-1") == 0  # queued in Redis, not processed yet
+    worker = dramatiq.Worker(broker, worker_threads=2, worker_timeout=100)
+    worker.start()
+    try:
+        deadline = time.monotonic() + 30
+        while balance(app, "m-1") != 40 and time.monotonic() < deadline:
+            time.sleep(0.1)
+    finally:
+        worker.stop()
+        broker.close()
+    assert balance(app, "m-1") == 40
