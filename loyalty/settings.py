@@ -159,9 +159,12 @@ def load_settings(**overrides: object) -> Settings:
         lines = []
         for error in exc.errors():
             name = str(error["loc"][0]).upper() if error["loc"] else "SETTINGS"
-            got = error.get("input")
             reason = str(error["msg"]).removeprefix("Value error, ")
-            lines.append(f"{name}: {reason} (got {got!r})")
+            # Values that may carry credentials are never echoed.
+            if any(hint in name for hint in ("KEY", "TOKEN", "SECRET", "URL", "SID")):
+                lines.append(f"{name}: {reason}")
+            else:
+                lines.append(f"{name}: {reason} (got {error.get('input')!r})")
         raise ConfigError("; ".join(lines)) from None
 
 

@@ -1,0 +1,140 @@
+"""The scheduler: one leader at a time, takeover when it dies, ticks that only queue work."""
+
+from __future__ import annotations
+
+import threading
+import time
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from sqlalchemy import select
+
+from automations import runtime
+from automations.broker import build_broker, embedded_worker
+from automations.leader import (
+    FileLeaderLock,
+    LeaderLock,
+    PostgresLeaderLock,
+    RedisLeaderLock,
+)
+from automations.ticks import expire_points, relay_events
+from cli import main
+from loyalty.app import App
+from loyalty.db import Database
+from loyalty.events import EventInput, record_event
+from loyalty.models import Event, Member
+from scheduler import Scheduler
+from tests.conftest import make_settings
+from tests.factories import make_member
+
+
+def build_locks(kind: str, app: App, tmp_path: Path, redis_url: str | None) -> list[LeaderLock]:
+    if kind == "file":
+        return [FileLeaderLock(tmp_path / "db.scheduler.lock") for _ in range(2)]
+    if kind == "redis":
+        assert redis_url is not None
+        return [RedisLeaderLock(redis_url, ttl_seconds=5) for _ in range(2)]
+    return [PostgresLeaderLock(Database(app.database.url)) for _ in range(2)]
+
+
+@pytest.mark.parametrize("kind", ["file", "postgres", "redis"])
+def test_a_second_scheduler_waits_then_takes_over(
+    kind: str, app: App, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    if kind == "postgres" and app.database.is_sqlite:
+        pytest.skip("advisory locks are PostgreSQL's")
+    if kind == "file" and not app.database.is_sqlite:
+        pytest.skip("the file lock sits beside a SQLite database")
+    redis_url = request.getfixturevalue("redis_url") if kind == "redis" else None
+    first_lock, second_lock = build_locks(kind, app, tmp_path, redis_url)
+    runtime.configure(app)
+    build_broker(app.settings)
+    first, second = Scheduler(app, first_lock), Scheduler(app, second_lock)
+    threads = [threading.Thread(target=s.run, daemon=True) for s in (first, second)]
+    threads[0].start()
+    assert first.is_leader.wait(10)
+    threads[1].start()
+    time.sleep(2.5)  # longer than a lock poll: the second had its chance and waited
+    assert not second.is_leader.is_set()
+
+    first.stop()  # the leader goes away
+    threads[0].join(10)
+    assert second.is_leader.wait(15)
+    second.stop()
+    threads[1].join(10)
+
+
+@pytest.mark.integration
+def test_a_dead_redis_leader_is_replaced_when_its_lock_expires(redis_url: str) -> None:
+    first, second = RedisLeaderLock(redis_url, 5), RedisLeaderLock(redis_url, 5)
+    assert first.acquire()
+    assert not second.acquire()
+    # The first process dies without releasing: its key expires.
+    first._redis.pexpire("loyalty:scheduler:leader", 50)
+    time.sleep(0.2)
+    assert second.acquire()
+    assert not first.refresh()  # a leader that comes back learns it lost the lock
+
+
+def test_the_relay_queues_events_no_worker_processed(app: App) -> None:
+    make_member(app, external_id="m-1")
+    # Given an event stored while Redis was down: committed but never queued
+    with app.database.transaction() as session:
+        record_event(
+            session,
+            EventInput(
+                "order.completed",
+                "m-1",
+                id="e-1",
+                data={"order_id": "1", "total": "30", "currency": "EUR"},
+            ),
+            settings=app.settings,
+            now=app.clock.now(),
+        )
+    runtime.configure(app)
+    broker = build_broker(app.settings)
+    with embedded_worker(broker, threads=1):
+        assert relay_events(app) == 0  # too fresh: its own message may still be on the way
+        app.clock.advance(timedelta(seconds=app.settings.event_relay_after_seconds))
+        assert relay_events(app) == 1
+    with app.database.sessions() as session:
+        assert session.scalar(select(Event.processed_at)) is not None
+        assert session.scalar(select(Member.points_balance)) == 30
+    assert relay_events(app) == 0
+
+
+def test_the_expiry_tick_expires_lots_past_their_date(app: App) -> None:
+    make_member(app, external_id="m-1")
+    app.settings = make_settings(app.database, points_expiry_days=30)
+    runtime.configure(app)
+    broker = build_broker(app.settings)
+    with embedded_worker(broker, threads=1):
+        from automations.intake import emit
+
+        emit(
+            app,
+            EventInput(
+                "order.completed",
+                "m-1",
+                id="e-1",
+                data={"order_id": "1", "total": "30", "currency": "EUR"},
+            ),
+        )
+    with embedded_worker(broker, threads=1):
+        assert expire_points(app) == 0
+        app.clock.advance(timedelta(days=30))
+        assert expire_points(app) == 1
+    with app.database.sessions() as session:
+        assert session.scalar(select(Member.points_balance)) == 0
+    assert expire_points(app) == 0
+
+
+def test_scheduler_list_names_active_jobs_and_placeholders() -> None:
+    result = CliRunner().invoke(main, ["scheduler", "--list"])
+    assert result.exit_code == 0
+    lines = {line.split()[0]: line for line in result.output.splitlines()}
+    assert "active" in lines["outbox_relay"] and "active" in lines["expire_points"]
+    for name in ("due_enrollments", "date_triggers", "cron_journeys", "crm_push", "crm_pull"):
+        assert "placeholder" in lines[name]
