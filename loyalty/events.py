@@ -24,6 +24,7 @@ from loyalty import ledger
 from loyalty.db import Database
 from loyalty.errors import (
     InvalidEventError,
+    RetriableError,
     SkippableError,
     UnknownEventTypeError,
     UnknownMemberError,
@@ -264,6 +265,9 @@ def _claw_back_refund(
     earned = session.scalar(
         select(LedgerEntry).where(LedgerEntry.idempotency_key == f"order:{order_id}:earn")
     )
+    if earned is None and _order_pending(session, member, order_id):
+        # The refund overtook its order on another worker: try again once it has landed.
+        raise RetriableError(f"order {order_id} is not processed yet", retry_after=1.0)
     if earned is None or earned.member_id != member.id:
         event.error = f"no points were earned for order {order_id}; nothing to claw back"
         return []
@@ -305,6 +309,17 @@ def _claw_back_refund(
     member.total_spent = max(Decimal(0), member.total_spent - amount)
     member.updated_at = now
     return []
+
+
+def _order_pending(session: Session, member: Member, order_id: str) -> bool:
+    payloads = session.scalars(
+        select(Event.payload).where(
+            Event.member_id == member.id,
+            Event.type == "order.completed",
+            Event.processed_at.is_(None),
+        )
+    )
+    return any(str(payload.get("order_id")) == order_id for payload in payloads)
 
 
 def _redeem(

@@ -190,3 +190,26 @@ def test_ingest_reports_bad_lines_and_ingests_the_rest(app: App, tmp_path: Path)
     assert "no member with external_id 'ghost'" in report.errors[1][1]
     assert "'at' is not ISO 8601" in report.errors[2][1]
     assert member(app, "m-1").points_balance == 10
+
+
+def test_a_refund_that_overtakes_its_order_waits_for_it(app: App) -> None:
+    make_member(app, external_id="m-1")
+    app.settings = app.settings.model_copy(update={"retry_min_backoff_ms": 10})
+    with app.database.transaction() as session:
+        # The order is stored first but not yet processed when the refund arrives.
+        from loyalty.events import record_event
+
+        order_row, _ = record_event(
+            session, order("m-1", "1001", "100"), settings=app.settings, now=app.clock.now()
+        )
+    refund = EventInput("order.refunded", "m-1", id="r-1", data={"order_id": "1001"})
+    runtime.configure(app)
+    from automations import actors
+
+    with embedded_worker(build_broker(app.settings), threads=1):
+        emit(app, refund)  # processed first, finds the order pending and retries
+        actors.send("process_event", order_row.id)
+    m = member(app, "m-1")
+    assert (m.points_balance, m.orders_count) == (0, 1)
+    with app.database.sessions() as session:
+        assert session.scalar(select(Event.error).where(Event.external_id == "r-1")) is None
