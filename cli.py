@@ -471,5 +471,13 @@ def _run_until_interrupted(scheduler: Any) -> None:
         scheduler.stop()
 
 
+def _register_package_commands() -> None:
+    from automations.definition.commands import journeys
+
+    main.add_command(journeys)
+
+
+_register_package_commands()
+
 if __name__ == "__main__":
     main()

@@ -1,0 +1,77 @@
+"""Journey definitions: the YAML language, its typed models, conditions and validation."""
+
+from __future__ import annotations
+
+from .conditions import Condition, ConditionError, Context, evaluate
+from .durations import Duration, DurationError, format_duration, parse_duration
+from .models import (
+    END,
+    AwardPoints,
+    Branch,
+    ContactPolicy,
+    DateTrigger,
+    Entry,
+    EventTrigger,
+    Exit,
+    Goal,
+    Journey,
+    QuietHours,
+    ScheduleTrigger,
+    SendEmail,
+    SendSms,
+    SendSurvey,
+    Split,
+    Step,
+    Trigger,
+    UpdateCrm,
+    Variant,
+    Wait,
+    WaitForEvent,
+)
+from .splits import choose_variant
+from .templates import TemplateSource, read_template, template_path
+from .validate import JourneyFile, Problem, journey_files, load_journeys, validate_paths
+from .variables import provided_variables
+
+__all__ = [
+    "END",
+    "AwardPoints",
+    "Branch",
+    "Condition",
+    "ConditionError",
+    "ContactPolicy",
+    "Context",
+    "DateTrigger",
+    "Duration",
+    "DurationError",
+    "Entry",
+    "EventTrigger",
+    "Exit",
+    "Goal",
+    "Journey",
+    "JourneyFile",
+    "Problem",
+    "QuietHours",
+    "ScheduleTrigger",
+    "SendEmail",
+    "SendSms",
+    "SendSurvey",
+    "Split",
+    "Step",
+    "TemplateSource",
+    "Trigger",
+    "UpdateCrm",
+    "Variant",
+    "Wait",
+    "WaitForEvent",
+    "choose_variant",
+    "evaluate",
+    "format_duration",
+    "journey_files",
+    "load_journeys",
+    "parse_duration",
+    "provided_variables",
+    "read_template",
+    "template_path",
+    "validate_paths",
+]

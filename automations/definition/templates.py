@@ -1,0 +1,160 @@
+"""Message templates: where they live, their front matter, and what they refer to.
+
+Layout: ``<templates_dir>/<locale>/<name>.<channel>.liquid`` with channel
+``email`` or ``sms``. An email template starts with a front-matter block::
+
+    ---
+    subject: "Happy birthday, {{ member.first_name }}!"
+    preheader: "A gift is waiting in your account"
+    ---
+    <p>HTML body …</p>
+
+``subject`` is required, ``preheader`` optional; both are Liquid too.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from liquid import Environment
+from liquid.exceptions import LiquidError
+
+from .fields import suggest
+from .loader import Location, YamlError, parse_yaml
+from .variables import Channel, Contract, check_variable
+
+__all__ = [
+    "EMAIL_FIELDS",
+    "TemplateError",
+    "TemplateSource",
+    "analyse_template",
+    "read_template",
+    "template_path",
+]
+
+#: Front-matter keys of an email template, and whether each is required.
+EMAIL_FIELDS: dict[str, bool] = {"subject": True, "preheader": False}
+
+_FRONT_MATTER = re.compile(r"\A---[ \t]*\r?\n(.*?)^---[ \t]*(?:\r?\n|\Z)", re.S | re.M)
+
+#: Parsing only: the same tags and filters as rendering, none of its data.
+_ENV = Environment()
+
+
+def template_path(templates_dir: Path, locale: str, name: str, channel: Channel) -> Path:
+    """Where the ``name`` template for ``channel`` in ``locale`` lives."""
+    return templates_dir / locale / f"{name}.{channel}.liquid"
+
+
+@dataclass(frozen=True)
+class TemplateError:
+    """Something wrong in a template file, at a 1-based line and column."""
+
+    line: int
+    column: int
+    message: str
+    hint: str = ""
+
+
+@dataclass
+class TemplateSource:
+    """A template file split into its Liquid parts, each with where it starts."""
+
+    path: Path
+    channel: Channel
+    body: str
+    body_line: int = 1
+    fields: dict[str, str] = field(default_factory=dict)
+    field_locations: dict[str, Location] = field(default_factory=dict)
+
+    @property
+    def subject(self) -> str | None:
+        return self.fields.get("subject")
+
+    @property
+    def preheader(self) -> str | None:
+        return self.fields.get("preheader")
+
+
+def read_template(path: Path, channel: Channel) -> TemplateSource | TemplateError:
+    """Read a template file and split off its front matter."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        return TemplateError(1, 1, f"cannot read the template: {exc}")
+    match = _FRONT_MATTER.match(text)
+    if channel == "sms":
+        if match:
+            return TemplateError(1, 1, "SMS templates have no front matter", "remove the --- block")
+        return TemplateSource(path, channel, text)
+    if not match:
+        return TemplateError(
+            1, 1, "an email template starts with a front-matter block", _FRONT_MATTER_HINT
+        )
+    try:
+        doc = parse_yaml(match.group(1))
+    except YamlError as exc:
+        return TemplateError(exc.location.line + 1, exc.location.column, exc.message, exc.hint)
+    if not isinstance(doc.data, dict):
+        return TemplateError(
+            2, 1, "the front matter must be `key: value` lines", _FRONT_MATTER_HINT
+        )
+    source = TemplateSource(path, channel, text[match.end() :])
+    source.body_line = text[: match.end()].count("\n") + 1
+    for key, value in doc.data.items():
+        where = doc.values[(key,)]
+        at = Location(where.line + 1, where.column)
+        if key not in EMAIL_FIELDS:
+            key_at = doc.keys[(key,)]
+            hint = "allowed: " + ", ".join(EMAIL_FIELDS)
+            return TemplateError(key_at.line + 1, key_at.column, f"unknown field `{key}`", hint)
+        if not isinstance(value, str) or not value.strip():
+            return TemplateError(at.line, at.column, f"`{key}` must be text", _FRONT_MATTER_HINT)
+        quoted = text.splitlines()[at.line - 1][at.column - 1 : at.column] in ("'", '"')
+        source.fields[key] = value
+        source.field_locations[key] = Location(at.line, at.column + int(quoted))
+    for key, required in EMAIL_FIELDS.items():
+        if required and key not in source.fields:
+            return TemplateError(1, 1, f"the front matter has no `{key}`", _FRONT_MATTER_HINT)
+    return source
+
+
+_FRONT_MATTER_HINT = 'begin the file with ---, subject: "…", preheader: "…", ---'
+
+
+def _position(text: str, index: int, start: Location) -> tuple[int, int]:
+    before = text[:index]
+    line = before.count("\n")
+    if line == 0:
+        return start.line, start.column + index
+    return start.line + line, index - before.rfind("\n")
+
+
+def analyse_template(source: TemplateSource, contract: Contract) -> list[TemplateError]:
+    """Syntax errors, unknown filters and variables outside the contract, each with its place."""
+    parts = [(source.body, Location(source.body_line, 1))]
+    parts += [(source.fields[k], source.field_locations[k]) for k in source.fields]
+    errors: list[TemplateError] = []
+    for text, start in parts:
+        try:
+            template = _ENV.from_string(text)
+        except LiquidError as exc:
+            index = exc.token.start_index if exc.token else 0
+            line, column = _position(text, max(index, 0), start)
+            errors.append(TemplateError(line, column, f"Liquid syntax: {exc.message}"))
+            continue
+        analysis = template.analyze()
+        for name, spans in analysis.filters.items():
+            if name not in _ENV.filters:
+                line, column = _position(text, spans[0].index, start)
+                hint = suggest(name, sorted(_ENV.filters), "the Liquid documentation")
+                errors.append(TemplateError(line, column, f"unknown filter `{name}`", hint))
+        for variables in analysis.globals.values():
+            for variable in variables:
+                verdict = check_variable(list(variable.segments), contract)
+                if verdict:
+                    line, column = _position(text, variable.span.index, start)
+                    errors.append(TemplateError(line, column, *verdict))
+    return errors

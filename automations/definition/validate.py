@@ -1,0 +1,241 @@
+"""Validate journey files: schema, structure, templates, variables; problems at file:line:column.
+
+A broken file yields problems and no journey; every other file is still checked
+and loaded, so one bad edit never stops the journeys that are fine.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from pydantic import ValidationError
+
+from .fields import DEFAULT_TIERS
+from .loader import Document, Location, YamlError, load_yaml
+from .messages import describe_error
+from .models import Journey, SendEmail, SendSms, SendSurvey, UpdateCrm
+from .structure import structure_issues
+from .templates import (
+    TemplateError,
+    TemplateSource,
+    analyse_template,
+    read_template,
+    template_path,
+)
+from .variables import Channel, provided_variables
+
+__all__ = [
+    "JourneyFile",
+    "Problem",
+    "check_file",
+    "journey_files",
+    "load_journeys",
+    "validate_paths",
+]
+
+Severity = Literal["error", "warning"]
+
+
+@dataclass(frozen=True, order=True)
+class Problem:
+    """One thing wrong, where it is, and what would be right."""
+
+    file: str
+    line: int
+    column: int
+    message: str
+    hint: str = ""
+    severity: Severity = "error"
+
+    def __str__(self) -> str:
+        label = "warning: " if self.severity == "warning" else ""
+        hint = f" ({self.hint})" if self.hint else ""
+        return f"{self.file}:{self.line}:{self.column}: {label}{self.message}{hint}"
+
+
+@dataclass(frozen=True)
+class JourneyFile:
+    """A journey that passed validation, with the text it came from."""
+
+    path: Path
+    journey: Journey
+    source: str
+    digest: str
+    document: Document = field(repr=False, compare=False)
+
+
+def journey_files(paths: Iterable[Path | str]) -> list[Path]:
+    """The journey files named by ``paths``: files as given, folders' ``*.yaml``/``*.yml``."""
+    out: list[Path] = []
+    for raw in paths:
+        path = Path(raw)
+        if path.is_dir():
+            out += sorted(
+                p for p in path.iterdir() if p.suffix in (".yaml", ".yml") and p.is_file()
+            )
+        else:
+            out.append(path)
+    return out
+
+
+def validate_paths(
+    paths: Iterable[Path | str],
+    templates_dir: Path | str | None = None,
+    tiers: Sequence[str] = DEFAULT_TIERS,
+) -> list[Problem]:
+    """Every problem (errors and warnings) in the journey files named by ``paths``."""
+    return load_journeys(paths, templates_dir, tiers)[1]
+
+
+def load_journeys(
+    paths: Iterable[Path | str],
+    templates_dir: Path | str | None = None,
+    tiers: Sequence[str] = DEFAULT_TIERS,
+) -> tuple[list[JourneyFile], list[Problem]]:
+    """The journeys without errors, and every problem found.
+
+    ``templates_dir`` defaults to the ``templates`` folder next to each file.
+    """
+    loaded: list[JourneyFile] = []
+    problems: list[Problem] = []
+    seen_ids: dict[str, Path] = {}
+    reported: set[Problem] = set()
+    for path in journey_files(paths):
+        templates = Path(templates_dir) if templates_dir else None
+        journey_file, file_problems = check_file(path, templates, tiers)
+        if journey_file is not None:
+            other = seen_ids.get(journey_file.journey.id)
+            if other is not None:
+                file_problems.append(
+                    _at(
+                        str(path),
+                        journey_file.document.locate(("id",)),
+                        f"journey id `{journey_file.journey.id}` is also used by {other}",
+                        "every journey needs its own id",
+                    )
+                )
+            seen_ids.setdefault(journey_file.journey.id, path)
+        # Journeys sharing a template would each report its problems; say it once.
+        fresh = sorted(set(file_problems) - reported)
+        reported.update(fresh)
+        problems += fresh
+        if journey_file is not None and not any(p.severity == "error" for p in file_problems):
+            loaded.append(journey_file)
+    return loaded, problems
+
+
+def check_file(
+    path: Path, templates_dir: Path | None, tiers: Sequence[str] = DEFAULT_TIERS
+) -> tuple[JourneyFile | None, list[Problem]]:
+    """Check one journey file; the journey is returned when its schema is valid."""
+    name = str(path)
+    try:
+        doc = load_yaml(path)
+    except YamlError as exc:
+        return None, [_at(name, exc.location, exc.message, exc.hint)]
+    if not isinstance(doc.data, dict):
+        what = "empty" if doc.data is None else "not a mapping"
+        hint = "start with `id: …`, `name: …`, `trigger: …`; see journeys/README.md"
+        return None, [_at(name, doc.locate(()), f"the file is {what}", hint)]
+    try:
+        journey = Journey.model_validate(doc.data)
+    except ValidationError as exc:
+        return None, _schema_problems(name, doc, exc)
+    problems = [
+        _at(name, doc.locate(i.path, key=i.key), i.message, i.hint, i.severity)
+        for i in structure_issues(journey, tiers)
+    ]
+    if journey.id != path.stem:
+        problems.append(
+            _at(
+                name,
+                doc.locate(("id",)),
+                f"the id `{journey.id}` differs from the file name `{path.name}`",
+                f"rename the file to {journey.id}{path.suffix} or set id: {path.stem}",
+            )
+        )
+    templates = templates_dir if templates_dir is not None else path.parent / "templates"
+    problems += _template_problems(name, doc, journey, templates)
+    digest = hashlib.sha256(doc.text.encode()).hexdigest()
+    return JourneyFile(path, journey, doc.text, digest, doc), problems
+
+
+def _at(
+    file: str, where: Location, message: str, hint: str = "", severity: Severity = "error"
+) -> Problem:
+    return Problem(file, where.line, where.column, message, hint, severity)
+
+
+def _schema_problems(name: str, doc: Document, exc: ValidationError) -> list[Problem]:
+    problems: list[Problem] = []
+    seen: set[tuple[int, int]] = set()
+    for error in exc.errors():
+        loc = tuple(error["loc"])
+        key = error["type"] == "extra_forbidden"
+        if error["type"] == "union_tag_invalid" and doc.exists((*loc, "type")):
+            loc = (*loc, "type")
+        where = doc.locate(loc, key=key)
+        if (where.line, where.column) in seen:
+            continue  # the other arms of a union at the same spot say the same thing
+        seen.add((where.line, where.column))
+        message, hint = describe_error(error, doc)
+        problems.append(_at(name, where, message, hint))
+    return problems
+
+
+def _sends(journey: Journey) -> Iterable[tuple[int, str, Channel, bool]]:
+    for index, step in enumerate(journey.steps):
+        if isinstance(step, SendEmail) and step.template:
+            yield index, step.template, "email", False
+        elif isinstance(step, SendSms):
+            yield index, step.template, "sms", False
+        elif isinstance(step, SendSurvey):
+            yield index, step.template, step.channel, True
+
+
+def _template_problems(
+    name: str, doc: Document, journey: Journey, templates_dir: Path
+) -> list[Problem]:
+    problems: list[Problem] = []
+    for index, template, channel, survey in _sends(journey):
+        where = doc.locate(("steps", index, "template"))
+        contract = provided_variables(journey, channel, survey=survey)
+        for locale in journey.all_locales:
+            path = template_path(templates_dir, locale, template, channel)
+            if not path.is_file():
+                hint = "create it, or correct the template name"
+                if len(journey.all_locales) > 1:
+                    hint += f", or remove {locale} from locales"
+                message = f"template `{template}` has no {locale} {channel} version: no file {path}"
+                problems.append(_at(name, where, message, hint))
+                continue
+            source = read_template(path, channel)
+            errors = (
+                [source]
+                if isinstance(source, TemplateError)
+                else analyse_template(source, contract)
+            )
+            problems += [Problem(str(path), e.line, e.column, e.message, e.hint) for e in errors]
+    problems += _crm_problems(name, doc, journey)
+    return problems
+
+
+def _crm_problems(name: str, doc: Document, journey: Journey) -> list[Problem]:
+    problems: list[Problem] = []
+    contract = provided_variables(journey, "sms")
+    for index, step in enumerate(journey.steps):
+        if not isinstance(step, UpdateCrm):
+            continue
+        for key, value in step.properties.items():
+            if not isinstance(value, str) or "{" not in value:
+                continue
+            where = doc.value_start(("steps", index, "properties", key))
+            source = TemplateSource(Path(name), "sms", value, where.line)
+            for error in analyse_template(source, contract):
+                column = where.column + error.column - 1 if error.line == where.line else 1
+                problems.append(Problem(name, error.line, column, error.message, error.hint))
+    return problems

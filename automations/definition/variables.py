@@ -1,0 +1,82 @@
+"""The template variable contract: which variables a message of a journey can use.
+
+Every template gets ``member.*`` and ``journey.*``; the rest depends on the
+trigger and the channel. The engine builds the render data with the same
+names, so a template that validates renders without undefined variables.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Literal
+
+from .fields import MEMBER_FIELDS, suggest
+from .models import AwardPoints, DateTrigger, EventTrigger, Journey, ScheduleTrigger
+
+__all__ = ["ANY", "Channel", "check_variable", "provided_variables"]
+
+Channel = Literal["email", "sms"]
+
+#: Marks a variable whose inner keys are free (the event payload, custom attributes).
+ANY: frozenset[str] = frozenset({"*"})
+
+#: A variable that is a plain value: nothing may follow it.
+LEAF: frozenset[str] = frozenset()
+
+#: Root name -> the names allowed after it (ANY: anything; LEAF: nothing).
+Contract = Mapping[str, frozenset[str]]
+
+
+def provided_variables(journey: Journey, channel: Channel, *, survey: bool = False) -> Contract:
+    """The variables a template sent on ``channel`` by ``journey`` may use.
+
+    - always: ``member.<field>`` (``member.attributes.<any>``), ``journey.id``, ``journey.name``
+    - event trigger: ``event.<any payload path>``
+    - date and schedule triggers: ``occurrence`` (the local date, ``YYYY-MM-DD``)
+    - date trigger on ``points_expiry``: ``points_expiring``, ``points_expiring_at``
+    - a journey with an ``award_points`` step: ``award.points``, ``award.expires_at``
+      (the latest award of this enrollment)
+    - email: ``unsubscribe_url``; surveys: ``survey_url``
+    """
+    out: dict[str, frozenset[str]] = {
+        "member": frozenset(MEMBER_FIELDS),
+        "journey": frozenset({"id", "name"}),
+    }
+    trigger = journey.trigger
+    if isinstance(trigger, EventTrigger):
+        out["event"] = ANY
+    if isinstance(trigger, DateTrigger | ScheduleTrigger):
+        out["occurrence"] = LEAF
+    if isinstance(trigger, DateTrigger) and trigger.field == "points_expiry":
+        out["points_expiring"] = LEAF
+        out["points_expiring_at"] = LEAF
+    if any(isinstance(step, AwardPoints) for step in journey.steps):
+        out["award"] = frozenset({"points", "expires_at"})
+    if channel == "email":
+        out["unsubscribe_url"] = LEAF
+    if survey:
+        out["survey_url"] = LEAF
+    return out
+
+
+def check_variable(segments: list[object], contract: Contract) -> tuple[str, str] | None:
+    """(message, hint) when the variable path is outside the contract, else None."""
+    root = segments[0]
+    if not isinstance(root, str):
+        return None
+    if root not in contract:
+        return f"unknown variable `{root}`", suggest(root, sorted(contract))
+    allowed = contract[root]
+    if len(segments) < 2 or allowed is ANY:
+        return None
+    second = segments[1]
+    name = f"{root}.{second}"
+    if not allowed:
+        return f"`{root}` has no field `{second}`", f"use `{root}` on its own"
+    if not isinstance(second, str):
+        return None
+    if second not in allowed:
+        return f"unknown variable `{name}`", suggest(second, sorted(allowed))
+    if len(segments) > 2 and root == "member" and MEMBER_FIELDS.get(second) != "mapping":
+        return f"`{name}` has no field `{segments[2]}`", f"use `{name}` on its own"
+    return None
