@@ -48,6 +48,9 @@ class Settings(BaseSettings):
     points_per_currency_unit: Decimal = Field(Decimal(1), ge=0)
     points_expiry_days: int = Field(365, ge=0, description="days until earned points expire")
     leap_day_birthdays: Literal["feb28", "mar1"] = "feb28"
+    date_triggers_catch_up: bool = Field(
+        True, description="members added after today's `at` still enter while their day lasts"
+    )
     event_types: Annotated[list[str], NoDecode] = Field(
         default_factory=list, description="custom event types, comma separated"
     )
