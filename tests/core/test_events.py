@@ -144,7 +144,8 @@ def test_first_order_completes_a_referral(app: App) -> None:
                 created_at=app.clock.now(),
             )
         )
-    emit_all(app, order("new", "1", "20"), order("new", "2", "20"))
+    emit_all(app, order("new", "1", "20"))
+    emit_all(app, order("new", "2", "20"))
     with app.database.sessions() as session:
         referral = session.scalar(select(Referral))
         caused = session.scalar(select(Event).where(Event.type == "referral.completed"))
