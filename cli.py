@@ -36,6 +36,11 @@ def _fail(message: str, code: int = 2) -> None:
     sys.exit(code)
 
 
+def app_from_environment() -> App:
+    """The App from settings, migrated (the entry point of package commands)."""
+    return _app()
+
+
 def _app(*, migrate: bool = True) -> App:
     try:
         settings = load_settings()
@@ -265,10 +270,12 @@ def _workers(app: App, wait: bool) -> Iterator[bool]:
     """
     from automations import runtime
     from automations.broker import build_broker, embedded_worker, is_embedded
+    from automations.journey_commands import publish_and_report
 
     runtime.configure(app)
     broker = build_broker(app.settings)
     if is_embedded(broker):
+        publish_and_report(app, quiet=True)
         with embedded_worker(broker, app.settings.worker_threads):
             yield False
     else:
@@ -443,9 +450,11 @@ def scheduler_command(list_jobs: bool) -> None:
     app = _app()
     from automations import runtime
     from automations.broker import build_broker
+    from automations.journey_commands import publish_and_report
 
     runtime.configure(app)
     build_broker(app.settings)
+    publish_and_report(app)
     _run_until_interrupted(scheduling.Scheduler(app))
 
 
@@ -455,10 +464,12 @@ def run() -> None:
     import scheduler as scheduling
     from automations import runtime
     from automations.broker import build_broker, embedded_worker
+    from automations.journey_commands import publish_and_report
 
     app = _app()
     runtime.configure(app)
     broker = build_broker(app.settings)
+    publish_and_report(app)
     with embedded_worker(broker, app.settings.worker_threads):
         _run_until_interrupted(scheduling.Scheduler(app))
 
@@ -472,7 +483,7 @@ def _run_until_interrupted(scheduler: Any) -> None:
 
 
 def _register_package_commands() -> None:
-    from automations.definition.commands import journeys
+    from automations.journey_commands import journeys
 
     main.add_command(journeys)
 

@@ -15,7 +15,8 @@ import dramatiq
 from dramatiq import Actor, Broker
 from sqlalchemy.exc import OperationalError
 
-from automations import runtime
+from automations import delivery, runner, runtime
+from automations.routing import route_event
 from loyalty import events, ledger
 from loyalty.errors import FatalError, RetriableError, SkippableError
 from loyalty.settings import Settings
@@ -26,11 +27,30 @@ _declared: dict[str, Actor[Any, Any]] = {}
 
 
 def process_event(event_id: int) -> None:
-    """Apply one stored event, then queue the events it caused."""
+    """Apply one stored event and route it into the journeys, in one transaction."""
     app = runtime.current()
-    caused = events.handle_event(app.database, event_id, settings=app.settings, now=app.clock.now())
+    caused, enrollments = events.handle_event(
+        app.database,
+        event_id,
+        settings=app.settings,
+        now=app.clock.now(),
+        also=lambda session, event: route_event(session, event, settings=app.settings),
+    )
     for caused_id in caused:
         send("process_event", caused_id)
+    for enrollment_id in enrollments:
+        send("run_enrollment", enrollment_id)
+
+
+def run_enrollment(enrollment_id: int) -> None:
+    """Run an enrollment's steps until it waits or ends; queue the messages it made."""
+    for message_id in runner.run_enrollment(runtime.current(), enrollment_id):
+        send("deliver_message", message_id)
+
+
+def deliver_message(message_id: int) -> None:
+    """Claim, check, render and send one message."""
+    delivery.deliver(runtime.current(), message_id)
 
 
 def expire_points(member_id: int) -> None:
@@ -44,6 +64,8 @@ def expire_points(member_id: int) -> None:
 _ACTORS: dict[str, tuple[Callable[..., None], str]] = {
     "process_event": (process_event, "events"),
     "expire_points": (expire_points, "points"),
+    "run_enrollment": (run_enrollment, "journeys"),
+    "deliver_message": (deliver_message, "messages"),
 }
 
 

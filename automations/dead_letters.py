@@ -37,7 +37,7 @@ class DeadLetters(Middleware):
             "failed_at": app.clock.now(),
         }
         with app.database.transaction() as session:
-            insert_ignore(session, DeadLetter.__table__, [row], ["message_id"])  # type: ignore[arg-type]
+            insert_ignore(session, DeadLetter, [row], ["message_id"])
         log.warning(
             "message.dead_lettered",
             extra={"message_id": message.message_id, "actor": message.actor_name},

@@ -10,11 +10,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 
-from sqlalchemy import select
+from sqlalchemy import and_, or_, select
 
 from automations import actors
 from loyalty.app import App
-from loyalty.models import Event, LedgerEntry
+from loyalty.models import Enrollment, Event, LedgerEntry, Message
 
 __all__ = ["TICKS", "Tick"]
 
@@ -60,16 +60,67 @@ def expire_points(app: App) -> int:
     return len(member_ids)
 
 
+def wake_enrollments(app: App) -> int:
+    """Queue enrollments whose wait is over, and running ones that stalled (a lost message)."""
+    now = app.clock.now()
+    stalled = now - timedelta(seconds=app.settings.event_relay_after_seconds)
+    with app.database.sessions() as session:
+        ids = session.scalars(
+            select(Enrollment.id)
+            .where(
+                or_(
+                    and_(Enrollment.state == "waiting", Enrollment.next_run_at <= now),
+                    and_(Enrollment.state == "active", Enrollment.next_run_at <= stalled),
+                )
+            )
+            .order_by(Enrollment.next_run_at)
+            .limit(TICK_BATCH)
+        ).all()
+    for enrollment_id in ids:
+        actors.send("run_enrollment", enrollment_id)
+    return len(ids)
+
+
+def relay_messages(app: App) -> int:
+    """Queue outbox messages committed but never delivered (their message was lost)."""
+    cutoff = app.clock.now() - timedelta(seconds=app.settings.event_relay_after_seconds)
+    with app.database.sessions() as session:
+        ids = session.scalars(
+            select(Message.id)
+            .where(
+                Message.state == "pending",
+                Message.channel.in_(("email", "sms")),
+                Message.created_at <= cutoff,
+            )
+            .order_by(Message.id)
+            .limit(TICK_BATCH)
+        ).all()
+    for message_id in ids:
+        actors.send("deliver_message", message_id)
+    return len(ids)
+
+
+def relay(app: App) -> int:
+    return relay_events(app) + relay_messages(app)
+
+
+def fire_schedules(app: App) -> int:
+    """Enter the audiences of cron journeys whose fire time has come."""
+    from automations.schedules import fire_due_schedules
+
+    return fire_due_schedules(app)
+
+
 def _placeholder(app: App) -> int:
     return 0
 
 
 TICKS = (
-    Tick("outbox_relay", 30, relay_events, "queue stored events and messages not yet processed"),
+    Tick("outbox_relay", 30, relay, "queue stored events and messages not yet processed"),
     Tick("expire_points", 3600, expire_points, "post expiry entries for lots past expires_at"),
-    Tick("due_enrollments", 30, _placeholder, "wake enrollments whose wait is over", True),
+    Tick("due_enrollments", 30, wake_enrollments, "wake enrollments whose wait is over"),
     Tick("date_triggers", 300, _placeholder, "enter members into date journeys", True),
-    Tick("cron_journeys", 60, _placeholder, "fire scheduled journeys", True),
+    Tick("cron_journeys", 60, fire_schedules, "fire scheduled journeys"),
     Tick("crm_push", 300, _placeholder, "push changed members to the CRMs", True),
     Tick("crm_pull", 900, _placeholder, "pull CRM edits back", True),
 )

@@ -76,7 +76,7 @@ class Database:
 
 
 def insert_ignore(
-    session: Session, table: Table, rows: Sequence[dict[str, Any]], keys: Sequence[str]
+    session: Session, table: Table | type[Any], rows: Sequence[dict[str, Any]], keys: Sequence[str]
 ) -> int:
     """INSERT … ON CONFLICT (keys) DO NOTHING; returns how many rows were inserted."""
     if not rows:

@@ -148,6 +148,7 @@ _VALIDATORS: dict[str, Callable[[dict[str, Any]], None]] = {
     "order.refunded": _validate_refund,
     "reward.redeemed": _validate_redeem,
     "referral.completed": lambda data: None,
+    "member.enrolled": lambda data: None,
 }
 BUILTIN_TYPES = tuple(_VALIDATORS)
 
@@ -249,7 +250,12 @@ def _earn_for_order(
             type="referral.completed",
             member=referrer.external_id,
             id=f"referral:{referral.id}",
-            data={"referee": member.external_id, "order_id": order_id},
+            data={
+                "referee": member.external_id,
+                "referee_first_name": member.first_name,
+                "order_id": order_id,
+                "fraud_verdict": referral.fraud_verdict or "clean",
+            },
             source=INTERNAL_SOURCE,
         ),
         settings=settings,
@@ -348,16 +354,26 @@ _HANDLERS: dict[str, Callable[[Session, Event, Member, Settings, datetime], list
 
 
 def handle_event(
-    database: Database, event_id: int, *, settings: Settings, now: datetime
-) -> list[int]:
-    """Process one event in its own transaction.
+    database: Database,
+    event_id: int,
+    *,
+    settings: Settings,
+    now: datetime,
+    also: Callable[[Session, Event], list[int]] | None = None,
+) -> tuple[list[int], list[int]]:
+    """Process one event in its own transaction; `also` runs in it once the effect is applied.
 
-    A skippable failure (a redeem beyond the balance, say) is recorded on the
-    event, which then counts as processed: retrying cannot change the outcome.
+    Returns (ids of events it caused, what `also` returned). A skippable
+    failure (a redeem beyond the balance, say) is recorded on the event, which
+    then counts as processed: retrying cannot change the outcome.
     """
     try:
         with database.transaction() as session:
-            return process_event(session, event_id, settings=settings, now=now)
+            event = session.get(Event, event_id)
+            already = event is None or event.processed_at is not None
+            caused = process_event(session, event_id, settings=settings, now=now)
+            extra = also(session, event) if also is not None and event and not already else []
+            return caused, extra
     except SkippableError as exc:
         with database.transaction() as session:
             event = session.get(Event, event_id, with_for_update=True)
@@ -365,4 +381,4 @@ def handle_event(
                 event.processed_at = now
                 event.error = str(exc)
         log.warning("event.rejected", extra={"event_id": event_id, "reason": str(exc)})
-        return []
+        return [], []

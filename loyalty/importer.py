@@ -325,4 +325,4 @@ def _link_referrals(
         )
     if links:
         session.execute(update(Member), links)
-        insert_ignore(session, Referral.__table__, rows, ["referee_id"])  # type: ignore[arg-type]
+        insert_ignore(session, Referral, rows, ["referee_id"])

@@ -319,8 +319,19 @@ def _is_number(x: Any) -> bool:
     return isinstance(x, int | float | Decimal) and not isinstance(x, bool)
 
 
+def _numeric_text(x: Any) -> bool:
+    if not isinstance(x, str):
+        return False
+    try:
+        return Decimal(x.strip()).is_finite()
+    except ArithmeticError:
+        return False
+
+
 def _as_decimal(x: Any) -> Decimal:
-    return x if isinstance(x, Decimal) else Decimal(str(x)) if isinstance(x, float) else Decimal(x)
+    if isinstance(x, Decimal):
+        return x
+    return Decimal(str(x).strip()) if isinstance(x, float | str) else Decimal(x)
 
 
 def _compare(value: Any, op: str, expected: Any, tiers: Sequence[str]) -> bool:
@@ -355,6 +366,9 @@ def _ordered(a: Any, b: Any, tiers: Sequence[str]) -> tuple[Any, Any]:
     if tiers and a in tiers and b in tiers:
         return tiers.index(a), tiers.index(b)
     if _is_number(a) and _is_number(b):
+        return _as_decimal(a), _as_decimal(b)
+    # Shops often send money as text ("142.99"): compare it as the number it spells.
+    if (_is_number(a) and _numeric_text(b)) or (_numeric_text(a) and _is_number(b)):
         return _as_decimal(a), _as_decimal(b)
     if isinstance(a, str) and isinstance(b, str):
         return a, b

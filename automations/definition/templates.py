@@ -30,6 +30,7 @@ __all__ = [
     "TemplateError",
     "TemplateSource",
     "analyse_template",
+    "parse_template",
     "read_template",
     "template_path",
 ]
@@ -84,6 +85,11 @@ def read_template(path: Path, channel: Channel) -> TemplateSource | TemplateErro
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         return TemplateError(1, 1, f"cannot read the template: {exc}")
+    return parse_template(text, path, channel)
+
+
+def parse_template(text: str, path: Path, channel: Channel) -> TemplateSource | TemplateError:
+    """Split a template's text into its front matter fields and body."""
     match = _FRONT_MATTER.match(text)
     if channel == "sms":
         if match:

@@ -152,7 +152,12 @@ def test_first_order_completes_a_referral(app: App) -> None:
     assert referral is not None and referral.status == "completed"
     assert caused is not None and caused.member_id == referrer.id
     assert caused.processed_at is not None
-    assert caused.payload == {"referee": "new", "order_id": "1"}
+    assert caused.payload == {
+        "referee": "new",
+        "referee_first_name": None,
+        "order_id": "1",
+        "fraud_verdict": "clean",
+    }
 
 
 def test_ingest_reports_bad_lines_and_ingests_the_rest(app: App, tmp_path: Path) -> None:

@@ -1,0 +1,202 @@
+"""The journey engine's decisions: definition + member state + clock → what one step does.
+
+Nothing here touches the database or the network; `runner` applies the
+outcome of one step in one transaction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, time, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from automations.definition import (
+    END,
+    AwardPoints,
+    Branch,
+    Context,
+    Exit,
+    Journey,
+    SendEmail,
+    SendSms,
+    SendSurvey,
+    Split,
+    UpdateCrm,
+    Wait,
+    choose_variant,
+    evaluate,
+)
+
+__all__ = [
+    "Award",
+    "CrmUpdate",
+    "Outcome",
+    "Send",
+    "StepState",
+    "decide",
+    "next_local_time",
+]
+
+
+@dataclass(frozen=True)
+class Award:
+    points: int
+    reason: str
+    expires_at: datetime | None
+
+
+@dataclass(frozen=True)
+class Send:
+    channel: str
+    template: str | None
+    transactional: bool
+    template_id: str | dict[str, str] | None = None
+    max_segments: int | None = None
+    survey: str | None = None
+    policy: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class CrmUpdate:
+    properties: dict[str, Any]
+
+
+Action = Award | Send | CrmUpdate
+
+
+@dataclass(frozen=True)
+class StepState:
+    """What a step may read about the member and the moment."""
+
+    member: Mapping[str, Any]
+    zone: str
+    now: datetime
+    event: Mapping[str, Any] | None = None
+    count_events: Callable[[str, datetime], int] | None = None
+    tiers: Sequence[str] = ("bronze", "silver", "gold")
+    default_expiry_days: int = 365
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What one step does and where the enrollment goes next.
+
+    `next_step` is a step id, END, or None while waiting; a wait sets
+    `wake_at` and, for an event wait, `waiting_for`.
+    """
+
+    step: str
+    actions: tuple[Action, ...] = ()
+    next_step: str | None = None
+    wake_at: datetime | None = None
+    waiting_for: dict[str, Any] | None = None
+    exit_reason: str | None = None
+    note: dict[str, Any] = field(default_factory=dict)
+
+
+def decide(journey: Journey, step_id: str, state: StepState) -> Outcome:
+    """The outcome of running step `step_id` now."""
+    step = journey.step(step_id)
+    following = journey.following(step_id)
+    if isinstance(step, AwardPoints):
+        points = step.points_for(state.member.get("tier"))
+        expiry = step.expires_in or (
+            timedelta(days=state.default_expiry_days) if state.default_expiry_days else None
+        )
+        award = Award(points, step.reason, state.now + expiry if expiry else None)
+        return Outcome(step.id, (award,) if points else (), following)
+    if isinstance(step, SendEmail):
+        policy = step.policy.model_dump(mode="json") if step.policy else None
+        send = Send("email", step.template, step.transactional, step.template_id, policy=policy)
+        return Outcome(step.id, (send,), following)
+    if isinstance(step, SendSms):
+        policy = step.policy.model_dump(mode="json") if step.policy else None
+        send = Send("sms", step.template, step.transactional, None, step.max_segments, None, policy)
+        return Outcome(step.id, (send,), following)
+    if isinstance(step, SendSurvey):
+        policy = step.policy.model_dump(mode="json") if step.policy else None
+        send = Send(step.channel, step.template, False, survey=step.survey, policy=policy)
+        return Outcome(step.id, (send,), following)
+    if isinstance(step, UpdateCrm):
+        return Outcome(step.id, (CrmUpdate(dict(step.properties)),), following)
+    if isinstance(step, Branch):
+        taken = evaluate(step.if_, _context(state))
+        target = step.then if taken else (step.else_ or following)
+        return Outcome(step.id, (), target, note={"branch": "then" if taken else "else"})
+    if isinstance(step, Split):
+        variant = choose_variant(step, journey.id, str(state.member["external_id"]))
+        if variant is None:
+            return Outcome(step.id, (), END, exit_reason="holdout", note={"variant": "holdout"})
+        return Outcome(step.id, (), variant.next, note={"variant": variant.name})
+    if isinstance(step, Wait):
+        return _wait(step, following, state)
+    if isinstance(step, Exit):
+        return Outcome(step.id, (), END, exit_reason=step.reason or "exit")
+    raise TypeError(f"no decision for step type {type(step).__name__}")
+
+
+def _context(state: StepState) -> Context:
+    return Context(
+        member=state.member,
+        now=state.now,
+        event=state.event,
+        count_events=state.count_events,
+        tiers=state.tiers,
+    )
+
+
+def _wait(step: Wait, following: str, state: StepState) -> Outcome:
+    if step.until_event is not None:
+        waiting_for = {
+            "event": step.until_event.event,
+            "conditions": (
+                step.until_event.conditions.model_dump(mode="json", by_alias=True)
+                if step.until_event.conditions is not None
+                else None
+            ),
+            "on_event": step.on_event or following,
+            "on_timeout": step.on_timeout or following,
+        }
+        return Outcome(
+            step.id, wake_at=state.now + step.until_event.timeout, waiting_for=waiting_for
+        )
+    wake = state.now + (step.duration or timedelta())
+    if step.until is not None:
+        zone = state.zone if step.zone == "member" else step.zone
+        wake = next_local_time(wake, step.until, zone)
+    return Outcome(step.id, wake_at=wake, note={"resume": following})
+
+
+def next_local_time(after: datetime, at: time, zone: str) -> datetime:
+    """The first instant at or after `after` whose wall time in `zone` is `at`.
+
+    A wall time skipped by a DST change maps to the instant after the gap; a
+    repeated one to its first occurrence.
+    """
+    tz = ZoneInfo(zone)
+    local = after.astimezone(tz)
+    for days in range(0, 3):
+        day = local.date() + timedelta(days=days)
+        candidate = resolve_local(datetime.combine(day, at), tz)
+        if candidate >= after:
+            return candidate
+    raise AssertionError("unreachable: a wall time recurs every day")
+
+
+def resolve_local(naive: datetime, tz: ZoneInfo) -> datetime:
+    """A naive wall time in `tz` as an aware UTC instant, DST-safe (see next_local_time)."""
+    earlier = naive.replace(tzinfo=tz, fold=0).astimezone(UTC)
+    if earlier.astimezone(tz).replace(tzinfo=None) == naive:
+        return earlier  # exists (fold=0 is the first of a repeated wall time)
+    # In a gap: find the transition, the first instant whose wall time reaches `naive`.
+    low = naive.replace(tzinfo=tz, fold=1).astimezone(UTC)
+    high = earlier
+    while high - low > timedelta(seconds=1):
+        middle = low + (high - low) / 2
+        if middle.astimezone(tz).replace(tzinfo=None) >= naive:
+            high = middle
+        else:
+            low = middle
+    return high.replace(microsecond=0)

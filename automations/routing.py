@@ -1,0 +1,105 @@
+"""Events into journeys: new enrollments, waits that were waiting for it, goals reached."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from automations.definition import Context, EventTrigger, evaluate
+from automations.definition.conditions import Condition
+from automations.enrollments import count_events_for, enter
+from automations.versions import latest_versions, load_version
+from loyalty.members import member_data
+from loyalty.models import Enrollment, Event, Member
+from loyalty.settings import Settings
+
+__all__ = ["route_event"]
+
+_IN_FLIGHT = ("active", "waiting")
+
+
+def route_event(session: Session, event: Event, *, settings: Settings) -> list[int]:
+    """Apply one processed event to the journeys; returns enrollment ids to run now."""
+    member = session.get(Member, event.member_id)
+    if member is None or member.erased_at is not None:
+        return []
+    now = event.processed_at or event.received_at
+    to_run: list[int] = []
+    data = member_data(session, member, now=now, public_base_url=settings.public_base_url)
+    context = Context(
+        member=data,
+        now=now,
+        event=event.payload,
+        count_events=count_events_for(session, member.id),
+        tiers=tuple(settings.tier_thresholds),
+    )
+
+    def holds(condition: Condition | None) -> bool:
+        return condition is None or evaluate(condition, context)
+
+    for version in latest_versions(session):
+        published = load_version(version)
+        journey = published.journey
+        trigger = journey.trigger
+        if (
+            isinstance(trigger, EventTrigger)
+            and trigger.event == event.type
+            and holds(trigger.conditions)
+        ):
+            enrolled = enter(
+                session,
+                published,
+                member,
+                occurrence=f"event:{event.id}",
+                now=now,
+                settings=settings,
+                context={"event": event.payload, "event_id": event.id},
+                event=event.payload,
+            )
+            if enrolled is not None:
+                to_run.append(enrolled)
+        if (
+            journey.goal is not None
+            and journey.goal.event == event.type
+            and holds(journey.goal.conditions)
+        ):
+            for enrollment in session.scalars(
+                select(Enrollment)
+                .where(
+                    Enrollment.journey_id == journey.id,
+                    Enrollment.member_id == member.id,
+                    Enrollment.state.in_(_IN_FLIGHT),
+                    Enrollment.entered_at >= event.occurred_at - journey.goal.within,
+                    Enrollment.entered_at <= event.occurred_at,
+                )
+                .with_for_update()
+            ):
+                enrollment.state = "converted"
+                enrollment.converted_at = now
+                enrollment.exited_at = now
+                enrollment.exit_reason = "goal"
+                enrollment.next_run_at = None
+    for enrollment in session.scalars(
+        select(Enrollment)
+        .where(Enrollment.member_id == member.id, Enrollment.state == "waiting")
+        .with_for_update()
+    ):
+        waiting = enrollment.context.get("waiting_for")
+        if not waiting or waiting.get("event") != event.type:
+            continue
+        conditions = waiting.get("conditions")
+        if conditions is not None:
+            from pydantic import TypeAdapter
+
+            if not evaluate(TypeAdapter(Condition).validate_python(conditions), context):
+                continue
+        new_context = {
+            k: v for k, v in enrollment.context.items() if k not in ("waiting_for", "resume")
+        }
+        new_context["event"] = event.payload
+        enrollment.context = new_context
+        enrollment.current_step = waiting["on_event"]
+        enrollment.state = "active"
+        enrollment.next_run_at = now
+        to_run.append(enrollment.id)
+    return to_run

@@ -1,0 +1,234 @@
+"""Running enrollments: each step's outcome applied in one transaction.
+
+The business keys make every step safe to repeat: points under
+`enrollment:<id>:<step>`, messages under the same key, and the enrollment row
+itself locked and compared before it moves.
+"""
+
+from __future__ import annotations
+
+import secrets
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from automations.definition import END
+from automations.engine import Award, CrmUpdate, Outcome, Send, StepState, decide
+from automations.enrollments import count_events_for, member_zone
+from automations.versions import Published, load_version
+from loyalty import ledger
+from loyalty.app import App
+from loyalty.db import insert_ignore
+from loyalty.members import member_data
+from loyalty.models import Enrollment, JourneyVersion, Member, Message, Survey
+from loyalty.settings import Settings
+
+__all__ = ["run_enrollment"]
+
+#: Steps one call may run before handing the rest to a new message (a guard, not a limit).
+MAX_STEPS_PER_RUN = 100
+
+
+def run_enrollment(app: App, enrollment_id: int) -> list[int]:
+    """Run the enrollment until it waits or ends; returns the ids of messages to deliver."""
+    messages: list[int] = []
+    for _ in range(MAX_STEPS_PER_RUN):
+        with app.database.transaction() as session:
+            progressed = _step(session, app, enrollment_id, messages)
+        if not progressed:
+            break
+    return messages
+
+
+def _step(session: Session, app: App, enrollment_id: int, messages: list[int]) -> bool:
+    """Run one step; False when there is nothing (more) to do now."""
+    now = app.clock.now()
+    enrollment = session.get(Enrollment, enrollment_id, with_for_update=True)
+    if enrollment is None:
+        return False
+    if enrollment.state == "waiting":
+        if enrollment.next_run_at is None or enrollment.next_run_at > now:
+            return False
+        _wake(enrollment)
+        if enrollment.current_step == END:
+            _finish(enrollment, now, "completed", None)
+            return False
+    if enrollment.state != "active" or enrollment.current_step is None:
+        return False
+    version = session.get(JourneyVersion, enrollment.journey_version_id)
+    assert version is not None
+    published = load_version(version)
+    member = ledger.lock_member(session, enrollment.member_id)
+    if member.erased_at is not None:
+        _finish(enrollment, now, "exited", "erased")
+        return False
+    state = StepState(
+        member=member_data(session, member, now=now, public_base_url=app.settings.public_base_url),
+        zone=member_zone(member, app.settings),
+        now=now,
+        event=enrollment.context.get("event"),
+        count_events=count_events_for(session, member.id),
+        tiers=tuple(app.settings.tier_thresholds),
+        default_expiry_days=app.settings.points_expiry_days,
+    )
+    outcome = decide(published.journey, enrollment.current_step, state)
+    _apply(session, app.settings, enrollment, member, published, outcome, now, messages)
+    if outcome.wake_at is not None:
+        context = {**enrollment.context, "resume": outcome.note.get("resume")}
+        context["waiting_for"] = outcome.waiting_for
+        enrollment.context = context
+        enrollment.state = "waiting"
+        enrollment.next_run_at = outcome.wake_at
+        return False
+    if outcome.next_step == END or outcome.next_step is None:
+        _finish(
+            enrollment, now, "exited" if outcome.exit_reason else "completed", outcome.exit_reason
+        )
+        return False
+    enrollment.current_step = outcome.next_step
+    return True
+
+
+def _wake(enrollment: Enrollment) -> None:
+    context = dict(enrollment.context)
+    waiting = context.pop("waiting_for", None)
+    resume = context.pop("resume", None)
+    enrollment.current_step = waiting["on_timeout"] if waiting else resume
+    if waiting:
+        context["timed_out"] = True
+    enrollment.context = context
+    enrollment.state = "active"
+    enrollment.next_run_at = None
+
+
+def _finish(enrollment: Enrollment, now: datetime, state: str, reason: str | None) -> None:
+    enrollment.state = state
+    enrollment.exited_at = now
+    enrollment.exit_reason = reason
+    enrollment.next_run_at = None
+
+
+def _apply(
+    session: Session,
+    settings: Settings,
+    enrollment: Enrollment,
+    member: Member,
+    published: Published,
+    outcome: Outcome,
+    now: datetime,
+    messages: list[int],
+) -> None:
+    key = f"enrollment:{enrollment.id}:{outcome.step}"
+    for action in outcome.actions:
+        if isinstance(action, Award):
+            posting = ledger.apply(
+                session,
+                member,
+                "bonus",
+                action.points,
+                key=key,
+                reason=action.reason,
+                now=now,
+                thresholds=settings.tier_thresholds,
+                expires_at=action.expires_at,
+            )
+            enrollment.context = {
+                **enrollment.context,
+                "award": {
+                    "points": posting.entry.delta,
+                    "expires_at": (
+                        posting.entry.expires_at.isoformat() if posting.entry.expires_at else None
+                    ),
+                },
+            }
+        elif isinstance(action, Send):
+            message_id = _queue(session, enrollment, member, outcome.step, action, key, now)
+            if message_id is not None:
+                messages.append(message_id)
+        elif isinstance(action, CrmUpdate):
+            _queue_crm(session, enrollment, member, outcome.step, action, key, now)
+    if outcome.note:
+        notes = dict(enrollment.context.get("notes", {}))
+        notes[outcome.step] = outcome.note
+        enrollment.context = {**enrollment.context, "notes": notes}
+
+
+def _queue(
+    session: Session,
+    enrollment: Enrollment,
+    member: Member,
+    step: str,
+    send: Send,
+    key: str,
+    now: datetime,
+) -> int | None:
+    decisions: dict[str, Any] = {"unsubscribe_token": secrets.token_urlsafe(18)}
+    if send.max_segments:
+        decisions["max_segments"] = send.max_segments
+    if send.template_id:
+        decisions["template_id"] = send.template_id
+    if send.policy:
+        decisions["policy"] = send.policy
+    if send.survey:
+        token = secrets.token_urlsafe(18)
+        decisions["survey"] = {"kind": send.survey, "token": token}
+    row = {
+        "idempotency_key": key,
+        "enrollment_id": enrollment.id,
+        "member_id": member.id,
+        "journey_id": enrollment.journey_id,
+        "step_id": step,
+        "channel": send.channel,
+        "purpose": "transactional" if send.transactional else "marketing",
+        "template": send.template,
+        "state": "pending",
+        "attempts": 0,
+        "decisions": decisions,
+        "created_at": now,
+        "updated_at": now,
+    }
+    if not insert_ignore(session, Message, [row], ["idempotency_key"]):
+        return None
+    message_id = session.scalar(select(Message.id).where(Message.idempotency_key == key))
+    if send.survey:
+        session.add(
+            Survey(
+                member_id=member.id,
+                enrollment_id=enrollment.id,
+                kind=send.survey,
+                channel=send.channel,
+                token=decisions["survey"]["token"],
+                sent_at=now,
+            )
+        )
+    return message_id
+
+
+def _queue_crm(
+    session: Session,
+    enrollment: Enrollment,
+    member: Member,
+    step: str,
+    update: CrmUpdate,
+    key: str,
+    now: datetime,
+) -> None:
+    """A CRM property update waits in the outbox for the CRM sync to push it."""
+    row = {
+        "idempotency_key": key,
+        "enrollment_id": enrollment.id,
+        "member_id": member.id,
+        "journey_id": enrollment.journey_id,
+        "step_id": step,
+        "channel": "crm",
+        "purpose": "transactional",
+        "template": None,
+        "state": "pending",
+        "attempts": 0,
+        "decisions": {"properties": update.properties},
+        "created_at": now,
+        "updated_at": now,
+    }
+    insert_ignore(session, Message, [row], ["idempotency_key"])

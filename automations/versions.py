@@ -1,0 +1,163 @@
+"""Publishing journeys: each changed file becomes a new immutable version.
+
+A version stores the definition and the text of every template it uses, so an
+enrollment finishes on exactly what it entered with, even after edits. A file
+that fails validation is reported and never published; the journey's last good
+version stays in force and the other journeys are untouched.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from automations.definition import Journey, JourneyFile, Problem, load_journeys
+from automations.definition.models import SendEmail, SendSms, SendSurvey
+from automations.definition.templates import template_path
+from loyalty.app import App
+from loyalty.models import JourneyVersion
+
+__all__ = ["PublishReport", "Published", "latest_versions", "load_version", "publish"]
+
+
+@dataclass
+class PublishReport:
+    published: list[tuple[str, int]] = field(default_factory=list)
+    unchanged: list[tuple[str, int]] = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Published:
+    """A stored version, parsed back into its model."""
+
+    row_id: int
+    version: int
+    journey: Journey
+    templates: dict[str, str]
+
+
+def _templates(journey_file: JourneyFile, templates_dir: Path) -> dict[str, str]:
+    journey = journey_file.journey
+    found: dict[str, str] = {}
+    locales = sorted({*journey.all_locales, "en"} | _locale_dirs(templates_dir))
+    for step in journey.steps:
+        if isinstance(step, SendEmail) and step.template:
+            names = [(step.template, "email")]
+        elif isinstance(step, SendSms):
+            names = [(step.template, "sms")]
+        elif isinstance(step, SendSurvey):
+            names = [(step.template, step.channel)]
+        else:
+            continue
+        for name, channel in names:
+            for locale in locales:
+                path = template_path(templates_dir, locale, name, channel)  # type: ignore[arg-type]
+                if path.is_file():
+                    found[f"{locale}/{name}.{channel}"] = path.read_text(encoding="utf-8")
+    return found
+
+
+def _locale_dirs(templates_dir: Path) -> set[str]:
+    if not templates_dir.is_dir():
+        return set()
+    return {p.name for p in templates_dir.iterdir() if p.is_dir()}
+
+
+def _content(journey_file: JourneyFile, templates_dir: Path) -> dict[str, Any]:
+    return {
+        "journey": journey_file.journey.model_dump(mode="json", by_alias=True, exclude_none=True),
+        "templates": _templates(journey_file, templates_dir),
+        "file": journey_file.path.name,
+    }
+
+
+def _digest(content: dict[str, Any]) -> str:
+    canonical = json.dumps(
+        {"journey": content["journey"], "templates": content["templates"]}, sort_keys=True
+    )
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def publish(app: App, journeys_dir: Path | None = None) -> PublishReport:
+    """Store a new version of each valid journey whose content changed."""
+    folder = journeys_dir or app.settings.journeys_dir
+    templates_dir = folder / "templates"
+    files, problems = load_journeys([folder], templates_dir, tuple(app.settings.tier_thresholds))
+    report = PublishReport(problems=[p for p in problems if p.severity == "error"])
+    for journey_file in files:
+        content = _content(journey_file, templates_dir)
+        digest = _digest(content)
+        journey_id = journey_file.journey.id
+        try:
+            with app.database.transaction() as session:
+                latest = _latest(session, journey_id)
+                if latest is not None and latest.content_hash == digest:
+                    report.unchanged.append((journey_id, latest.version))
+                    continue
+                version = (latest.version if latest else 0) + 1
+                session.add(
+                    JourneyVersion(
+                        journey_id=journey_id,
+                        version=version,
+                        content_hash=digest,
+                        definition=content,
+                        published_at=app.clock.now(),
+                    )
+                )
+            report.published.append((journey_id, version))
+        except IntegrityError:
+            # Another process published the same change at the same moment.
+            with app.database.sessions() as session:
+                latest = _latest(session, journey_id)
+            assert latest is not None
+            report.unchanged.append((journey_id, latest.version))
+    return report
+
+
+def _latest(session: Session, journey_id: str) -> JourneyVersion | None:
+    return session.scalar(
+        select(JourneyVersion)
+        .where(JourneyVersion.journey_id == journey_id)
+        .order_by(JourneyVersion.version.desc())
+        .limit(1)
+    )
+
+
+def latest_versions(session: Session) -> list[JourneyVersion]:
+    """The newest version of every journey."""
+    newest = (
+        select(JourneyVersion.journey_id, func.max(JourneyVersion.version).label("version"))
+        .group_by(JourneyVersion.journey_id)
+        .subquery()
+    )
+    return list(
+        session.scalars(
+            select(JourneyVersion)
+            .join(
+                newest,
+                (JourneyVersion.journey_id == newest.c.journey_id)
+                & (JourneyVersion.version == newest.c.version),
+            )
+            .order_by(JourneyVersion.journey_id)
+        )
+    )
+
+
+_parsed: dict[str, Journey] = {}
+
+
+def load_version(row: JourneyVersion) -> Published:
+    """The parsed journey of a stored version (content-addressed, so parsed once)."""
+    journey = _parsed.get(row.content_hash)
+    if journey is None:
+        journey = Journey.model_validate(row.definition["journey"])
+        _parsed[row.content_hash] = journey
+    return Published(row.id, row.version, journey, dict(row.definition["templates"]))

@@ -1,0 +1,119 @@
+"""Rendering messages from Liquid templates: strict, escaped, bounded.
+
+Templates come from the journey version the enrollment entered with, keyed
+`locale/name.channel`. The locale falls back member → journey → `en`.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+from dataclasses import dataclass
+from html.parser import HTMLParser
+from pathlib import Path
+from typing import Any
+
+from liquid import Environment, StrictDefaultUndefined
+from liquid.exceptions import LiquidError
+
+from automations.definition.templates import TemplateError, parse_template
+
+__all__ = ["RenderError", "Rendered", "locale_chain", "render_message"]
+
+
+class _Environment(Environment):
+    # Resource limits: a template cannot loop or print without bound.
+    loop_iteration_limit = 10_000
+    output_stream_limit = 512 * 1024
+    context_depth_limit = 30
+
+
+_HTML = _Environment(undefined=StrictDefaultUndefined, autoescape=True)
+_TEXT = _Environment(undefined=StrictDefaultUndefined, autoescape=False)
+
+
+class RenderError(Exception):
+    """The message cannot be rendered; the reason goes on the message."""
+
+
+@dataclass(frozen=True)
+class Rendered:
+    channel: str
+    locale: str
+    body: str
+    subject: str | None = None
+    preheader: str | None = None
+    text: str | None = None
+
+
+def locale_chain(member_locale: str | None, journey_locale: str) -> list[str]:
+    """Member locale (and its language), then the journey's, then `en`."""
+    chain: list[str] = []
+    for locale in (member_locale, journey_locale, "en"):
+        if not locale:
+            continue
+        for candidate in (locale, locale.split("-")[0]):
+            if candidate not in chain:
+                chain.append(candidate)
+    return chain
+
+
+def render_message(
+    templates: dict[str, str], name: str, channel: str, chain: list[str], data: dict[str, Any]
+) -> Rendered:
+    """Render template `name` for `channel` in the first locale of `chain` that has it."""
+    for locale in chain:
+        text = templates.get(f"{locale}/{name}.{channel}")
+        if text is not None:
+            break
+    else:
+        raise RenderError(f"no {channel} template {name!r} in locales {', '.join(chain)}")
+    source = parse_template(text, Path(f"{locale}/{name}.{channel}.liquid"), channel)  # type: ignore[arg-type]
+    if isinstance(source, TemplateError):
+        raise RenderError(f"{locale}/{name}: line {source.line}: {source.message}")
+    try:
+        if channel == "sms":
+            return Rendered("sms", locale, _TEXT.from_string(source.body).render(**data).strip())
+        body = _HTML.from_string(source.body).render(**data)
+        subject = _TEXT.from_string(source.subject or "").render(**data).strip()
+        preheader = (
+            _TEXT.from_string(source.preheader).render(**data).strip() if source.preheader else None
+        )
+    except LiquidError as exc:
+        raise RenderError(f"{locale}/{name}.{channel}: {str(exc).splitlines()[0]}") from None
+    return Rendered("email", locale, body, subject, preheader, html_to_text(body))
+
+
+class _TextExtractor(HTMLParser):
+    _BREAKS = {"p", "br", "div", "li", "tr", "h1", "h2", "h3", "h4", "table"}
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.parts: list[str] = []
+        self._href: str | None = None
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag in self._BREAKS:
+            self.parts.append("\n")
+        if tag == "a":
+            self._href = dict(attrs).get("href")
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "a" and self._href:
+            if not "".join(self.parts).rstrip().endswith(self._href):
+                self.parts.append(f" ({self._href})")
+            self._href = None
+        if tag in self._BREAKS:
+            self.parts.append("\n")
+
+    def handle_data(self, data: str) -> None:
+        self.parts.append(data)
+
+
+def html_to_text(body: str) -> str:
+    """A plain-text part for an HTML email: text with links spelled out."""
+    parser = _TextExtractor()
+    parser.feed(body)
+    text = html.unescape("".join(parser.parts))
+    lines = [re.sub(r"[ \t]+", " ", line).strip() for line in text.splitlines()]
+    return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip() + "\n"
