@@ -21,7 +21,7 @@ from loyalty.app import App
 from loyalty.members import member_data
 from loyalty.models import Enrollment, JourneyVersion, Member, Message
 
-__all__ = ["deliver", "render_for"]
+__all__ = ["deliver", "render_for", "template_data"]
 
 log = logging.getLogger(__name__)
 
@@ -126,10 +126,27 @@ def render_data(
     journey: Any,
     now: datetime,
 ) -> dict[str, Any]:
-    member_fields = member_data(
-        session, member, now=now, public_base_url=app.settings.public_base_url
+    fields = member_data(session, member, now=now, public_base_url=app.settings.public_base_url)
+    survey = message.decisions.get("survey")
+    base = app.settings.public_base_url.rstrip("/")
+    return template_data(
+        fields,
+        journey,
+        enrollment.context,
+        unsubscribe_url=_unsubscribe_url(app, message),
+        survey_url=f"{base}/s/{survey['token']}" if survey else None,
     )
-    context = enrollment.context
+
+
+def template_data(
+    member_fields: dict[str, Any],
+    journey: Any,
+    context: dict[str, Any],
+    *,
+    unsubscribe_url: str,
+    survey_url: str | None,
+) -> dict[str, Any]:
+    """The variables a template sees (the contract of automations.definition.variables)."""
     data: dict[str, Any] = {
         "member": member_fields,
         "journey": {"id": journey.id, "name": journey.name},
@@ -138,9 +155,8 @@ def render_data(
         "points_expiring": member_fields["points_expiring"],
         "points_expiring_at": member_fields["points_expiring_at"],
         "award": context.get("award") or {"points": 0, "expires_at": None},
-        "unsubscribe_url": _unsubscribe_url(app, message),
+        "unsubscribe_url": unsubscribe_url,
     }
-    survey = message.decisions.get("survey")
-    if survey:
-        data["survey_url"] = f"{app.settings.public_base_url.rstrip('/')}/s/{survey['token']}"
+    if survey_url:
+        data["survey_url"] = survey_url
     return data

@@ -14,7 +14,7 @@ from sqlalchemy import and_, or_, select
 
 from automations import actors
 from loyalty.app import App
-from loyalty.models import Enrollment, Event, LedgerEntry, Message
+from loyalty.models import Enrollment, Event, LedgerEntry, Member, Message
 
 __all__ = ["TICKS", "Tick"]
 
@@ -111,6 +111,42 @@ def fire_schedules(app: App) -> int:
     return fire_due_schedules(app)
 
 
+def enter_date_journeys(app: App) -> int:
+    """Enter the members whose date-journey moment (e.g. 09:00 on their birthday) has come."""
+    from automations.date_scan import due_date_entries
+    from automations.definition import DateTrigger
+    from automations.enrollments import enter
+    from automations.versions import latest_versions, load_version
+
+    now = app.clock.now()
+    with app.database.sessions() as session:
+        journeys = [load_version(v) for v in latest_versions(session)]
+    entered: list[int] = []
+    for published in journeys:
+        trigger = published.journey.trigger
+        if not isinstance(trigger, DateTrigger) or published.journey.status != "active":
+            continue
+        with app.database.transaction() as session:
+            for due in due_date_entries(session, published.journey.id, trigger, now, app.settings):
+                member = session.get(Member, due.member_id)
+                if member is None:
+                    continue
+                enrollment = enter(
+                    session,
+                    published,
+                    member,
+                    occurrence=due.occurrence,
+                    now=now,
+                    settings=app.settings,
+                    context={"fire_at": due.fire_at.isoformat()},
+                )
+                if enrollment is not None:
+                    entered.append(enrollment)
+    for enrollment_id in entered:
+        actors.send("run_enrollment", enrollment_id)
+    return len(entered)
+
+
 def _placeholder(app: App) -> int:
     return 0
 
@@ -119,7 +155,7 @@ TICKS = (
     Tick("outbox_relay", 30, relay, "queue stored events and messages not yet processed"),
     Tick("expire_points", 3600, expire_points, "post expiry entries for lots past expires_at"),
     Tick("due_enrollments", 30, wake_enrollments, "wake enrollments whose wait is over"),
-    Tick("date_triggers", 300, _placeholder, "enter members into date journeys", True),
+    Tick("date_triggers", 60, enter_date_journeys, "enter members into date journeys"),
     Tick("cron_journeys", 60, fire_schedules, "fire scheduled journeys"),
     Tick("crm_push", 300, _placeholder, "push changed members to the CRMs", True),
     Tick("crm_pull", 900, _placeholder, "pull CRM edits back", True),

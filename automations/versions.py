@@ -24,7 +24,14 @@ from automations.definition.templates import template_path
 from loyalty.app import App
 from loyalty.models import JourneyVersion
 
-__all__ = ["PublishReport", "Published", "latest_versions", "load_version", "publish"]
+__all__ = [
+    "PublishReport",
+    "Published",
+    "latest_versions",
+    "load_version",
+    "publish",
+    "templates_of",
+]
 
 
 @dataclass
@@ -44,7 +51,8 @@ class Published:
     templates: dict[str, str]
 
 
-def _templates(journey_file: JourneyFile, templates_dir: Path) -> dict[str, str]:
+def templates_of(journey_file: JourneyFile, templates_dir: Path) -> dict[str, str]:
+    """The text of every template the journey uses, keyed `locale/name.channel`."""
     journey = journey_file.journey
     found: dict[str, str] = {}
     locales = sorted({*journey.all_locales, "en"} | _locale_dirs(templates_dir))
@@ -74,7 +82,7 @@ def _locale_dirs(templates_dir: Path) -> set[str]:
 def _content(journey_file: JourneyFile, templates_dir: Path) -> dict[str, Any]:
     return {
         "journey": journey_file.journey.model_dump(mode="json", by_alias=True, exclude_none=True),
-        "templates": _templates(journey_file, templates_dir),
+        "templates": templates_of(journey_file, templates_dir),
         "file": journey_file.path.name,
     }
 

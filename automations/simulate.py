@@ -1,0 +1,348 @@
+"""The simulator: the real engine, a virtual clock, a throwaway copy of the data.
+
+Members (and their ledger and suppressions) are copied from the database, or
+read from a members file, into a temporary SQLite database; journeys are
+published there (drafts included, as if active); events from a file are
+emitted at their `at`. The clock then jumps from one moment that matters to
+the next (an event, a wake-up, a cron or date-journey fire time) and runs the
+scheduler's ticks and the workers there. Messages go to a temporary outbox;
+nothing is sent and the real database is untouched.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import func, insert, select
+
+from automations import runtime
+from automations.broker import build_broker, drain, embedded_worker
+from automations.definition import DateTrigger, ScheduleTrigger
+from automations.engine import next_local_time
+from automations.intake import emit
+from automations.schedules import fire_times
+from automations.ticks import enter_date_journeys, fire_schedules, wake_enrollments
+from automations.versions import latest_versions, load_version, publish
+from loyalty.app import App
+from loyalty.clock import FrozenClock
+from loyalty.db import Database, upgrade
+from loyalty.events import EventInput
+from loyalty.importer import import_members
+from loyalty.models import (
+    Enrollment,
+    LedgerEntry,
+    Member,
+    Message,
+    Suppression,
+)
+
+__all__ = ["Simulation", "simulate"]
+
+#: The longest jump of the virtual clock, so that no quiet stretch hides a tick.
+MAX_JUMP = timedelta(hours=6)
+
+
+@dataclass
+class Simulation:
+    records: list[dict[str, Any]] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+
+    def summary(self) -> dict[str, dict[str, Any]]:
+        out: dict[str, dict[str, Any]] = {}
+        for record in self.records:
+            row = out.setdefault(
+                record["journey"],
+                {"entries": 0, "sends": {}, "points": 0, "sms_segments": 0, "sms_cost": "0"},
+            )
+            if record["action"] == "enter":
+                row["entries"] += 1
+            elif record["action"] == "award_points":
+                row["points"] += record["points"]
+            elif (
+                record["action"].startswith("send_")
+                and "suppressed" not in record
+                and (record.get("state") == "sent")
+            ):
+                row["sends"][record["channel"]] = row["sends"].get(record["channel"], 0) + 1
+                if record["channel"] == "sms":
+                    row["sms_segments"] += record.get("segments", 0)
+                    row["sms_cost"] = str(Decimal(row["sms_cost"]) + Decimal(record["cost"]))
+        return out
+
+
+def simulate(
+    source: App,
+    *,
+    start: datetime,
+    end: datetime,
+    journey_id: str | None = None,
+    members_file: Path | None = None,
+    events_file: Path | None = None,
+) -> Simulation:
+    result = Simulation()
+    with _sandbox(source, start) as app:
+        if members_file is not None:
+            report = import_members(app.database, members_file, app.settings, app.clock)
+            result.problems += [
+                f"{members_file}:{p.row}: {p.field}: {p.reason}" for p in report.rejected
+            ]
+        else:
+            _copy_members(source.database, app.database)
+        _publish_for_simulation(app, journey_id, result)
+        events = _read_events(events_file, start, result) if events_file else []
+        _run(app, start, end, events, result)
+        result.records = _timeline(app, start, end)
+    return result
+
+
+@contextmanager
+def _sandbox(source: App, start: datetime) -> Iterator[App]:
+    with tempfile.TemporaryDirectory(prefix="loyalty-simulate-") as folder:
+        settings = source.settings.model_copy(
+            update={
+                "database_url": f"sqlite:///{Path(folder) / 'simulation.db'}",
+                "redis_url": None,
+                "outbox_dir": Path(folder) / "outbox",
+                # Nothing leaves the machine: the local outbox stands in for every provider.
+                "sendgrid_api_key": None,
+                "twilio_account_sid": None,
+                "twilio_auth_token": None,
+                "hubspot_access_token": None,
+                "salesforce_access_token": None,
+            }
+        )
+        database = Database(settings.database_url)
+        upgrade(database)
+        app = App(settings, database, FrozenClock(start))
+        runtime.configure(app)
+        try:
+            yield app
+        finally:
+            runtime.configure(source)
+            database.dispose()
+
+
+def _copy_members(source: Database, target: Database) -> None:
+    """Members, their ledger and suppressions, in batches (ids kept)."""
+    for model in (Member, LedgerEntry, Suppression):
+        columns = [c.key for c in model.__table__.columns]
+        with source.sessions() as reader:
+            rows = reader.execute(select(model.__table__)).mappings()
+            batch: list[dict[str, Any]] = []
+            for row in rows:
+                values = {c: row[c] for c in columns}
+                if model is LedgerEntry:
+                    values["event_id"] = None  # events are not copied
+                batch.append(values)
+                if len(batch) == 1000:
+                    _insert(target, model, batch)
+                    batch = []
+            _insert(target, model, batch)
+
+
+def _insert(target: Database, model: Any, rows: list[dict[str, Any]]) -> None:
+    if rows:
+        with target.transaction() as session:
+            session.execute(insert(model.__table__), rows)
+
+
+def _publish_for_simulation(app: App, journey_id: str | None, result: Simulation) -> None:
+    report = publish(app, app.settings.journeys_dir)
+    result.problems += [str(p) for p in report.problems]
+    with app.database.transaction() as session:
+        for version in latest_versions(session):
+            definition = dict(version.definition)
+            journey = dict(definition["journey"])
+            if journey_id is not None and journey["id"] != journey_id:
+                journey["status"] = "paused"
+            elif journey["status"] == "draft":
+                journey["status"] = "active"  # a draft is simulated as if it were live
+            definition["journey"] = journey
+            version.definition = definition
+            version.content_hash = f"simulated:{version.content_hash}"
+
+
+def _read_events(path: Path, start: datetime, result: Simulation) -> list[EventInput]:
+    events: list[EventInput] = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            event = EventInput.from_json(json.loads(line), source="simulation")
+        except (ValueError, Exception) as exc:
+            result.problems.append(f"{path}:{number}: {exc}")
+            continue
+        events.append(event if event.at else EventInput(**{**event.__dict__, "at": start}))
+    return sorted(events, key=lambda e: e.at or start)
+
+
+def _run(
+    app: App, start: datetime, end: datetime, events: list[EventInput], result: Simulation
+) -> None:
+    clock = app.clock
+    assert isinstance(clock, FrozenClock)
+    broker = build_broker(app.settings)
+    pending = list(events)
+    with embedded_worker(broker, threads=1):
+        now = start
+        while now <= end:
+            clock.set(now)
+            while pending and (pending[0].at or start) <= now:
+                event = pending.pop(0)
+                try:
+                    emit(app, event)
+                except Exception as exc:
+                    result.problems.append(f"event {event.id or event.type}: {exc}")
+            drain(broker)
+            enter_date_journeys(app)
+            fire_schedules(app)
+            drain(broker)
+            wake_enrollments(app)
+            drain(broker)
+            now = _next_moment(app, now, end, pending)
+
+
+def _next_moment(app: App, now: datetime, end: datetime, pending: list[EventInput]) -> datetime:
+    candidates = [min(now + MAX_JUMP, end + timedelta(seconds=1))]
+    if pending and pending[0].at:
+        candidates.append(pending[0].at)
+    with app.database.sessions() as session:
+        wake = session.scalar(
+            select(func.min(Enrollment.next_run_at)).where(
+                Enrollment.state.in_(("waiting", "active")), Enrollment.next_run_at > now
+            )
+        )
+        zones = {
+            z or app.settings.default_time_zone
+            for z in session.scalars(select(func.distinct(Member.time_zone)))
+        }
+        journeys = [load_version(v).journey for v in latest_versions(session)]
+    if wake is not None:
+        candidates.append(wake)
+    for journey in journeys:
+        if journey.status != "active":
+            continue
+        trigger = journey.trigger
+        if isinstance(trigger, DateTrigger):
+            candidates += [
+                next_local_time(now + timedelta(seconds=1), trigger.at, z) for z in zones
+            ]
+        elif isinstance(trigger, ScheduleTrigger):
+            for zone in zones if trigger.zone == "member" else {trigger.zone}:
+                upcoming = fire_times(trigger.cron, zone, now, now + MAX_JUMP)
+                candidates += upcoming[:1]
+    return max(now + timedelta(seconds=1), min(c for c in candidates if c > now))
+
+
+def _iso(value: datetime) -> str:
+    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def _timeline(app: App, start: datetime, end: datetime) -> list[dict[str, Any]]:
+    records: list[dict[str, Any]] = []
+    with app.database.sessions() as session:
+        externals = dict(session.execute(select(Member.id, Member.external_id)).all())
+        enrollments = {e.id: e for e in session.scalars(select(Enrollment))}
+        for e in enrollments.values():
+            member = externals[e.member_id]
+            records.append(
+                {
+                    "at": _iso(e.entered_at),
+                    "journey": e.journey_id,
+                    "member": member,
+                    "step": "",
+                    "action": "enter",
+                    "occurrence": e.occurrence,
+                }
+            )
+            if e.state == "converted" and e.converted_at:
+                records.append(
+                    {
+                        "at": _iso(e.converted_at),
+                        "journey": e.journey_id,
+                        "member": member,
+                        "step": e.current_step or "",
+                        "action": "goal",
+                    }
+                )
+            elif e.exited_at is not None:
+                record = {
+                    "at": _iso(e.exited_at),
+                    "journey": e.journey_id,
+                    "member": member,
+                    "step": e.current_step or "",
+                    "action": "exit",
+                }
+                if e.exit_reason:
+                    record["reason"] = e.exit_reason
+                records.append(record)
+        for entry in session.scalars(
+            select(LedgerEntry).where(LedgerEntry.idempotency_key.like("enrollment:%"))
+        ):
+            _, enrollment_id, step = entry.idempotency_key.split(":", 2)
+            e = enrollments[int(enrollment_id)]
+            records.append(
+                {
+                    "at": _iso(entry.created_at),
+                    "journey": e.journey_id,
+                    "member": externals[entry.member_id],
+                    "step": step,
+                    "action": "award_points",
+                    "points": entry.delta,
+                }
+            )
+        for message in session.scalars(select(Message)):
+            records.append(_message_record(message, externals, app))
+    records = [r for r in records if _iso(start) <= r["at"] <= _iso(end)]
+    return sorted(records, key=lambda r: (r["at"], r["member"], r["step"], r["action"]))
+
+
+def _message_record(message: Message, externals: dict[int, str], app: App) -> dict[str, Any]:
+    at = message.sent_at or message.updated_at
+    if message.channel == "crm":
+        action = "update_crm"
+    elif message.decisions.get("survey"):
+        action = "send_survey"
+    else:
+        action = f"send_{message.channel}"
+    record: dict[str, Any] = {
+        "at": _iso(at),
+        "journey": message.journey_id or "",
+        "member": externals[message.member_id],
+        "step": message.step_id or "",
+        "action": action,
+        "channel": message.channel,
+        "state": message.state,
+    }
+    if message.template:
+        record["template"] = message.template
+    if message.locale:
+        record["locale"] = message.locale
+    if message.state == "suppressed":
+        record["suppressed"] = message.error
+    elif message.state == "failed":
+        record["error"] = message.error
+    if message.channel == "sms" and message.segments:
+        record["segments"] = message.segments
+        record["cost"] = str(message.cost)
+    if message.channel == "crm":
+        record["properties"] = message.decisions.get("properties")
+    return record
+
+
+def parse_day(value: str, *, end: bool = False) -> datetime:
+    """A CLI date (YYYY-MM-DD, start or end of the day UTC) or an ISO instant."""
+    if len(value) == 10:
+        day = date.fromisoformat(value)
+        return datetime.combine(day, time.max if end else time.min, tzinfo=UTC)
+    instant = datetime.fromisoformat(value)
+    return instant if instant.tzinfo else instant.replace(tzinfo=ZoneInfo("UTC"))
