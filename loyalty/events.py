@@ -13,7 +13,7 @@ import math
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -204,10 +204,35 @@ def process_event(
     if event is None or event.processed_at is not None:
         return []
     member = ledger.lock_member(session, event.member_id)
+    _wait_for_earlier(session, event, now)
     handler = _HANDLERS.get(event.type)
     caused = handler(session, event, member, settings, now) if handler else []
     event.processed_at = now
     return caused
+
+
+#: How long a member's later events wait for an earlier one still in flight.
+ORDERING_WINDOW = timedelta(seconds=60)
+
+
+def _wait_for_earlier(session: Session, event: Event, now: datetime) -> None:
+    """Keep one member's events in the order they arrived (a redeem after its order, say).
+
+    An earlier event that is stuck longer than the window (dead-lettered, say)
+    no longer holds the later ones back.
+    """
+    earlier = session.scalar(
+        select(Event.id)
+        .where(
+            Event.member_id == event.member_id,
+            Event.id < event.id,
+            Event.processed_at.is_(None),
+            Event.received_at > now - ORDERING_WINDOW,
+        )
+        .limit(1)
+    )
+    if earlier is not None:
+        raise RetriableError(f"event {earlier} of the same member goes first", retry_after=0.2)
 
 
 def _earn_for_order(
