@@ -56,7 +56,7 @@ def test_waits_carry_durations_local_times_and_events() -> None:
 
 
 def test_the_variable_contract_of_a_points_expiry_email() -> None:
-    journey = load_journeys([ROOT / "journeys" / "points_expiry_reminder.yaml"])[0][0].journey
+    journey = load_journeys([ROOT / "journeys" / "points_expiring.yaml"])[0][0].journey
 
     assert sorted(provided_variables(journey, "email")) == [
         "journey",

@@ -17,7 +17,7 @@ def test_the_shipped_journeys_are_valid() -> None:
     assert lines(problems) == []
     assert sorted(j.journey.id for j in loaded) == [
         "birthday_bonus",
-        "points_expiry_reminder",
+        "points_expiring",
         "post_purchase_nps",
         "referral_reward",
         "welcome",
