@@ -209,8 +209,12 @@ def _flush(
             else:
                 report.unchanged += 1
         if new_rows:
+            # Plain executemany, then one lookup: RETURNING over many rows is slow on SQLite.
+            session.execute(insert(Member.__table__), new_rows)
             created = session.execute(
-                insert(Member).returning(Member.id, Member.external_id), new_rows
+                select(Member.id, Member.external_id).where(
+                    Member.external_id.in_([r["external_id"] for r in new_rows])
+                )
             ).all()
             report.created += len(created)
             for member_id, external_id in created:
