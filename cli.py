@@ -484,8 +484,10 @@ def _run_until_interrupted(scheduler: Any) -> None:
 
 def _register_package_commands() -> None:
     from automations.journey_commands import journeys
+    from sandbox.command import sandbox
 
     main.add_command(journeys)
+    main.add_command(sandbox)
 
 
 _register_package_commands()

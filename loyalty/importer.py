@@ -210,7 +210,7 @@ def _flush(
                 report.unchanged += 1
         if new_rows:
             # Plain executemany, then one lookup: RETURNING over many rows is slow on SQLite.
-            session.execute(insert(Member.__table__), new_rows)
+            session.execute(insert(Member), new_rows)
             created = session.execute(
                 select(Member.id, Member.external_id).where(
                     Member.external_id.in_([r["external_id"] for r in new_rows])

@@ -25,6 +25,8 @@ from loyalty.db import Database, upgrade
 from loyalty.models import Base
 from loyalty.settings import Settings, load_settings
 
+pytest_plugins = ["sandbox.pytest_plugin"]
+
 POSTGRES_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432")
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 IN_CI = os.environ.get("CI", "").lower() == "true"

@@ -1,0 +1,110 @@
+"""Pytest fixtures: one emulator per provider for the session, fresh state for every test.
+
+Load with `pytest_plugins = ["sandbox.pytest_plugin"]` in the root conftest.py.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from sandbox.hubspot import HubSpotSandbox
+from sandbox.recorder import RecordedRequest
+from sandbox.salesforce import SalesforceSandbox
+from sandbox.sendgrid import SendGridSandbox
+from sandbox.sink import WebhookSink
+from sandbox.twilio import TwilioSandbox
+
+__all__ = [
+    "ACCEPTED_REQUESTS",
+    "_sandbox_hubspot",
+    "_sandbox_salesforce",
+    "_sandbox_sendgrid",
+    "_sandbox_sink",
+    "_sandbox_twilio",
+    "hubspot_sandbox",
+    "salesforce_sandbox",
+    "sendgrid_sandbox",
+    "twilio_sandbox",
+    "webhook_sink",
+]
+
+#: SendGrid and Twilio requests the emulators accepted during this session, by provider;
+#: contract tests validate them against the providers' OpenAPI documents.
+ACCEPTED_REQUESTS: dict[str, list[RecordedRequest]] = {"sendgrid": [], "twilio": []}
+
+
+def _keep_accepted(name: str, requests: list[RecordedRequest]) -> None:
+    ACCEPTED_REQUESTS[name].extend(
+        r for r in requests if r.status is not None and 200 <= r.status < 300 and r.fault is None
+    )
+
+
+@pytest.fixture(scope="session")
+def _sandbox_hubspot() -> Iterator[HubSpotSandbox]:
+    with HubSpotSandbox() as emulator:
+        yield emulator
+
+
+@pytest.fixture(scope="session")
+def _sandbox_salesforce() -> Iterator[SalesforceSandbox]:
+    with SalesforceSandbox(query_page_size=200) as emulator:
+        yield emulator
+
+
+@pytest.fixture(scope="session")
+def _sandbox_sendgrid() -> Iterator[SendGridSandbox]:
+    with SendGridSandbox(event_delay_s=0.01, duplicate_rate=0.0, seed=7) as emulator:
+        yield emulator
+
+
+@pytest.fixture(scope="session")
+def _sandbox_twilio() -> Iterator[TwilioSandbox]:
+    with TwilioSandbox(segments_per_second=200.0, delivery_delay_s=0.01) as emulator:
+        yield emulator
+
+
+@pytest.fixture(scope="session")
+def _sandbox_sink() -> Iterator[WebhookSink]:
+    with WebhookSink() as sink:
+        yield sink
+
+
+@pytest.fixture
+def hubspot_sandbox(_sandbox_hubspot: HubSpotSandbox) -> Iterator[HubSpotSandbox]:
+    """HubSpot CRM v3 on http://127.0.0.1:<port>, empty, with its real rate limits."""
+    _sandbox_hubspot.reset()
+    yield _sandbox_hubspot
+
+
+@pytest.fixture
+def salesforce_sandbox(_sandbox_salesforce: SalesforceSandbox) -> Iterator[SalesforceSandbox]:
+    """Salesforce on https://127.0.0.1:<port> (trust `ca_file`), query pages of 200."""
+    _sandbox_salesforce.reset()
+    yield _sandbox_salesforce
+
+
+@pytest.fixture
+def sendgrid_sandbox(_sandbox_sendgrid: SendGridSandbox) -> Iterator[SendGridSandbox]:
+    """SendGrid mail send; set `webhook_url` to receive signed events (no duplicates)."""
+    _sandbox_sendgrid.reset()
+    yield _sandbox_sendgrid
+    _sandbox_sendgrid.wait_idle(2.0)
+    _keep_accepted("sendgrid", _sandbox_sendgrid.requests(path="/v3/mail/send"))
+
+
+@pytest.fixture
+def twilio_sandbox(_sandbox_twilio: TwilioSandbox) -> Iterator[TwilioSandbox]:
+    """Twilio Messages with fast pacing (200 segments/s per sender) and 10 ms delivery."""
+    _sandbox_twilio.reset()
+    yield _sandbox_twilio
+    _sandbox_twilio.wait_idle(2.0)
+    _keep_accepted("twilio", _sandbox_twilio.requests(method="POST"))
+
+
+@pytest.fixture
+def webhook_sink(_sandbox_sink: WebhookSink) -> Iterator[WebhookSink]:
+    """A receiver for webhooks and callbacks that records every post."""
+    _sandbox_sink.reset()
+    yield _sandbox_sink

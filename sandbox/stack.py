@@ -1,0 +1,108 @@
+"""All four emulators together, and the environment that points the project at them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Self
+
+from sandbox.faults import FaultConfig
+from sandbox.hubspot import HubSpotSandbox
+from sandbox.salesforce import SalesforceSandbox
+from sandbox.sendgrid import SendGridSandbox
+from sandbox.tls import LoopbackTLS
+from sandbox.twilio import TwilioSandbox
+
+__all__ = ["Ports", "SandboxStack"]
+
+#: API version the Salesforce emulator is addressed with by default.
+SALESFORCE_API_VERSION = "59.0"
+
+
+@dataclass(frozen=True)
+class Ports:
+    """0 picks a free port."""
+
+    hubspot: int = 0
+    salesforce: int = 0
+    sendgrid: int = 0
+    twilio: int = 0
+
+
+@dataclass
+class SandboxStack:
+    hubspot: HubSpotSandbox
+    salesforce: SalesforceSandbox
+    sendgrid: SendGridSandbox
+    twilio: TwilioSandbox
+    _started: bool = field(default=False, repr=False)
+
+    @classmethod
+    def create(
+        cls,
+        ports: Ports | None = None,
+        faults: FaultConfig | None = None,
+        *,
+        sendgrid_webhook_url: str | None = None,
+        twilio_inbound_url: str | None = None,
+        twilio_segments_per_second: float = 1.0,
+        tls_dir: Path | None = None,
+    ) -> SandboxStack:
+        ports = ports or Ports()
+        return cls(
+            hubspot=HubSpotSandbox(port=ports.hubspot, faults=faults),
+            salesforce=SalesforceSandbox(
+                port=ports.salesforce, faults=faults, tls=LoopbackTLS(tls_dir)
+            ),
+            sendgrid=SendGridSandbox(
+                port=ports.sendgrid, faults=faults, webhook_url=sendgrid_webhook_url
+            ),
+            twilio=TwilioSandbox(
+                port=ports.twilio,
+                faults=faults,
+                inbound_url=twilio_inbound_url,
+                segments_per_second=twilio_segments_per_second,
+            ),
+        )
+
+    @property
+    def emulators(self) -> tuple[HubSpotSandbox, SalesforceSandbox, SendGridSandbox, TwilioSandbox]:
+        return (self.hubspot, self.salesforce, self.sendgrid, self.twilio)
+
+    def start(self) -> Self:
+        try:
+            for emulator in self.emulators:
+                emulator.start()
+        except BaseException:
+            self.stop()
+            raise
+        self._started = True
+        return self
+
+    def stop(self) -> None:
+        for emulator in self.emulators:
+            emulator.stop()
+        self._started = False
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def environment(self) -> dict[str, str]:
+        """Settings that point the project's clients at the running emulators."""
+        return {
+            "HUBSPOT_BASE_URL": self.hubspot.base_url,
+            "HUBSPOT_ACCESS_TOKEN": self.hubspot.access_token,
+            "SALESFORCE_INSTANCE_URL": self.salesforce.base_url,
+            "SALESFORCE_ACCESS_TOKEN": self.salesforce.access_token,
+            "SALESFORCE_API_VERSION": SALESFORCE_API_VERSION,
+            "SALESFORCE_CA_BUNDLE": str(self.salesforce.ca_file),
+            "SENDGRID_BASE_URL": self.sendgrid.base_url,
+            "SENDGRID_API_KEY": self.sendgrid.api_key,
+            "SENDGRID_WEBHOOK_PUBLIC_KEY": self.sendgrid.public_key,
+            "TWILIO_BASE_URL": self.twilio.base_url,
+            "TWILIO_ACCOUNT_SID": self.twilio.account_sid,
+            "TWILIO_AUTH_TOKEN": self.twilio.auth_token,
+        }
