@@ -1,70 +1,255 @@
 """Delivering queued messages: claim, check the contact policy, render, send, record.
 
-Until provider credentials are configured, "send" writes to the local outbox.
-The data a template sees is built here, when the message goes out, so amounts
-such as expiring points are the ledger's at sending time.
+SMS go one by one (Twilio, paced per sender); email is claimed in batches so
+messages that share a template leave in one SendGrid request. Without
+provider credentials, "send" writes to the local outbox. The data a template
+sees is built when the message goes out, so amounts such as expiring points
+are the ledger's at sending time.
+
+State machine: pending → claimed → sent | unknown | failed, or suppressed,
+or deferred (quiet hours) → pending. A retriable failure returns the message
+to pending with a `next_attempt_at`; a lost response makes it `unknown`,
+settled by provider webhooks or given up after UNKNOWN_EXPIRY_HOURS.
 """
 
 from __future__ import annotations
 
 import logging
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
+from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
+from automations.enrollments import member_zone
 from automations.versions import load_version
 from channels import outbox, policy
 from channels.render import Rendered, RenderError, locale_chain, render_message
 from channels.segments import measure
+from channels.sendgrid_sender import Outcome, OutgoingEmail, SendGridSender, batches
+from channels.twilio_sender import OutgoingSms, TwilioSender
 from loyalty.app import App
+from loyalty.consent import record_consent
+from loyalty.db import insert_ignore
 from loyalty.members import member_data
-from loyalty.models import Enrollment, JourneyVersion, Member, Message
+from loyalty.models import Enrollment, JourneyVersion, Member, Message, Suppression
 
-__all__ = ["deliver", "render_for", "template_data"]
+__all__ = ["deliver", "flush_emails", "render_for", "settle_stale", "template_data"]
 
 log = logging.getLogger(__name__)
 
+#: Emails claimed per flush (several SendGrid requests of up to 1000).
+FLUSH_LIMIT = 5000
+#: Claimed messages with no outcome after this long are treated as possibly sent.
+CLAIM_TIMEOUT = timedelta(minutes=10)
+#: Backoff of a message whose provider asked us to wait without saying how long.
+DEFAULT_RETRY = timedelta(seconds=30)
+
+
+def uses_sendgrid(app: App) -> bool:
+    return bool(app.settings.sendgrid_api_key)
+
+
+def uses_twilio(app: App) -> bool:
+    return bool(app.settings.twilio_account_sid and app.settings.twilio_auth_token)
+
+
+@dataclass
+class _Prepared:
+    message: Message
+    member: Member
+    rendered: Rendered
+
+
+def _prepare(session: Session, app: App, message: Message, now: datetime) -> _Prepared | None:
+    """Policy and rendering for one locked, pending message; None when it does not go now."""
+    member = session.get(Member, message.member_id, with_for_update=True)
+    assert member is not None
+    message.attempts += 1
+    message.updated_at = now
+    decision = policy.check(
+        session,
+        member,
+        message,
+        settings=app.settings,
+        now=now,
+        zone=member_zone(member, app.settings),
+    )
+    message.decisions = {**message.decisions, "decision": decision.reason or "send"}
+    if decision.verdict == "deferred":
+        message.state = "deferred"
+        message.next_attempt_at = decision.until
+        message.decisions = {
+            **message.decisions,
+            "deferred_from": message.decisions.get("deferred_from") or now.isoformat(),
+        }
+        return None
+    if not decision.allowed:
+        message.state, message.error = decision.verdict, decision.reason
+        return None
+    try:
+        rendered = render_for(session, app, message, member, now)
+    except RenderError as exc:
+        message.state, message.error = "failed", f"render: {exc}"
+        log.warning("message.render_failed", extra={"message_id": message.id})
+        return None
+    message.locale = rendered.locale
+    if message.channel == "sms":
+        size = measure(rendered.body)
+        message.segments = size.segments
+        message.cost = size.cost(app.settings.sms_price_per_segment)
+        limit = message.decisions.get("max_segments")
+        if limit and size.segments > limit:
+            message.state = "failed"
+            message.error = f"too_many_segments: {size.segments} > {limit} ({size.encoding})"
+            return None
+    message.state = "claimed"
+    return _Prepared(message, member, rendered)
+
 
 def deliver(app: App, message_id: int) -> str | None:
-    """Deliver one message if it is still pending; returns its new state."""
+    """Deliver one message if it is due; returns its new state (None: nothing to do here)."""
+    with app.database.sessions() as session:
+        channel = session.scalar(select(Message.channel).where(Message.id == message_id))
+    if channel is None or channel == "crm":
+        return None
+    if channel == "email" and uses_sendgrid(app):
+        flush_emails(app)  # email to SendGrid leaves in batches
+        return None
     now = app.clock.now()
     with app.database.transaction() as session:
         message = session.get(Message, message_id, with_for_update=True)
-        if message is None or message.state != "pending" or message.channel == "crm":
+        if message is None or not _due(message, now):
             return None
-        message.attempts += 1
-        message.updated_at = now
-        member = session.get(Member, message.member_id)
-        assert member is not None
-        decision = policy.check(
-            session, member, message.channel, transactional=message.purpose == "transactional"
+        prepared = _prepare(session, app, message, now)
+        if prepared is None:
+            return message.state
+        if channel != "sms" or not uses_twilio(app):
+            message.provider_id = _write(app, message, prepared.member, prepared.rendered, now)
+            message.state, message.sent_at = "sent", now
+            return message.state
+        sms = OutgoingSms(message.id, prepared.member.phone or "", prepared.rendered.body)
+    outcome = TwilioSender(app.settings).send(sms)
+    with app.database.transaction() as session:
+        return _record(session, app, [message_id], outcome, app.clock.now())
+
+
+def _due(message: Message, now: datetime) -> bool:
+    return message.state == "pending" and (
+        message.next_attempt_at is None or message.next_attempt_at <= now
+    )
+
+
+def flush_emails(app: App) -> int:
+    """Claim the due emails and send them in as few SendGrid requests as the limits allow."""
+    now = app.clock.now()
+    outgoing: list[OutgoingEmail] = []
+    with app.database.transaction() as session:
+        query = (
+            select(Message)
+            .where(
+                Message.channel == "email",
+                Message.state == "pending",
+                or_(Message.next_attempt_at.is_(None), Message.next_attempt_at <= now),
+            )
+            .order_by(Message.id)
+            .limit(FLUSH_LIMIT)
         )
-        message.decisions = {**message.decisions, "policy": decision.reason or "send"}
-        if not decision.allowed:
-            message.state = decision.verdict
-            message.error = decision.reason
-            return message.state
-        try:
-            rendered = render_for(session, app, message, member, now)
-        except RenderError as exc:
-            message.state, message.error = "failed", f"render: {exc}"
-            log.warning("message.render_failed", extra={"message_id": message.id})
-            return message.state
-        message.locale = rendered.locale
-        if message.channel == "sms":
-            size = measure(rendered.body)
-            message.segments = size.segments
-            message.cost = size.cost(app.settings.sms_price_per_segment)
-            limit = message.decisions.get("max_segments")
-            if limit and size.segments > limit:
-                message.state = "failed"
-                message.error = f"too_many_segments: {size.segments} > {limit} ({size.encoding})"
-                return message.state
-        message.provider_id = _write(app, message, member, rendered, now)
-        message.state = "sent"
-        message.sent_at = now
-        return message.state
+        if not app.database.is_sqlite:
+            query = query.with_for_update(skip_locked=True)
+        for message in session.scalars(query):
+            prepared = _prepare(session, app, message, now)
+            if prepared is not None:
+                outgoing.append(_outgoing_email(app, prepared))
+    sender = SendGridSender(app.settings)
+    for batch in batches(outgoing):
+        outcome = sender.send(batch)
+        with app.database.transaction() as session:
+            _record(session, app, [e.message_id for e in batch], outcome, app.clock.now())
+    return len(outgoing)
+
+
+def _outgoing_email(app: App, prepared: _Prepared) -> OutgoingEmail:
+    message, rendered = prepared.message, prepared.rendered
+    template_id = message.decisions.get("template_id")
+    if isinstance(template_id, dict):
+        template_id = template_id.get(rendered.locale) or next(iter(template_id.values()))
+    return OutgoingEmail(
+        message_id=message.id,
+        to=prepared.member.email or "",
+        subject=rendered.subject or "",
+        html=rendered.body,
+        text=rendered.text or "",
+        headers=_headers(app, message),
+        categories=tuple(c for c in (message.journey_id, message.step_id) if c),
+        template_id=template_id,
+    )
+
+
+def _record(session: Session, app: App, ids: list[int], outcome: Outcome, now: datetime) -> str:
+    values: dict[str, Any] = {"updated_at": now}
+    if outcome.kind == "sent":
+        values.update(state="sent", sent_at=now, provider_id=outcome.provider_id, error=None)
+    elif outcome.kind == "retry":
+        delay = timedelta(seconds=outcome.retry_after) if outcome.retry_after else DEFAULT_RETRY
+        values.update(state="pending", next_attempt_at=now + delay, error=outcome.error)
+    elif outcome.kind == "unknown":
+        values.update(state="unknown", sent_at=now, error=outcome.error)
+    else:
+        values.update(state="failed", error=outcome.error)
+    session.execute(
+        update(Message).where(Message.id.in_(ids), Message.state == "claimed").values(**values)
+    )
+    if outcome.kind == "opted_out":
+        for message in session.scalars(select(Message).where(Message.id.in_(ids))):
+            _record_opt_out(session, message, now)
+    log.info("message.outcome", extra={"messages": len(ids), "outcome": outcome.kind})
+    return str(values.get("state"))
+
+
+def _record_opt_out(session: Session, message: Message, now: datetime) -> None:
+    """Twilio says the number sent STOP: no marketing SMS until START."""
+    member = session.get(Member, message.member_id, with_for_update=True)
+    if member is None or not member.phone:
+        return
+    record_consent(session, member, "sms", False, source="twilio:21610", at=now)
+    insert_ignore(
+        session,
+        Suppression,
+        [{"channel": "sms", "address": member.phone.lower(), "reason": "stop", "created_at": now}],
+        ["channel", "address"],
+    )
+
+
+def settle_stale(app: App) -> int:
+    """Claims that never got an outcome become unknown; unknowns past the window fail."""
+    now = app.clock.now()
+    with app.database.transaction() as session:
+        claimed = session.execute(
+            update(Message)
+            .where(Message.state == "claimed", Message.updated_at < now - CLAIM_TIMEOUT)
+            .values(state="unknown", error="no outcome recorded; possibly sent", updated_at=now)
+        )
+        expired = session.execute(
+            update(Message)
+            .where(
+                Message.state == "unknown",
+                Message.updated_at < now - timedelta(hours=app.settings.unknown_expiry_hours),
+            )
+            .values(
+                state="failed", error="unknown_expired: no provider confirmation", updated_at=now
+            )
+        )
+    return int(claimed.rowcount or 0) + int(expired.rowcount or 0)  # type: ignore[attr-defined]
+
+
+def _headers(app: App, message: Message) -> dict[str, str]:
+    headers = {"X-Loyalty-Message-Id": str(message.id)}
+    if message.purpose == "marketing":
+        headers["List-Unsubscribe"] = f"<{_unsubscribe_url(app, message)}>"
+        headers["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
+    return headers
 
 
 def _write(app: App, message: Message, member: Member, rendered: Rendered, now: datetime) -> str:
@@ -80,11 +265,6 @@ def _write(app: App, message: Message, member: Member, rendered: Rendered, now: 
             member=member.external_id,
         )
         return path.name
-    headers = {"X-Loyalty-Message-Id": str(message.id)}
-    if message.purpose == "marketing":
-        url = _unsubscribe_url(app, message)
-        headers["List-Unsubscribe"] = f"<{url}>"
-        headers["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
     path = outbox.write_email(
         folder,
         message.id,
@@ -92,13 +272,13 @@ def _write(app: App, message: Message, member: Member, rendered: Rendered, now: 
         to=member.email or "",
         sender=app.settings.email_from or "loyalty@localhost",
         sent_at=now,
-        headers=headers,
+        headers=_headers(app, message),
     )
     return path.name
 
 
 def _unsubscribe_url(app: App, message: Message) -> str:
-    token = message.decisions.get("unsubscribe_token", "")
+    token = message.unsubscribe_token or ""
     return f"{app.settings.public_base_url.rstrip('/')}/u/{token}"
 
 

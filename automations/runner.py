@@ -8,6 +8,7 @@ itself locked and compared before it moves.
 from __future__ import annotations
 
 import secrets
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
@@ -144,6 +145,16 @@ def _apply(
                 },
             }
         elif isinstance(action, Send):
+            journey_policy = published.journey.policy
+            merged = {
+                **(
+                    journey_policy.model_dump(mode="json", exclude_none=True)
+                    if journey_policy
+                    else {}
+                ),
+                **{k: v for k, v in (action.policy or {}).items() if v is not None},
+            }
+            action = replace(action, policy=merged or None)
             message_id = _queue(session, enrollment, member, outcome.step, action, key, now)
             if message_id is not None:
                 messages.append(message_id)
@@ -164,7 +175,7 @@ def _queue(
     key: str,
     now: datetime,
 ) -> int | None:
-    decisions: dict[str, Any] = {"unsubscribe_token": secrets.token_urlsafe(18)}
+    decisions: dict[str, Any] = {}
     if send.max_segments:
         decisions["max_segments"] = send.max_segments
     if send.template_id:
@@ -186,6 +197,7 @@ def _queue(
         "state": "pending",
         "attempts": 0,
         "decisions": decisions,
+        "unsubscribe_token": secrets.token_urlsafe(24),
         "created_at": now,
         "updated_at": now,
     }

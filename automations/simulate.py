@@ -30,7 +30,12 @@ from automations.definition import DateTrigger, ScheduleTrigger
 from automations.engine import next_local_time
 from automations.intake import emit
 from automations.schedules import fire_times
-from automations.ticks import enter_date_journeys, fire_schedules, wake_enrollments
+from automations.ticks import (
+    enter_date_journeys,
+    fire_schedules,
+    relay_messages,
+    wake_enrollments,
+)
 from automations.versions import latest_versions, load_version, publish
 from loyalty.app import App
 from loyalty.clock import FrozenClock
@@ -208,6 +213,8 @@ def _run(
             drain(broker)
             wake_enrollments(app)
             drain(broker)
+            relay_messages(app)
+            drain(broker)
             now = _next_moment(app, now, end, pending)
 
 
@@ -228,6 +235,14 @@ def _next_moment(app: App, now: datetime, end: datetime, pending: list[EventInpu
         journeys = [load_version(v).journey for v in latest_versions(session)]
     if wake is not None:
         candidates.append(wake)
+    with app.database.sessions() as session:
+        retry = session.scalar(
+            select(func.min(Message.next_attempt_at)).where(
+                Message.state.in_(("deferred", "pending")), Message.next_attempt_at > now
+            )
+        )
+    if retry is not None:
+        candidates.append(retry)
     for journey in journeys:
         if journey.status != "active":
             continue
@@ -327,6 +342,12 @@ def _message_record(message: Message, externals: dict[int, str], app: App) -> di
         record["template"] = message.template
     if message.locale:
         record["locale"] = message.locale
+    if message.decisions.get("deferred_from"):
+        record["deferred_from"] = _iso(datetime.fromisoformat(message.decisions["deferred_from"]))
+    if message.state == "deferred":
+        record["deferred_until"] = (
+            _iso(message.next_attempt_at) if message.next_attempt_at else None
+        )
     if message.state == "suppressed":
         record["suppressed"] = message.error
     elif message.state == "failed":

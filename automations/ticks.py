@@ -10,7 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 
-from sqlalchemy import and_, or_, select
+from sqlalchemy import and_, or_, select, update
 
 from automations import actors
 from loyalty.app import App
@@ -82,19 +82,31 @@ def wake_enrollments(app: App) -> int:
 
 
 def relay_messages(app: App) -> int:
-    """Queue outbox messages committed but never delivered (their message was lost)."""
-    cutoff = app.clock.now() - timedelta(seconds=app.settings.event_relay_after_seconds)
-    with app.database.sessions() as session:
+    """Queue messages whose time has come: deferred past quiet hours, retries, lost ones."""
+    from automations.delivery import settle_stale
+
+    now = app.clock.now()
+    cutoff = now - timedelta(seconds=app.settings.event_relay_after_seconds)
+    with app.database.transaction() as session:
+        session.execute(
+            update(Message)
+            .where(Message.state == "deferred", Message.next_attempt_at <= now)
+            .values(state="pending", updated_at=now)
+        )
         ids = session.scalars(
             select(Message.id)
             .where(
                 Message.state == "pending",
                 Message.channel.in_(("email", "sms")),
-                Message.created_at <= cutoff,
+                or_(
+                    Message.next_attempt_at <= now,
+                    and_(Message.next_attempt_at.is_(None), Message.created_at <= cutoff),
+                ),
             )
             .order_by(Message.id)
             .limit(TICK_BATCH)
         ).all()
+    settle_stale(app)
     for message_id in ids:
         actors.send("deliver_message", message_id)
     return len(ids)

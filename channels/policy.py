@@ -1,25 +1,34 @@
 """The contact policy, checked when a message is claimed for sending (DESIGN §9).
 
-Order: erased → consent for the channel and purpose → suppression → send.
-Quiet hours and frequency caps come with the provider channels.
+In order: erased → consent for the channel and purpose → suppression →
+quiet hours in the member's zone (defer) → frequency caps across journeys →
+send. Transactional messages skip consent and caps, never quiet hours.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from loyalty.models import Member, Suppression
+from channels.quiet_hours import parse_quiet_hours, quiet_until
+from loyalty.models import Member, Message, Suppression
+from loyalty.settings import Settings
 
-__all__ = ["Decision", "check"]
+__all__ = ["Decision", "address_of", "check"]
+
+#: States that count against a frequency cap: sent, or possibly sent.
+_COUNTED = ("sent", "unknown", "claimed")
 
 
 @dataclass(frozen=True)
 class Decision:
-    verdict: str  # send | suppressed | failed
+    verdict: str  # send | suppressed | deferred | failed
     reason: str | None = None
+    until: datetime | None = None
 
     @property
     def allowed(self) -> bool:
@@ -30,13 +39,39 @@ def address_of(member: Member, channel: str) -> str | None:
     return member.email if channel == "email" else member.phone
 
 
-def check(session: Session, member: Member, channel: str, *, transactional: bool) -> Decision:
-    """Whether the member may get a message on `channel` now, and why not."""
+def _quiet_hours(channel: str, policy: dict[str, Any], settings: Settings) -> str | None:
+    override = policy.get("quiet_hours")
+    if override:
+        return f"{override['start'][:5]}-{override['end'][:5]}"
+    return settings.sms_quiet_hours if channel == "sms" else settings.email_quiet_hours
+
+
+def _cap(channel: str, policy: dict[str, Any], settings: Settings) -> tuple[int, timedelta]:
+    if channel == "sms":
+        limit = policy.get("max_sms_per_day")
+        return (settings.max_marketing_sms_per_day if limit is None else limit), timedelta(days=1)
+    limit = policy.get("max_emails_per_week")
+    return (settings.max_marketing_emails_per_week if limit is None else limit), timedelta(days=7)
+
+
+def check(
+    session: Session,
+    member: Member,
+    message: Message,
+    *,
+    settings: Settings,
+    now: datetime,
+    zone: str,
+) -> Decision:
+    """Whether `message` may go to `member` now; the first rule that says no, says why."""
+    channel = message.channel
+    transactional = message.purpose == "transactional"
+    policy: dict[str, Any] = message.decisions.get("policy") or {}
     if member.erased_at is not None:
         return Decision("suppressed", "erased")
     address = address_of(member, channel)
     if not address:
-        return Decision("failed", f"no_{'email' if channel == 'email' else 'phone'}")
+        return Decision("failed", "no_email" if channel == "email" else "no_phone")
     if not transactional and getattr(member, f"{channel}_consent") is not True:
         return Decision("suppressed", "no_consent")
     suppressed = session.scalar(
@@ -46,4 +81,21 @@ def check(session: Session, member: Member, channel: str, *, transactional: bool
     )
     if suppressed is not None:
         return Decision("suppressed", suppressed)
+    until = quiet_until(now, zone, parse_quiet_hours(_quiet_hours(channel, policy, settings)))
+    if until is not None:
+        return Decision("deferred", "quiet_hours", until)
+    if not transactional and policy.get("frequency_cap") is not False:
+        limit, window = _cap(channel, policy, settings)
+        recent = session.scalar(
+            select(func.count(Message.id)).where(
+                Message.member_id == member.id,
+                Message.channel == channel,
+                Message.purpose == "marketing",
+                Message.state.in_(_COUNTED),
+                Message.id != message.id,
+                func.coalesce(Message.sent_at, Message.updated_at) > now - window,
+            )
+        )
+        if (recent or 0) >= limit:
+            return Decision("suppressed", "frequency_cap")
     return Decision("send")

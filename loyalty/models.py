@@ -88,7 +88,10 @@ def _member_fk() -> Mapped[int]:
 
 class Member(Base):
     __tablename__ = "members"
-    __table_args__ = (Index("ix_members_birthday", "birth_month", "birth_day"),)
+    __table_args__ = (
+        Index("ix_members_birthday", "birth_month", "birth_day"),
+        Index("ix_members_enrolled_at", "enrolled_at"),
+    )
 
     id: Mapped[int] = mapped_column(Id, primary_key=True)
     external_id: Mapped[str] = mapped_column(String(255), unique=True)
@@ -145,6 +148,7 @@ class LedgerEntry(Base):
     """One points movement. Positive entries are lots that later entries consume FIFO."""
 
     __tablename__ = "points_ledger"
+    __table_args__ = (Index("ix_points_ledger_expires_at", "expires_at"),)
 
     id: Mapped[int] = mapped_column(Id, primary_key=True)
     member_id: Mapped[int] = _member_fk()
@@ -226,13 +230,18 @@ class Message(Base):
     provider_id: Mapped[str | None] = mapped_column(String(128), index=True)
     attempts: Mapped[int] = mapped_column(default=0)
     error: Mapped[str | None] = mapped_column(Text)
-    cost: Mapped[Decimal | None]
+    cost: Mapped[Decimal | None] = mapped_column(Numeric(14, 4))
     segments: Mapped[int | None]
     decisions: Mapped[dict[str, Any]] = mapped_column(default=dict)
     next_attempt_at: Mapped[datetime | None] = mapped_column(index=True)
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
     sent_at: Mapped[datetime | None]
+    #: The provider's latest word on it: delivered, bounced, opened, clicked, undelivered…
+    provider_status: Mapped[str | None] = mapped_column(String(32))
+    provider_status_at: Mapped[datetime | None]
+    #: Names this message (and so its member) in the one-click unsubscribe link.
+    unsubscribe_token: Mapped[str | None] = mapped_column(String(64), unique=True)
 
 
 class Suppression(Base):
@@ -275,6 +284,10 @@ class CrmLink(Base):
     pushed_at: Mapped[datetime | None]
     error: Mapped[str | None] = mapped_column(Text)
     error_at: Mapped[datetime | None]
+    #: The mapped values last accepted by the CRM, so a pull can tell whose edit is newer.
+    pushed_values: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+    #: Values the CRM refused for good; not sent again until they change.
+    failed_hash: Mapped[str | None] = mapped_column(String(64))
 
 
 class SyncCursor(Base):

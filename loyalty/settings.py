@@ -64,6 +64,19 @@ class Settings(BaseSettings):
     event_relay_after_seconds: int = Field(60, ge=1)
     scheduler_lock_ttl_seconds: int = Field(30, ge=5)
 
+    # Messaging and the contact policy
+    program_name: str = Field("Loyalty Club", description="named in SMS HELP answers and mail")
+    support_contact: str = Field("support@example.com", description="in SMS HELP answers")
+    sms_frequency: str = Field("up to 4 msgs/month", description="in SMS HELP answers")
+    sms_quiet_hours: str = Field(
+        "21:00-09:00", description="recipient-local, HH:MM-HH:MM; empty: none"
+    )
+    email_quiet_hours: str = Field("", description="recipient-local, HH:MM-HH:MM; empty: none")
+    max_marketing_sms_per_day: int = Field(1, ge=0)
+    max_marketing_emails_per_week: int = Field(3, ge=0)
+    unknown_expiry_hours: int = Field(48, ge=1, description="when an unconfirmed send gives up")
+    twilio_messages_per_second: float = Field(1.0, gt=0)
+
     # Providers (used once the channels and CRM parts are configured)
     sendgrid_api_key: str | None = None
     sendgrid_base_url: str = "https://api.sendgrid.com"
@@ -80,10 +93,21 @@ class Settings(BaseSettings):
     sms_price_per_segment: Decimal = Decimal("0.0079")
     hubspot_access_token: str | None = None
     hubspot_base_url: str = "https://api.hubapi.com"
+    hubspot_client_secret: str | None = None
     hubspot_requests_per_10s: int = Field(190, ge=1)
     salesforce_instance_url: str | None = None
     salesforce_access_token: str | None = None
     salesforce_api_version: str = "59.0"
+
+    # CRM sync
+    crm_mapping_file: Path | None = Field(None, description="CRM field mapping; unset: defaults")
+    crm_push_minutes: int = Field(5, ge=1, description="how often changed members are pushed")
+    crm_pull_minutes: int = Field(15, ge=1, description="how often CRM edits are pulled back")
+    crm_push_concurrency: int = Field(4, ge=1, le=32, description="CRM write calls in flight")
+    crm_max_retries: int = Field(8, ge=0, description="retries of one CRM call on 429/5xx")
+    salesforce_bulk_threshold: int = Field(10_000, ge=1, description="records: Bulk API 2.0")
+    salesforce_budget_share: float = Field(0.8, gt=0, le=1, description="daily API share to use")
+    salesforce_ca_bundle: Path | None = Field(None, description="CA file for a private server")
 
     @field_validator("database_url")
     @classmethod
@@ -92,6 +116,14 @@ class Settings(BaseSettings):
             raise ValueError("expected sqlite:///PATH or postgresql://USER@HOST/DB")
         if value.startswith(("postgresql://", "postgres://")):
             value = "postgresql+psycopg://" + value.split("://", 1)[1]
+        return value
+
+    @field_validator("sms_quiet_hours", "email_quiet_hours")
+    @classmethod
+    def _quiet_hours(cls, value: str) -> str:
+        value = value.strip()
+        if value and not re.fullmatch(r"([01]\d|2[0-3]):[0-5]\d-([01]\d|2[0-3]):[0-5]\d", value):
+            raise ValueError("expected HH:MM-HH:MM such as 21:00-09:00, or empty for none")
         return value
 
     @field_validator("redis_url")

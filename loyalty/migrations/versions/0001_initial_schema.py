@@ -304,7 +304,7 @@ def upgrade() -> None:
         sa.Column("provider_id", sa.String(length=128), nullable=True),
         sa.Column("attempts", sa.Integer(), nullable=False),
         sa.Column("error", sa.Text(), nullable=True),
-        sa.Column("cost", sa.Numeric(precision=14, scale=2), nullable=True),
+        sa.Column("cost", sa.Numeric(precision=14, scale=4), nullable=True),
         sa.Column("segments", sa.Integer(), nullable=True),
         sa.Column(
             "decisions",

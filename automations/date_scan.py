@@ -1,0 +1,288 @@
+"""The date-trigger scan: which members a date journey should enter now.
+
+One indexed query per scan, whatever the number of members. At any instant the
+local dates on Earth span at most three calendar dates, so a scan only needs the
+members whose date falls on one of those (shifted by ``days_before``):
+
+- ``birthday``: ``(birth_month, birth_day)`` in a handful of pairs (index
+  ``ix_members_birthday``);
+- ``enrolled_at``: the local enrolment date is within a day of the UTC one, so
+  one short ``enrolled_at`` range per past year (index ``ix_members_enrolled_at``);
+- ``points_expiry``: lots with points left whose ``expires_at`` lies in a window
+  of about three days (index ``ix_points_ledger_expires_at``).
+
+The query over-selects by at most a day on each side; the exact decision (the
+member's zone, DST, 29 February) is taken in Python by ``date_triggers``. Members
+who already hold an enrollment for the occurrence are left out in the same query
+(``NOT EXISTS``), so a scan repeated after entering them returns nothing new.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any, TypeVar
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import ColumnElement, Select, and_, exists, false, func, or_, select
+from sqlalchemy.orm import InstrumentedAttribute, Session
+
+from automations.date_triggers import (
+    EARLIEST_OFFSET,
+    LATEST_OFFSET,
+    Firing,
+    LeapDayRule,
+    anniversary_firing,
+    birthday_firing,
+    celebrations_at,
+    expiry_firing,
+    is_due,
+    member_zone,
+    month_days_celebrated_on,
+    occurrence_for,
+)
+from automations.definition.models import DateTrigger
+from loyalty.clock import ensure_utc
+from loyalty.models import Enrollment, LedgerEntry, Member
+from loyalty.settings import Settings
+
+__all__ = ["DEFAULT_GRACE", "DueEntry", "due_date_entries"]
+
+_T = TypeVar("_T")
+_AnySelect = Select[*tuple[Any, ...]]
+
+#: Without catch-up, how late after ``at`` a scan may still enter a member (a late tick).
+DEFAULT_GRACE = timedelta(minutes=15)
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class DueEntry:
+    """A member to enter for one occurrence; ``fire_at`` is the UTC instant of ``at``."""
+
+    member_id: int
+    occurrence: str
+    fire_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class _Group:
+    """Candidates sharing one occurrence key: their SQL filter and the key."""
+
+    occurrence: str
+    where: ColumnElement[bool]
+
+
+def due_date_entries(
+    session: Session,
+    journey_id: str,
+    trigger: DateTrigger,
+    now: datetime,
+    settings: Settings,
+    *,
+    grace: timedelta = DEFAULT_GRACE,
+    exclude_enrolled: bool = True,
+) -> list[DueEntry]:
+    """The members whose firing of `trigger` is due at `now`, sorted by member id.
+
+    Due: ``fire_at <= now`` and the member's local fire day not over (with
+    ``settings.date_triggers_catch_up``), else ``now - fire_at < grace``. Erased
+    members never; members already enrolled for the occurrence not when
+    `exclude_enrolled`.
+    """
+    now = ensure_utc(now)
+    scan = _Scan(journey_id, trigger, now, settings, grace, exclude_enrolled)
+    if trigger.field == "birthday":
+        return scan.birthdays(session)
+    if trigger.field == "enrolled_at":
+        return scan.anniversaries(session)
+    return scan.expiries(session)
+
+
+class _Scan:
+    """One scan's parameters, and the zones it has looked up (members share a few hundred)."""
+
+    def __init__(
+        self,
+        journey_id: str,
+        trigger: DateTrigger,
+        now: datetime,
+        settings: Settings,
+        grace: timedelta,
+        exclude_enrolled: bool,
+    ) -> None:
+        self.journey_id = journey_id
+        self.trigger = trigger
+        self.now = now
+        self.default_zone = settings.default_time_zone
+        self.leap_day: LeapDayRule = settings.leap_day_birthdays
+        self.catch_up = settings.date_triggers_catch_up
+        self.grace = grace
+        self.exclude_enrolled = exclude_enrolled
+        self.celebrations = celebrations_at(now, trigger.days_before)
+        self._zones: dict[str | None, ZoneInfo] = {}
+
+    # -- the three fields -------------------------------------------------------------------
+
+    def birthdays(self, session: Session) -> list[DueEntry]:
+        groups = [
+            _Group(occurrence, _month_day_in(pairs))
+            for occurrence, pairs in self._by_occurrence(
+                lambda c: month_days_celebrated_on(c, self.leap_day)
+            ).items()
+        ]
+        query = select(Member.id, Member.time_zone, Member.birth_month, Member.birth_day)
+        rows = session.execute(self._restrict(query, groups, Member.id)).all()
+
+        def firing(row: Any, zone: ZoneInfo) -> Firing | None:
+            return birthday_firing(
+                row.birth_month, row.birth_day, zone, self.trigger, self.now, self.leap_day
+            )
+
+        return self._decide(rows, groups, firing)
+
+    def anniversaries(self, session: Session) -> list[DueEntry]:
+        earliest = session.scalar(select(func.min(Member.enrolled_at)))
+        if earliest is None:
+            return []
+        # One year earlier too: a member's local date can be a day behind UTC.
+        first_year = ensure_utc(earliest).year - 1
+
+        def enrolment_dates(celebration: date) -> list[date]:
+            pairs = month_days_celebrated_on(celebration, self.leap_day)
+            return [
+                day
+                for year in range(first_year, celebration.year)
+                for month, day_of_month in pairs
+                if (day := _date_or_none(year, month, day_of_month)) is not None
+            ]
+
+        groups = [
+            _Group(occurrence, _local_dates_in(Member.enrolled_at, dates))
+            for occurrence, dates in self._by_occurrence(enrolment_dates).items()
+        ]
+        query = select(Member.id, Member.time_zone, Member.enrolled_at)
+        rows = session.execute(self._restrict(query, groups, Member.id)).all()
+
+        def firing(row: Any, zone: ZoneInfo) -> Firing | None:
+            return anniversary_firing(row.enrolled_at, zone, self.trigger, self.now, self.leap_day)
+
+        return self._decide(rows, groups, firing)
+
+    def expiries(self, session: Session) -> list[DueEntry]:
+        groups = [
+            _Group(occurrence, _local_dates_in(LedgerEntry.expires_at, dates))
+            for occurrence, dates in self._by_occurrence(lambda c: [c]).items()
+        ]
+        query = (
+            select(LedgerEntry.member_id.label("id"), Member.time_zone, LedgerEntry.expires_at)
+            .join(Member, Member.id == LedgerEntry.member_id)
+            .where(LedgerEntry.remaining > 0)
+        )
+        rows = session.execute(self._restrict(query, groups, LedgerEntry.member_id)).all()
+
+        def firing(row: Any, zone: ZoneInfo) -> Firing | None:
+            return expiry_firing(row.expires_at, zone, self.trigger, self.now)
+
+        return self._decide(rows, groups, firing)
+
+    # -- shared steps -----------------------------------------------------------------------
+
+    def _by_occurrence(self, values: Callable[[date], list[_T]]) -> dict[str, list[_T]]:
+        grouped: dict[str, list[_T]] = defaultdict(list)
+        for celebration in self.celebrations:
+            grouped[occurrence_for(self.trigger.field, celebration)].extend(values(celebration))
+        return grouped
+
+    def _restrict(
+        self, query: _AnySelect, groups: Sequence[_Group], member_id: InstrumentedAttribute[int]
+    ) -> _AnySelect:
+        """Add the candidate filter, erasure and the already-enrolled exclusion."""
+        query = query.where(Member.erased_at.is_(None), or_(false(), *(g.where for g in groups)))
+        if not self.exclude_enrolled:
+            return query
+        if len(groups) == 1:
+            return query.where(self._not_enrolled(member_id, groups[0].occurrence))
+        # Which occurrence a row belongs to depends on its zone, known only in
+        # Python; so each group says in its own column whether the row is open
+        # for that group's occurrence, and the row is kept if any group is.
+        opens = [
+            and_(group.where, self._not_enrolled(member_id, group.occurrence)).label(f"open_{n}")
+            for n, group in enumerate(groups)
+        ]
+        return query.add_columns(*opens).where(or_(*opens))
+
+    def _not_enrolled(
+        self, member_id: InstrumentedAttribute[int], occurrence: str
+    ) -> ColumnElement[bool]:
+        return ~exists().where(
+            Enrollment.journey_id == self.journey_id,
+            Enrollment.member_id == member_id,
+            Enrollment.occurrence == occurrence,
+        )
+
+    def _zone(self, name: str | None) -> ZoneInfo:
+        zone = self._zones.get(name)
+        if zone is None:
+            zone = self._zones[name] = member_zone(name, self.default_zone)
+        return zone
+
+    def _decide(
+        self,
+        rows: Iterable[Any],
+        groups: Sequence[_Group],
+        firing_of: Callable[[Any, ZoneInfo], Firing | None],
+    ) -> list[DueEntry]:
+        open_column = {g.occurrence: f"open_{n}" for n, g in enumerate(groups)}
+        checked_columns = self.exclude_enrolled and len(groups) > 1
+        entries: set[DueEntry] = set()
+        for row in rows:
+            firing = firing_of(row, self._zone(row.time_zone))
+            if firing is None:
+                continue
+            if checked_columns and not getattr(row, open_column[firing.occurrence]):
+                continue
+            if is_due(firing, self.now, catch_up=self.catch_up, grace=self.grace):
+                entries.add(DueEntry(row.id, firing.occurrence, firing.fire_at))
+        return sorted(entries)
+
+
+# -- SQL filters --------------------------------------------------------------------------------
+
+
+def _date_or_none(year: int, month: int, day: int) -> date | None:
+    try:
+        return date(year, month, day)
+    except ValueError:
+        return None
+
+
+def _month_day_in(pairs: Iterable[tuple[int, int]]) -> ColumnElement[bool]:
+    """``(birth_month, birth_day)`` among `pairs`, in a shape both planners take to the index."""
+    days_by_month: dict[int, set[int]] = defaultdict(set)
+    for month, day in pairs:
+        days_by_month[month].add(day)
+    return or_(
+        false(),
+        *(
+            and_(Member.birth_month == month, Member.birth_day.in_(sorted(days)))
+            for month, days in sorted(days_by_month.items())
+        ),
+    )
+
+
+def _local_dates_in(
+    column: InstrumentedAttribute[datetime] | InstrumentedAttribute[datetime | None],
+    dates: Iterable[date],
+) -> ColumnElement[bool]:
+    """`column` (UTC) falls on one of `dates` in some zone: merged half-open UTC ranges."""
+    ranges: list[list[datetime]] = []
+    for day in sorted(set(dates)):
+        midnight = datetime.combine(day, time(0), UTC)
+        low, high = midnight - LATEST_OFFSET, midnight + timedelta(days=1) - EARLIEST_OFFSET
+        if ranges and low <= ranges[-1][1]:
+            ranges[-1][1] = max(ranges[-1][1], high)
+        else:
+            ranges.append([low, high])
+    return or_(false(), *(and_(column >= low, column < high) for low, high in ranges))
