@@ -23,8 +23,6 @@ __all__ = ["Outcome", "OutgoingEmail", "SendGridSender", "batches"]
 #: SendGrid's limits per request and per personalization's substitutions.
 MAX_PERSONALIZATIONS = 1000
 MAX_SUBSTITUTION_BYTES = 10_000
-#: Seconds to wait for SendGrid's answer; longer means "unknown", not "failed".
-TIMEOUT_SECONDS = 15.0
 _HTML, _TEXT = "%loyalty_html%", "%loyalty_text%"
 
 
@@ -79,6 +77,7 @@ class SendGridSender:
         self._from = {"email": settings.email_from or "loyalty@example.com"}
         self._reply_to = settings.email_reply_to
         self._group = settings.sendgrid_unsubscribe_group_id
+        self._timeout = settings.provider_timeout_seconds
 
     def body(self, batch: list[OutgoingEmail]) -> dict[str, Any]:
         first = batch[0]
@@ -125,7 +124,7 @@ class SendGridSender:
         """One request; the outcome says whether it landed, may be retried, or is unknown."""
         try:
             response = self._client.client.mail.send.post(
-                request_body=self.body(batch), timeout=TIMEOUT_SECONDS
+                request_body=self.body(batch), timeout=self._timeout
             )
         except HTTPError as exc:
             return _classify(exc)

@@ -16,8 +16,6 @@ from loyalty.settings import Settings
 
 __all__ = ["OutgoingSms", "Pacer", "TwilioSender"]
 
-#: Seconds to wait for Twilio's answer; longer means "unknown".
-TIMEOUT_SECONDS = 15.0
 #: Twilio error codes that are final for the message.
 OPTED_OUT = 21610
 INVALID_NUMBER = {21211, 21214, 21217, 21614, 21612, 21408}
@@ -66,7 +64,7 @@ class TwilioSender:
         self._client = Client(
             settings.twilio_account_sid,
             settings.twilio_auth_token,
-            http_client=TwilioHttpClient(timeout=TIMEOUT_SECONDS),
+            http_client=TwilioHttpClient(timeout=settings.provider_timeout_seconds),
         )
         self._client.api.base_url = settings.twilio_base_url.rstrip("/")
         self._service = settings.twilio_messaging_service_sid

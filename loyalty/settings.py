@@ -76,6 +76,7 @@ class Settings(BaseSettings):
     max_marketing_emails_per_week: int = Field(3, ge=0)
     unknown_expiry_hours: int = Field(48, ge=1, description="when an unconfirmed send gives up")
     twilio_messages_per_second: float = Field(1.0, gt=0)
+    provider_timeout_seconds: float = Field(15.0, gt=0, description="longer: outcome unknown")
 
     # Providers (used once the channels and CRM parts are configured)
     sendgrid_api_key: str | None = None

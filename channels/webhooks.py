@@ -1,0 +1,459 @@
+"""Apply provider webhooks to messages, suppressions and consent (DESIGN §6 items 4 and 6).
+
+Every delivery is stored once per provider event id in `provider_events`; only a
+first sighting changes anything, so providers may retry as often as they like.
+The callers verify signatures and parse bodies; these functions only decide and
+write, inside the caller's transaction.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from sqlalchemy import delete, literal_column, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from loyalty.consent import Channel, record_consent
+from loyalty.models import Base, Member, Message, ProviderEvent, Suppression
+
+__all__ = [
+    "BatchOutcome",
+    "InboundOutcome",
+    "Keyword",
+    "UnsubscribeOutcome",
+    "apply_sendgrid_events",
+    "apply_twilio_inbound",
+    "apply_twilio_status",
+    "keyword_reply",
+    "sms_keyword",
+    "store_hubspot_events",
+    "unsubscribe",
+    "unsubscribe_target",
+]
+
+log = logging.getLogger(__name__)
+
+Keyword = Literal["stop", "start", "help"]
+
+#: Whole-message SMS keywords (any case, trimmed), as carriers and Twilio define them.
+SMS_KEYWORDS: dict[str, Keyword] = {
+    **dict.fromkeys(
+        ("STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT", "REVOKE", "OPTOUT"), "stop"
+    ),
+    **dict.fromkeys(("START", "YES", "UNSTOP"), "start"),
+    **dict.fromkeys(("HELP", "INFO"), "help"),
+}
+
+#: SendGrid event → our provider status. Events missing here change no status.
+SENDGRID_STATUS = {
+    "processed": "processed",
+    "deferred": "deferred",
+    "delivered": "delivered",
+    "dropped": "dropped",
+    "open": "opened",
+    "click": "clicked",
+    "spamreport": "spam_reported",
+    "unsubscribe": "unsubscribed",
+    "group_unsubscribe": "unsubscribed",
+}
+
+#: Twilio MessageStatus values we keep as the provider status.
+TWILIO_STATUS = frozenset({"sent", "delivered", "undelivered", "failed", "read", "canceled"})
+
+#: How far a status is along the way. Events arrive out of order: a later word
+#: replaces the current one only when it ranks higher, or ranks the same and is newer.
+STATUS_RANK = {
+    "queued": 0,
+    "accepted": 0,
+    "processed": 0,
+    "sending": 1,
+    "sent": 1,
+    "deferred": 1,
+    "delivered": 2,
+    "undelivered": 2,
+    "failed": 2,
+    "canceled": 2,
+    "bounced": 2,
+    "blocked": 2,
+    "dropped": 2,
+    "opened": 3,
+    "read": 3,
+    "clicked": 4,
+    "spam_reported": 5,
+    "unsubscribed": 5,
+}
+
+_EVENT_ID_MAX = 255
+
+
+@dataclass
+class BatchOutcome:
+    """What became of one webhook delivery's events."""
+
+    applied: int = 0
+    duplicates: int = 0
+    ignored: int = 0
+
+
+@dataclass(frozen=True)
+class InboundOutcome:
+    """An inbound SMS: its keyword, whether it was new, and whether it changed anything."""
+
+    keyword: Keyword | None
+    duplicate: bool
+    changed: bool
+    member_ids: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True)
+class UnsubscribeOutcome:
+    message_id: int
+    member_id: int
+    changed: bool
+
+
+@dataclass
+class _Locked:
+    messages: dict[int, Message] = field(default_factory=dict)
+    members: dict[int, Member] = field(default_factory=dict)
+
+
+# -- SendGrid ---------------------------------------------------------------------------
+
+
+def apply_sendgrid_events(
+    session: Session, events: Sequence[Mapping[str, Any]], *, now: datetime
+) -> BatchOutcome:
+    """Apply a parsed Event Webhook batch; events naming no message of ours are only stored."""
+    outcome = BatchOutcome()
+    locked = _lock_email_messages(session, events)
+    for event in events:
+        message = locked.messages.get(_int(event.get("message_id")) or 0)
+        kind = str(event.get("event") or "unknown")
+        event_id = _event_id(event.get("sg_event_id"), event)
+        if not _store(session, "sendgrid", event_id, kind, event, now, applied=message is not None):
+            outcome.duplicates += 1
+        elif message is None:
+            outcome.ignored += 1
+        else:
+            _apply_sendgrid(session, message, locked.members[message.member_id], event, now)
+            outcome.applied += 1
+    return outcome
+
+
+def _lock_email_messages(session: Session, events: Sequence[Mapping[str, Any]]) -> _Locked:
+    # Rows are locked in id order so that concurrent batches cannot deadlock.
+    ids = sorted({i for e in events if (i := _int(e.get("message_id"))) is not None})
+    locked = _Locked()
+    if not ids:
+        return locked
+    query = select(Message).where(Message.id.in_(ids), Message.channel == "email")
+    for message in session.scalars(query.order_by(Message.id).with_for_update()):
+        locked.messages[message.id] = message
+    member_ids = sorted({m.member_id for m in locked.messages.values()})
+    if member_ids:
+        query_members = select(Member).where(Member.id.in_(member_ids)).order_by(Member.id)
+        for member in session.scalars(query_members.with_for_update()):
+            locked.members[member.id] = member
+    return locked
+
+
+def _apply_sendgrid(
+    session: Session, message: Message, member: Member, event: Mapping[str, Any], now: datetime
+) -> None:
+    kind = str(event.get("event") or "")
+    at = _event_time(event.get("timestamp"), now)
+    provider_id = str(event.get("sg_message_id") or "").split(".", 1)[0] or None
+    _reconcile(message, provider_id, at, now)
+    status = SENDGRID_STATUS.get(kind)
+    if kind == "bounce":
+        status = "blocked" if event.get("type") == "blocked" else "bounced"
+    if status is not None:
+        _set_status(message, status, at, now)
+    if kind in ("bounce", "dropped"):
+        parts = ("sendgrid", kind, event.get("type"), event.get("status"))
+        message.error = " ".join(str(p) for p in parts if p)
+    address = str(event.get("email") or member.email or "").strip().lower()
+    if status == "bounced" and address:
+        _suppress(session, "email", address, "bounce", now, member.id)
+    if kind == "spamreport":
+        if address:
+            _suppress(session, "email", address, "spam_report", now, member.id)
+        _revoke(session, member, "email", "sendgrid:spamreport", at)
+    elif kind in ("unsubscribe", "group_unsubscribe"):
+        _revoke(session, member, "email", "sendgrid:unsubscribe", at)
+
+
+# -- Twilio -----------------------------------------------------------------------------
+
+
+def apply_twilio_status(
+    session: Session, params: Mapping[str, str], *, message_id: int | None, now: datetime
+) -> BatchOutcome:
+    """Apply one status callback, deduplicated on (MessageSid, MessageStatus)."""
+    sid, status = params["MessageSid"], params["MessageStatus"].lower()
+    message = None
+    if message_id is not None:
+        message = session.scalar(
+            select(Message)
+            .where(Message.id == message_id, Message.channel == "sms")
+            .with_for_update()
+        )
+    if message is not None and message.provider_id not in (None, sid):
+        log.warning(
+            "twilio.status_sid_mismatch", extra={"message_id": message.id, "status": status}
+        )
+        message = None
+    outcome = BatchOutcome()
+    applied = message is not None
+    if not _store(session, "twilio", f"{sid}:{status}", f"status.{status}", params, now, applied):
+        outcome.duplicates += 1
+        return outcome
+    if message is None:
+        outcome.ignored += 1
+        return outcome
+    _reconcile(message, sid, now, now)
+    if status in TWILIO_STATUS:
+        _set_status(message, status, now, now)
+    error_code = params.get("ErrorCode")
+    if error_code and status in ("undelivered", "failed"):
+        message.error = f"twilio {error_code}"
+    outcome.applied += 1
+    return outcome
+
+
+def sms_keyword(body: str | None) -> Keyword | None:
+    """STOP, START or HELP when the whole message (any case, trimmed) is one of their words."""
+    return SMS_KEYWORDS.get((body or "").strip().upper())
+
+
+def keyword_reply(
+    keyword: Keyword, *, program_name: str, support_contact: str, sms_frequency: str
+) -> str:
+    """The text that answers an SMS keyword."""
+    if keyword == "stop":
+        return (
+            f"{program_name}: you are unsubscribed and will receive no more messages. "
+            "Reply START to resubscribe."
+        )
+    if keyword == "start":
+        return (
+            f"{program_name}: you are subscribed again. {sms_frequency}. "
+            "Msg&data rates may apply. Reply HELP for help, STOP to cancel."
+        )
+    return (
+        f"{program_name}: help at {support_contact}. {sms_frequency}. "
+        "Msg&data rates may apply. Reply STOP to cancel."
+    )
+
+
+def apply_twilio_inbound(
+    session: Session, params: Mapping[str, str], *, now: datetime
+) -> InboundOutcome:
+    """Store an inbound SMS once per MessageSid; STOP and START change consent for the number."""
+    keyword = sms_keyword(params.get("Body"))
+    kind = f"inbound.{keyword or 'message'}"
+    # Plain messages stay unapplied: surveys and replies read them later.
+    applied = keyword is not None
+    if not _store(session, "twilio", params["MessageSid"], kind, params, now, applied):
+        return InboundOutcome(keyword, duplicate=True, changed=False)
+    if keyword not in ("stop", "start"):
+        return InboundOutcome(keyword, duplicate=False, changed=False)
+    phone = params["From"].strip()
+    members = list(
+        session.scalars(
+            select(Member)
+            .where(Member.phone == phone, Member.erased_at.is_(None))
+            .order_by(Member.id)
+            .with_for_update()
+        )
+    )
+    granted = keyword == "start"
+    source = f"sms:{keyword}"
+    changed = False
+    for member in members:
+        changed |= record_consent(session, member, "sms", granted, source=source, at=now)
+    if granted:
+        removed = session.execute(
+            delete(Suppression)
+            .where(
+                Suppression.channel == "sms",
+                Suppression.address == phone,
+                Suppression.reason == "stop",
+            )
+            .returning(Suppression.id)
+        )
+        changed |= removed.first() is not None
+    else:
+        changed |= _suppress(session, "sms", phone, "stop", now, None)
+    member_ids = tuple(m.id for m in members)
+    log.info(
+        "sms.opt_in" if granted else "sms.opt_out",
+        extra={"member_ids": list(member_ids), "changed": changed},
+    )
+    return InboundOutcome(keyword, duplicate=False, changed=changed, member_ids=member_ids)
+
+
+# -- HubSpot ----------------------------------------------------------------------------
+
+
+def store_hubspot_events(
+    session: Session, events: Sequence[Mapping[str, Any]], *, now: datetime
+) -> BatchOutcome:
+    """Keep CRM change notifications once each; CRM sync applies them later."""
+    outcome = BatchOutcome()
+    for event in events:
+        # HubSpot does not promise that eventId alone is unique; retries repeat all of these.
+        parts = (event.get(k) for k in ("portalId", "subscriptionId", "eventId", "objectId"))
+        key = ":".join("" if p is None else str(p) for p in parts)
+        kind = str(event.get("subscriptionType") or "unknown")[:64]
+        if _store(session, "hubspot", _event_id(key, event), kind, event, now, applied=False):
+            outcome.ignored += 1
+        else:
+            outcome.duplicates += 1
+    return outcome
+
+
+# -- One-click unsubscribe --------------------------------------------------------------
+
+
+def unsubscribe_target(session: Session, token: str) -> Message | None:
+    """The message an unsubscribe link names, or None for an unknown token."""
+    if not token or len(token) > 64:
+        return None
+    return session.scalar(select(Message).where(Message.unsubscribe_token == token))
+
+
+def unsubscribe(session: Session, token: str, *, now: datetime) -> UnsubscribeOutcome | None:
+    """Revoke the email marketing consent of the member a link names; harmless to repeat."""
+    message = unsubscribe_target(session, token)
+    if message is None:
+        return None
+    member = session.get(Member, message.member_id, with_for_update=True)
+    changed = member is not None and _revoke(session, member, "email", "unsubscribe_link", now)
+    return UnsubscribeOutcome(message.id, message.member_id, changed)
+
+
+# -- shared steps -----------------------------------------------------------------------
+
+
+def _store(
+    session: Session,
+    provider: str,
+    event_id: str,
+    kind: str,
+    payload: Mapping[str, Any],
+    now: datetime,
+    applied: bool,
+) -> bool:
+    """Insert the provider event; False when it was seen before."""
+    row = {
+        "provider": provider,
+        "provider_event_id": event_id[:_EVENT_ID_MAX],
+        "kind": kind[:64],
+        "payload": dict(payload),
+        "received_at": now,
+        "applied_at": now if applied else None,
+    }
+    return _insert_new(session, ProviderEvent, row, ["provider", "provider_event_id"])
+
+
+def _insert_new(
+    session: Session, model: type[Base], row: dict[str, Any], keys: Sequence[str]
+) -> bool:
+    """INSERT … ON CONFLICT DO NOTHING; True when the row is new.
+
+    RETURNING tells reliably on both backends; the driver's rowcount is -1 on
+    PostgreSQL with psycopg 3.
+    """
+    dialect = session.get_bind().dialect.name
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    statement = (
+        insert(model)
+        .values(row)
+        .on_conflict_do_nothing(index_elements=list(keys))
+        .returning(literal_column("1"))
+    )
+    return session.execute(statement).first() is not None
+
+
+def _reconcile(message: Message, provider_id: str | None, at: datetime, now: datetime) -> None:
+    """A provider reporting on a message we could not confirm proves that it left."""
+    if message.provider_id is None and provider_id:
+        message.provider_id = provider_id[:128]
+    if message.state == "unknown":
+        message.state = "sent"
+        message.sent_at = message.sent_at or at
+        message.updated_at = now
+        log.info(
+            "message.reconciled", extra={"message_id": message.id, "member_id": message.member_id}
+        )
+
+
+def _set_status(message: Message, status: str, at: datetime, now: datetime) -> None:
+    current = STATUS_RANK.get(message.provider_status or "", -1)
+    new = STATUS_RANK.get(status, -1)
+    previous_at = message.provider_status_at
+    if new > current or (new == current and (previous_at is None or at >= previous_at)):
+        message.provider_status = status
+        message.provider_status_at = at
+        message.updated_at = now
+
+
+def _suppress(
+    session: Session, channel: str, address: str, reason: str, now: datetime, member_id: int | None
+) -> bool:
+    row = {"channel": channel, "address": address, "reason": reason, "created_at": now}
+    added = _insert_new(session, Suppression, row, ["channel", "address"])
+    if added:
+        log.info(
+            "suppression.added",
+            extra={"channel": channel, "reason": reason, "member_id": member_id},
+        )
+    return added
+
+
+def _revoke(session: Session, member: Member, channel: Channel, source: str, at: datetime) -> bool:
+    changed = record_consent(session, member, channel, False, source=source, at=at)
+    if changed:
+        log.info(
+            "consent.revoked", extra={"member_id": member.id, "channel": channel, "source": source}
+        )
+    return changed
+
+
+def _event_id(value: object, event: Mapping[str, Any]) -> str:
+    """The provider's event id, or a digest of the event when it has none (or a huge one)."""
+    text = "" if value is None else str(value)
+    if text and len(text) <= _EVENT_ID_MAX and text.strip(":"):
+        return text
+    canonical = json.dumps(event, sort_keys=True, default=str)
+    digest = hashlib.sha256(canonical.encode()).hexdigest()
+    return f"sha256:{digest}"
+
+
+def _event_time(value: object, default: datetime) -> datetime:
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        return default
+    try:
+        return datetime.fromtimestamp(float(value), UTC)
+    except (ValueError, OverflowError, OSError):
+        return default
+
+
+def _int(value: object) -> int | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value if 0 < value < 2**63 else None
+    if isinstance(value, str) and value.strip().isascii() and value.strip().isdigit():
+        number = int(value.strip())
+        return number if 0 < number < 2**63 else None
+    return None
