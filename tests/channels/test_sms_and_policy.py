@@ -1,0 +1,194 @@
+"""SMS through the official Twilio client, and the contact policy: STOP, caps, quiet hours."""
+
+from __future__ import annotations
+
+import time as timer
+from datetime import UTC, datetime, time
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from sqlalchemy import select
+
+from automations.delivery import deliver
+from automations.ticks import relay_messages
+from channels.render import RenderError, render_message
+from loyalty.app import App
+from loyalty.clock import FrozenClock
+from loyalty.events import EventInput
+from loyalty.models import Member, Message
+from sandbox.twilio import TwilioSandbox
+from tests.channels.support import another_message, due_messages, promo_version
+from tests.conftest import make_settings
+from tests.engine.helpers import journey_folder, messages, published, send_event, workers
+from tests.factories import make_member
+
+SENDER = "+15005550006"
+
+
+@pytest.fixture
+def sms_app(app: App, twilio_sandbox: TwilioSandbox) -> App:
+    app.settings = make_settings(
+        app.database,
+        twilio_account_sid=twilio_sandbox.account_sid,
+        twilio_auth_token=twilio_sandbox.auth_token,
+        twilio_base_url=twilio_sandbox.base_url,
+        twilio_from=SENDER,
+        twilio_messages_per_second=1000,
+        sms_quiet_hours="",
+        outbox_dir=app.settings.outbox_dir,
+    )
+    return app
+
+
+def created(sandbox: TwilioSandbox) -> list[str]:
+    return [r.path for r in sandbox.requests(method="POST") if r.path.endswith("/Messages.json")]
+
+
+def test_sms_go_through_twilio_with_our_callback(
+    sms_app: App, twilio_sandbox: TwilioSandbox, tmp_path: Path
+) -> None:
+    [message_id] = due_messages(sms_app, promo_version(sms_app, tmp_path), 1, "sms")
+    assert deliver(sms_app, message_id) == "sent"
+    [request] = twilio_sandbox.requests(method="POST")
+    form = dict(pair.split("=", 1) for pair in request.body.decode().split("&"))
+    assert form["From"] == "%2B15005550006"
+    assert f"message_id%3D{message_id}" in form["StatusCallback"]
+    with sms_app.database.sessions() as session:
+        message = session.get(Message, message_id)
+        assert message is not None and (message.provider_id or "").startswith("SM")
+        assert (message.segments, message.locale) == (1, "en")
+
+
+def test_after_stop_no_more_sms(
+    sms_app: App, twilio_sandbox: TwilioSandbox, tmp_path: Path
+) -> None:
+    version = promo_version(sms_app, tmp_path)
+    [first] = due_messages(sms_app, version, 1, "sms")
+    twilio_sandbox.send_inbound("+14155550000", SENDER, "STOP")  # Twilio now refuses: 21610
+    assert deliver(sms_app, first) == "failed"
+    with sms_app.database.sessions() as session:
+        member = session.scalar(select(Member))
+        message = session.get(Message, first)
+        assert member is not None and member.sms_consent is False
+        assert message is not None and message.error == "21610: recipient opted out"
+    with sms_app.database.transaction() as session:
+        # Consent given again by mistake elsewhere: the STOP suppression still holds.
+        member = session.scalar(select(Member))
+        assert member is not None
+        member.sms_consent = True
+    second = another_message(sms_app, version, member.id, "sms", "later")
+    assert deliver(sms_app, second) == "suppressed"
+    assert len(created(twilio_sandbox)) == 1
+
+
+def test_caps_hold_across_two_journeys(app: App, tmp_path: Path) -> None:
+    journey = """
+    id: {id}
+    name: {id}
+    status: active
+    trigger: {{type: event, event: order.completed}}
+    entry: {{every_time: true}}
+    steps:
+      - {{id: text, type: send_sms, template: hello}}
+    """
+    published(
+        app,
+        journey_folder(
+            tmp_path,
+            {"first": journey.format(id="first"), "second": journey.format(id="second")},
+            {"en/hello.sms": "Hi! STOP to end"},
+        ),
+    )
+    app.settings = app.settings.model_copy(update={"sms_quiet_hours": ""})
+    make_member(app, external_id="m-1", phone="+14155550100", sms_consent=True)
+    send_event(
+        app,
+        EventInput(
+            "order.completed",
+            "m-1",
+            id="o-1",
+            data={"order_id": "1", "total": 5, "currency": "USD"},
+        ),
+    )
+    sent = [m for m in messages(app) if m.state == "sent"]
+    capped = [m for m in messages(app) if m.state == "suppressed"]
+    assert len(sent) == 1 and len(capped) == 1
+    assert capped[0].error == "frequency_cap"
+    assert {sent[0].journey_id, capped[0].journey_id} == {"first", "second"}
+
+
+ZONES = [
+    "Europe/Warsaw",
+    "America/New_York",
+    "Australia/Sydney",
+    "Asia/Kolkata",
+    "America/Los_Angeles",
+    "Pacific/Auckland",
+    "UTC",
+]
+
+
+def _quiet(instant: datetime, zone: str) -> bool:
+    local = instant.astimezone(ZoneInfo(zone)).time()
+    return local >= time(21) or local < time(9)
+
+
+def test_nothing_leaves_inside_quiet_hours(app: App, tmp_path: Path) -> None:
+    version = promo_version(app, tmp_path)
+    counter = iter(range(10_000))
+
+    @settings(
+        max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    )
+    @given(
+        zone=st.sampled_from(ZONES),
+        at=st.datetimes(
+            min_value=datetime(2026, 1, 1), max_value=datetime(2027, 12, 31), timezones=st.just(UTC)
+        ),
+    )
+    def check(zone: str, at: datetime) -> None:
+        clock = FrozenClock(at)
+        local_app = App(app.settings, app.database, clock)
+        n = next(counter)
+        with local_app.database.transaction() as session:
+            session.execute(Message.__table__.update().values(state="sent"))
+        [message_id] = due_messages(local_app, version, 1, "sms", start=n, time_zone=zone)[-1:]
+        state = deliver(local_app, message_id)
+        with local_app.database.sessions() as session:
+            message = session.get(Message, message_id)
+            assert message is not None
+        if state == "sent":
+            assert message.sent_at is not None and not _quiet(message.sent_at, zone)
+            return
+        assert state == "deferred" and _quiet(at, zone)
+        assert message.next_attempt_at is not None
+        assert message.next_attempt_at.astimezone(ZoneInfo(zone)).time() == time(9)
+        clock.set(message.next_attempt_at)
+        with workers(local_app):
+            relay_messages(local_app)
+        with local_app.database.sessions() as session:
+            message = session.get(Message, message_id)
+            assert message is not None and message.state == "sent"
+            assert message.sent_at is not None and not _quiet(message.sent_at, zone)
+
+    check()
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        "{{ member.__class__.__mro__ }}",
+        "{{ member.items }}{{ member.__dict__ }}",
+        "{% for i in (1..1000000) %}x{% endfor %}",
+        "{% for i in (1..200000) %}{{ big }}{% endfor %}",
+    ],
+)
+def test_template_attacks_are_refused_quickly(body: str) -> None:
+    data = {"member": {"first_name": "Ann"}, "big": "x" * 1000}
+    started = timer.monotonic()
+    with pytest.raises(RenderError):
+        render_message({"en/attack.sms": body}, "attack", "sms", ["en"], data)
+    assert timer.monotonic() - started < 1.0
