@@ -50,7 +50,7 @@ def _app(*, migrate: bool = True) -> App:
     app = App.from_settings(settings)
     if migrate and not app.database.is_migrated():
         if not app.database.is_sqlite:
-            _fail("the database has no tables yet; run `loyalty db upgrade` first")
+            _fail("the database schema is not current; run `loyalty db upgrade` first")
         upgrade(app.database)
     return app
 
@@ -484,9 +484,11 @@ def _run_until_interrupted(scheduler: Any) -> None:
 
 def _register_package_commands() -> None:
     from automations.journey_commands import journeys
+    from channels.commands import messages
     from sandbox.command import sandbox
 
     main.add_command(journeys)
+    main.add_command(messages)
     main.add_command(sandbox)
 
 

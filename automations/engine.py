@@ -8,10 +8,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, time, timedelta
+from datetime import datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from automations.date_triggers import local_instant
 from automations.definition import (
     END,
     AwardPoints,
@@ -179,24 +180,7 @@ def next_local_time(after: datetime, at: time, zone: str) -> datetime:
     local = after.astimezone(tz)
     for days in range(0, 3):
         day = local.date() + timedelta(days=days)
-        candidate = resolve_local(datetime.combine(day, at), tz)
+        candidate = local_instant(day, at, tz)
         if candidate >= after:
             return candidate
     raise AssertionError("unreachable: a wall time recurs every day")
-
-
-def resolve_local(naive: datetime, tz: ZoneInfo) -> datetime:
-    """A naive wall time in `tz` as an aware UTC instant, DST-safe (see next_local_time)."""
-    earlier = naive.replace(tzinfo=tz, fold=0).astimezone(UTC)
-    if earlier.astimezone(tz).replace(tzinfo=None) == naive:
-        return earlier  # exists (fold=0 is the first of a repeated wall time)
-    # In a gap: find the transition, the first instant whose wall time reaches `naive`.
-    low = naive.replace(tzinfo=tz, fold=1).astimezone(UTC)
-    high = earlier
-    while high - low > timedelta(seconds=1):
-        middle = low + (high - low) / 2
-        if middle.astimezone(tz).replace(tzinfo=None) >= naive:
-            high = middle
-        else:
-            low = middle
-    return high.replace(microsecond=0)

@@ -113,26 +113,30 @@ def brute_force_window(
     """(first instant on `fire_day` with wall time >= `at`, end of that local day).
 
     Independent of the code under test: it walks the clock instead of converting
-    wall times. Coarse steps of 15 minutes (every offset and change in use is a
-    multiple of that), then minutes.
+    wall times. Steps of 15 minutes (every offset and change in use is a multiple
+    of that), walked minute by minute where the wall time may have reached `at`
+    or where the offset changed (the wall clock can go back within a step).
     """
     coarse, fine = timedelta(minutes=15), timedelta(minutes=1)
+
+    def qualifies(instant: datetime) -> bool:
+        wall = instant.astimezone(zone)
+        return bool(wall.date() == fire_day and wall.time().replace(fold=0) >= at)
+
     instant = datetime.combine(fire_day, time(0), UTC) - timedelta(hours=15)
     while instant.astimezone(zone).date() < fire_day:
         instant += coarse
+    at = at.replace(fold=0)
     fire: datetime | None = None
-    previous = instant
+    previous = instant - coarse
     while True:
         wall = instant.astimezone(zone)
-        if fire is None and (wall.date() > fire_day or wall.time() >= at):
-            fire = previous
-            while fire < instant:
-                reading = fire.astimezone(zone)
-                if reading.date() == fire_day and reading.time() >= at:
-                    break
-                fire += fine
-            if fire.astimezone(zone).date() != fire_day:
-                fire = None
+        changed = previous.astimezone(zone).utcoffset() != wall.utcoffset()
+        if fire is None and (changed or qualifies(instant)):
+            fire = next(
+                (previous + fine * n for n in range(1, 16) if qualifies(previous + fine * n)),
+                None,
+            )
         if wall.date() > fire_day:
             return fire, instant
         previous = instant

@@ -4,7 +4,8 @@ A clock path is a sequence of scan ticks over two years: ticks inside each
 member's firing window, random ticks, ticks delivered twice and ticks that
 arrive late (out of order). Each tick scans and enters the due members with
 INSERT … ON CONFLICT DO NOTHING, as the engine does. An independent oracle
-walks the wall clock minute by minute to find each firing window.
+walks the wall clock (15-minute steps, minutes where it matters) to find each
+firing window.
 """
 
 from __future__ import annotations

@@ -1,0 +1,69 @@
+"""Sending benchmark: due outbox rows to the SendGrid and Twilio emulators.
+
+Prints emails per second and requests per 1,000 emails (goal: one request per
+1,000 emails that share a template), and SMS per second with pacing off.
+Run with `python -m bench.sending [EMAILS] [SMS]`.
+"""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+from automations.delivery import deliver, flush_emails
+from loyalty.app import App
+from loyalty.clock import FrozenClock
+from loyalty.db import Database, upgrade
+from loyalty.settings import load_settings
+from sandbox.sendgrid import SendGridSandbox
+from sandbox.twilio import TwilioSandbox
+from tests.channels.support import due_messages, promo_version
+
+
+def main(emails: int, sms: int) -> None:
+    with (
+        tempfile.TemporaryDirectory() as folder,
+        SendGridSandbox(duplicate_rate=0.0) as sendgrid,
+        TwilioSandbox(segments_per_second=1_000_000.0) as twilio,
+    ):
+        database = Database(f"sqlite:///{Path(folder) / 'bench.db'}")
+        upgrade(database)
+        settings = load_settings(
+            database_url=database.url,
+            sendgrid_api_key=sendgrid.api_key,
+            sendgrid_base_url=sendgrid.base_url,
+            twilio_account_sid=twilio.account_sid,
+            twilio_auth_token=twilio.auth_token,
+            twilio_base_url=twilio.base_url,
+            twilio_from="+15005550006",
+            twilio_messages_per_second=1_000_000,
+            sms_quiet_hours="",
+            max_marketing_emails_per_week=1000,
+            max_marketing_sms_per_day=1000,
+        )
+        app = App(settings, database, FrozenClock(datetime(2026, 5, 4, 12, tzinfo=UTC)))
+        version = promo_version(app, Path(folder))
+        due_messages(app, version, emails, "email")
+        started = time.perf_counter()
+        sent = flush_emails(app)
+        elapsed = time.perf_counter() - started
+        requests = len(sendgrid.requests(path="/v3/mail/send"))
+        print(
+            f"emails: {sent} in {elapsed:.2f} s = {sent / elapsed:.0f} emails/s; "
+            f"{requests} requests = {requests / sent * 1000:.2f} requests per 1,000 emails "
+            f"(goal 1.00)"
+        )
+        ids = due_messages(app, version, sms, "sms", start=emails)
+        started = time.perf_counter()
+        for message_id in ids:
+            deliver(app, message_id)
+        elapsed = time.perf_counter() - started
+        print(f"sms: {len(ids)} in {elapsed:.2f} s = {len(ids) / elapsed:.0f} SMS/s (pacing off)")
+
+
+if __name__ == "__main__":
+    args = [int(a) for a in sys.argv[1:]]
+    main(args[0] if args else 10_000, args[1] if len(args) > 1 else 1_000)
