@@ -15,6 +15,7 @@ settled by provider webhooks or given up after UNKNOWN_EXPIRY_HOURS.
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -62,9 +63,16 @@ class _Prepared:
     rendered: Rendered
 
 
-def _prepare(session: Session, app: App, message: Message, now: datetime) -> _Prepared | None:
-    """Policy and rendering for one locked, pending message; None when it does not go now."""
-    member = session.get(Member, message.member_id, with_for_update=True)
+def _prepare(
+    session: Session, app: App, message: Message, now: datetime, taken: Counter[int] | None = None
+) -> _Prepared | None:
+    """Policy and rendering for one locked, pending message; None when it does not go now.
+
+    `taken` counts messages already claimed for each member in this batch (not yet
+    flushed), so frequency caps hold inside a batch too.
+    """
+    # A batch locks its members up front; a single send locks its one member here.
+    member = session.get(Member, message.member_id, with_for_update=taken is None)
     assert member is not None
     message.attempts += 1
     message.updated_at = now
@@ -75,6 +83,7 @@ def _prepare(session: Session, app: App, message: Message, now: datetime) -> _Pr
         settings=app.settings,
         now=now,
         zone=member_zone(member, app.settings),
+        pending=taken[member.id] if taken is not None else 0,
     )
     message.decisions = {**message.decisions, "decision": decision.reason or "send"}
     if decision.verdict == "deferred":
@@ -158,10 +167,33 @@ def flush_emails(app: App) -> int:
         )
         if not app.database.is_sqlite:
             query = query.with_for_update(skip_locked=True)
-        for message in session.scalars(query):
-            prepared = _prepare(session, app, message, now)
-            if prepared is not None:
-                outgoing.append(_outgoing_email(app, prepared))
+        claimed = list(session.scalars(query))
+        # Load what every message needs in a few queries, not several per message; the
+        # session's identity map holds them only while referenced, hence `preloaded`.
+        preloaded: list[object] = [
+            *session.scalars(
+                select(Member)
+                .where(Member.id.in_({m.member_id for m in claimed}))
+                .with_for_update()
+            ),
+            *session.scalars(
+                select(Enrollment).where(Enrollment.id.in_({m.enrollment_id for m in claimed}))
+            ),
+        ]
+        preloaded += session.scalars(
+            select(JourneyVersion).where(
+                JourneyVersion.id.in_(
+                    {e.journey_version_id for e in preloaded if isinstance(e, Enrollment)}
+                )
+            )
+        ).all()
+        taken: Counter[int] = Counter()
+        with session.no_autoflush:  # one flush at the end, not one per message
+            for message in claimed:
+                prepared = _prepare(session, app, message, now, taken)
+                if prepared is not None:
+                    taken[message.member_id] += 1
+                    outgoing.append(_outgoing_email(app, prepared))
     sender = SendGridSender(app.settings)
     for batch in batches(outgoing):
         outcome = sender.send(batch)

@@ -62,8 +62,12 @@ def check(
     settings: Settings,
     now: datetime,
     zone: str,
+    pending: int = 0,
 ) -> Decision:
-    """Whether `message` may go to `member` now; the first rule that says no, says why."""
+    """Whether `message` may go to `member` now; the first rule that says no, says why.
+
+    `pending` counts the member's messages claimed by the caller but not yet stored.
+    """
     channel = message.channel
     transactional = message.purpose == "transactional"
     policy: dict[str, Any] = message.decisions.get("policy") or {}
@@ -96,6 +100,6 @@ def check(
                 func.coalesce(Message.sent_at, Message.updated_at) > now - window,
             )
         )
-        if (recent or 0) >= limit:
+        if (recent or 0) + pending >= limit:
             return Decision("suppressed", "frequency_cap")
     return Decision("send")

@@ -6,6 +6,7 @@ Templates come from the journey version the enrollment entered with, keyed
 
 from __future__ import annotations
 
+import functools
 import html
 import re
 from dataclasses import dataclass
@@ -13,7 +14,7 @@ from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
-from liquid import Environment, StrictDefaultUndefined
+from liquid import BoundTemplate, Environment, StrictDefaultUndefined
 from liquid.exceptions import LiquidError
 
 from automations.definition.templates import TemplateError, parse_template
@@ -68,20 +69,36 @@ def render_message(
             break
     else:
         raise RenderError(f"no {channel} template {name!r} in locales {', '.join(chain)}")
-    source = parse_template(text, Path(f"{locale}/{name}.{channel}.liquid"), channel)  # type: ignore[arg-type]
-    if isinstance(source, TemplateError):
-        raise RenderError(f"{locale}/{name}: line {source.line}: {source.message}")
     try:
+        parts = _compiled(text, f"{locale}/{name}.{channel}", channel)
+        if isinstance(parts, TemplateError):
+            raise RenderError(f"{locale}/{name}: line {parts.line}: {parts.message}")
+        body_template, subject_template, preheader_template = parts
         if channel == "sms":
-            return Rendered("sms", locale, _TEXT.from_string(source.body).render(**data).strip())
-        body = _HTML.from_string(source.body).render(**data)
-        subject = _TEXT.from_string(source.subject or "").render(**data).strip()
-        preheader = (
-            _TEXT.from_string(source.preheader).render(**data).strip() if source.preheader else None
-        )
+            return Rendered("sms", locale, body_template.render(**data).strip())
+        body = body_template.render(**data)
+        subject = subject_template.render(**data).strip() if subject_template else ""
+        preheader = preheader_template.render(**data).strip() if preheader_template else None
     except LiquidError as exc:
         raise RenderError(f"{locale}/{name}.{channel}: {str(exc).splitlines()[0]}") from None
     return Rendered("email", locale, body, subject, preheader, html_to_text(body))
+
+
+@functools.lru_cache(maxsize=256)
+def _compiled(
+    text: str, label: str, channel: str
+) -> tuple[BoundTemplate, BoundTemplate | None, BoundTemplate | None] | TemplateError:
+    """Parse a template once per text: versions are immutable, so the text is the key."""
+    source = parse_template(text, Path(f"{label}.liquid"), channel)  # type: ignore[arg-type]
+    if isinstance(source, TemplateError):
+        return source
+    if channel == "sms":
+        return _TEXT.from_string(source.body), None, None
+    return (
+        _HTML.from_string(source.body),
+        _TEXT.from_string(source.subject or ""),
+        _TEXT.from_string(source.preheader) if source.preheader else None,
+    )
 
 
 class _TextExtractor(HTMLParser):

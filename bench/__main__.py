@@ -1,0 +1,33 @@
+"""`make bench`: every benchmark in turn, each in its own process, figures printed.
+
+Each one can also run alone: `python -m bench.<name> --help`.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+BENCHES = [
+    ("member import (rows/s, memory as the file grows)", ["bench.import_members"]),
+    ("birthday scan on PostgreSQL (1M and 2M members)", ["bench.date_scan"]),
+    ("provider emulators (requests/s)", ["bench.sandbox_rps"]),
+    ("sending (emails/s, requests per 1,000 emails, SMS/s)", ["bench.sending"]),
+    (
+        "CRM push (HubSpot calls and time vs the rate-limit floor; Salesforce Bulk 2.0)",
+        ["bench.crm_push"],
+    ),
+]
+
+
+def main() -> int:
+    failed = 0
+    for title, module in BENCHES:
+        print(f"\n== {title}", flush=True)
+        result = subprocess.run([sys.executable, "-m", *module], check=False)
+        failed += result.returncode != 0
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
