@@ -185,22 +185,18 @@ def _queue(
     if send.survey:
         token = secrets.token_urlsafe(18)
         decisions["survey"] = {"kind": send.survey, "token": token}
-    row = {
-        "idempotency_key": key,
-        "enrollment_id": enrollment.id,
-        "member_id": member.id,
-        "journey_id": enrollment.journey_id,
-        "step_id": step,
-        "channel": send.channel,
-        "purpose": "transactional" if send.transactional else "marketing",
-        "template": send.template,
-        "state": "pending",
-        "attempts": 0,
-        "decisions": decisions,
-        "unsubscribe_token": secrets.token_urlsafe(24),
-        "created_at": now,
-        "updated_at": now,
-    }
+    row = _outbox_row(
+        enrollment,
+        member,
+        step,
+        key,
+        now,
+        channel=send.channel,
+        purpose="transactional" if send.transactional else "marketing",
+        template=send.template,
+        decisions=decisions,
+    )
+    row["unsubscribe_token"] = secrets.token_urlsafe(24)
     if not insert_ignore(session, Message, [row], ["idempotency_key"]):
         return None
     message_id = session.scalar(select(Message.id).where(Message.idempotency_key == key))
@@ -228,19 +224,44 @@ def _queue_crm(
     now: datetime,
 ) -> None:
     """A CRM property update waits in the outbox for the CRM sync to push it."""
-    row = {
+    row = _outbox_row(
+        enrollment,
+        member,
+        step,
+        key,
+        now,
+        channel="crm",
+        purpose="transactional",
+        template=None,
+        decisions={"properties": update.properties},
+    )
+    insert_ignore(session, Message, [row], ["idempotency_key"])
+
+
+def _outbox_row(
+    enrollment: Enrollment,
+    member: Member,
+    step: str,
+    key: str,
+    now: datetime,
+    *,
+    channel: str,
+    purpose: str,
+    template: str | None,
+    decisions: dict[str, Any],
+) -> dict[str, Any]:
+    return {
         "idempotency_key": key,
         "enrollment_id": enrollment.id,
         "member_id": member.id,
         "journey_id": enrollment.journey_id,
         "step_id": step,
-        "channel": "crm",
-        "purpose": "transactional",
-        "template": None,
+        "channel": channel,
+        "purpose": purpose,
+        "template": template,
         "state": "pending",
         "attempts": 0,
-        "decisions": {"properties": update.properties},
+        "decisions": decisions,
         "created_at": now,
         "updated_at": now,
     }
-    insert_ignore(session, Message, [row], ["idempotency_key"])

@@ -16,20 +16,9 @@ import tempfile
 import time
 from pathlib import Path
 
-HEADER = [
-    "external_id",
-    "email",
-    "phone",
-    "first_name",
-    "last_name",
-    "locale",
-    "time_zone",
-    "birthday",
-    "email_consent",
-    "sms_consent",
-    "referred_by_code",
-    "segment",
-]
+from loyalty.member_rows import KNOWN_COLUMNS
+
+HEADER = [*KNOWN_COLUMNS, "segment"]
 ZONES = ["Europe/Warsaw", "America/New_York", "Australia/Sydney", "Asia/Kolkata", "UTC"]
 
 
