@@ -486,10 +486,12 @@ def _register_package_commands() -> None:
     from automations.journey_commands import journeys
     from channels.commands import messages
     from sandbox.command import sandbox
+    from web.command import serve
 
     main.add_command(journeys)
     main.add_command(messages)
     main.add_command(sandbox)
+    main.add_command(serve)
 
 
 _register_package_commands()

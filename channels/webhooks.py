@@ -12,7 +12,7 @@ import hashlib
 import json
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -31,7 +31,6 @@ __all__ = [
     "apply_sendgrid_events",
     "apply_twilio_inbound",
     "apply_twilio_status",
-    "keyword_reply",
     "sms_keyword",
     "store_hubspot_events",
     "unsubscribe",
@@ -51,17 +50,11 @@ SMS_KEYWORDS: dict[str, Keyword] = {
     **dict.fromkeys(("HELP", "INFO"), "help"),
 }
 
-#: SendGrid event → our provider status. Events missing here change no status.
+#: SendGrid event → our provider status (bounces are "bounced" or "blocked" by type).
 SENDGRID_STATUS = {
-    "processed": "processed",
-    "deferred": "deferred",
-    "delivered": "delivered",
-    "dropped": "dropped",
-    "open": "opened",
-    "click": "clicked",
-    "spamreport": "spam_reported",
-    "unsubscribe": "unsubscribed",
-    "group_unsubscribe": "unsubscribed",
+    **{e: e for e in ("processed", "deferred", "delivered", "dropped")},
+    **{"open": "opened", "click": "clicked", "spamreport": "spam_reported"},
+    **dict.fromkeys(("unsubscribe", "group_unsubscribe"), "unsubscribed"),
 }
 
 #: Twilio MessageStatus values we keep as the provider status.
@@ -70,24 +63,14 @@ TWILIO_STATUS = frozenset({"sent", "delivered", "undelivered", "failed", "read",
 #: How far a status is along the way. Events arrive out of order: a later word
 #: replaces the current one only when it ranks higher, or ranks the same and is newer.
 STATUS_RANK = {
-    "queued": 0,
-    "accepted": 0,
-    "processed": 0,
-    "sending": 1,
-    "sent": 1,
-    "deferred": 1,
-    "delivered": 2,
-    "undelivered": 2,
-    "failed": 2,
-    "canceled": 2,
-    "bounced": 2,
-    "blocked": 2,
-    "dropped": 2,
-    "opened": 3,
-    "read": 3,
+    **dict.fromkeys(("queued", "accepted", "processed"), 0),
+    **dict.fromkeys(("sending", "sent", "deferred"), 1),
+    **dict.fromkeys(
+        ("delivered", "undelivered", "failed", "canceled", "bounced", "blocked", "dropped"), 2
+    ),
+    **dict.fromkeys(("opened", "read"), 3),
     "clicked": 4,
-    "spam_reported": 5,
-    "unsubscribed": 5,
+    **dict.fromkeys(("spam_reported", "unsubscribed"), 5),
 }
 
 _EVENT_ID_MAX = 255
@@ -119,12 +102,6 @@ class UnsubscribeOutcome:
     changed: bool
 
 
-@dataclass
-class _Locked:
-    messages: dict[int, Message] = field(default_factory=dict)
-    members: dict[int, Member] = field(default_factory=dict)
-
-
 # -- SendGrid ---------------------------------------------------------------------------
 
 
@@ -133,9 +110,9 @@ def apply_sendgrid_events(
 ) -> BatchOutcome:
     """Apply a parsed Event Webhook batch; events naming no message of ours are only stored."""
     outcome = BatchOutcome()
-    locked = _lock_email_messages(session, events)
+    messages, members = _lock_email_messages(session, events)
     for event in events:
-        message = locked.messages.get(_int(event.get("message_id")) or 0)
+        message = messages.get(_int(event.get("message_id")) or 0)
         kind = str(event.get("event") or "unknown")
         event_id = _event_id(event.get("sg_event_id"), event)
         if not _store(session, "sendgrid", event_id, kind, event, now, applied=message is not None):
@@ -143,26 +120,24 @@ def apply_sendgrid_events(
         elif message is None:
             outcome.ignored += 1
         else:
-            _apply_sendgrid(session, message, locked.members[message.member_id], event, now)
+            _apply_sendgrid(session, message, members[message.member_id], event, now)
             outcome.applied += 1
     return outcome
 
 
-def _lock_email_messages(session: Session, events: Sequence[Mapping[str, Any]]) -> _Locked:
+def _lock_email_messages(
+    session: Session, events: Sequence[Mapping[str, Any]]
+) -> tuple[dict[int, Message], dict[int, Member]]:
     # Rows are locked in id order so that concurrent batches cannot deadlock.
     ids = sorted({i for e in events if (i := _int(e.get("message_id"))) is not None})
-    locked = _Locked()
     if not ids:
-        return locked
+        return {}, {}
     query = select(Message).where(Message.id.in_(ids), Message.channel == "email")
-    for message in session.scalars(query.order_by(Message.id).with_for_update()):
-        locked.messages[message.id] = message
-    member_ids = sorted({m.member_id for m in locked.messages.values()})
-    if member_ids:
-        query_members = select(Member).where(Member.id.in_(member_ids)).order_by(Member.id)
-        for member in session.scalars(query_members.with_for_update()):
-            locked.members[member.id] = member
-    return locked
+    messages = {m.id: m for m in session.scalars(query.order_by(Message.id).with_for_update())}
+    member_ids = sorted({m.member_id for m in messages.values()})
+    by_id = select(Member).where(Member.id.in_(member_ids)).order_by(Member.id)
+    members = {m.id: m for m in session.scalars(by_id.with_for_update())}
+    return messages, members
 
 
 def _apply_sendgrid(
@@ -232,26 +207,6 @@ def apply_twilio_status(
 def sms_keyword(body: str | None) -> Keyword | None:
     """STOP, START or HELP when the whole message (any case, trimmed) is one of their words."""
     return SMS_KEYWORDS.get((body or "").strip().upper())
-
-
-def keyword_reply(
-    keyword: Keyword, *, program_name: str, support_contact: str, sms_frequency: str
-) -> str:
-    """The text that answers an SMS keyword."""
-    if keyword == "stop":
-        return (
-            f"{program_name}: you are unsubscribed and will receive no more messages. "
-            "Reply START to resubscribe."
-        )
-    if keyword == "start":
-        return (
-            f"{program_name}: you are subscribed again. {sms_frequency}. "
-            "Msg&data rates may apply. Reply HELP for help, STOP to cancel."
-        )
-    return (
-        f"{program_name}: help at {support_contact}. {sms_frequency}. "
-        "Msg&data rates may apply. Reply STOP to cancel."
-    )
 
 
 def apply_twilio_inbound(
@@ -375,7 +330,7 @@ def _insert_new(
     """
     dialect = session.get_bind().dialect.name
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    statement = (
+    statement: Any = (
         insert(model)
         .values(row)
         .on_conflict_do_nothing(index_elements=list(keys))

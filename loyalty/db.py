@@ -8,7 +8,7 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, Table, create_engine, event
+from sqlalchemy import Engine, Table, create_engine, event, literal_column
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlalchemy.orm import Session, sessionmaker
@@ -91,8 +91,8 @@ def insert_ignore(
     dialect = session.get_bind().dialect.name
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
     statement = insert(table).values(list(rows)).on_conflict_do_nothing(index_elements=keys)
-    result = session.execute(statement)
-    return int(result.rowcount or 0)  # type: ignore[attr-defined]
+    # RETURNING counts what was inserted on both backends (psycopg reports rowcount -1 here).
+    return len(session.execute(statement.returning(literal_column("1"))).all())
 
 
 def alembic_config(url: str) -> Config:

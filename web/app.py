@@ -1,0 +1,83 @@
+"""The ASGI app: provider webhooks, the unsubscribe page and a health check."""
+
+from __future__ import annotations
+
+import logging
+import traceback
+
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.routing import Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from loyalty.app import App
+from web.hubspot import hubspot_events
+from web.sendgrid import sendgrid_events
+from web.twilio import twilio_inbound, twilio_status
+from web.unsubscribe import unsubscribe_page
+
+__all__ = ["create_app"]
+
+log = logging.getLogger("web")
+
+
+async def healthz(request: Request) -> Response:
+    """Liveness: the process answers. It touches no database, so a slow one cannot flap it."""
+    return JSONResponse({"status": "ok"})
+
+
+class ScrubbedErrors:
+    """Answer 500 and log where it failed, never the exception's text.
+
+    Database errors quote the statement's parameters (email addresses, phone
+    numbers, message bodies), and the server would log them with the traceback.
+    The provider retries a 500, so nothing is lost.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracking_send)
+        except Exception as exc:
+            frame = traceback.extract_tb(exc.__traceback__)[-1]
+            path = str(scope.get("path", ""))
+            log.error(
+                "web.failed",
+                extra={
+                    "path": "/u/…" if path.startswith("/u/") else path,
+                    "error": type(exc).__name__,
+                    "at": f"{frame.filename}:{frame.lineno}",
+                },
+            )
+            if started:
+                return
+            await PlainTextResponse("internal error", status_code=500)(scope, receive, send)
+
+
+def create_app(app: App) -> Starlette:
+    """The web app for one App (settings, database, clock)."""
+    routes = [
+        Route("/healthz", healthz, methods=["GET"]),
+        Route("/webhooks/sendgrid", sendgrid_events, methods=["POST"]),
+        Route("/webhooks/twilio/status", twilio_status, methods=["POST"]),
+        Route("/webhooks/twilio/inbound", twilio_inbound, methods=["POST"]),
+        Route("/webhooks/hubspot", hubspot_events, methods=["POST"]),
+        Route("/u/{token}", unsubscribe_page, methods=["GET", "POST"]),
+    ]
+    web = Starlette(routes=routes, middleware=[Middleware(ScrubbedErrors)])
+    web.state.loyalty = app
+    return web
