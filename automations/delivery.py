@@ -14,9 +14,10 @@ settled by provider webhooks or given up after UNKNOWN_EXPIRY_HOURS.
 
 from __future__ import annotations
 
+import html
 import logging
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -104,6 +105,8 @@ def _prepare(
         log.warning("message.render_failed", extra={"message_id": message.id})
         return None
     message.locale = rendered.locale
+    if message.purpose == "marketing":
+        rendered = _with_compliance(session, app, message, rendered)
     if message.channel == "sms":
         size = measure(rendered.body)
         message.segments = size.segments
@@ -115,6 +118,51 @@ def _prepare(
             return None
     message.state = "claimed"
     return _Prepared(message, member, rendered)
+
+
+#: Added to a member's first marketing SMS when the template does not say how to stop.
+SMS_OPT_OUT = "Reply STOP to opt out."
+
+
+def _with_compliance(session: Session, app: App, message: Message, rendered: Rendered) -> Rendered:
+    """What the law asks of marketing messages, added where the template left it out.
+
+    Email: a visible unsubscribe link and the postal address (CAN-SPAM, RFC 8058
+    headers are added separately). SMS: opt-out wording on the first contact.
+    """
+    if message.channel == "sms":
+        if "STOP" in rendered.body.upper():
+            return rendered
+        earlier = session.scalar(
+            select(Message.id)
+            .where(
+                Message.member_id == message.member_id,
+                Message.channel == "sms",
+                Message.state.in_(("sent", "unknown")),
+                Message.id != message.id,
+            )
+            .limit(1)
+        )
+        if earlier is not None:
+            return rendered
+        return replace(rendered, body=f"{rendered.body} {SMS_OPT_OUT}")
+    url = _unsubscribe_url(app, message)
+    html_parts, text_parts = [], []
+    if url not in rendered.body:
+        html_parts.append(f'<a href="{html.escape(url)}">Unsubscribe</a>')
+        text_parts.append(f"Unsubscribe: {url}")
+    address = app.settings.postal_address
+    if address and address not in rendered.body:
+        html_parts.append(html.escape(address))
+        text_parts.append(address)
+    if not html_parts:
+        return rendered
+    footer = '<p style="font-size:12px;color:#666">' + " · ".join(html_parts) + "</p>"
+    return replace(
+        rendered,
+        body=rendered.body + footer,
+        text=(rendered.text or "") + "\n" + "\n".join(text_parts) + "\n",
+    )
 
 
 def deliver(app: App, message_id: int) -> str | None:
