@@ -59,6 +59,20 @@ def list_command(as_json: bool) -> None:
                 .group_by(Enrollment.journey_id)
             ).all()
         )
+        entries = dict(
+            session.execute(
+                select(Enrollment.journey_id, func.count(Enrollment.id)).group_by(
+                    Enrollment.journey_id
+                )
+            ).all()
+        )
+        conversions = dict(
+            session.execute(
+                select(Enrollment.journey_id, func.count(Enrollment.id))
+                .where(Enrollment.converted_at.is_not(None))
+                .group_by(Enrollment.journey_id)
+            ).all()
+        )
         rows = []
         for version in latest_versions(session):
             journey = load_version(version).journey
@@ -69,17 +83,22 @@ def list_command(as_json: bool) -> None:
                     "version": version.version,
                     "trigger": journey.trigger.type,
                     "active_enrollments": int(in_flight.get(journey.id, 0)),
+                    "entries": int(entries.get(journey.id, 0)),
+                    "conversions": int(conversions.get(journey.id, 0)),
                     "published_at": version.published_at.isoformat(),
                 }
             )
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
-    click.echo(f"{'journey':<28} {'status':<8} {'version':>7} {'trigger':<9} {'in flight':>9}")
+    click.echo(
+        f"{'journey':<28} {'status':<8} {'version':>7} {'trigger':<9} {'in flight':>9} "
+        f"{'entries':>8} {'converted':>9}"
+    )
     for row in rows:
         click.echo(
             f"{row['id']:<28} {row['status']:<8} {row['version']:>7} {row['trigger']:<9} "
-            f"{row['active_enrollments']:>9}"
+            f"{row['active_enrollments']:>9} {row['entries']:>8} {row['conversions']:>9}"
         )
 
 

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 from email import policy
 from email.message import EmailMessage
 from email.parser import BytesParser
 from pathlib import Path
 
+from click.testing import CliRunner
 from sqlalchemy import select
 
 from automations import actors
 from automations.intake import emit
+from cli import main
 from loyalty.app import App
 from loyalty.clock import FrozenClock
 from loyalty.events import EventInput
@@ -225,6 +228,11 @@ def test_branches_waits_for_events_and_goals(app: App, tmp_path: Path, clock: Fr
     states = {e.member_id: e for e in enrollments(app)}
     assert (states[big.id].state, states[big.id].exit_reason) == ("converted", "goal")
     assert states[big.id].converted_at is not None
+    listed = CliRunner().invoke(
+        main, ["journeys", "list", "--json"], env={"DATABASE_URL": app.database.url}
+    )
+    [row] = json.loads(listed.stdout)
+    assert (row["entries"], row["conversions"], row["active_enrollments"]) == (2, 1, 1)
 
     # "small" times out and is nudged.
     clock.advance(timedelta(days=2))
