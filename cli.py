@@ -485,9 +485,11 @@ def _run_until_interrupted(scheduler: Any) -> None:
 def _register_package_commands() -> None:
     from automations.journey_commands import journeys
     from channels.commands import messages
+    from crm_sync.commands import crm
     from sandbox.command import sandbox
     from web.command import serve
 
+    main.add_command(crm)
     main.add_command(journeys)
     main.add_command(messages)
     main.add_command(sandbox)

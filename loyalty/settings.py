@@ -109,6 +109,10 @@ class Settings(BaseSettings):
     salesforce_bulk_threshold: int = Field(10_000, ge=1, description="records: Bulk API 2.0")
     salesforce_budget_share: float = Field(0.8, gt=0, le=1, description="daily API share to use")
     salesforce_ca_bundle: Path | None = Field(None, description="CA file for a private server")
+    salesforce_username: str | None = Field(None, description="JWT bearer: the integration user")
+    salesforce_consumer_key: str | None = Field(None, description="JWT bearer: connected app")
+    salesforce_private_key_file: Path | None = Field(None, description="JWT bearer: signing key")
+    salesforce_login_domain: str = Field("login", description="login, test or a My Domain")
 
     @field_validator("database_url")
     @classmethod

@@ -1,0 +1,205 @@
+"""CRM push benchmark: 100,000 changed members to HubSpot, then to Salesforce (Bulk 2.0).
+
+HubSpot's emulator enforces 190 requests per rolling 10 s, so 1,000 batch calls cannot
+take less than 1,000 / 19 = 52.6 s. Goals: exactly 1,000 calls, wall time under 1.1 times
+that floor, no 429s. Each emulator runs in its own process, so it does not share a GIL
+with the push. Run with `python -m bench.crm_push [--members N] [--only hubspot]`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import multiprocessing
+import sys
+import tempfile
+import time
+from collections import Counter
+from datetime import UTC, datetime
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import insert
+
+from crm_sync.adapters import make_adapter
+from crm_sync.runs import run_push
+from loyalty.app import App
+from loyalty.clock import FrozenClock
+from loyalty.db import Database, upgrade
+from loyalty.models import Member
+from loyalty.settings import load_settings
+from sandbox.emulator import Emulator
+from sandbox.hubspot import HubSpotSandbox
+from sandbox.salesforce import FieldSpec, SalesforceSandbox
+
+HUBSPOT_LIMIT_PER_10S = 190
+GOAL_RATIO = 1.1
+SF_TYPES = {"string": "string", "number": "double", "datetime": "datetime", "bool": "boolean"}
+
+
+def _salesforce_fields() -> tuple[FieldSpec, ...]:
+    from crm_sync.mapping import load_mapping
+
+    mapping = load_mapping()
+    specs = []
+    for entry in [*mapping.fields, *mapping.journey_properties]:
+        name = entry.salesforce
+        if name and name.endswith("__c"):
+            key = name == mapping.key.salesforce
+            specs.append(FieldSpec(name, SF_TYPES[entry.type], external_id=key, unique=key))
+    return tuple(specs)
+
+
+def _serve(name: str, conn: Connection) -> None:
+    """Child process: one emulator, answering `stats`, `clear` and `stop` from the parent."""
+    emulator: Emulator
+    if name == "hubspot":
+        emulator = HubSpotSandbox(
+            ten_secondly_limit=HUBSPOT_LIMIT_PER_10S, daily_limit=10**8, search_per_second=None
+        ).start()
+        conn.send({"base_url": emulator.base_url, "token": emulator.access_token})
+    else:
+        sf = SalesforceSandbox(custom_fields=_salesforce_fields(), daily_api_limit=10**8).start()
+        conn.send({"base_url": sf.base_url, "token": sf.access_token, "ca": str(sf.ca_file)})
+        emulator = sf
+    while True:
+        command = conn.recv()
+        if command == "stats":
+            seen = emulator.requests()
+            conn.send(
+                {
+                    "calls": len(seen),
+                    "by_path": Counter(r.path for r in seen),
+                    "status_429": sum(1 for r in seen if r.status == 429),
+                    "contacts": len(emulator.contacts()),  # type: ignore[attr-defined]
+                }
+            )
+        elif command == "clear":
+            emulator.recorder.clear()
+            conn.send(True)
+        else:
+            emulator.stop()
+            return
+
+
+def _members(database: Database, count: int, now: datetime) -> None:
+    rows: list[dict[str, Any]] = []
+    for n in range(count):
+        rows.append(
+            {
+                "external_id": f"m-{n}",
+                "email": f"member{n}@example.com",
+                "phone": f"+4860{n % 10_000_000:07d}",
+                "first_name": "Anna",
+                "last_name": f"Nowak{n}",
+                "tier": "bronze",
+                "referral_code": f"R{n:09d}",
+                "points_balance": n % 1000,
+                "lifetime_points": n % 5000,
+                "email_consent": n % 2 == 0,
+                "attributes": {},
+                "enrolled_at": now,
+                "created_at": now,
+                "updated_at": now,
+            }
+        )
+        if len(rows) == 10_000:
+            with database.transaction() as session:
+                session.execute(insert(Member), rows)
+            rows = []
+    if rows:
+        with database.transaction() as session:
+            session.execute(insert(Member), rows)
+
+
+def _ask(conn: Connection, command: str) -> Any:
+    conn.send(command)
+    return conn.recv()
+
+
+def bench(crm: str, folder: Path, members: int) -> bool:
+    parent, child = multiprocessing.Pipe()
+    process = multiprocessing.Process(target=_serve, args=(crm, child), daemon=True)
+    process.start()
+    info = parent.recv()
+    now = datetime.now(UTC)
+    database = Database(f"sqlite:///{folder / f'{crm}.db'}")
+    upgrade(database)
+    _members(database, members, now)
+    if crm == "hubspot":
+        overrides: dict[str, Any] = {
+            "hubspot_access_token": info["token"],
+            "hubspot_base_url": info["base_url"],
+        }
+    else:
+        overrides = {
+            "salesforce_instance_url": info["base_url"],
+            "salesforce_access_token": info["token"],
+            "salesforce_ca_bundle": info["ca"],
+        }
+    settings = load_settings(database_url=database.url, redis_url=None, **overrides)
+    app = App(settings, database, FrozenClock(now))
+    make_adapter(app, crm).ensure_schema()
+    _ask(parent, "clear")
+    started = time.perf_counter()
+    report = run_push(app, crm)
+    wall = time.perf_counter() - started
+    stats = _ask(parent, "stats")
+    _ask(parent, "clear")
+    started = time.perf_counter()
+    run_push(app, crm)
+    unchanged_wall = time.perf_counter() - started
+    unchanged_calls = _ask(parent, "stats")["calls"]
+    parent.send("stop")
+    process.join(10)
+    database.dispose()
+    print(report.summary())
+    again = (
+        f"  again, nothing changed: {unchanged_calls} API calls (goal 0), "
+        f"{unchanged_wall:.1f} s to compare {members:,} members"
+    )
+    if crm == "hubspot":
+        floor = members / 100 / (HUBSPOT_LIMIT_PER_10S / 10)
+        ratio = wall / floor
+        ok = (
+            stats["calls"] == members // 100
+            and ratio < GOAL_RATIO
+            and stats["status_429"] == 0
+            and unchanged_calls == 0
+        )
+        print(
+            f"  API calls {stats['calls']:,} (goal {members // 100:,}); "
+            f"wall {wall:.1f} s = {ratio:.3f} x the {floor:.1f} s rate-limit floor "
+            f"(goal < {GOAL_RATIO}); 429s {stats['status_429']} (goal 0); "
+            f"contacts {stats['contacts']:,}"
+        )
+        print(again)
+        return ok
+    paths = ", ".join(
+        f"{path.rsplit('/v59.0/', 1)[-1]} x{n}" for path, n in stats["by_path"].items()
+    )
+    print(
+        f"  API calls {stats['calls']:,} ({paths}); wall {wall:.1f} s; "
+        f"contacts {stats['contacts']:,}"
+    )
+    print(again)
+    return report.landed == members and unchanged_calls == 0
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--members", type=int, default=100_000)
+    parser.add_argument("--only", choices=["hubspot", "salesforce"])
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+    ok = True
+    with tempfile.TemporaryDirectory() as folder:
+        for crm in ("hubspot", "salesforce"):
+            if args.only in (None, crm):
+                ok = bench(crm, Path(folder), args.members) and ok
+    sys.exit(0 if ok else 1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,122 @@
+"""Deciding what to push: members whose mapped values changed, plus journeys' updates.
+
+Pure reading: nothing here writes. Members are read in pages of `PAGE` by id, each page
+in its own short transaction (a long one would hold SQLite's write lock from everyone).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import select
+
+from crm_sync.delta import ERASED, Props, canonical, crm_props, props_hash
+from crm_sync.mapping import Crm, Mapping
+from crm_sync.port import ContactUpdate
+from crm_sync.values import member_values
+from loyalty.app import App
+from loyalty.models import CrmLink, Member, Message
+
+__all__ = ["PAGE", "Planned", "changed_members", "pending_crm_messages"]
+
+#: Members read and compared per page.
+PAGE = 1000
+
+
+@dataclass
+class Planned:
+    """One member to push, and what to record once the CRM answers."""
+
+    member_id: int
+    update: ContactUpdate
+    #: The mapped properties alone (journeys' extras are not part of the hash).
+    props: Props
+    hash: str
+    message_ids: list[int] = field(default_factory=list)
+    #: Journey property names this CRM does not know, per message id.
+    unknown: dict[int, list[str]] = field(default_factory=dict)
+
+
+def pending_crm_messages(app: App, crm: Crm) -> dict[int, list[Message]]:
+    """Journeys' `update_crm` rows still waiting for this CRM, by member."""
+    found: dict[int, list[Message]] = {}
+    with app.database.transaction() as session:
+        rows = session.scalars(
+            select(Message)
+            .where(Message.channel == "crm", Message.state == "pending")
+            .order_by(Message.id)
+        ).all()
+    for message in rows:
+        if crm not in (message.decisions.get("crm") or {}):
+            found.setdefault(message.member_id, []).append(message)
+    return found
+
+
+def _overlay(
+    mapping: Mapping, crm: Crm, messages: list[Message], planned: Planned
+) -> dict[str, str | None]:
+    extras: dict[str, str | None] = {}
+    for message in messages:
+        planned.message_ids.append(message.id)
+        for name, value in (message.decisions.get("properties") or {}).items():
+            resolved = mapping.property_name(crm, str(name))
+            if resolved is None:
+                if not mapping.knows(str(name)):
+                    planned.unknown.setdefault(message.id, []).append(str(name))
+                continue
+            crm_name, kind = resolved
+            extras[crm_name] = canonical(kind, value)
+    return extras
+
+
+def changed_members(
+    app: App, crm: Crm, mapping: Mapping, *, full: bool = False
+) -> Iterator[Planned]:
+    """Members whose mapped values differ from what this CRM last accepted, in id order.
+
+    Erased members are never pushed; values the CRM refused for good are not sent again
+    until they change; `full` sends everyone else regardless of the hash.
+    """
+    messages = pending_crm_messages(app, crm)
+    now = app.clock.now()
+    base_url = app.settings.public_base_url
+    after = 0
+    while True:
+        with app.database.transaction() as session:
+            members = session.scalars(
+                select(Member)
+                .where(Member.id > after, Member.erased_at.is_(None))
+                .order_by(Member.id)
+                .limit(PAGE)
+            ).all()
+            if not members:
+                return
+            ids = [m.id for m in members]
+            links: dict[int, Any] = {
+                link.member_id: (link.pushed_hash, link.failed_hash)
+                for link in session.scalars(
+                    select(CrmLink).where(CrmLink.crm == crm, CrmLink.member_id.in_(ids))
+                )
+            }
+            values = member_values(session, members, now=now, public_base_url=base_url)
+        after = members[-1].id
+        for member in members:
+            pushed, refused = links.get(member.id, (None, None))
+            if pushed == ERASED:
+                continue
+            props = crm_props(mapping, crm, values[member.id])
+            digest = props_hash(props)
+            waiting = messages.get(member.id, [])
+            stale = full or (digest != pushed and digest != refused)
+            if not (stale or waiting):
+                continue
+            key = props[mapping.key.name_in(crm) or ""]
+            if key is None:
+                continue
+            planned = Planned(member.id, ContactUpdate(key, props), props, digest)
+            extras = _overlay(mapping, crm, waiting, planned)
+            if extras:
+                planned.update = ContactUpdate(key, {**props, **extras})
+            yield planned

@@ -1,0 +1,306 @@
+"""Push runs and erasure: what the scheduler, the CLI and journeys' `update_crm` share.
+
+A push sends the changed members in batches, a few in flight at once, and records each
+batch's answer in its own transaction as soon as it arrives. A run that dies therefore
+loses at most the batches in flight; everything that landed is already recorded and is
+not sent again.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+from collections.abc import Iterator, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from crm_sync.adapters import configured_crms, make_adapter, mapping_for
+from crm_sync.delta import ERASED
+from crm_sync.mapping import Crm
+from crm_sync.plan import Planned, changed_members
+from crm_sync.port import CrmPort, PushResult, RecordFailure
+from loyalty.app import App
+from loyalty.errors import FatalError, RetriableError
+from loyalty.models import Base, CrmLink, Member, Message, SyncCursor
+
+__all__ = ["PushReport", "erase_member", "run_push", "touch_cursor"]
+
+log = logging.getLogger("crm_sync")
+
+
+@dataclass
+class PushReport:
+    crm: str
+    sent: int = 0
+    landed: int = 0
+    failed: int = 0
+    calls: int = 0
+    messages: int = 0
+    stopped: str | None = None
+
+    def summary(self) -> str:
+        text = (
+            f"{self.crm}: {self.sent} members sent in {self.calls} "
+            f"call{'' if self.calls == 1 else 's'}, {self.landed} landed, "
+            f"{self.failed} failed, {self.messages} journey updates"
+        )
+        return f"{text}; stopped: {self.stopped}" if self.stopped else text
+
+
+def _batches(plans: Iterator[Planned], adapter: CrmPort, lookahead: int) -> Iterator[list[Planned]]:
+    """Batches of the size the adapter asks for, knowing up to `lookahead` members ahead."""
+    buffer: deque[Planned] = deque()
+    exhausted = False
+    size = 0
+    while True:
+        while not exhausted and len(buffer) < max(lookahead + 1, size):
+            nxt = next(plans, None)
+            if nxt is None:
+                exhausted = True
+            else:
+                buffer.append(nxt)
+        if not size:
+            size = adapter.batch_size(len(buffer))
+            continue  # fill up to the chosen size first
+        if not buffer:
+            return
+        yield [buffer.popleft() for _ in range(min(size, len(buffer)))]
+
+
+def run_push(
+    app: App, crm: str, *, full: bool = False, adapter: CrmPort | None = None
+) -> PushReport:
+    """Push every member whose mapped values changed (all members with `full`)."""
+    mapping = mapping_for(app.settings)
+    adapter = adapter or make_adapter(app, crm, mapping)
+    name: Crm = adapter.name
+    report = PushReport(name)
+    plans = changed_members(app, name, mapping, full=full)
+    lookahead = app.settings.salesforce_bulk_threshold
+    if adapter.batch_size(1) == adapter.batch_size(lookahead + 1):
+        lookahead = 0  # the batch size does not depend on how many wait: start at once
+    workers = app.settings.crm_push_concurrency
+    failure: BaseException | None = None
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix=f"crm-{name}") as pool:
+        in_flight: dict[Future[PushResult], list[Planned]] = {}
+        batches = _batches(plans, adapter, lookahead)
+        while True:
+            while failure is None and not report.stopped and len(in_flight) < workers * 2:
+                batch = next(batches, None)
+                if batch is None:
+                    break
+                future = pool.submit(adapter.push, [p.update for p in batch])
+                in_flight[future] = batch
+            if not in_flight:
+                break
+            done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
+            for future in done:
+                batch = in_flight.pop(future)
+                try:
+                    result = future.result()
+                except (RetriableError, FatalError) as exc:
+                    failure = failure or exc
+                    report.stopped = str(exc)
+                    continue
+                except BaseException as exc:
+                    failure = failure or exc
+                    report.stopped = report.stopped or f"unexpected {type(exc).__name__}"
+                    continue
+                _record(app, name, batch, result, report)
+                if result.stop and not report.stopped:
+                    report.stopped = result.stop
+    touch_cursor(app, name, "push", error=report.stopped)
+    log.info(
+        "crm.push",
+        extra={
+            "crm": name,
+            "sent": report.sent,
+            "landed": report.landed,
+            "failed": report.failed,
+            "calls": report.calls,
+        },
+    )
+    if failure is not None and not isinstance(failure, RetriableError):
+        raise failure
+    return report
+
+
+def _record(
+    app: App,
+    crm: Crm,
+    batch: list[Planned],
+    result: PushResult,
+    report: PushReport,
+) -> None:
+    """Store one batch's answer: links of landed members, errors of refused ones."""
+    now = app.clock.now()
+    batch = [p for p in batch if p.update.key not in result.skipped]
+    report.sent += len(batch)
+    report.calls += result.calls
+    landed: list[dict[str, Any]] = []
+    refused: list[dict[str, Any]] = []
+    outcomes: dict[int, tuple[Crm, str | None]] = {}
+    for planned in batch:
+        key = planned.update.key
+        error: str | None = None
+        if key in result.landed:
+            landed.append(
+                {
+                    "member_id": planned.member_id,
+                    "crm": crm,
+                    "crm_id": result.landed[key],
+                    "pushed_hash": planned.hash,
+                    "pushed_values": dict(planned.props),
+                    "pushed_at": now,
+                    "error": None,
+                    "error_at": None,
+                    "failed_hash": None,
+                }
+            )
+        else:
+            failure = result.failed.get(key, RecordFailure("no answer", retriable=True))
+            error = failure.error
+            refused.append(
+                {
+                    "member_id": planned.member_id,
+                    "crm": crm,
+                    "error": error,
+                    "error_at": now,
+                    "failed_hash": None if failure.retriable else planned.hash,
+                }
+            )
+            log.warning(
+                "crm.push_refused",
+                extra={"crm": crm, "member_id": planned.member_id, "error": error},
+            )
+        for message_id in planned.message_ids:
+            unknown = planned.unknown.get(message_id)
+            note = error or (f"unknown CRM property {', '.join(unknown)}" if unknown else None)
+            outcomes[message_id] = (crm, note)
+    report.landed += len(landed)
+    report.failed += len(refused)
+    with app.database.transaction() as session:
+        _upsert_links(session, landed)
+        _upsert_links(session, refused)
+        report.messages += _settle_messages(session, app, outcomes, now)
+
+
+def _upsert_links(session: Session, rows: list[dict[str, Any]]) -> None:
+    """INSERT … ON CONFLICT (member_id, crm) DO UPDATE, as one executemany.
+
+    The ORM would insert new links one row at a time (SQLite cannot return many ids).
+    """
+    if not rows:
+        return
+    table = Base.metadata.tables[CrmLink.__tablename__]
+    dialect = session.get_bind().dialect.name
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    statement = insert(table)
+    changes: dict[str, Any] = {
+        name: statement.excluded[name] for name in rows[0] if name not in ("member_id", "crm")
+    }
+    if "crm_id" in changes:  # keep the id we know when the CRM did not repeat it
+        changes["crm_id"] = func.coalesce(statement.excluded.crm_id, table.c.crm_id)
+    session.execute(
+        statement.on_conflict_do_update(index_elements=["member_id", "crm"], set_=changes), rows
+    )
+
+
+def _links(session: Session, crm: Crm, member_ids: Sequence[int]) -> dict[int, CrmLink]:
+    links = {
+        link.member_id: link
+        for link in session.scalars(
+            select(CrmLink).where(CrmLink.crm == crm, CrmLink.member_id.in_(member_ids))
+        )
+    }
+    for member_id in member_ids:
+        if member_id not in links:
+            links[member_id] = CrmLink(member_id=member_id, crm=crm)
+            session.add(links[member_id])
+    return links
+
+
+def _settle_messages(
+    session: Session, app: App, outcomes: dict[int, tuple[Crm, str | None]], now: datetime
+) -> int:
+    """Note each CRM's answer on the `update_crm` rows; done once every CRM answered."""
+    if not outcomes:
+        return 0
+    wanted = set(configured_crms(app.settings))
+    for message in session.scalars(select(Message).where(Message.id.in_(list(outcomes)))):
+        crm, error = outcomes[message.id]
+        answers: dict[str, Any] = {**(message.decisions.get("crm") or {}), crm: error or "sent"}
+        message.decisions = {**message.decisions, "crm": answers}
+        message.updated_at = now
+        if wanted <= set(answers) and message.state == "pending":
+            errors = [f"{name}: {text}" for name, text in sorted(answers.items()) if text != "sent"]
+            message.state = "failed" if errors else "sent"
+            message.error = "; ".join(errors) or None
+            message.sent_at = now
+            message.attempts = (message.attempts or 0) + 1
+    return len(outcomes)
+
+
+def touch_cursor(
+    app: App, crm: str, direction: str, *, cursor: str | None = None, error: str | None = None
+) -> None:
+    """Remember when a run ended, and how (the cursor only moves when given)."""
+    with app.database.transaction() as session:
+        row = session.get(SyncCursor, (crm, direction))
+        if row is None:
+            row = SyncCursor(crm=crm, direction=direction)
+            session.add(row)
+        if cursor is not None:
+            row.cursor = cursor
+        row.last_run_at = app.clock.now()
+        row.last_error = error
+
+
+def erase_member(
+    app: App, member_id: int, *, adapters: dict[str, CrmPort] | None = None
+) -> dict[str, bool]:
+    """Remove the member's data from every configured CRM; per CRM, whether it was there.
+
+    The links stay, marked erased, so that no later push recreates the contact.
+    """
+    with app.database.transaction() as session:
+        member = session.get(Member, member_id)
+        if member is None:
+            return {}
+        key = member.external_id
+        links = {
+            link.crm: link.crm_id
+            for link in session.scalars(select(CrmLink).where(CrmLink.member_id == member_id))
+        }
+    outcome: dict[str, bool] = {}
+    crms = list(adapters) if adapters else configured_crms(app.settings)
+    for crm in crms:
+        adapter = (adapters or {}).get(crm) or make_adapter(app, crm)
+        outcome[crm] = adapter.erase(key, links.get(crm))
+        with app.database.transaction() as session:
+            link = _links(session, adapter.name, [member_id])[member_id]
+            link.pushed_hash, link.pushed_values, link.crm_id = ERASED, None, None
+            link.pushed_at, link.error, link.error_at, link.failed_hash = (
+                app.clock.now(),
+                None,
+                None,
+                None,
+            )
+        log.info("crm.erased", extra={"crm": crm, "member_id": member_id, "found": outcome[crm]})
+    with app.database.transaction() as session:
+        for message in session.scalars(
+            select(Message).where(
+                Message.member_id == member_id,
+                Message.channel == "crm",
+                Message.state == "pending",
+            )
+        ):
+            message.state, message.error = "suppressed", "member erased"
+            message.updated_at = app.clock.now()
+    return outcome

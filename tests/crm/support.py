@@ -1,0 +1,86 @@
+"""Members in bulk and apps pointed at the CRM emulators."""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any
+
+from sqlalchemy import insert
+
+from crm_sync.mapping import load_mapping
+from loyalty.app import App
+from loyalty.models import Member
+from sandbox.hubspot import HubSpotSandbox
+from sandbox.salesforce import FieldSpec, SalesforceSandbox
+from tests.conftest import make_settings
+
+_numbers = itertools.count(1)
+
+SF_TYPES = {"string": "string", "number": "double", "datetime": "datetime", "bool": "boolean"}
+
+
+def crm_app(
+    app: App,
+    hubspot: HubSpotSandbox | None = None,
+    salesforce: SalesforceSandbox | None = None,
+    **overrides: Any,
+) -> App:
+    """The test app with credentials for the given emulators (others stay off)."""
+    values: dict[str, Any] = {"outbox_dir": app.settings.outbox_dir}
+    if hubspot is not None:
+        values.update(hubspot_access_token=hubspot.access_token, hubspot_base_url=hubspot.base_url)
+    if salesforce is not None:
+        values.update(
+            salesforce_instance_url=salesforce.base_url,
+            salesforce_access_token=salesforce.access_token,
+            salesforce_ca_bundle=str(salesforce.ca_file),
+        )
+    values.update(overrides)
+    return App(make_settings(app.database, **values), app.database, app.clock)
+
+
+def salesforce_fields(*, leave_out: tuple[str, ...] = ()) -> tuple[FieldSpec, ...]:
+    """Custom fields for every mapped Salesforce name, as an admin would have made them."""
+    mapping = load_mapping()
+    specs = []
+    entries = [*mapping.fields, *mapping.journey_properties]
+    for entry in entries:
+        name = entry.salesforce
+        if name and name.endswith("__c") and name not in leave_out:
+            key = name == mapping.key.salesforce
+            specs.append(FieldSpec(name, SF_TYPES[entry.type], external_id=key, unique=key))
+    return tuple(specs)
+
+
+def add_members(app: App, count: int, **fields: Any) -> list[int]:
+    """Insert `count` members with names and phones; returns their ids."""
+    now = app.clock.now()
+    rows = []
+    for _ in range(count):
+        n = next(_numbers)
+        row: dict[str, Any] = {
+            "external_id": f"c-{n}",
+            "email": f"member{n}@example.com",
+            "phone": None,
+            "first_name": "Ann",
+            "last_name": f"Lee{n}",
+            "tier": "bronze",
+            "referral_code": f"RC{n:09d}",
+            "points_balance": n % 500,
+            "lifetime_points": n % 500,
+            "enrolled_at": now,
+            "created_at": now,
+            "updated_at": now,
+            "attributes": {},
+        }
+        row.update(fields)
+        rows.append(row)
+    with app.database.transaction() as session:
+        result = session.execute(insert(Member).returning(Member.id), rows)
+        return [int(i) for i in result.scalars()]
+
+
+def set_points(app: App, member_ids: list[int], points: int) -> None:
+    with app.database.transaction() as session:
+        for member in session.query(Member).filter(Member.id.in_(member_ids)):
+            member.points_balance = points
