@@ -169,6 +169,33 @@ def members_show(external_id: str, as_json: bool) -> None:
         click.echo(f"{key:<20} {'' if value is None else value}")
 
 
+@members.command("erase")
+@click.argument("external_id")
+@click.option("--yes", is_flag=True, help="do not ask for confirmation")
+@_guard
+def members_erase(external_id: str, yes: bool) -> None:
+    """Erase a member's personal data here and in the connected CRMs (GDPR)."""
+    from crm_sync.runs import erase_member as erase_in_crms
+    from loyalty.erasure import erase_member
+
+    app = _app()
+    with app.database.sessions() as session:
+        member_id = get_member(session, external_id).id
+    if not yes:
+        click.confirm(f"Erase member {external_id} everywhere?", abort=True)
+    reached = erase_in_crms(app, member_id)  # first: it needs the ids we are about to blank
+    with app.database.transaction() as session:
+        member = ledger.lock_member(session, member_id)
+        stopped = erase_member(session, member, now=app.clock.now())
+    crms = ", ".join(
+        f"{crm}: {'erased' if found else 'not there'}" for crm, found in reached.items()
+    )
+    click.echo(
+        f"erased {external_id}; {stopped['messages_cancelled']} queued message(s) cancelled, "
+        f"{stopped['enrollments_ended']} journey(s) ended; CRMs: {crms or 'none configured'}"
+    )
+
+
 # --- points -----------------------------------------------------------------------------
 
 
@@ -439,12 +466,13 @@ def worker(processes: int | None, threads: int | None) -> None:
 
 @main.command("scheduler")
 @click.option("--list", "list_jobs", is_flag=True, help="list the periodic jobs and exit")
+@_guard
 def scheduler_command(list_jobs: bool) -> None:
     """Run the scheduler (one is active; others wait to take over)."""
     import scheduler as scheduling
 
     if list_jobs:
-        for line in scheduling.describe():
+        for line in scheduling.describe(load_settings()):
             click.echo(line)
         return
     app = _app()

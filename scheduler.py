@@ -14,6 +14,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from automations.leader import LeaderLock, build_leader_lock
 from automations.ticks import TICKS, Tick
 from loyalty.app import App
+from loyalty.settings import Settings
 
 __all__ = ["Scheduler"]
 
@@ -46,7 +47,7 @@ class Scheduler:
             jobs.add_job(
                 self._run_tick,
                 "interval",
-                seconds=tick.seconds,
+                seconds=tick.interval(self.app.settings),
                 args=[tick],
                 id=tick.name,
                 max_instances=1,
@@ -86,10 +87,11 @@ class Scheduler:
         self._stop.set()
 
 
-def describe() -> list[str]:
+def describe(settings: Settings) -> list[str]:
     """One line per job, for `loyalty scheduler --list`."""
     lines = []
     for tick in TICKS:
         kind = "placeholder (does nothing yet)" if tick.placeholder else "active"
-        lines.append(f"{tick.name:<16} every {tick.seconds:>5}s  {kind:<30} {tick.description}")
+        seconds = tick.interval(settings)
+        lines.append(f"{tick.name:<16} every {seconds:>5}s  {kind:<30} {tick.description}")
     return lines

@@ -8,6 +8,7 @@ letters.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import Any
 
@@ -22,6 +23,8 @@ from loyalty.errors import FatalError, RetriableError, SkippableError
 from loyalty.settings import Settings
 
 __all__ = ["declare", "send"]
+
+log = logging.getLogger(__name__)
 
 _declared: dict[str, Actor[Any, Any]] = {}
 
@@ -61,11 +64,29 @@ def expire_points(member_id: int) -> None:
         ledger.expire_due(session, member, now=app.clock.now())
 
 
+def crm_push(crm: str) -> None:
+    """Push the members whose mapped values changed to one CRM."""
+    from crm_sync.runs import run_push
+
+    report = run_push(runtime.current(), crm)
+    log.info("crm.pushed", extra={"crm": crm, "landed": report.landed, "calls": report.calls})
+
+
+def crm_pull(crm: str) -> None:
+    """Apply one CRM's edits since its cursor."""
+    from crm_sync.pull import run_pull
+
+    report = run_pull(runtime.current(), crm)
+    log.info("crm.pulled", extra={"crm": crm, "updated": report.updated})
+
+
 _ACTORS: dict[str, tuple[Callable[..., None], str]] = {
     "process_event": (process_event, "events"),
     "expire_points": (expire_points, "points"),
     "run_enrollment": (run_enrollment, "journeys"),
     "deliver_message": (deliver_message, "messages"),
+    "crm_push": (crm_push, "crm"),
+    "crm_pull": (crm_pull, "crm"),
 }
 
 

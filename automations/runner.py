@@ -7,6 +7,7 @@ itself locked and compared before it moves.
 
 from __future__ import annotations
 
+import logging
 import secrets
 from dataclasses import replace
 from datetime import datetime
@@ -16,9 +17,11 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from automations.definition import END
+from automations.delivery import template_data
 from automations.engine import Award, CrmUpdate, Outcome, Send, StepState, decide
 from automations.enrollments import count_events_for, member_zone
 from automations.versions import Published, load_version
+from channels.render import RenderError, render_text
 from loyalty import ledger
 from loyalty.app import App
 from loyalty.db import insert_ignore
@@ -27,6 +30,8 @@ from loyalty.models import Enrollment, JourneyVersion, Member, Message, Survey
 from loyalty.settings import Settings
 
 __all__ = ["run_enrollment"]
+
+log = logging.getLogger(__name__)
 
 #: Steps one call may run before handing the rest to a new message (a guard, not a limit).
 MAX_STEPS_PER_RUN = 100
@@ -75,7 +80,17 @@ def _step(session: Session, app: App, enrollment_id: int, messages: list[int]) -
         default_expiry_days=app.settings.points_expiry_days,
     )
     outcome = decide(published.journey, enrollment.current_step, state)
-    _apply(session, app.settings, enrollment, member, published, outcome, now, messages)
+    _apply(
+        session,
+        app.settings,
+        enrollment,
+        member,
+        published,
+        outcome,
+        now,
+        messages,
+        dict(state.member),
+    )
     if outcome.wake_at is not None:
         context = {**enrollment.context, "resume": outcome.note.get("resume")}
         context["waiting_for"] = outcome.waiting_for
@@ -120,6 +135,7 @@ def _apply(
     outcome: Outcome,
     now: datetime,
     messages: list[int],
+    member_fields: dict[str, Any],
 ) -> None:
     key = f"enrollment:{enrollment.id}:{outcome.step}"
     for action in outcome.actions:
@@ -159,7 +175,9 @@ def _apply(
             if message_id is not None:
                 messages.append(message_id)
         elif isinstance(action, CrmUpdate):
-            _queue_crm(session, enrollment, member, outcome.step, action, key, now)
+            properties = _render_properties(action.properties, member_fields, published, enrollment)
+            update = CrmUpdate(properties)
+            _queue_crm(session, enrollment, member, outcome.step, update, key, now)
     if outcome.note:
         notes = dict(enrollment.context.get("notes", {}))
         notes[outcome.step] = outcome.note
@@ -236,6 +254,30 @@ def _queue_crm(
         decisions={"properties": update.properties},
     )
     insert_ignore(session, Message, [row], ["idempotency_key"])
+
+
+def _render_properties(
+    properties: dict[str, Any],
+    member_fields: dict[str, Any],
+    published: Published,
+    enrollment: Enrollment,
+) -> dict[str, Any]:
+    """Text values may use template variables; they are filled in when the step runs."""
+    data = template_data(
+        member_fields, published.journey, enrollment.context, unsubscribe_url="", survey_url=None
+    )
+    out: dict[str, Any] = {}
+    for name, value in properties.items():
+        if isinstance(value, str) and "{" in value:
+            try:
+                value = render_text(value, data)
+            except RenderError as exc:
+                value = None
+                log.warning(
+                    "crm.property_render_failed", extra={"property": name, "reason": str(exc)}
+                )
+        out[name] = value
+    return out
 
 
 def _outbox_row(

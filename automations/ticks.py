@@ -15,6 +15,7 @@ from sqlalchemy import and_, or_, select, update
 from automations import actors
 from loyalty.app import App
 from loyalty.models import Enrollment, Event, LedgerEntry, Member, Message
+from loyalty.settings import Settings
 
 __all__ = ["TICKS", "Tick"]
 
@@ -29,6 +30,13 @@ class Tick:
     run: Callable[[App], int]
     description: str
     placeholder: bool = False
+    #: A setting in minutes that overrides `seconds`.
+    minutes_setting: str | None = None
+
+    def interval(self, settings: Settings) -> int:
+        if self.minutes_setting is None:
+            return self.seconds
+        return int(getattr(settings, self.minutes_setting)) * 60
 
 
 def relay_events(app: App) -> int:
@@ -159,8 +167,24 @@ def enter_date_journeys(app: App) -> int:
     return len(entered)
 
 
-def _placeholder(app: App) -> int:
-    return 0
+def queue_crm_push(app: App) -> int:
+    """Queue a push of changed members to each configured CRM."""
+    from crm_sync.adapters import configured_crms
+
+    crms = configured_crms(app.settings)
+    for crm in crms:
+        actors.send("crm_push", crm)
+    return len(crms)
+
+
+def queue_crm_pull(app: App) -> int:
+    """Queue a pull of CRM edits from each configured CRM."""
+    from crm_sync.adapters import configured_crms
+
+    crms = configured_crms(app.settings)
+    for crm in crms:
+        actors.send("crm_pull", crm)
+    return len(crms)
 
 
 TICKS = (
@@ -169,6 +193,14 @@ TICKS = (
     Tick("due_enrollments", 30, wake_enrollments, "wake enrollments whose wait is over"),
     Tick("date_triggers", 60, enter_date_journeys, "enter members into date journeys"),
     Tick("cron_journeys", 60, fire_schedules, "fire scheduled journeys"),
-    Tick("crm_push", 300, _placeholder, "push changed members to the CRMs", True),
-    Tick("crm_pull", 900, _placeholder, "pull CRM edits back", True),
+    Tick(
+        "crm_push",
+        300,
+        queue_crm_push,
+        "push changed members to the CRMs",
+        minutes_setting="crm_push_minutes",
+    ),
+    Tick(
+        "crm_pull", 900, queue_crm_pull, "pull CRM edits back", minutes_setting="crm_pull_minutes"
+    ),
 )

@@ -19,7 +19,7 @@ from liquid.exceptions import LiquidError
 
 from automations.definition.templates import TemplateError, parse_template
 
-__all__ = ["RenderError", "Rendered", "locale_chain", "render_message"]
+__all__ = ["RenderError", "Rendered", "locale_chain", "render_message", "render_text"]
 
 
 class _Environment(Environment):
@@ -99,6 +99,14 @@ def _compiled(
         _TEXT.from_string(source.subject or ""),
         _TEXT.from_string(source.preheader) if source.preheader else None,
     )
+
+
+def render_text(text: str, data: dict[str, Any]) -> str:
+    """A short Liquid text (a CRM property value, say) rendered with message data."""
+    try:
+        return _TEXT.from_string(text).render(**data).strip()
+    except LiquidError as exc:
+        raise RenderError(str(exc).splitlines()[0]) from None
 
 
 class _TextExtractor(HTMLParser):

@@ -135,7 +135,14 @@ def test_scheduler_list_names_active_jobs_and_placeholders() -> None:
     result = CliRunner().invoke(main, ["scheduler", "--list"])
     assert result.exit_code == 0
     lines = {line.split()[0]: line for line in result.output.splitlines()}
-    for name in ("outbox_relay", "expire_points", "due_enrollments", "cron_journeys"):
+    for name in (
+        "outbox_relay",
+        "expire_points",
+        "due_enrollments",
+        "date_triggers",
+        "cron_journeys",
+        "crm_push",
+        "crm_pull",
+    ):
         assert "active" in lines[name]
-    for name in ("crm_push", "crm_pull"):
-        assert "placeholder" in lines[name]
+    assert "every   300s" in lines["crm_push"]

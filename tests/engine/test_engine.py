@@ -267,3 +267,31 @@ def test_a_template_that_fails_fails_only_its_message(app: App, tmp_path: Path) 
     assert email.error is not None and "render:" in email.error and "items" in email.error
     assert sms.state == "sent"
     assert enrollments(app)[0].state == "completed"
+
+
+def test_update_crm_values_are_filled_in_when_the_step_runs(app: App, tmp_path: Path) -> None:
+    journey = """
+id: crm_note
+name: CRM note
+status: active
+trigger: {type: event, event: order.completed}
+entry: {every_time: true}
+steps:
+  - {id: bonus, type: award_points, amount: 40, reason: Thanks}
+  - id: note
+    type: update_crm
+    properties:
+      loyalty_last_bonus: "{{ award.points }}"
+      loyalty_last_order: "{{ event.order_id }}"
+      loyalty_flag: true
+"""
+    published(app, journey_folder(tmp_path, {"crm_note": journey}, {}))
+    make_member(app, external_id="m-1")
+    send_event(app, order("m-1", "A-7"))
+    [crm] = messages(app)
+    assert (crm.channel, crm.state) == ("crm", "pending")
+    assert crm.decisions["properties"] == {
+        "loyalty_last_bonus": "40",
+        "loyalty_last_order": "A-7",
+        "loyalty_flag": True,
+    }
