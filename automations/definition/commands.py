@@ -19,7 +19,7 @@ def default_journeys_dir() -> Path:
 
 @click.group()
 def journeys() -> None:
-    """Journey definitions: validate (and more)."""
+    """Journey definitions: validate, publish, list, preview and simulate."""
 
 
 @journeys.command()
