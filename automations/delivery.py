@@ -19,6 +19,7 @@ import logging
 from collections import Counter
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import or_, select, update
@@ -252,9 +253,15 @@ def flush_emails(app: App) -> int:
 
 def _outgoing_email(app: App, prepared: _Prepared) -> OutgoingEmail:
     message, rendered = prepared.message, prepared.rendered
-    template_id = message.decisions.get("template_id")
+    template_id = message.decisions.get("template_id") if rendered.data is not None else None
     if isinstance(template_id, dict):
-        template_id = template_id.get(rendered.locale) or next(iter(template_id.values()))
+        language = rendered.locale.split("-")[0]
+        template_id = (
+            template_id.get(rendered.locale)
+            or template_id.get(language)
+            or template_id.get("en")
+            or next(iter(template_id.values()))
+        )
     return OutgoingEmail(
         message_id=message.id,
         to=prepared.member.email or "",
@@ -264,6 +271,7 @@ def _outgoing_email(app: App, prepared: _Prepared) -> OutgoingEmail:
         headers=_headers(app, message),
         categories=tuple(c for c in (message.journey_id, message.step_id) if c),
         template_id=template_id,
+        template_data=rendered.data,
     )
 
 
@@ -367,14 +375,31 @@ def render_for(
 ) -> Rendered:
     """Render the message with the data its template may use (the variable contract)."""
     enrollment = session.get(Enrollment, message.enrollment_id) if message.enrollment_id else None
-    if enrollment is None or message.template is None:
+    template_id = message.decisions.get("template_id")
+    if enrollment is None or (message.template is None and not template_id):
         raise RenderError("the message has no enrollment or template to render")
     version = session.get(JourneyVersion, enrollment.journey_version_id)
     assert version is not None
     published = load_version(version)
     data = render_data(session, app, message, member, enrollment, published.journey, now)
     chain = locale_chain(member.locale or app.settings.default_locale, published.journey.locale)
+    if message.template is None:
+        # SendGrid renders a dynamic template itself, from the same data ours would see.
+        return Rendered("email", chain[0], "", data=_plain(data))
     return render_message(published.templates, message.template, message.channel, chain, data)
+
+
+def _plain(value: Any) -> Any:
+    """JSON-ready: datetimes as ISO 8601, money as text."""
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        return str(value)
+    return value
 
 
 def render_data(

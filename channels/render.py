@@ -45,6 +45,8 @@ class Rendered:
     subject: str | None = None
     preheader: str | None = None
     text: str | None = None
+    #: For a provider-side template (SendGrid dynamic template): the data it renders with.
+    data: dict[str, Any] | None = None
 
 
 def locale_chain(member_locale: str | None, journey_locale: str) -> list[str]:

@@ -14,10 +14,13 @@ from sqlalchemy import select
 from automations.delivery import flush_emails, settle_stale
 from loyalty.app import App
 from loyalty.clock import FrozenClock
+from loyalty.events import EventInput
 from loyalty.models import Message
 from sandbox.sendgrid import SendGridSandbox
 from tests.channels.support import due_messages, promo_version, states
 from tests.conftest import make_settings
+from tests.engine.helpers import journey_folder, published, send_event
+from tests.factories import make_member
 
 
 @pytest.fixture
@@ -106,3 +109,35 @@ def test_a_bad_request_fails_with_the_providers_reason(
     assert states(mail_app) == {"failed": 2}
     with mail_app.database.sessions() as session:
         assert all((e or "").startswith("HTTP 401") for e in session.scalars(select(Message.error)))
+
+
+def test_a_dynamic_template_step_sends_the_template_id_and_our_data(
+    mail_app: App, sendgrid_sandbox: SendGridSandbox, tmp_path: Path
+) -> None:
+    journey = """
+id: dyn
+name: Dynamic
+status: active
+trigger: {type: event, event: member.enrolled}
+entry: {once: true}
+steps:
+  - id: mail
+    type: send_email
+    template_id: {en: d-0123456789abcdef0123456789abcdef, pl: d-fedcba9876543210fedcba9876543210}
+"""
+    published(mail_app, journey_folder(tmp_path, {"dyn": journey}, {}))
+    make_member(
+        mail_app,
+        external_id="m-1",
+        first_name="Zofia",
+        locale="pl-PL",
+        email="z@example.com",
+        email_consent=True,
+    )
+    send_event(mail_app, EventInput("member.enrolled", "m-1", id="1"))
+    [body] = accepted(sendgrid_sandbox)
+    assert body["template_id"] == "d-fedcba9876543210fedcba9876543210"
+    data = body["personalizations"][0]["dynamic_template_data"]
+    assert data["member"]["first_name"] == "Zofia"
+    assert data["unsubscribe_url"].startswith("http://127.0.0.1:8000/u/")
+    assert states(mail_app) == {"sent": 1}
