@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import threading
-import time
 from dataclasses import dataclass
 
 import requests
@@ -12,9 +10,10 @@ from twilio.http.http_client import TwilioHttpClient
 from twilio.rest import Client
 
 from channels.sendgrid_sender import Outcome
+from loyalty.pacing import Pacer, make_pacer
 from loyalty.settings import Settings
 
-__all__ = ["OutgoingSms", "Pacer", "TwilioSender"]
+__all__ = ["OutgoingSms", "TwilioSender", "sender_pacer"]
 
 #: Twilio error codes that are final for the message.
 OPTED_OUT = 21610
@@ -28,34 +27,11 @@ class OutgoingSms:
     body: str
 
 
-class Pacer:
-    """Spaces sends from one sender so that they leave at most `rate` a second."""
-
-    def __init__(self, rate: float) -> None:
-        self._interval = 1.0 / rate if rate > 0 else 0.0
-        self._next = 0.0
-        self._lock = threading.Lock()
-
-    def wait(self) -> None:
-        if not self._interval:
-            return
-        with self._lock:
-            now = time.monotonic()
-            start = max(now, self._next)
-            self._next = start + self._interval
-        if start > now:
-            time.sleep(start - now)
-
-
-_pacers: dict[str, Pacer] = {}
-_pacers_lock = threading.Lock()
-
-
-def pacer_for(sender: str, rate: float) -> Pacer:
-    with _pacers_lock:
-        if sender not in _pacers:
-            _pacers[sender] = Pacer(rate)
-        return _pacers[sender]
+def sender_pacer(settings: Settings, sender: str) -> Pacer:
+    """At most TWILIO_MESSAGES_PER_SECOND from one sender, across every worker (via Redis)."""
+    rate = settings.twilio_messages_per_second
+    limit = max(1, round(rate))
+    return make_pacer(settings.redis_url, f"twilio:{sender}", limit, limit / rate)
 
 
 class TwilioSender:
@@ -70,11 +46,16 @@ class TwilioSender:
         self._service = settings.twilio_messaging_service_sid
         self._from = settings.twilio_from
         self._callback = settings.public_base_url.rstrip("/") + "/webhooks/twilio/status"
-        sender = self._service or self._from or "default"
-        self._pacer = pacer_for(sender, settings.twilio_messages_per_second)
+        self._pacer = sender_pacer(settings, self._service or self._from or "default")
 
     def send(self, sms: OutgoingSms) -> Outcome:
-        self._pacer.wait()
+        token = self._pacer.acquire()
+        try:
+            return self._send(sms)
+        finally:
+            self._pacer.release(token)
+
+    def _send(self, sms: OutgoingSms) -> Outcome:
         kwargs: dict[str, str] = {
             "to": sms.to,
             "body": sms.body,

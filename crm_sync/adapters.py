@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from crm_sync.errors import CrmNotConfigured
 from crm_sync.mapping import CRMS, Crm, Mapping, load_mapping
-from crm_sync.pacing import make_pacer
 from crm_sync.port import CrmPort
 from loyalty.app import App
+from loyalty.pacing import make_pacer
 from loyalty.settings import Settings
 
 __all__ = ["configured_crms", "make_adapter", "mapping_for"]

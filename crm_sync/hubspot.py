@@ -29,8 +29,8 @@ from crm_sync import retries
 from crm_sync.delta import Props, canonical
 from crm_sync.errors import BudgetSpent, CrmRefused
 from crm_sync.mapping import Crm, Mapping, ValueType
-from crm_sync.pacing import Pacer, RollingWindow
 from crm_sync.port import ContactUpdate, Pulled, PushResult, RecordFailure
+from loyalty.pacing import Pacer, RollingWindow
 
 __all__ = ["HubSpotAdapter"]
 

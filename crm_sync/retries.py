@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from crm_sync.errors import CrmUnavailable
-from crm_sync.pacing import Pacer
+from loyalty.pacing import Pacer
 
 __all__ = ["Verdict", "backoff_s", "call"]
 

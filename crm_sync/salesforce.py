@@ -26,8 +26,8 @@ from crm_sync import retries
 from crm_sync.delta import Props, canonical
 from crm_sync.errors import BudgetSpent, CrmNotConfigured, CrmRefused
 from crm_sync.mapping import Crm, Mapping, ValueType
-from crm_sync.pacing import Pacer
 from crm_sync.port import ContactUpdate, Pulled, PushResult, RecordFailure
+from loyalty.pacing import Pacer
 
 __all__ = ["SalesforceAdapter", "connect", "judge"]
 

@@ -192,3 +192,17 @@ def test_template_attacks_are_refused_quickly(body: str) -> None:
     with pytest.raises(RenderError):
         render_message({"en/attack.sms": body}, "attack", "sms", ["en"], data)
     assert timer.monotonic() - started < 1.0
+
+
+def test_sends_from_one_sender_are_paced(
+    sms_app: App, twilio_sandbox: TwilioSandbox, tmp_path: Path
+) -> None:
+    sms_app.settings = sms_app.settings.model_copy(
+        update={"twilio_messages_per_second": 10, "max_marketing_sms_per_day": 10}
+    )
+    ids = due_messages(sms_app, promo_version(sms_app, tmp_path), 12, "sms")
+    for message_id in ids:
+        assert deliver(sms_app, message_id) == "sent"
+    times = sorted(r.at for r in twilio_sandbox.requests(method="POST"))
+    # 10 a second: the 11th and 12th wait for the first second's window to pass.
+    assert times[-1] - times[0] >= 0.95

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from crm_sync.pacing import forget_local_windows
+from loyalty.pacing import forget_local_windows
 from sandbox.salesforce import SalesforceSandbox
 from tests.crm.support import salesforce_fields
 

@@ -14,12 +14,12 @@ from crm_sync.commands import crm
 from crm_sync.delta import canonical
 from crm_sync.errors import MappingError
 from crm_sync.mapping import DEFAULT_MAPPING_FILE, load_mapping
-from crm_sync.pacing import RedisWindow, RollingWindow
 from crm_sync.values import member_values
 from loyalty import ledger
 from loyalty.app import App
 from loyalty.members import member_data
 from loyalty.models import Member, Referral
+from loyalty.pacing import RedisWindow, RollingWindow
 from tests.crm.support import add_members
 
 SHARED = (

@@ -13,12 +13,12 @@ import crm_sync.hubspot
 import sandbox.hubspot
 from crm_sync.adapters import make_adapter
 from crm_sync.hubspot import HubSpotAdapter
-from crm_sync.pacing import RollingWindow
 from crm_sync.pull import decide, run_pull
 from crm_sync.runs import erase_member, run_push
 from loyalty.app import App
 from loyalty.clock import FrozenClock
 from loyalty.models import Consent, CrmLink, Member, SyncCursor
+from loyalty.pacing import RollingWindow
 from sandbox.hubspot import HubSpotSandbox
 from sandbox.salesforce import SalesforceSandbox
 from tests.crm.support import add_members, crm_app
