@@ -63,6 +63,9 @@ def _step(session: Session, app: App, enrollment_id: int, messages: list[int]) -
             return False
     if enrollment.state != "active" or enrollment.current_step is None:
         return False
+    if enrollment.current_step == END:  # a wait's branch may point straight at the end
+        _finish(enrollment, now, "completed", None)
+        return False
     version = session.get(JourneyVersion, enrollment.journey_version_id)
     assert version is not None
     published = load_version(version)

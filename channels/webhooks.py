@@ -16,12 +16,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from sqlalchemy import delete, literal_column, select
+from sqlalchemy import delete, literal_column, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from channels.surveys import answer_sms_reply
 from loyalty.consent import Channel, record_consent
 from loyalty.models import Base, Member, Message, ProviderEvent, Suppression
+from loyalty.settings import Settings
 
 __all__ = [
     "BatchOutcome",
@@ -93,6 +95,8 @@ class InboundOutcome:
     duplicate: bool
     changed: bool
     member_ids: tuple[int, ...] = ()
+    #: The survey this message answered, when it was a bare score replying to one.
+    survey_id: int | None = None
 
 
 @dataclass(frozen=True)
@@ -210,18 +214,32 @@ def sms_keyword(body: str | None) -> Keyword | None:
 
 
 def apply_twilio_inbound(
-    session: Session, params: Mapping[str, str], *, now: datetime
+    session: Session, params: Mapping[str, str], *, settings: Settings, now: datetime
 ) -> InboundOutcome:
-    """Store an inbound SMS once per MessageSid; STOP and START change consent for the number."""
+    """Store an inbound SMS once per MessageSid; STOP and START change consent for the number.
+
+    A bare score replying to an open SMS survey answers it (`channels.surveys`).
+    """
     keyword = sms_keyword(params.get("Body"))
     kind = f"inbound.{keyword or 'message'}"
-    # Plain messages stay unapplied: surveys and replies read them later.
+    # Plain messages stay unapplied (replies read them later) unless they answer a survey.
     applied = keyword is not None
     if not _store(session, "twilio", params["MessageSid"], kind, params, now, applied):
         return InboundOutcome(keyword, duplicate=True, changed=False)
+    phone = params["From"].strip()
+    if keyword is None:
+        answer = answer_sms_reply(session, phone, params.get("Body"), settings=settings, now=now)
+        if answer is not None:
+            _mark_applied(session, "twilio", params["MessageSid"], now)
+            return InboundOutcome(
+                None,
+                duplicate=False,
+                changed=True,
+                member_ids=(answer.member_id,),
+                survey_id=answer.survey_id,
+            )
     if keyword not in ("stop", "start"):
         return InboundOutcome(keyword, duplicate=False, changed=False)
-    phone = params["From"].strip()
     members = list(
         session.scalars(
             select(Member)
@@ -318,6 +336,17 @@ def _store(
         "applied_at": now if applied else None,
     }
     return _insert_new(session, ProviderEvent, row, ["provider", "provider_event_id"])
+
+
+def _mark_applied(session: Session, provider: str, event_id: str, now: datetime) -> None:
+    session.execute(
+        update(ProviderEvent)
+        .where(
+            ProviderEvent.provider == provider,
+            ProviderEvent.provider_event_id == event_id[:_EVENT_ID_MAX],
+        )
+        .values(applied_at=now)
+    )
 
 
 def _insert_new(

@@ -12,7 +12,7 @@ from datetime import datetime
 from sqlalchemy import update
 from sqlalchemy.orm import Session
 
-from loyalty.models import Enrollment, Member, Message
+from loyalty.models import Enrollment, Member, Message, Survey
 
 __all__ = ["erase_member"]
 
@@ -41,6 +41,8 @@ def erase_member(session: Session, member: Member, *, now: datetime) -> dict[str
         )
         .values(state="suppressed", error="erased", updated_at=now)
     )
+    # Survey comments are free text and may name the member; the scores stay.
+    session.execute(update(Survey).where(Survey.member_id == member.id).values(comment=None))
     enrollments = session.execute(
         update(Enrollment)
         .where(Enrollment.member_id == member.id, Enrollment.state.in_(("active", "waiting")))

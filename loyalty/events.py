@@ -143,12 +143,26 @@ def _validate_redeem(data: dict[str, Any]) -> None:
         raise InvalidEventError(f"data.points must be a positive whole number (got {points!r})")
 
 
+def _validate_survey_answer(data: dict[str, Any]) -> None:
+    scales = {"nps": range(0, 11), "csat": range(1, 6)}
+    kind = data.get("kind")
+    if not isinstance(kind, str) or kind not in scales:
+        raise InvalidEventError(f"data.kind must be nps or csat (got {kind!r})")
+    score = data.get("score")
+    scale = scales[kind]
+    if not isinstance(score, int) or isinstance(score, bool) or score not in scale:
+        raise InvalidEventError(
+            f"data.score must be a whole number from {scale[0]} to {scale[-1]} (got {score!r})"
+        )
+
+
 _VALIDATORS: dict[str, Callable[[dict[str, Any]], None]] = {
     "order.completed": _validate_order,
     "order.refunded": _validate_refund,
     "reward.redeemed": _validate_redeem,
     "referral.completed": lambda data: None,
     "member.enrolled": lambda data: None,
+    "survey.answered": _validate_survey_answer,
 }
 BUILTIN_TYPES = tuple(_VALIDATORS)
 

@@ -1,4 +1,4 @@
-"""The ASGI app: provider webhooks, the unsubscribe page and a health check."""
+"""The ASGI app: provider webhooks, the unsubscribe and survey pages and a health check."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from loyalty.app import App
 from web.hubspot import hubspot_events
 from web.sendgrid import sendgrid_events
+from web.surveys import survey_page
 from web.twilio import twilio_inbound, twilio_status
 from web.unsubscribe import unsubscribe_page
 
@@ -58,7 +59,7 @@ class ScrubbedErrors:
             log.error(
                 "web.failed",
                 extra={
-                    "path": "/u/…" if path.startswith("/u/") else path,
+                    "path": path[:3] + "…" if path.startswith(("/u/", "/s/")) else path,
                     "error": type(exc).__name__,
                     "at": f"{frame.filename}:{frame.lineno}",
                 },
@@ -77,6 +78,7 @@ def create_app(app: App) -> Starlette:
         Route("/webhooks/twilio/inbound", twilio_inbound, methods=["POST"]),
         Route("/webhooks/hubspot", hubspot_events, methods=["POST"]),
         Route("/u/{token}", unsubscribe_page, methods=["GET", "POST"]),
+        Route("/s/{token}", survey_page, methods=["GET", "POST"]),
     ]
     web = Starlette(routes=routes, middleware=[Middleware(ScrubbedErrors)])
     web.state.loyalty = app

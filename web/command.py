@@ -14,7 +14,7 @@ __all__ = ["serve"]
     "--access-log/--no-access-log",
     default=False,
     show_default=True,
-    help="log each request line (paths carry unsubscribe tokens)",
+    help="log each request line (paths carry unsubscribe and survey tokens)",
 )
 def serve(host: str, port: int, access_log: bool) -> None:
     """Serve the provider webhooks and the unsubscribe page.

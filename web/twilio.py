@@ -71,7 +71,7 @@ async def twilio_inbound(request: Request) -> Response:
 
     def apply() -> InboundOutcome:
         with app.database.transaction() as session:
-            return apply_twilio_inbound(session, fields, now=app.clock.now())
+            return apply_twilio_inbound(session, fields, settings=app.settings, now=app.clock.now())
 
     outcome = await run_in_threadpool(apply)
     log.info(
@@ -81,8 +81,11 @@ async def twilio_inbound(request: Request) -> Response:
             "duplicate": outcome.duplicate,
             "changed": outcome.changed,
             "member_ids": list(outcome.member_ids),
+            "survey_id": outcome.survey_id,
         },
     )
+    if outcome.survey_id is not None:
+        return twiml(f"{app.settings.program_name}: thank you for your answer!")
     if outcome.keyword is None or outcome.duplicate or "OptOutType" in params:
         # With Advanced Opt-Out on (OptOutType present) Twilio has answered already.
         return twiml(None)

@@ -295,3 +295,32 @@ steps:
         "loyalty_last_order": "A-7",
         "loyalty_flag": True,
     }
+
+
+def test_an_event_wait_may_branch_straight_to_the_end(app: App, tmp_path: Path) -> None:
+    journey = """
+id: ask
+name: Ask
+status: active
+trigger: {type: event, event: member.enrolled}
+entry: {once: true}
+steps:
+  - id: await_order
+    type: wait
+    until_event: {event: order.completed, timeout: 3d}
+    on_event: end
+    on_timeout: nudge
+  - {id: nudge, type: send_email, template: nudge}
+"""
+    published(
+        app,
+        journey_folder(
+            tmp_path, {"ask": journey}, {"en/nudge.email": "---\nsubject: s\n---\n<p>x</p>\n"}
+        ),
+    )
+    make_member(app, external_id="m-1", email="a@example.com", email_consent=True)
+    send_event(app, EventInput("member.enrolled", "m-1", id="1"))
+    send_event(app, order("m-1", "1"))
+    [enrollment] = enrollments(app)
+    assert (enrollment.state, enrollment.exit_reason) == ("completed", None)
+    assert messages(app) == []

@@ -5,10 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 from click.testing import CliRunner
+from sqlalchemy import select
 
 from cli import main
 from loyalty.app import App
 from loyalty.events import EventInput
+from loyalty.models import Member, Survey
 from tests.engine.helpers import enrollments, journey_folder, messages, published, send_event
 from tests.factories import make_member
 
@@ -42,6 +44,19 @@ def test_erase_blanks_the_member_and_stops_everything_queued(app: App, tmp_path:
     )
     send_event(app, EventInput("member.enrolled", "m-1", id="e-1"))
     assert enrollments(app)[0].state == "waiting"
+    with app.database.transaction() as session:
+        member_id = session.scalar(select(Member.id))
+        session.add(
+            Survey(
+                member_id=member_id,
+                kind="nps",
+                channel="email",
+                token="t-1",
+                score=9,
+                comment="Ask for Ann at the Kraków store",
+                sent_at=app.clock.now(),
+            )
+        )
 
     result = CliRunner().invoke(
         main, ["members", "erase", "m-1", "--yes"], env={"DATABASE_URL": app.database.url}
@@ -56,3 +71,6 @@ def test_erase_blanks_the_member_and_stops_everything_queued(app: App, tmp_path:
     [enrollment] = enrollments(app)
     assert (enrollment.state, enrollment.exit_reason) == ("exited", "erased")
     assert messages(app) == []
+    with app.database.sessions() as session:
+        survey = session.scalar(select(Survey))
+        assert survey is not None and (survey.score, survey.comment) == (9, None)

@@ -49,7 +49,7 @@ def test_waits_carry_durations_local_times_and_events() -> None:
     assert (settle.duration, settle.until, settle.zone) == (timedelta(days=7), time(10), "member")
     assert answer.until_event is not None
     assert (answer.until_event.event, answer.until_event.timeout) == (
-        "survey_answered",
+        "survey.answered",
         timedelta(days=3),
     )
     assert (answer.on_event, answer.on_timeout) == (END, "reminder")
