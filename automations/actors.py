@@ -18,6 +18,7 @@ from sqlalchemy.exc import OperationalError
 
 from automations import delivery, runner, runtime
 from automations.routing import route_event
+from automations.single_run import single_run
 from loyalty import events, ledger
 from loyalty.errors import FatalError, RetriableError, SkippableError
 from loyalty.settings import Settings
@@ -65,18 +66,27 @@ def expire_points(member_id: int) -> None:
 
 
 def crm_push(crm: str) -> None:
-    """Push the members whose mapped values changed to one CRM."""
+    """Push the members whose mapped values changed to one CRM (one push per CRM at a time)."""
     from crm_sync.runs import run_push
 
-    report = run_push(runtime.current(), crm)
+    app = runtime.current()
+    with single_run(f"crm_push:{crm}", app.settings.redis_url) as mine:
+        if not mine:
+            log.info("crm.push_skipped", extra={"crm": crm, "reason": "a push is running"})
+            return
+        report = run_push(app, crm)
     log.info("crm.pushed", extra={"crm": crm, "landed": report.landed, "calls": report.calls})
 
 
 def crm_pull(crm: str) -> None:
-    """Apply one CRM's edits since its cursor."""
+    """Apply one CRM's edits since its cursor (one pull per CRM at a time)."""
     from crm_sync.pull import run_pull
 
-    report = run_pull(runtime.current(), crm)
+    app = runtime.current()
+    with single_run(f"crm_pull:{crm}", app.settings.redis_url) as mine:
+        if not mine:
+            return
+        report = run_pull(app, crm)
     log.info("crm.pulled", extra={"crm": crm, "updated": report.updated})
 
 
