@@ -15,7 +15,7 @@ import json
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -40,6 +40,7 @@ from automations.versions import latest_versions, load_version, publish
 from loyalty.app import App
 from loyalty.clock import FrozenClock
 from loyalty.db import Database, upgrade
+from loyalty.errors import InvalidEventError
 from loyalty.events import EventInput
 from loyalty.importer import import_members
 from loyalty.models import (
@@ -183,10 +184,10 @@ def _read_events(path: Path, start: datetime, result: Simulation) -> list[EventI
             continue
         try:
             event = EventInput.from_json(json.loads(line), source="simulation")
-        except (ValueError, Exception) as exc:
+        except (ValueError, InvalidEventError) as exc:  # reported; the rest go on
             result.problems.append(f"{path}:{number}: {exc}")
             continue
-        events.append(event if event.at else EventInput(**{**event.__dict__, "at": start}))
+        events.append(event if event.at else replace(event, at=start))
     return sorted(events, key=lambda e: e.at or start)
 
 
@@ -228,6 +229,11 @@ def _next_moment(app: App, now: datetime, end: datetime, pending: list[EventInpu
                 Enrollment.state.in_(("waiting", "active")), Enrollment.next_run_at > now
             )
         )
+        retry = session.scalar(
+            select(func.min(Message.next_attempt_at)).where(
+                Message.state.in_(("deferred", "pending")), Message.next_attempt_at > now
+            )
+        )
         zones = {
             z or app.settings.default_time_zone
             for z in session.scalars(select(func.distinct(Member.time_zone)))
@@ -235,12 +241,6 @@ def _next_moment(app: App, now: datetime, end: datetime, pending: list[EventInpu
         journeys = [load_version(v).journey for v in latest_versions(session)]
     if wake is not None:
         candidates.append(wake)
-    with app.database.sessions() as session:
-        retry = session.scalar(
-            select(func.min(Message.next_attempt_at)).where(
-                Message.state.in_(("deferred", "pending")), Message.next_attempt_at > now
-            )
-        )
     if retry is not None:
         candidates.append(retry)
     for journey in journeys:

@@ -29,7 +29,6 @@ class Tick:
     seconds: int
     run: Callable[[App], int]
     description: str
-    placeholder: bool = False
     #: A setting in minutes that overrides `seconds`.
     minutes_setting: str | None = None
 

@@ -167,8 +167,8 @@ _VALIDATORS: dict[str, Callable[[dict[str, Any]], None]] = {
 BUILTIN_TYPES = tuple(_VALIDATORS)
 
 
-def known_types(settings: Settings, extra: tuple[str, ...] = ()) -> set[str]:
-    return {*BUILTIN_TYPES, *settings.event_types, *extra}
+def known_types(settings: Settings) -> set[str]:
+    return {*BUILTIN_TYPES, *settings.event_types}
 
 
 def record_event(
@@ -177,10 +177,9 @@ def record_event(
     *,
     settings: Settings,
     now: datetime,
-    extra_types: tuple[str, ...] = (),
 ) -> tuple[Event, bool]:
     """Store the event once per (source, id); returns (row, created)."""
-    types = known_types(settings, extra_types)
+    types = known_types(settings)
     if event.type not in types:
         raise UnknownEventTypeError(event.type, list(types))
     member_id = session.scalar(select(Member.id).where(Member.external_id == event.member))

@@ -131,7 +131,7 @@ def test_the_expiry_tick_expires_lots_past_their_date(app: App) -> None:
     assert expire_points(app) == 0
 
 
-def test_scheduler_list_names_active_jobs_and_placeholders() -> None:
+def test_scheduler_list_names_every_job_and_its_interval() -> None:
     result = CliRunner().invoke(main, ["scheduler", "--list"])
     assert result.exit_code == 0
     lines = {line.split()[0]: line for line in result.output.splitlines()}
