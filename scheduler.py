@@ -11,8 +11,8 @@ import threading
 
 from apscheduler.schedulers.background import BackgroundScheduler
 
-from automations.leader import LeaderLock, build_leader_lock
-from automations.ticks import TICKS, Tick
+from automations.runtime.leader import LeaderLock, build_leader_lock
+from automations.runtime.ticks import TICKS, Tick
 from loyalty.app import App
 from loyalty.settings import Settings
 

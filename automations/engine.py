@@ -8,11 +8,9 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, time, timedelta
+from datetime import datetime, timedelta
 from typing import Any
-from zoneinfo import ZoneInfo
 
-from automations.date_triggers import local_instant
 from automations.definition import (
     END,
     AwardPoints,
@@ -29,6 +27,7 @@ from automations.definition import (
     choose_variant,
     evaluate,
 )
+from loyalty.clock import next_local_time
 
 __all__ = [
     "Award",
@@ -168,19 +167,3 @@ def _wait(step: Wait, following: str, state: StepState) -> Outcome:
         zone = state.zone if step.zone == "member" else step.zone
         wake = next_local_time(wake, step.until, zone)
     return Outcome(step.id, wake_at=wake, note={"resume": following})
-
-
-def next_local_time(after: datetime, at: time, zone: str) -> datetime:
-    """The first instant at or after `after` whose wall time in `zone` is `at`.
-
-    A wall time skipped by a DST change maps to the instant after the gap; a
-    repeated one to its first occurrence.
-    """
-    tz = ZoneInfo(zone)
-    local = after.astimezone(tz)
-    for days in range(0, 3):
-        day = local.date() + timedelta(days=days)
-        candidate = local_instant(day, at, tz)
-        if candidate >= after:
-            return candidate
-    raise AssertionError("unreachable: a wall time recurs every day")

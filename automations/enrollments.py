@@ -12,15 +12,11 @@ from sqlalchemy.orm import Session
 from automations.definition import Context, Journey, evaluate
 from automations.versions import Published
 from loyalty.db import insert_ignore
-from loyalty.members import member_data
+from loyalty.members import member_data, member_zone
 from loyalty.models import Enrollment, Event, Member
 from loyalty.settings import Settings
 
-__all__ = ["count_events_for", "enter", "member_zone", "occurrence_key"]
-
-
-def member_zone(member: Member, settings: Settings) -> str:
-    return member.time_zone or settings.default_time_zone
+__all__ = ["count_events_for", "enter", "occurrence_key"]
 
 
 def occurrence_key(journey: Journey, *, now: datetime, zone: str, occurrence: str) -> str:

@@ -3,17 +3,27 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from automations import actors
+from sqlalchemy import select
+
+from automations.runtime import actors
 from loyalty.app import App
 from loyalty.errors import SkippableError
 from loyalty.events import EventInput, record_event
-from loyalty.models import Event
+from loyalty.models import Event, LedgerEntry
 
-__all__ = ["IngestReport", "emit", "ingest_file"]
+__all__ = [
+    "EventSummary",
+    "IngestReport",
+    "describe_events",
+    "emit",
+    "ingest_file",
+    "wait_processed",
+]
 
 
 def emit(app: App, event: EventInput) -> tuple[Event, bool]:
@@ -66,3 +76,60 @@ def ingest_file(app: App, path: Path, *, source: str) -> IngestReport:
         else:
             report.duplicates += 1
     return report
+
+
+def wait_processed(app: App, ids: list[int], *, timeout: float = 60.0) -> bool:
+    """Poll until every event in `ids` is processed; False when `timeout` passed first."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with app.database.sessions() as session:
+            pending = session.scalar(
+                select(Event.id).where(Event.id.in_(ids), Event.processed_at.is_(None)).limit(1)
+            )
+        if pending is None:
+            return True
+        time.sleep(0.2)
+    return False
+
+
+@dataclass(frozen=True)
+class EventSummary:
+    """What became of one stored event: processed or queued, and the points it moved."""
+
+    id: int
+    type: str
+    source: str
+    external_id: str
+    processed: bool
+    points: int | None
+    error: str | None
+
+    def __str__(self) -> str:
+        state = "processed" if self.processed else "queued"
+        detail = f", points {self.points:+d}" if self.points is not None else ""
+        note = f" ({self.error})" if self.error else ""
+        return (
+            f"event {self.id} {self.type} [{self.source}/{self.external_id}]: {state}{detail}{note}"
+        )
+
+
+def describe_events(app: App, ids: list[int]) -> list[EventSummary]:
+    """A summary of each event in `ids`."""
+    summaries = []
+    with app.database.sessions() as session:
+        for event in session.scalars(select(Event).where(Event.id.in_(ids))):
+            deltas = session.scalars(
+                select(LedgerEntry.delta).where(LedgerEntry.event_id == event.id)
+            ).all()
+            summaries.append(
+                EventSummary(
+                    id=event.id,
+                    type=event.type,
+                    source=event.source,
+                    external_id=event.external_id,
+                    processed=event.processed_at is not None,
+                    points=sum(deltas) if deltas else None,
+                    error=event.error,
+                )
+            )
+    return summaries

@@ -19,13 +19,12 @@ from automations.definition import (
     SendSurvey,
     load_journeys,
 )
-from automations.delivery import template_data
-from automations.enrollments import member_zone
 from automations.versions import templates_of
 from channels.render import RenderError, locale_chain, render_message
 from channels.segments import measure
+from channels.template_data import template_data
 from loyalty.app import App
-from loyalty.members import get_member, member_data
+from loyalty.members import get_member, member_data, member_zone
 from loyalty.models import Event
 
 __all__ = ["preview"]

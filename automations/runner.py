@@ -17,15 +17,15 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from automations.definition import END
-from automations.delivery import template_data
 from automations.engine import Award, CrmUpdate, Outcome, Send, StepState, decide
-from automations.enrollments import count_events_for, member_zone
+from automations.enrollments import count_events_for
 from automations.versions import Published, load_version
 from channels.render import RenderError, render_text
+from channels.template_data import template_data
 from loyalty import ledger
 from loyalty.app import App
 from loyalty.db import insert_ignore
-from loyalty.members import member_data
+from loyalty.members import member_data, member_zone
 from loyalty.models import Enrollment, JourneyVersion, Member, Message, Survey
 from loyalty.settings import Settings
 

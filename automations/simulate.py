@@ -25,20 +25,19 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import func, insert, select
 
 from automations import runtime
-from automations.broker import build_broker, drain, embedded_worker
 from automations.definition import DateTrigger, ScheduleTrigger
-from automations.engine import next_local_time
 from automations.intake import emit
-from automations.schedules import fire_times
-from automations.ticks import (
+from automations.runtime.broker import build_broker, drain, embedded_worker
+from automations.runtime.ticks import (
     enter_date_journeys,
     fire_schedules,
     relay_messages,
     wake_enrollments,
 )
+from automations.triggers.schedules import fire_times
 from automations.versions import latest_versions, load_version, publish
 from loyalty.app import App
-from loyalty.clock import FrozenClock
+from loyalty.clock import FrozenClock, next_local_time
 from loyalty.db import Database, upgrade
 from loyalty.errors import InvalidEventError
 from loyalty.events import EventInput

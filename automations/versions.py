@@ -20,13 +20,14 @@ from sqlalchemy.orm import Session
 
 from automations.definition import Journey, JourneyFile, Problem, load_journeys
 from automations.definition.models import SendEmail, SendSms, SendSurvey
-from automations.definition.templates import template_path
+from channels.templates import template_path
 from loyalty.app import App
-from loyalty.models import JourneyVersion
+from loyalty.models import Enrollment, JourneyVersion
 
 __all__ = [
     "PublishReport",
     "Published",
+    "journey_summaries",
     "latest_versions",
     "load_version",
     "publish",
@@ -169,3 +170,31 @@ def load_version(row: JourneyVersion) -> Published:
         journey = Journey.model_validate(row.definition["journey"])
         _parsed[row.content_hash] = journey
     return Published(row.id, row.version, journey, dict(row.definition["templates"]))
+
+
+def journey_summaries(session: Session) -> list[dict[str, Any]]:
+    """Each published journey's status, version, enrollments in flight, entries and conversions."""
+
+    def per_journey(*where: Any) -> dict[str, int]:
+        query = select(Enrollment.journey_id, func.count(Enrollment.id)).where(*where)
+        return {k: int(v) for k, v in session.execute(query.group_by(Enrollment.journey_id))}
+
+    in_flight = per_journey(Enrollment.state.in_(("active", "waiting")))
+    entries = per_journey()
+    conversions = per_journey(Enrollment.converted_at.is_not(None))
+    rows = []
+    for version in latest_versions(session):
+        journey = load_version(version).journey
+        rows.append(
+            {
+                "id": journey.id,
+                "status": journey.status,
+                "version": version.version,
+                "trigger": journey.trigger.type,
+                "active_enrollments": in_flight.get(journey.id, 0),
+                "entries": entries.get(journey.id, 0),
+                "conversions": conversions.get(journey.id, 0),
+                "published_at": version.published_at.isoformat(),
+            }
+        )
+    return rows

@@ -24,9 +24,9 @@ from typing import Any
 import psycopg
 from sqlalchemy import create_engine, event, text
 
-from automations.date_scan import due_date_entries
-from automations.date_triggers import celebrations_at, month_days_celebrated_on
 from automations.definition.models import DateTrigger
+from automations.triggers.date_rules import celebrations_at, month_days_celebrated_on
+from automations.triggers.date_scan import due_date_entries
 from loyalty.db import Database, upgrade
 from loyalty.settings import load_settings
 

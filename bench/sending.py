@@ -14,14 +14,14 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 
-from automations.delivery import deliver, flush_emails
+from bench.outbox_rows import due_messages, promo_version
+from channels.delivery import deliver, flush_emails
 from loyalty.app import App
 from loyalty.clock import FrozenClock
 from loyalty.db import Database, upgrade
 from loyalty.settings import load_settings
 from sandbox.sendgrid import SendGridSandbox
 from sandbox.twilio import TwilioSandbox
-from tests.channels.support import due_messages, promo_version
 
 
 def main(emails: int, sms: int) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime, time
 from zoneinfo import ZoneInfo
 
-from automations.engine import next_local_time
+from loyalty.clock import next_local_time
 
 __all__ = ["QuietHours", "parse_quiet_hours", "quiet_until"]
 

@@ -17,7 +17,7 @@ from typing import Any
 from liquid import BoundTemplate, Environment, StrictDefaultUndefined
 from liquid.exceptions import LiquidError
 
-from automations.definition.templates import TemplateError, parse_template
+from channels.templates import TemplateError, parse_template
 
 __all__ = ["RenderError", "Rendered", "locale_chain", "render_message", "render_text"]
 

@@ -10,7 +10,7 @@ from twilio.http.http_client import TwilioHttpClient
 from twilio.rest import Client
 
 from channels.sendgrid_sender import Outcome
-from loyalty.pacing import Pacer, make_pacer
+from loyalty.pacing import Pacer, PacerFactory
 from loyalty.settings import Settings
 
 __all__ = ["OutgoingSms", "TwilioSender", "sender_pacer"]
@@ -27,15 +27,15 @@ class OutgoingSms:
     body: str
 
 
-def sender_pacer(settings: Settings, sender: str) -> Pacer:
-    """At most TWILIO_MESSAGES_PER_SECOND from one sender, across every worker (via Redis)."""
+def sender_pacer(settings: Settings, pacers: PacerFactory, sender: str) -> Pacer:
+    """At most TWILIO_MESSAGES_PER_SECOND from one sender, across every worker sharing `pacers`."""
     rate = settings.twilio_messages_per_second
     limit = max(1, round(rate))
-    return make_pacer(settings.redis_url, f"twilio:{sender}", limit, limit / rate)
+    return pacers(f"twilio:{sender}", limit, limit / rate)
 
 
 class TwilioSender:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, pacers: PacerFactory) -> None:
         assert settings.twilio_account_sid and settings.twilio_auth_token
         self._client = Client(
             settings.twilio_account_sid,
@@ -46,7 +46,7 @@ class TwilioSender:
         self._service = settings.twilio_messaging_service_sid
         self._from = settings.twilio_from
         self._callback = settings.public_base_url.rstrip("/") + "/webhooks/twilio/status"
-        self._pacer = sender_pacer(settings, self._service or self._from or "default")
+        self._pacer = sender_pacer(settings, pacers, self._service or self._from or "default")
 
     def send(self, sms: OutgoingSms) -> Outcome:
         token = self._pacer.acquire()

@@ -8,21 +8,25 @@ write, inside the caller's transaction.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from sqlalchemy import delete, literal_column, select, update
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from channels.surveys import answer_sms_reply
 from loyalty.consent import Channel, record_consent
-from loyalty.models import Base, Member, Message, ProviderEvent, Suppression
+from loyalty.db import insert_ignore
+from loyalty.models import Member, Message, Suppression
+from loyalty.provider_events import (
+    BatchOutcome,
+    mark_applied,
+    provider_event_id,
+    store_provider_event,
+)
 from loyalty.settings import Settings
 
 __all__ = [
@@ -34,7 +38,6 @@ __all__ = [
     "apply_twilio_inbound",
     "apply_twilio_status",
     "sms_keyword",
-    "store_hubspot_events",
     "unsubscribe",
     "unsubscribe_target",
 ]
@@ -75,17 +78,6 @@ STATUS_RANK = {
     **dict.fromkeys(("spam_reported", "unsubscribed"), 5),
 }
 
-_EVENT_ID_MAX = 255
-
-
-@dataclass
-class BatchOutcome:
-    """What became of one webhook delivery's events."""
-
-    applied: int = 0
-    duplicates: int = 0
-    ignored: int = 0
-
 
 @dataclass(frozen=True)
 class InboundOutcome:
@@ -118,8 +110,10 @@ def apply_sendgrid_events(
     for event in events:
         message = messages.get(_int(event.get("message_id")) or 0)
         kind = str(event.get("event") or "unknown")
-        event_id = _event_id(event.get("sg_event_id"), event)
-        if not _store(session, "sendgrid", event_id, kind, event, now, applied=message is not None):
+        event_id = provider_event_id(event.get("sg_event_id"), event)
+        if not store_provider_event(
+            session, "sendgrid", event_id, kind, event, now, applied=message is not None
+        ):
             outcome.duplicates += 1
         elif message is None:
             outcome.ignored += 1
@@ -192,7 +186,9 @@ def apply_twilio_status(
         message = None
     outcome = BatchOutcome()
     applied = message is not None
-    if not _store(session, "twilio", f"{sid}:{status}", f"status.{status}", params, now, applied):
+    if not store_provider_event(
+        session, "twilio", f"{sid}:{status}", f"status.{status}", params, now, applied
+    ):
         outcome.duplicates += 1
         return outcome
     if message is None:
@@ -224,13 +220,15 @@ def apply_twilio_inbound(
     kind = f"inbound.{keyword or 'message'}"
     # Plain messages stay unapplied (replies read them later) unless they answer a survey.
     applied = keyword is not None
-    if not _store(session, "twilio", params["MessageSid"], kind, params, now, applied):
+    if not store_provider_event(
+        session, "twilio", params["MessageSid"], kind, params, now, applied
+    ):
         return InboundOutcome(keyword, duplicate=True, changed=False)
     phone = params["From"].strip()
     if keyword is None:
         answer = answer_sms_reply(session, phone, params.get("Body"), settings=settings, now=now)
         if answer is not None:
-            _mark_applied(session, "twilio", params["MessageSid"], now)
+            mark_applied(session, "twilio", params["MessageSid"], now)
             return InboundOutcome(
                 None,
                 duplicate=False,
@@ -274,26 +272,6 @@ def apply_twilio_inbound(
     return InboundOutcome(keyword, duplicate=False, changed=changed, member_ids=member_ids)
 
 
-# -- HubSpot ----------------------------------------------------------------------------
-
-
-def store_hubspot_events(
-    session: Session, events: Sequence[Mapping[str, Any]], *, now: datetime
-) -> BatchOutcome:
-    """Keep CRM change notifications once each; CRM sync applies them later."""
-    outcome = BatchOutcome()
-    for event in events:
-        # HubSpot does not promise that eventId alone is unique; retries repeat all of these.
-        parts = (event.get(k) for k in ("portalId", "subscriptionId", "eventId", "objectId"))
-        key = ":".join("" if p is None else str(p) for p in parts)
-        kind = str(event.get("subscriptionType") or "unknown")[:64]
-        if _store(session, "hubspot", _event_id(key, event), kind, event, now, applied=False):
-            outcome.ignored += 1
-        else:
-            outcome.duplicates += 1
-    return outcome
-
-
 # -- One-click unsubscribe --------------------------------------------------------------
 
 
@@ -315,57 +293,6 @@ def unsubscribe(session: Session, token: str, *, now: datetime) -> UnsubscribeOu
 
 
 # -- shared steps -----------------------------------------------------------------------
-
-
-def _store(
-    session: Session,
-    provider: str,
-    event_id: str,
-    kind: str,
-    payload: Mapping[str, Any],
-    now: datetime,
-    applied: bool,
-) -> bool:
-    """Insert the provider event; False when it was seen before."""
-    row = {
-        "provider": provider,
-        "provider_event_id": event_id[:_EVENT_ID_MAX],
-        "kind": kind[:64],
-        "payload": dict(payload),
-        "received_at": now,
-        "applied_at": now if applied else None,
-    }
-    return _insert_new(session, ProviderEvent, row, ["provider", "provider_event_id"])
-
-
-def _mark_applied(session: Session, provider: str, event_id: str, now: datetime) -> None:
-    session.execute(
-        update(ProviderEvent)
-        .where(
-            ProviderEvent.provider == provider,
-            ProviderEvent.provider_event_id == event_id[:_EVENT_ID_MAX],
-        )
-        .values(applied_at=now)
-    )
-
-
-def _insert_new(
-    session: Session, model: type[Base], row: dict[str, Any], keys: Sequence[str]
-) -> bool:
-    """INSERT … ON CONFLICT DO NOTHING; True when the row is new.
-
-    RETURNING tells reliably on both backends; the driver's rowcount is -1 on
-    PostgreSQL with psycopg 3.
-    """
-    dialect = session.get_bind().dialect.name
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    statement: Any = (
-        insert(model)
-        .values(row)
-        .on_conflict_do_nothing(index_elements=list(keys))
-        .returning(literal_column("1"))
-    )
-    return session.execute(statement).first() is not None
 
 
 def _reconcile(message: Message, provider_id: str | None, at: datetime, now: datetime) -> None:
@@ -395,7 +322,7 @@ def _suppress(
     session: Session, channel: str, address: str, reason: str, now: datetime, member_id: int | None
 ) -> bool:
     row = {"channel": channel, "address": address, "reason": reason, "created_at": now}
-    added = _insert_new(session, Suppression, row, ["channel", "address"])
+    added = insert_ignore(session, Suppression, [row], ["channel", "address"]) > 0
     if added:
         log.info(
             "suppression.added",
@@ -411,16 +338,6 @@ def _revoke(session: Session, member: Member, channel: Channel, source: str, at:
             "consent.revoked", extra={"member_id": member.id, "channel": channel, "source": source}
         )
     return changed
-
-
-def _event_id(value: object, event: Mapping[str, Any]) -> str:
-    """The provider's event id, or a digest of the event when it has none (or a huge one)."""
-    text = "" if value is None else str(value)
-    if text and len(text) <= _EVENT_ID_MAX and text.strip(":"):
-        return text
-    canonical = json.dumps(event, sort_keys=True, default=str)
-    digest = hashlib.sha256(canonical.encode()).hexdigest()
-    return f"sha256:{digest}"
 
 
 def _event_time(value: object, default: datetime) -> datetime:

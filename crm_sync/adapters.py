@@ -6,7 +6,6 @@ from crm_sync.errors import CrmNotConfigured
 from crm_sync.mapping import CRMS, Crm, Mapping, load_mapping
 from crm_sync.port import CrmPort
 from loyalty.app import App
-from loyalty.pacing import make_pacer
 from loyalty.settings import Settings
 
 __all__ = ["configured_crms", "make_adapter", "mapping_for"]
@@ -37,7 +36,7 @@ def mapping_for(settings: Settings) -> Mapping:
 
 
 def make_adapter(app: App, crm: str, mapping: Mapping | None = None) -> CrmPort:
-    """The adapter for `crm`, paced through Redis when REDIS_URL is set."""
+    """The adapter for `crm`, paced by the app's pacers (shared through Redis by the runtime)."""
     settings = app.settings
     mapping = mapping or mapping_for(settings)
     if crm not in CRMS:
@@ -51,10 +50,8 @@ def make_adapter(app: App, crm: str, mapping: Mapping | None = None) -> CrmPort:
             mapping,
             access_token=settings.hubspot_access_token,
             base_url=settings.hubspot_base_url,
-            pacer=make_pacer(
-                settings.redis_url, "hubspot", settings.hubspot_requests_per_10s, 10.0
-            ),
-            search_pacer=make_pacer(settings.redis_url, "hubspot-search", 4, 1.0),
+            pacer=app.pacers("hubspot", settings.hubspot_requests_per_10s, 10.0),
+            search_pacer=app.pacers("hubspot-search", 4, 1.0),
             max_retries=settings.crm_max_retries,
         )
     from crm_sync.salesforce import SalesforceAdapter, connect
@@ -75,7 +72,7 @@ def make_adapter(app: App, crm: str, mapping: Mapping | None = None) -> CrmPort:
     return SalesforceAdapter(
         mapping,
         client,
-        pacer=make_pacer(settings.redis_url, "salesforce", SALESFORCE_REQUESTS_PER_S, 1.0),
+        pacer=app.pacers("salesforce", SALESFORCE_REQUESTS_PER_S, 1.0),
         bulk_threshold=settings.salesforce_bulk_threshold,
         budget_share=settings.salesforce_budget_share,
         max_retries=settings.crm_max_retries,

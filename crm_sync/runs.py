@@ -26,10 +26,12 @@ from crm_sync.mapping import Crm
 from crm_sync.plan import Planned, changed_members
 from crm_sync.port import CrmPort, PushResult, RecordFailure
 from loyalty.app import App
+from loyalty.erasure import erase_member as erase_personal_data
 from loyalty.errors import FatalError, RetriableError
+from loyalty.ledger import lock_member
 from loyalty.models import Base, CrmLink, Member, Message, SyncCursor
 
-__all__ = ["PushReport", "erase_member", "run_push", "touch_cursor"]
+__all__ = ["PushReport", "erase_everywhere", "erase_member", "run_push", "touch_cursor"]
 
 log = logging.getLogger("crm_sync")
 
@@ -304,3 +306,16 @@ def erase_member(
             message.state, message.error = "suppressed", "member erased"
             message.updated_at = app.clock.now()
     return outcome
+
+
+def erase_everywhere(app: App, member_id: int) -> tuple[dict[str, bool], dict[str, int]]:
+    """GDPR erasure: the CRMs first (they need the ids about to be blanked), then here.
+
+    Returns per CRM whether the contact was there, and what stopped here (queued
+    messages cancelled, journeys ended).
+    """
+    reached = erase_member(app, member_id)
+    with app.database.transaction() as session:
+        member = lock_member(session, member_id)
+        stopped = erase_personal_data(session, member, now=app.clock.now())
+    return reached, stopped

@@ -200,3 +200,12 @@ def next_expiring(
 
 def default_expiry(now: datetime, days: int) -> datetime | None:
     return now + timedelta(days=days) if days > 0 else None
+
+
+def history(session: Session, member: Member) -> list[LedgerEntry]:
+    """Every ledger entry of `member`, oldest first."""
+    return list(
+        session.scalars(
+            select(LedgerEntry).where(LedgerEntry.member_id == member.id).order_by(LedgerEntry.id)
+        )
+    )

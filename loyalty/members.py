@@ -13,8 +13,9 @@ from loyalty import ledger
 from loyalty.errors import UnknownMemberError
 from loyalty.models import Member, Referral
 from loyalty.referrals import referral_link
+from loyalty.settings import Settings
 
-__all__ = ["get_member", "member_data", "member_view"]
+__all__ = ["get_member", "member_data", "member_view", "member_zone"]
 
 
 def get_member(session: Session, external_id: str) -> Member:
@@ -81,3 +82,8 @@ def member_view(
     for key in ("birth_month", "birth_day", "birth_year"):
         data.pop(key)
     return {key: _plain(value) for key, value in data.items()}
+
+
+def member_zone(member: Member, settings: Settings) -> str:
+    """The member's IANA time zone, else the program's default."""
+    return member.time_zone or settings.default_time_zone

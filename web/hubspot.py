@@ -8,7 +8,8 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
-from channels.webhooks import BatchOutcome, store_hubspot_events
+from crm_sync.webhooks import store_hubspot_events
+from loyalty.provider_events import BatchOutcome
 from web.common import BadBody, loyalty_app, parse_event_list, public_url, read_body, refused
 from web.signatures import hubspot_signature_ok
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from channels.templates import TemplateSource, read_template, template_path
+
 from .conditions import Condition, ConditionError, Context, evaluate
 from .durations import Duration, DurationError, format_duration, parse_duration
 from .models import (
@@ -29,7 +31,6 @@ from .models import (
     WaitForEvent,
 )
 from .splits import choose_variant
-from .templates import TemplateSource, read_template, template_path
 from .validate import JourneyFile, Problem, journey_files, load_journeys, validate_paths
 from .variables import provided_variables
 

@@ -7,10 +7,11 @@ from typing import Any
 from pydantic import BaseModel
 from pydantic_core import ErrorDetails
 
+from loyalty.yaml_source import Document, child, is_absent
+
 from . import conditions as c
 from . import models as m
 from .fields import suggest
-from .loader import Document, child, is_absent
 
 __all__ = ["describe_error"]
 

@@ -6,9 +6,10 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
+from loyalty.yaml_source import Path_
+
 from .conditions import AllCondition, AnyCondition, Condition, FieldCondition, NotCondition
 from .fields import DEFAULT_TIERS, suggest
-from .loader import Path_
 from .models import (
     END,
     AwardPoints,

@@ -14,19 +14,21 @@ from typing import Literal
 
 from pydantic import ValidationError
 
-from .fields import DEFAULT_TIERS
-from .loader import Document, Location, YamlError, load_yaml
-from .messages import describe_error
-from .models import Journey, SendEmail, SendSms, SendSurvey, UpdateCrm
-from .structure import structure_issues
-from .templates import (
+from channels.templates import (
+    Channel,
     TemplateError,
     TemplateSource,
-    analyse_template,
     read_template,
     template_path,
 )
-from .variables import Channel, provided_variables
+from loyalty.yaml_source import Document, Location, YamlError, load_yaml
+
+from .fields import DEFAULT_TIERS
+from .messages import describe_error
+from .models import Journey, SendEmail, SendSms, SendSurvey, UpdateCrm
+from .structure import structure_issues
+from .template_checks import analyse_template
+from .variables import provided_variables
 
 __all__ = [
     "JourneyFile",

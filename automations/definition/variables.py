@@ -8,14 +8,14 @@ names, so a template that validates renders without undefined variables.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Literal
+
+from channels.templates import Channel
 
 from .fields import MEMBER_FIELDS, suggest
 from .models import AwardPoints, DateTrigger, EventTrigger, Journey, ScheduleTrigger
 
 __all__ = ["ANY", "Channel", "check_variable", "provided_variables"]
 
-Channel = Literal["email", "sms"]
 
 #: Marks a variable whose inner keys are free (the event payload, custom attributes).
 ANY: frozenset[str] = frozenset({"*"})

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from starlette.testclient import TestClient
 
-from automations.delivery import deliver
+from channels.delivery import deliver
 from loyalty.app import App
 from loyalty.events import EventInput
 from tests.channels.support import another_message, due_messages, promo_version

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from automations.delivery import flush_emails, settle_stale
+from channels.delivery import flush_emails, settle_stale
 from loyalty.app import App
 from loyalty.clock import FrozenClock
 from loyalty.events import EventInput

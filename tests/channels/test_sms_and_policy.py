@@ -12,8 +12,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import select
 
-from automations.delivery import deliver
-from automations.ticks import relay_messages
+from automations.runtime.ticks import relay_messages
+from channels.delivery import deliver
 from channels.render import RenderError, render_message
 from loyalty.app import App
 from loyalty.clock import FrozenClock

@@ -10,8 +10,8 @@ import pytest
 from sqlalchemy import func, select
 
 from automations import runtime
-from automations.broker import build_broker, embedded_worker
 from automations.intake import emit, ingest_file
+from automations.runtime.broker import build_broker, embedded_worker
 from loyalty.app import App
 from loyalty.errors import InvalidEventError, UnknownEventTypeError, UnknownMemberError
 from loyalty.events import EventInput
@@ -210,7 +210,7 @@ def test_a_refund_that_overtakes_its_order_waits_for_it(app: App) -> None:
         )
     refund = EventInput("order.refunded", "m-1", id="r-1", data={"order_id": "1001"})
     runtime.configure(app)
-    from automations import actors
+    from automations.runtime import actors
 
     with embedded_worker(build_broker(app.settings), threads=1):
         emit(app, refund)  # processed first, finds the order pending and retries

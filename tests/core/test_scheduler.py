@@ -8,18 +8,19 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+import redis
 from click.testing import CliRunner
 from sqlalchemy import select
 
 from automations import runtime
-from automations.broker import build_broker, embedded_worker
-from automations.leader import (
+from automations.runtime.broker import build_broker, embedded_worker
+from automations.runtime.leader import (
     FileLeaderLock,
     LeaderLock,
     PostgresLeaderLock,
     RedisLeaderLock,
 )
-from automations.ticks import expire_points, relay_events
+from automations.runtime.ticks import expire_points, relay_events
 from cli import main
 from loyalty.app import App
 from loyalty.db import Database
@@ -72,7 +73,7 @@ def test_a_dead_redis_leader_is_replaced_when_its_lock_expires(redis_url: str) -
     assert first.acquire()
     assert not second.acquire()
     # The first process dies without releasing: its key expires.
-    first._redis.pexpire("loyalty:scheduler:leader", 50)
+    redis.Redis.from_url(redis_url).pexpire("loyalty:scheduler:leader", 50)
     time.sleep(0.2)
     assert second.acquire()
     assert not first.refresh()  # a leader that comes back learns it lost the lock

@@ -11,10 +11,11 @@ from click.testing import CliRunner
 from sqlalchemy import func, select, text
 from sqlalchemy.exc import OperationalError
 
-from automations import actors, runtime
-from automations.broker import build_broker, drain, embedded_worker
-from automations.dead_letters import list_dead_letters
+from automations import runtime
 from automations.intake import emit
+from automations.runtime import actors
+from automations.runtime.broker import build_broker, drain, embedded_worker
+from automations.runtime.dead_letters import list_dead_letters
 from cli import main
 from loyalty.app import App
 from loyalty.events import EventInput

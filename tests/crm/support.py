@@ -7,6 +7,7 @@ from typing import Any
 
 from sqlalchemy import insert
 
+from automations.runtime.pacing import pacers_for
 from crm_sync.mapping import load_mapping
 from loyalty.app import App
 from loyalty.models import Member
@@ -36,7 +37,9 @@ def crm_app(
             salesforce_ca_bundle=str(salesforce.ca_file),
         )
     values.update(overrides)
-    return App(make_settings(app.database, **values), app.database, app.clock)
+    settings = make_settings(app.database, **values)
+    # As every process builds it: windows shared through Redis when REDIS_URL is set.
+    return App(settings, app.database, app.clock, pacers_for(settings))
 
 
 def salesforce_fields(*, leave_out: tuple[str, ...] = ()) -> tuple[FieldSpec, ...]:

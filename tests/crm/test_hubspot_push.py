@@ -7,8 +7,8 @@ from datetime import timedelta
 from click.testing import CliRunner
 from sqlalchemy import func, select
 
+from cli.crm import crm
 from crm_sync.adapters import make_adapter
-from crm_sync.commands import crm
 from crm_sync.runs import run_push
 from loyalty.app import App
 from loyalty.models import CrmLink, Member, Message

@@ -10,7 +10,8 @@ import pytest
 from click.testing import CliRunner
 from sqlalchemy import select
 
-from crm_sync.commands import crm
+from automations.runtime.pacing import RedisWindow
+from cli.crm import crm
 from crm_sync.delta import canonical
 from crm_sync.errors import MappingError
 from crm_sync.mapping import DEFAULT_MAPPING_FILE, load_mapping
@@ -19,7 +20,7 @@ from loyalty import ledger
 from loyalty.app import App
 from loyalty.members import member_data
 from loyalty.models import Member, Referral
-from loyalty.pacing import RedisWindow, RollingWindow
+from loyalty.pacing import RollingWindow
 from tests.crm.support import add_members
 
 SHARED = (

@@ -6,7 +6,7 @@ import pytest
 from click.testing import CliRunner
 from sqlalchemy import select
 
-from crm_sync.commands import crm
+from cli.crm import crm
 from crm_sync.runs import run_push
 from loyalty.app import App
 from loyalty.models import CrmLink, SyncCursor

@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from automations.date_scan import DueEntry
+from automations.triggers.date_scan import DueEntry
 from loyalty.db import insert_ignore
 from loyalty.models import Enrollment, JourneyVersion, LedgerEntry, Member
 

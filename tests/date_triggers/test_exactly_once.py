@@ -5,8 +5,8 @@ from __future__ import annotations
 import threading
 from datetime import UTC, datetime, timedelta
 
-from automations.date_scan import DueEntry, due_date_entries
 from automations.definition.models import DateTrigger
+from automations.triggers.date_scan import DueEntry, due_date_entries
 from loyalty.db import Database
 from tests.conftest import make_settings
 

@@ -7,7 +7,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from automations.date_triggers import (
+from automations.definition.models import DateTrigger
+from automations.triggers.date_rules import (
     anniversary_firing,
     birthday_firing,
     celebrated_on,
@@ -16,11 +17,10 @@ from automations.date_triggers import (
     firing_for,
     is_due,
     local_day_bounds,
-    local_instant,
     member_zone,
     month_days_celebrated_on,
 )
-from automations.definition.models import DateTrigger
+from loyalty.clock import local_instant
 
 GRACE = timedelta(minutes=15)
 

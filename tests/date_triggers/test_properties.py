@@ -19,8 +19,8 @@ import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-from automations.date_scan import DEFAULT_GRACE, due_date_entries
 from automations.definition.models import DateTrigger
+from automations.triggers.date_scan import DEFAULT_GRACE, due_date_entries
 from loyalty.db import Database
 from tests.conftest import make_settings
 

@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 from sqlalchemy import event, text
 
-from automations.date_scan import DueEntry, due_date_entries
 from automations.definition.models import DateTrigger
+from automations.triggers.date_scan import DueEntry, due_date_entries
 from loyalty.db import Database
 from tests.conftest import make_settings
 

@@ -10,9 +10,9 @@ from pathlib import Path
 from sqlalchemy import select
 
 from automations import runtime
-from automations.broker import build_broker, embedded_worker
 from automations.intake import emit
-from automations.ticks import wake_enrollments
+from automations.runtime.broker import build_broker, embedded_worker
+from automations.runtime.ticks import wake_enrollments
 from automations.versions import PublishReport, publish
 from loyalty.app import App
 from loyalty.events import EventInput

@@ -12,8 +12,8 @@ from pathlib import Path
 from click.testing import CliRunner
 from sqlalchemy import select
 
-from automations import actors
 from automations.intake import emit
+from automations.runtime import actors
 from cli import main
 from loyalty.app import App
 from loyalty.clock import FrozenClock

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from automations.definition.commands import journeys
+from cli.journeys import journeys
 
 from .factories import journey, template, write
 

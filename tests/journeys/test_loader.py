@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from automations.definition.loader import Location, YamlError, parse_yaml
+from loyalty.yaml_source import Location, YamlError, parse_yaml
 
 
 def test_scalars_follow_yaml_1_2_so_times_and_country_codes_stay_text() -> None:

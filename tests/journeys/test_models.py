@@ -20,7 +20,7 @@ from automations.definition import (
     load_journeys,
     provided_variables,
 )
-from automations.definition.loader import parse_yaml
+from loyalty.yaml_source import parse_yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -16,6 +16,7 @@ from click.testing import CliRunner
 from cryptography.hazmat.primitives.asymmetric import ec
 from starlette.testclient import TestClient
 
+from cli.serve import serve
 from loyalty.app import App
 from loyalty.db import Database
 from tests.factories import make_member
@@ -27,7 +28,6 @@ from tests.web.support import (
     sendgrid_event,
 )
 from web.app import create_app
-from web.command import serve
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -102,7 +102,7 @@ def test_serve_runs_the_app(tmp_path: Path) -> None:
         "DATABASE_URL": f"sqlite:///{tmp_path / 'loyalty.db'}",
         "REDIS_URL": "",
     }
-    code = f"from web.command import serve; serve(['--port', '{port}'])"
+    code = f"from cli.serve import serve; serve(['--port', '{port}'])"
     process = subprocess.Popen(
         [sys.executable, "-c", code],
         cwd=tmp_path,

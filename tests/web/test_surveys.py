@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy import select
 from starlette.testclient import TestClient
 
-from automations.ticks import relay_events
+from automations.runtime.ticks import relay_events
 from crm_sync.values import member_values
 from loyalty.app import App
 from loyalty.clock import FrozenClock

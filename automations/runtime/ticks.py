@@ -12,7 +12,7 @@ from datetime import timedelta
 
 from sqlalchemy import and_, or_, select, update
 
-from automations import actors
+from automations.runtime import actors
 from loyalty.app import App
 from loyalty.models import Enrollment, Event, LedgerEntry, Member, Message
 from loyalty.settings import Settings
@@ -90,7 +90,7 @@ def wake_enrollments(app: App) -> int:
 
 def relay_messages(app: App) -> int:
     """Queue messages whose time has come: deferred past quiet hours, retries, lost ones."""
-    from automations.delivery import settle_stale
+    from channels.delivery import settle_stale
 
     now = app.clock.now()
     cutoff = now - timedelta(seconds=app.settings.event_relay_after_seconds)
@@ -125,16 +125,18 @@ def relay(app: App) -> int:
 
 def fire_schedules(app: App) -> int:
     """Enter the audiences of cron journeys whose fire time has come."""
-    from automations.schedules import fire_due_schedules
+    from automations.triggers.schedules import fire_due_schedules
 
-    return fire_due_schedules(app)
+    return fire_due_schedules(
+        app, lambda enrollment_id: actors.send("run_enrollment", enrollment_id)
+    )
 
 
 def enter_date_journeys(app: App) -> int:
     """Enter the members whose date-journey moment (e.g. 09:00 on their birthday) has come."""
-    from automations.date_scan import due_date_entries
     from automations.definition import DateTrigger
     from automations.enrollments import enter
+    from automations.triggers.date_scan import due_date_entries
     from automations.versions import latest_versions, load_version
 
     now = app.clock.now()

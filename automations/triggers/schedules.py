@@ -8,13 +8,13 @@ a tick that runs twice harmless.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from apscheduler.triggers.cron import CronTrigger
 from sqlalchemy import func, select
 
-from automations import actors
 from automations.definition import ScheduleTrigger
 from automations.enrollments import enter
 from automations.versions import Published, latest_versions, load_version
@@ -43,7 +43,11 @@ def fire_times(cron: str, zone: str, start: datetime, end: datetime) -> list[dat
     return times
 
 
-def fire_due_schedules(app: App) -> int:
+def fire_due_schedules(app: App, run: Callable[[int], None]) -> int:
+    """Enter the audiences of cron journeys whose fire time has come; `run` each enrollment.
+
+    Returns how many members entered.
+    """
     now = app.clock.now()
     entered = 0
     with app.database.sessions() as session:
@@ -63,14 +67,19 @@ def fire_due_schedules(app: App) -> int:
             )
         for zone in sorted(set(zones)):
             for fired in fire_times(trigger.cron, zone, now - LOOKBACK, now):
-                entered += _enter_zone(app, published, zone, trigger.zone == "member", fired)
+                by_zone = trigger.zone == "member"
+                entered += _enter_zone(app, published, zone, by_zone, fired, run)
     return entered
 
 
 def _enter_zone(
-    app: App, published: object, zone: str, by_member_zone: bool, fired: datetime
+    app: App,
+    published: object,
+    zone: str,
+    by_member_zone: bool,
+    fired: datetime,
+    run: Callable[[int], None],
 ) -> int:
-
     assert isinstance(published, Published)
     occurrence = fired.isoformat()
     query = select(Member.id).where(Member.erased_at.is_(None)).order_by(Member.id)
@@ -100,5 +109,5 @@ def _enter_zone(
                     new.append(enrollment)
             last_id = ids[-1]
         for enrollment_id in new:
-            actors.send("run_enrollment", enrollment_id)
+            run(enrollment_id)
         entered += len(new)

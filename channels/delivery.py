@@ -25,20 +25,19 @@ from typing import Any
 from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
-from automations.enrollments import member_zone
-from automations.versions import load_version
 from channels import outbox, policy
 from channels.render import Rendered, RenderError, locale_chain, render_message
 from channels.segments import measure
 from channels.sendgrid_sender import Outcome, OutgoingEmail, SendGridSender, batches
+from channels.template_data import StoredJourney, stored_journey, template_data
 from channels.twilio_sender import OutgoingSms, TwilioSender
 from loyalty.app import App
 from loyalty.consent import record_consent
 from loyalty.db import insert_ignore
-from loyalty.members import member_data
+from loyalty.members import member_data, member_zone
 from loyalty.models import Enrollment, JourneyVersion, Member, Message, Suppression
 
-__all__ = ["deliver", "flush_emails", "render_for", "settle_stale", "template_data"]
+__all__ = ["deliver", "flush_emails", "render_for", "settle_stale"]
 
 log = logging.getLogger(__name__)
 
@@ -188,7 +187,7 @@ def deliver(app: App, message_id: int) -> str | None:
             message.state, message.sent_at = "sent", now
             return message.state
         sms = OutgoingSms(message.id, prepared.member.phone or "", prepared.rendered.body)
-    outcome = TwilioSender(app.settings).send(sms)
+    outcome = TwilioSender(app.settings, app.pacers).send(sms)
     with app.database.transaction() as session:
         return _record(session, app, [message_id], outcome, app.clock.now())
 
@@ -380,13 +379,13 @@ def render_for(
         raise RenderError("the message has no enrollment or template to render")
     version = session.get(JourneyVersion, enrollment.journey_version_id)
     assert version is not None
-    published = load_version(version)
-    data = render_data(session, app, message, member, enrollment, published.journey, now)
-    chain = locale_chain(member.locale or app.settings.default_locale, published.journey.locale)
+    journey = stored_journey(version)
+    data = render_data(session, app, message, member, enrollment, journey, now)
+    chain = locale_chain(member.locale or app.settings.default_locale, journey.locale)
     if message.template is None:
         # SendGrid renders a dynamic template itself, from the same data ours would see.
         return Rendered("email", chain[0], "", data=_plain(data))
-    return render_message(published.templates, message.template, message.channel, chain, data)
+    return render_message(journey.templates, message.template, message.channel, chain, data)
 
 
 def _plain(value: Any) -> Any:
@@ -408,7 +407,7 @@ def render_data(
     message: Message,
     member: Member,
     enrollment: Enrollment,
-    journey: Any,
+    journey: StoredJourney,
     now: datetime,
 ) -> dict[str, Any]:
     fields = member_data(session, member, now=now, public_base_url=app.settings.public_base_url)
@@ -421,27 +420,3 @@ def render_data(
         unsubscribe_url=_unsubscribe_url(app, message),
         survey_url=f"{base}/s/{survey['token']}" if survey else None,
     )
-
-
-def template_data(
-    member_fields: dict[str, Any],
-    journey: Any,
-    context: dict[str, Any],
-    *,
-    unsubscribe_url: str,
-    survey_url: str | None,
-) -> dict[str, Any]:
-    """The variables a template sees (the contract of automations.definition.variables)."""
-    data: dict[str, Any] = {
-        "member": member_fields,
-        "journey": {"id": journey.id, "name": journey.name},
-        "occurrence": context.get("occurrence"),
-        "event": context.get("event") or {},
-        "points_expiring": member_fields["points_expiring"],
-        "points_expiring_at": member_fields["points_expiring_at"],
-        "award": context.get("award") or {"points": 0, "expires_at": None},
-        "unsubscribe_url": unsubscribe_url,
-    }
-    if survey_url:
-        data["survey_url"] = survey_url
-    return data

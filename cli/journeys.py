@@ -1,4 +1,4 @@
-"""`loyalty journeys publish|list|preview|simulate`: added to the `journeys` group."""
+"""`loyalty journeys validate|publish|list|preview|simulate`."""
 
 from __future__ import annotations
 
@@ -7,39 +7,65 @@ import sys
 from pathlib import Path
 
 import click
-from sqlalchemy import func, select
 
-from automations.definition.commands import journeys
-from automations.versions import latest_versions, load_version, publish
-from loyalty.app import App
-from loyalty.models import Enrollment
+from automations.definition import journey_files, load_journeys
+from automations.preview import preview
+from automations.simulate import parse_day, simulate
+from automations.versions import journey_summaries, latest_versions, publish
+from cli.context import app_from_environment, guard, print_publish_report, settings_from_environment
 
-__all__ = ["journeys", "publish_and_report"]
-
-
-def _app() -> App:
-    from cli import app_from_environment
-
-    return app_from_environment()
+__all__ = ["journeys"]
 
 
-def publish_and_report(app: App, journeys_dir: Path | None = None, *, quiet: bool = False) -> int:
-    """Publish changed journeys; print problems and what changed; returns the problem count."""
-    report = publish(app, journeys_dir)
-    for problem in report.problems:
-        click.echo(str(problem), err=True)
-    if not quiet:
-        for journey_id, version in report.published:
-            click.echo(f"published {journey_id} version {version}")
-    return len(report.problems)
+@click.group()
+def journeys() -> None:
+    """Journey definitions: validate, publish, list, preview and simulate."""
+
+
+@journeys.command()
+@click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
+@click.option(
+    "--templates",
+    "templates_dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=None,
+    help="Templates folder [default: templates/ next to each journey file].",
+)
+@guard
+def validate(paths: tuple[Path, ...], templates_dir: Path | None) -> None:
+    """Check journey files (default: JOURNEYS_DIR, else ./journeys); exit 1 on any error."""
+    targets = list(paths) or [settings_from_environment().journeys_dir]
+    for target in targets:
+        if not target.exists():
+            raise click.ClickException(f"{target}: no such file or folder")
+    files = journey_files(targets)
+    loaded, problems = load_journeys(files, templates_dir)
+    for problem in problems:
+        click.echo(str(problem))
+    errors = [p for p in problems if p.severity == "error"]
+    warnings = len(problems) - len(errors)
+    broken = len({p.file for p in errors})
+    noun = "journey" if len(files) == 1 else "journeys"
+    extra = f", {warnings} warning{'s' * (warnings != 1)}" if warnings else ""
+    if errors:
+        click.echo(
+            f"{len(errors)} error{'s' * (len(errors) != 1)} in {broken} file"
+            f"{'s' * (broken != 1)}{extra}; {len(loaded)} of {len(files)} {noun} valid",
+            err=True,
+        )
+        raise SystemExit(1)
+    click.echo(f"{len(loaded)} {noun} valid{extra}")
 
 
 @journeys.command("publish")
 @click.argument("folder", required=False, type=click.Path(file_okay=False, path_type=Path))
+@guard
 def publish_command(folder: Path | None) -> None:
     """Store a new version of each journey whose file or templates changed."""
-    app = _app()
-    problems = publish_and_report(app, folder)
+    app = app_from_environment()
+    report = publish(app, folder)
+    print_publish_report(report)
+    problems = len(report.problems)
     with app.database.sessions() as session:
         count = len(latest_versions(session))
     click.echo(f"{count} journeys published; {problems} problem(s)")
@@ -48,46 +74,12 @@ def publish_command(folder: Path | None) -> None:
 
 @journeys.command("list")
 @click.option("--json", "as_json", is_flag=True)
+@guard
 def list_command(as_json: bool) -> None:
     """Each journey's status, version and enrollments in flight."""
-    app = _app()
+    app = app_from_environment()
     with app.database.sessions() as session:
-        in_flight = dict(
-            session.execute(
-                select(Enrollment.journey_id, func.count(Enrollment.id))
-                .where(Enrollment.state.in_(("active", "waiting")))
-                .group_by(Enrollment.journey_id)
-            ).all()
-        )
-        entries = dict(
-            session.execute(
-                select(Enrollment.journey_id, func.count(Enrollment.id)).group_by(
-                    Enrollment.journey_id
-                )
-            ).all()
-        )
-        conversions = dict(
-            session.execute(
-                select(Enrollment.journey_id, func.count(Enrollment.id))
-                .where(Enrollment.converted_at.is_not(None))
-                .group_by(Enrollment.journey_id)
-            ).all()
-        )
-        rows = []
-        for version in latest_versions(session):
-            journey = load_version(version).journey
-            rows.append(
-                {
-                    "id": journey.id,
-                    "status": journey.status,
-                    "version": version.version,
-                    "trigger": journey.trigger.type,
-                    "active_enrollments": int(in_flight.get(journey.id, 0)),
-                    "entries": int(entries.get(journey.id, 0)),
-                    "conversions": int(conversions.get(journey.id, 0)),
-                    "published_at": version.published_at.isoformat(),
-                }
-            )
+        rows = journey_summaries(session)
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
@@ -119,6 +111,7 @@ def list_command(as_json: bool) -> None:
     help="JSONL events to emit at their `at`",
 )
 @click.option("--json", "as_json", is_flag=True, help="print the timeline as JSON")
+@guard
 def simulate_command(
     start: str,
     end: str,
@@ -128,9 +121,7 @@ def simulate_command(
     as_json: bool,
 ) -> None:
     """Run the journeys over a period with a virtual clock; nothing is sent or stored."""
-    from automations.simulate import parse_day, simulate
-
-    app = _app()
+    app = app_from_environment()
     result = simulate(
         app,
         start=parse_day(start),
@@ -181,16 +172,11 @@ def simulate_command(
 @click.option("--member", "external_id", required=True)
 @click.option("--step", "step_id", help="only this send step")
 @click.option("--json", "as_json", is_flag=True)
+@guard
 def preview_command(journey_id: str, external_id: str, step_id: str | None, as_json: bool) -> None:
     """Render what a member would get from a journey's send steps, with the data used."""
-    from automations.preview import preview
-
-    app = _app()
-    try:
-        previews = preview(app, journey_id, external_id, step_id)
-    except LookupError as exc:
-        click.echo(f"error: {str(exc).strip(chr(39))}", err=True)
-        sys.exit(2)
+    app = app_from_environment()
+    previews = preview(app, journey_id, external_id, step_id)
     if as_json:
         click.echo(json.dumps(previews, indent=2, ensure_ascii=False, default=str))
         return

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from automations import runtime
-from automations.broker import build_broker
+from automations.runtime.broker import build_broker
+from automations.runtime.pacing import pacers_for
 from loyalty.app import App
 from loyalty.logs import configure_logging
+from loyalty.settings import get_settings
 
-app = App.from_settings()
+app = App.from_settings(pacers=pacers_for(get_settings()))
 configure_logging(app.settings.log_level)
 runtime.configure(app)
 broker = build_broker(app.settings)

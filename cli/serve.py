@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import click
 
+from cli.context import app_from_environment
+from web.app import create_app
+
 __all__ = ["serve"]
 
 
@@ -22,9 +25,6 @@ def serve(host: str, port: int, access_log: bool) -> None:
     Providers sign the public URL they call: set PUBLIC_BASE_URL to it.
     """
     import uvicorn
-
-    from cli import app_from_environment
-    from web.app import create_app
 
     app = app_from_environment()
     # log_config=None keeps the structured logging that app_from_environment set up.

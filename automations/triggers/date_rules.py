@@ -22,6 +22,7 @@ from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from automations.definition.models import DateTrigger
+from loyalty.clock import local_instant
 
 __all__ = [
     "EARLIEST_OFFSET",
@@ -38,7 +39,6 @@ __all__ = [
     "is_due",
     "local_date",
     "local_day_bounds",
-    "local_instant",
     "member_zone",
     "month_days_celebrated_on",
     "occurrence_for",
@@ -83,33 +83,6 @@ def member_zone(name: str | None, default: str) -> ZoneInfo:
 def local_date(instant: datetime, zone: ZoneInfo) -> date:
     """The calendar date on the wall in `zone` at `instant`."""
     return instant.astimezone(zone).date()
-
-
-def local_instant(day: date, at: time, zone: ZoneInfo) -> datetime:
-    """The UTC instant the wall clock in `zone` shows `at` on `day`.
-
-    A repeated wall time resolves to its first occurrence; a skipped one to the
-    first instant after the gap, so the day still gets its firing.
-    """
-    # `at` is a plain wall time: any zone or fold it carries is not ours to honour.
-    wall = datetime.combine(day, at.replace(tzinfo=None, fold=0))
-    # fold=0 is the earlier reading of a repeated time, and for a skipped time it
-    # uses the offset from before the change, which lands just after the gap.
-    after = wall.replace(tzinfo=zone).astimezone(UTC)
-    if after.astimezone(zone).replace(tzinfo=None) == wall:
-        return after
-    before = wall.replace(tzinfo=zone, fold=1).astimezone(UTC)
-    # The wall clock reads below `wall` at `before` and above it at `after`;
-    # bisect on whole seconds (every zone changes on a whole second) for the edge.
-    low, high = int(before.timestamp()), int(after.timestamp())
-    while high - low > 1:
-        middle = (low + high) // 2
-        reading = datetime.fromtimestamp(middle, UTC).astimezone(zone).replace(tzinfo=None)
-        if reading >= wall:
-            high = middle
-        else:
-            low = middle
-    return datetime.fromtimestamp(high, UTC)
 
 
 def local_day_bounds(day: date, zone: ZoneInfo) -> tuple[datetime, datetime]:

@@ -10,6 +10,7 @@ _app: App | None = None
 
 
 def configure(app: App) -> None:
+    """Make `app` the one actors use in this process."""
     global _app
     _app = app
 

@@ -9,6 +9,7 @@ The database's unique keys remain the real guard against double work.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import socket
@@ -17,6 +18,7 @@ from pathlib import Path
 from typing import IO, Protocol
 
 import redis
+from redis.exceptions import LockError
 from sqlalchemy import Connection, text
 from sqlalchemy.engine import make_url
 
@@ -50,28 +52,28 @@ def _holder() -> str:
 
 
 class RedisLeaderLock:
+    """redis-py's `Lock` (token compare-and-set in Lua), renewed with `extend`."""
+
     def __init__(self, url: str, ttl_seconds: int) -> None:
-        self._redis = redis.Redis.from_url(url)
-        self._ttl_ms = ttl_seconds * 1000
+        self._ttl = ttl_seconds
         self.holder = _holder()
+        # Not thread-local: the scheduler may renew and release from another thread.
+        self._lock = redis.Redis.from_url(url).lock(
+            LOCK_NAME, timeout=ttl_seconds, blocking=False, thread_local=False
+        )
 
     def acquire(self) -> bool:
-        return bool(self._redis.set(LOCK_NAME, self.holder, nx=True, px=self._ttl_ms))
+        return bool(self._lock.acquire(blocking=False, token=self.holder))
 
     def refresh(self) -> bool:
-        # Extend only while we are still the holder (compare-and-set in one script).
-        script = (
-            "if redis.call('get', KEYS[1]) == ARGV[1] then "
-            "return redis.call('pexpire', KEYS[1], ARGV[2]) else return 0 end"
-        )
-        return bool(self._redis.eval(script, 1, LOCK_NAME, self.holder, self._ttl_ms))  # type: ignore[no-untyped-call]
+        try:
+            return bool(self._lock.extend(self._ttl, replace_ttl=True))
+        except LockError:  # expired and maybe taken by another scheduler
+            return False
 
     def release(self) -> None:
-        script = (
-            "if redis.call('get', KEYS[1]) == ARGV[1] then "
-            "return redis.call('del', KEYS[1]) else return 0 end"
-        )
-        self._redis.eval(script, 1, LOCK_NAME, self.holder)  # type: ignore[no-untyped-call]
+        with contextlib.suppress(LockError):  # not ours any more: nothing to give back
+            self._lock.release()
 
 
 class PostgresLeaderLock:

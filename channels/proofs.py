@@ -106,7 +106,7 @@ def send_test(
     size = measure(rendered.body)
     detail = f"{size.segments} segment(s), {size.encoding}"
     if app.settings.twilio_account_sid and app.settings.twilio_auth_token:
-        outcome = TwilioSender(app.settings).send(OutgoingSms(0, to, rendered.body))
+        outcome = TwilioSender(app.settings, app.pacers).send(OutgoingSms(0, to, rendered.body))
         return f"sms {outcome.kind} to {to} ({detail}) {outcome.error or ''}".strip()
     path = outbox.write_sms(app.settings.outbox_dir / "tests", 0, rendered, to=to, sent_at=now)
     return f"sms written to {path} ({detail}): {rendered.body}"

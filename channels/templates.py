@@ -17,19 +17,15 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
-from liquid import Environment
-from liquid.exceptions import LiquidError
-
-from .fields import suggest
-from .loader import Location, YamlError, parse_yaml
-from .variables import Channel, Contract, check_variable
+from loyalty.yaml_source import Location, YamlError, parse_yaml
 
 __all__ = [
     "EMAIL_FIELDS",
+    "Channel",
     "TemplateError",
     "TemplateSource",
-    "analyse_template",
     "parse_template",
     "read_template",
     "template_path",
@@ -40,8 +36,8 @@ EMAIL_FIELDS: dict[str, bool] = {"subject": True, "preheader": False}
 
 _FRONT_MATTER = re.compile(r"\A---[ \t]*\r?\n(.*?)^---[ \t]*(?:\r?\n|\Z)", re.S | re.M)
 
-#: Parsing only: the same tags and filters as rendering, none of its data.
-_ENV = Environment()
+#: The two channels a template can be written for.
+Channel = Literal["email", "sms"]
 
 
 def template_path(templates_dir: Path, locale: str, name: str, channel: Channel) -> Path:
@@ -128,39 +124,3 @@ def parse_template(text: str, path: Path, channel: Channel) -> TemplateSource | 
 
 
 _FRONT_MATTER_HINT = 'begin the file with ---, subject: "…", preheader: "…", ---'
-
-
-def _position(text: str, index: int, start: Location) -> tuple[int, int]:
-    before = text[:index]
-    line = before.count("\n")
-    if line == 0:
-        return start.line, start.column + index
-    return start.line + line, index - before.rfind("\n")
-
-
-def analyse_template(source: TemplateSource, contract: Contract) -> list[TemplateError]:
-    """Syntax errors, unknown filters and variables outside the contract, each with its place."""
-    parts = [(source.body, Location(source.body_line, 1))]
-    parts += [(source.fields[k], source.field_locations[k]) for k in source.fields]
-    errors: list[TemplateError] = []
-    for text, start in parts:
-        try:
-            template = _ENV.from_string(text)
-        except LiquidError as exc:
-            index = exc.token.start_index if exc.token else 0
-            line, column = _position(text, max(index, 0), start)
-            errors.append(TemplateError(line, column, f"Liquid syntax: {exc.message}"))
-            continue
-        analysis = template.analyze()
-        for name, spans in analysis.filters.items():
-            if name not in _ENV.filters:
-                line, column = _position(text, spans[0].index, start)
-                hint = suggest(name, sorted(_ENV.filters), "the Liquid documentation")
-                errors.append(TemplateError(line, column, f"unknown filter `{name}`", hint))
-        for variables in analysis.globals.values():
-            for variable in variables:
-                verdict = check_variable(list(variable.segments), contract)
-                if verdict:
-                    line, column = _position(text, variable.span.index, start)
-                    errors.append(TemplateError(line, column, *verdict))
-    return errors

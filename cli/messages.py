@@ -3,23 +3,16 @@
 from __future__ import annotations
 
 import json
-import sys
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import click
-from sqlalchemy import select
 
-from loyalty.models import Member, Message
+from channels.message_log import find_message, list_messages
+from channels.proofs import send_test
+from cli.context import app_from_environment, fail, guard
 
 __all__ = ["messages"]
-
-
-def _app() -> Any:
-    from cli import app_from_environment
-
-    return app_from_environment()
 
 
 @click.group()
@@ -33,25 +26,16 @@ def messages() -> None:
 @click.option("--member", "external_id", help="one member's messages")
 @click.option("--limit", default=50, show_default=True)
 @click.option("--json", "as_json", is_flag=True)
+@guard
 def list_command(
     state: str | None, channel: str | None, external_id: str | None, limit: int, as_json: bool
 ) -> None:
     """The newest messages first."""
-    app = _app()
-    query = (
-        select(Message, Member.external_id)
-        .join(Member, Member.id == Message.member_id)
-        .order_by(Message.id.desc())
-        .limit(limit)
-    )
-    if state:
-        query = query.where(Message.state == state)
-    if channel:
-        query = query.where(Message.channel == channel)
-    if external_id:
-        query = query.where(Member.external_id == external_id)
+    app = app_from_environment()
     with app.database.sessions() as session:
-        rows = [_row(m, member) for m, member in session.execute(query)]
+        rows = list_messages(
+            session, state=state, channel=channel, external_id=external_id, limit=limit
+        )
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
@@ -64,44 +48,17 @@ def list_command(
     click.echo(f"{len(rows)} message(s)")
 
 
-def _row(message: Message, member: str) -> dict[str, Any]:
-    return {
-        "id": message.id,
-        "created_at": message.created_at.isoformat(),
-        "sent_at": message.sent_at.isoformat() if message.sent_at else None,
-        "channel": message.channel,
-        "purpose": message.purpose,
-        "state": message.state,
-        "member": member,
-        "journey": message.journey_id,
-        "step": message.step_id,
-        "template": message.template,
-        "locale": message.locale,
-        "provider_id": message.provider_id,
-        "provider_status": message.provider_status,
-        "attempts": message.attempts,
-        "segments": message.segments,
-        "cost": str(message.cost) if message.cost is not None else None,
-        "error": message.error,
-        "decisions": message.decisions,
-    }
-
-
 @messages.command("show")
 @click.argument("message_id", type=int)
+@guard
 def show_command(message_id: int) -> None:
     """One message with every decision taken about it."""
-    app = _app()
+    app = app_from_environment()
     with app.database.sessions() as session:
-        found = session.execute(
-            select(Message, Member.external_id)
-            .join(Member, Member.id == Message.member_id)
-            .where(Message.id == message_id)
-        ).first()
+        found = find_message(session, message_id)
     if found is None:
-        click.echo(f"error: no message {message_id}; see `loyalty messages list`", err=True)
-        sys.exit(2)
-    click.echo(json.dumps(_row(*found), indent=2, ensure_ascii=False))
+        fail(f"no message {message_id}; see `loyalty messages list`")
+    click.echo(json.dumps(found, indent=2, ensure_ascii=False))
 
 
 @messages.command("send-test")
@@ -109,11 +66,10 @@ def show_command(message_id: int) -> None:
 @click.option("--to", "address", required=True, help="an email address or a phone number")
 @click.option("--member", "external_id", help="render with this member's data")
 @click.option("--locale", help="default: the member's, else DEFAULT_LOCALE")
+@guard
 def send_test_command(name: str, address: str, external_id: str | None, locale: str | None) -> None:
     """Render a template and send it to one address, for marketers checking their work."""
-    from channels.test_send import send_test
-
-    app = _app()
+    app = app_from_environment()
     try:
         result = send_test(
             app,
@@ -124,7 +80,6 @@ def send_test_command(name: str, address: str, external_id: str | None, locale: 
             templates_dir=Path(app.settings.journeys_dir) / "templates",
             now=datetime.now(UTC),
         )
-    except (LookupError, ValueError) as exc:
-        click.echo(f"error: {str(exc).strip(chr(39))}", err=True)
-        sys.exit(2)
+    except ValueError as exc:
+        fail(str(exc))
     click.echo(result)

@@ -29,7 +29,8 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import ColumnElement, Select, and_, exists, false, func, or_, select
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
-from automations.date_triggers import (
+from automations.definition.models import DateTrigger
+from automations.triggers.date_rules import (
     EARLIEST_OFFSET,
     LATEST_OFFSET,
     Firing,
@@ -43,7 +44,6 @@ from automations.date_triggers import (
     month_days_celebrated_on,
     occurrence_for,
 )
-from automations.definition.models import DateTrigger
 from loyalty.clock import ensure_utc
 from loyalty.models import Enrollment, LedgerEntry, Member
 from loyalty.settings import Settings

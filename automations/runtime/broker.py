@@ -15,8 +15,8 @@ from dramatiq import Broker, Worker
 from dramatiq.brokers.redis import RedisBroker
 from dramatiq.brokers.stub import StubBroker
 
-from automations import actors
-from automations.dead_letters import DeadLetters
+from automations.runtime import actors
+from automations.runtime.dead_letters import DeadLetters
 from loyalty.settings import Settings
 
 __all__ = ["build_broker", "embedded_worker", "is_embedded"]

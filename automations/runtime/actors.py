@@ -16,9 +16,10 @@ import dramatiq
 from dramatiq import Actor, Broker
 from sqlalchemy.exc import OperationalError
 
-from automations import delivery, runner, runtime
+from automations import runner, runtime
 from automations.routing import route_event
-from automations.single_run import single_run
+from automations.runtime.limits import one_at_a_time
+from channels import delivery
 from loyalty import events, ledger
 from loyalty.errors import FatalError, RetriableError, SkippableError
 from loyalty.settings import Settings
@@ -70,7 +71,8 @@ def crm_push(crm: str) -> None:
     from crm_sync.runs import run_push
 
     app = runtime.current()
-    with single_run(f"crm_push:{crm}", app.settings.redis_url) as mine:
+    limiter = one_at_a_time(f"crm_push:{crm}", app.settings.redis_url)
+    with limiter.acquire(raise_on_failure=False) as mine:
         if not mine:
             log.info("crm.push_skipped", extra={"crm": crm, "reason": "a push is running"})
             return
@@ -83,7 +85,8 @@ def crm_pull(crm: str) -> None:
     from crm_sync.pull import run_pull
 
     app = runtime.current()
-    with single_run(f"crm_pull:{crm}", app.settings.redis_url) as mine:
+    limiter = one_at_a_time(f"crm_pull:{crm}", app.settings.redis_url)
+    with limiter.acquire(raise_on_failure=False) as mine:
         if not mine:
             return
         report = run_pull(app, crm)

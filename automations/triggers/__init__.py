@@ -1,0 +1,1 @@
+"""What starts journeys on time: date scans, date rules and cron schedules."""
