@@ -13,7 +13,8 @@ from sqlalchemy import select
 from automations.runtime import actors
 from loyalty.app import App
 from loyalty.errors import SkippableError
-from loyalty.events import EventInput, record_event
+from loyalty.event_types import EventInput
+from loyalty.events import record_event
 from loyalty.models import Event, LedgerEntry
 
 __all__ = [

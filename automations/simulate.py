@@ -40,7 +40,7 @@ from loyalty.app import App
 from loyalty.clock import FrozenClock, next_local_time
 from loyalty.db import Database, upgrade
 from loyalty.errors import InvalidEventError
-from loyalty.events import EventInput
+from loyalty.event_types import EventInput
 from loyalty.importer import import_members
 from loyalty.models import (
     Enrollment,

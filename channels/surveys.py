@@ -20,7 +20,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from loyalty.errors import SkippableError
-from loyalty.events import INTERNAL_SOURCE, EventInput, record_event
+from loyalty.event_types import INTERNAL_SOURCE, EventInput
+from loyalty.events import record_event
 from loyalty.models import Member, Survey
 from loyalty.settings import Settings
 

@@ -11,7 +11,7 @@ import click
 from automations.intake import describe_events, emit, ingest_file, wait_processed
 from cli.context import app_from_environment, fail, guard, workers
 from loyalty.app import App
-from loyalty.events import EventInput, parse_instant
+from loyalty.event_types import EventInput, parse_instant
 
 __all__ = ["events"]
 

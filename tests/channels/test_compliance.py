@@ -9,7 +9,7 @@ from starlette.testclient import TestClient
 
 from channels.delivery import deliver
 from loyalty.app import App
-from loyalty.events import EventInput
+from loyalty.event_types import EventInput
 from tests.channels.support import another_message, due_messages, promo_version
 from tests.engine.helpers import journey_folder, messages, published, send_event
 from tests.factories import make_member

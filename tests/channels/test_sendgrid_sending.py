@@ -14,7 +14,7 @@ from sqlalchemy import select
 from channels.delivery import flush_emails, settle_stale
 from loyalty.app import App
 from loyalty.clock import FrozenClock
-from loyalty.events import EventInput
+from loyalty.event_types import EventInput
 from loyalty.models import Message
 from sandbox.sendgrid import SendGridSandbox
 from tests.channels.support import due_messages, promo_version, states

@@ -17,7 +17,7 @@ from channels.delivery import deliver
 from channels.render import RenderError, render_message
 from loyalty.app import App
 from loyalty.clock import FrozenClock
-from loyalty.events import EventInput
+from loyalty.event_types import EventInput
 from loyalty.models import Member, Message
 from sandbox.twilio import TwilioSandbox
 from tests.channels.support import another_message, due_messages, promo_version

@@ -14,7 +14,7 @@ from automations.intake import emit, ingest_file
 from automations.runtime.broker import build_broker, embedded_worker
 from loyalty.app import App
 from loyalty.errors import InvalidEventError, UnknownEventTypeError, UnknownMemberError
-from loyalty.events import EventInput
+from loyalty.event_types import EventInput
 from loyalty.models import Event, LedgerEntry, Member, Referral
 from tests.factories import make_member
 

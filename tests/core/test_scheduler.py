@@ -24,7 +24,8 @@ from automations.runtime.ticks import expire_points, relay_events
 from cli import main
 from loyalty.app import App
 from loyalty.db import Database
-from loyalty.events import EventInput, record_event
+from loyalty.event_types import EventInput
+from loyalty.events import record_event
 from loyalty.models import Event, Member
 from scheduler import Scheduler
 from tests.conftest import make_settings

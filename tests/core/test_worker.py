@@ -18,7 +18,7 @@ from automations.runtime.broker import build_broker, drain, embedded_worker
 from automations.runtime.dead_letters import list_dead_letters
 from cli import main
 from loyalty.app import App
-from loyalty.events import EventInput
+from loyalty.event_types import EventInput
 from loyalty.models import DeadLetter, LedgerEntry, Member
 from tests.conftest import make_settings
 from tests.factories import make_member

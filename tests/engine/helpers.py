@@ -15,7 +15,7 @@ from automations.runtime.broker import build_broker, embedded_worker
 from automations.runtime.ticks import wake_enrollments
 from automations.versions import PublishReport, publish
 from loyalty.app import App
-from loyalty.events import EventInput
+from loyalty.event_types import EventInput
 from loyalty.models import Enrollment, Message
 
 EMAIL = """---

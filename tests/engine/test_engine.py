@@ -17,7 +17,7 @@ from automations.runtime import actors
 from cli import main
 from loyalty.app import App
 from loyalty.clock import FrozenClock
-from loyalty.events import EventInput
+from loyalty.event_types import EventInput
 from loyalty.models import LedgerEntry, Member
 from tests.engine.helpers import (
     enrollments,

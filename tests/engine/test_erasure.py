@@ -9,7 +9,7 @@ from sqlalchemy import select
 
 from cli import main
 from loyalty.app import App
-from loyalty.events import EventInput
+from loyalty.event_types import EventInput
 from loyalty.models import Member, Survey
 from tests.engine.helpers import enrollments, journey_folder, messages, published, send_event
 from tests.factories import make_member

@@ -11,7 +11,7 @@ from automations.versions import publish
 from cli import main
 from loyalty.app import App
 from loyalty.clock import FrozenClock
-from loyalty.events import EventInput
+from loyalty.event_types import EventInput
 from tests.engine.helpers import enrollments, journey_folder, messages, send_event, tick
 from tests.factories import make_member
 

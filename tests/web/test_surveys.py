@@ -18,7 +18,8 @@ from crm_sync.values import member_values
 from loyalty.app import App
 from loyalty.clock import FrozenClock
 from loyalty.errors import InvalidEventError
-from loyalty.events import EventInput, record_event
+from loyalty.event_types import EventInput
+from loyalty.events import record_event
 from loyalty.models import Event, Member, Survey
 from tests.engine.helpers import enrollments, journey_folder, published, send_event, workers
 from tests.factories import make_member

@@ -1,0 +1,172 @@
+"""What each built-in event type does to the ledger: earn on orders, claw back on refunds, redeem.
+
+Each effect runs inside the transaction that marks its event processed, on a
+locked member row, with idempotency keys derived from the event: running it
+twice changes nothing.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from datetime import datetime
+from decimal import Decimal
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from loyalty import ledger
+from loyalty.errors import RetriableError
+from loyalty.event_types import INTERNAL_SOURCE, EventInput, money, order_id_of
+from loyalty.models import Event, LedgerEntry, Member
+from loyalty.referrals import complete_referral
+from loyalty.settings import Settings
+
+__all__ = ["HANDLERS", "apply_effect"]
+
+
+def _earn_for_order(
+    session: Session, event: Event, member: Member, settings: Settings, now: datetime
+) -> list[EventInput]:
+    data = event.payload
+    total = money(data, "total", required=True) or Decimal(0)
+    order_id = order_id_of(data)
+    points = math.floor(total * settings.points_per_currency_unit)
+    first_order = member.orders_count == 0
+    posting = None
+    if points > 0:
+        posting = ledger.apply(
+            session,
+            member,
+            "earn",
+            points,
+            key=f"order:{order_id}:earn",
+            reason=f"order {order_id}",
+            now=now,
+            thresholds=settings.tier_thresholds,
+            expires_at=ledger.default_expiry(event.occurred_at, settings.points_expiry_days),
+            event_id=event.id,
+        )
+    if posting is not None and not posting.applied:
+        return []  # the same order arrived under another event id
+    member.orders_count += 1
+    member.total_spent += total
+    if member.last_order_at is None or event.occurred_at > member.last_order_at:
+        member.last_order_at = event.occurred_at
+    member.updated_at = now
+    referral = complete_referral(session, member, at=now) if first_order else None
+    if referral is None:
+        return []
+    referrer = session.get(Member, referral.referrer_id)
+    assert referrer is not None
+    return [
+        EventInput(
+            type="referral.completed",
+            member=referrer.external_id,
+            id=f"referral:{referral.id}",
+            data={
+                "referee": member.external_id,
+                "referee_first_name": member.first_name,
+                "order_id": order_id,
+                "fraud_verdict": referral.fraud_verdict or "clean",
+            },
+            source=INTERNAL_SOURCE,
+        )
+    ]
+
+
+def _claw_back_refund(
+    session: Session, event: Event, member: Member, settings: Settings, now: datetime
+) -> list[EventInput]:
+    order_id = order_id_of(event.payload)
+    earned = session.scalar(
+        select(LedgerEntry).where(LedgerEntry.idempotency_key == f"order:{order_id}:earn")
+    )
+    if earned is None and _order_pending(session, member, order_id):
+        # The refund overtook its order on another worker: try again once it has landed.
+        raise RetriableError(f"order {order_id} is not processed yet", retry_after=1.0)
+    if earned is None or earned.member_id != member.id:
+        event.error = f"no points were earned for order {order_id}; nothing to claw back"
+        return []
+    order = session.get(Event, earned.event_id) if earned.event_id else None
+    order_total = money(order.payload, "total", required=False) if order else None
+    refunded = money(event.payload, "total", required=False)
+    prefix = f"order:{order_id}:refund:"
+    clawed = -int(
+        session.scalar(
+            select(func.coalesce(func.sum(LedgerEntry.delta), 0)).where(
+                LedgerEntry.member_id == member.id, LedgerEntry.idempotency_key.like(prefix + "%")
+            )
+        )
+        or 0
+    )
+    wanted = earned.delta
+    if refunded is not None and order_total:
+        wanted = math.floor(earned.delta * min(refunded / order_total, Decimal(1)))
+    wanted = min(wanted, earned.delta - clawed)
+    if wanted > 0:
+        posting = ledger.apply(
+            session,
+            member,
+            "adjust",
+            -wanted,
+            key=prefix + event.external_id,
+            reason=f"refund of order {order_id}",
+            now=now,
+            thresholds=settings.tier_thresholds,
+            event_id=event.id,
+            partial=True,
+        )
+        if -posting.entry.delta < wanted:
+            event.error = (
+                f"only {-posting.entry.delta} of {wanted} points could be clawed back: "
+                "the rest was already spent"
+            )
+    amount = refunded if refunded is not None else order_total or Decimal(0)
+    member.total_spent = max(Decimal(0), member.total_spent - amount)
+    member.updated_at = now
+    return []
+
+
+def _order_pending(session: Session, member: Member, order_id: str) -> bool:
+    payloads = session.scalars(
+        select(Event.payload).where(
+            Event.member_id == member.id,
+            Event.type == "order.completed",
+            Event.processed_at.is_(None),
+        )
+    )
+    return any(str(payload.get("order_id")) == order_id for payload in payloads)
+
+
+def _redeem(
+    session: Session, event: Event, member: Member, settings: Settings, now: datetime
+) -> list[EventInput]:
+    points = int(event.payload["points"])
+    ledger.apply(
+        session,
+        member,
+        "redeem",
+        -points,
+        key=f"event:{event.id}:redeem",
+        reason=str(event.payload.get("reward") or "reward"),
+        now=now,
+        thresholds=settings.tier_thresholds,
+        event_id=event.id,
+    )
+    return []
+
+
+HANDLERS: dict[str, Callable[[Session, Event, Member, Settings, datetime], list[EventInput]]] = {
+    "order.completed": _earn_for_order,
+    "order.refunded": _claw_back_refund,
+    "reward.redeemed": _redeem,
+}
+
+
+def apply_effect(
+    session: Session, event: Event, member: Member, settings: Settings, now: datetime
+) -> list[EventInput]:
+    """Apply the built-in effect of the event's type, if it has one; the events it causes."""
+    handler = HANDLERS.get(event.type)
+    return handler(session, event, member, settings, now) if handler else []

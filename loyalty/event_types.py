@@ -1,0 +1,168 @@
+"""Event types: the built-in ones and their payload rules, and the input form of an event.
+
+Validation happens before anything is stored: an unknown type or a bad payload
+stores nothing and says which field is wrong.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from loyalty.errors import InvalidEventError, UnknownEventTypeError
+from loyalty.settings import Settings
+
+__all__ = [
+    "BUILTIN_TYPES",
+    "INTERNAL_SOURCE",
+    "EventInput",
+    "check_payload",
+    "check_type",
+    "known_types",
+    "money",
+    "order_id_of",
+    "parse_instant",
+]
+
+#: Source given to events the program emits itself.
+INTERNAL_SOURCE = "loyalty"
+
+
+@dataclass(frozen=True)
+class EventInput:
+    type: str
+    member: str
+    id: str | None = None
+    at: datetime | None = None
+    data: dict[str, Any] | None = None
+    source: str = "shop"
+
+    @classmethod
+    def from_json(cls, value: Any, *, source: str) -> EventInput:
+        """Build from one decoded JSON line; raises InvalidEventError naming the field."""
+        if not isinstance(value, dict):
+            raise InvalidEventError("expected a JSON object with type, member, id, at, data")
+        unknown = set(value) - {"type", "member", "id", "at", "data", "source"}
+        if unknown:
+            raise InvalidEventError(f"unknown field(s) {', '.join(sorted(unknown))}")
+        for name in ("type", "member"):
+            if not isinstance(value.get(name), str) or not value[name]:
+                raise InvalidEventError(f"{name!r} is required and must be a string")
+        if value.get("id") is not None and not isinstance(value["id"], (str, int)):
+            raise InvalidEventError("'id' must be a string")
+        data = value.get("data", {})
+        if not isinstance(data, dict):
+            raise InvalidEventError("'data' must be a JSON object")
+        at = None
+        if value.get("at") is not None:
+            at = parse_instant(value["at"])
+        return cls(
+            type=value["type"],
+            member=value["member"],
+            id=None if value.get("id") is None else str(value["id"]),
+            at=at,
+            data=data,
+            source=str(value.get("source") or source),
+        )
+
+
+def parse_instant(value: Any) -> datetime:
+    """An ISO 8601 instant with an offset (or Z)."""
+    if not isinstance(value, str):
+        raise InvalidEventError("'at' must be an ISO 8601 string such as 2026-03-01T10:00:00Z")
+    try:
+        at = datetime.fromisoformat(value)
+    except ValueError:
+        raise InvalidEventError(
+            f"'at' is not ISO 8601 (got {value!r}); use e.g. 2026-03-01T10:00:00Z"
+        ) from None
+    if at.tzinfo is None:
+        raise InvalidEventError(f"'at' needs an offset or Z (got {value!r})")
+    return at
+
+
+def money(data: dict[str, Any], name: str, *, required: bool) -> Decimal | None:
+    if name not in data or data[name] is None:
+        if required:
+            raise InvalidEventError(f"data.{name} is required")
+        return None
+    try:
+        amount = Decimal(str(data[name]))
+    except InvalidOperation:
+        raise InvalidEventError(f"data.{name} must be a number (got {data[name]!r})") from None
+    if not amount.is_finite() or amount < 0:
+        raise InvalidEventError(f"data.{name} must be zero or more (got {data[name]!r})")
+    return amount
+
+
+def order_id_of(data: dict[str, Any]) -> str:
+    value = data.get("order_id")
+    if value is None or str(value).strip() == "":
+        raise InvalidEventError("data.order_id is required")
+    return str(value)
+
+
+def _validate_order(data: dict[str, Any]) -> None:
+    order_id_of(data)
+    money(data, "total", required=True)
+    currency = data.get("currency")
+    if not (isinstance(currency, str) and len(currency) == 3 and currency.isalpha()):
+        raise InvalidEventError(
+            f"data.currency must be an ISO 4217 code such as EUR (got {currency!r})"
+        )
+
+
+def _validate_refund(data: dict[str, Any]) -> None:
+    order_id_of(data)
+    money(data, "total", required=False)
+
+
+def _validate_redeem(data: dict[str, Any]) -> None:
+    points = data.get("points")
+    if not isinstance(points, int) or isinstance(points, bool) or points <= 0:
+        raise InvalidEventError(f"data.points must be a positive whole number (got {points!r})")
+
+
+def _validate_survey_answer(data: dict[str, Any]) -> None:
+    scales = {"nps": range(0, 11), "csat": range(1, 6)}
+    kind = data.get("kind")
+    if not isinstance(kind, str) or kind not in scales:
+        raise InvalidEventError(f"data.kind must be nps or csat (got {kind!r})")
+    score = data.get("score")
+    scale = scales[kind]
+    if not isinstance(score, int) or isinstance(score, bool) or score not in scale:
+        raise InvalidEventError(
+            f"data.score must be a whole number from {scale[0]} to {scale[-1]} (got {score!r})"
+        )
+
+
+_VALIDATORS: dict[str, Callable[[dict[str, Any]], None]] = {
+    "order.completed": _validate_order,
+    "order.refunded": _validate_refund,
+    "reward.redeemed": _validate_redeem,
+    "referral.completed": lambda data: None,
+    "member.enrolled": lambda data: None,
+    "survey.answered": _validate_survey_answer,
+}
+BUILTIN_TYPES = tuple(_VALIDATORS)
+
+
+def known_types(settings: Settings) -> set[str]:
+    return {*BUILTIN_TYPES, *settings.event_types}
+
+
+def check_type(event_type: str, settings: Settings) -> None:
+    """Refuse a type that is neither built in nor declared in EVENT_TYPES."""
+    types = known_types(settings)
+    if event_type not in types:
+        raise UnknownEventTypeError(event_type, list(types))
+
+
+def check_payload(event_type: str, data: dict[str, Any]) -> None:
+    """Refuse a payload the event's type does not accept (custom types accept any)."""
+    validate = _VALIDATORS.get(event_type)
+    if validate is not None:
+        validate(data)
