@@ -6,6 +6,7 @@ from importlib.metadata import entry_points
 
 import click
 
+from cli.context import fail
 from cli.crm import crm
 from cli.db import db
 from cli.dlq import dlq
@@ -45,11 +46,26 @@ for _command in (
 ):
     main.add_command(_command)
 
+
+def _missing_extra(name: str, reason: ImportError) -> click.Command:
+    """A stand-in for a command whose extra is not installed: one line on how to get it."""
+
+    @click.command(name, context_settings={"ignore_unknown_options": True})
+    @click.argument("args", nargs=-1, type=click.UNPROCESSED)
+    def command(args: tuple[str, ...]) -> None:
+        fail(
+            f"`loyalty {name}` needs the {name} extra ({reason.name or reason}); "
+            f"install it with: pip install 'loyalty-journeys[{name}]'"
+        )
+
+    return command
+
+
 for _plugin in entry_points(group=PLUGIN_GROUP):
     try:
         main.add_command(_plugin.load(), _plugin.name)
-    except ImportError:  # an extra that is declared but not installed
-        continue
+    except ImportError as _missing:  # an extra that is declared but not installed
+        main.add_command(_missing_extra(_plugin.name, _missing), _plugin.name)
 
 if __name__ == "__main__":
     main()

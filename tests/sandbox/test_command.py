@@ -65,3 +65,12 @@ def test_an_emulator_restarts_after_stop() -> None:
         response = httpx.get(f"{emulator.base_url}/__sandbox/faults", verify=context)
 
     assert response.status_code == 200
+
+
+def test_the_loyalty_command_offers_the_sandbox_through_its_entry_point() -> None:
+    from cli import main
+
+    result = CliRunner().invoke(main, ["sandbox", "--duration", "0"])
+
+    assert result.exit_code == 0, result.output
+    assert "HUBSPOT_BASE_URL=" in result.output
