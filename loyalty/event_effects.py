@@ -11,6 +11,7 @@ import math
 from collections.abc import Callable
 from datetime import datetime
 from decimal import Decimal
+from fractions import Fraction
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -100,10 +101,13 @@ def _claw_back_refund(
         )
         or 0
     )
-    wanted = earned.delta
-    if refunded is not None and order_total:
-        wanted = math.floor(earned.delta * min(refunded / order_total, Decimal(1)))
-    wanted = min(wanted, earned.delta - clawed)
+    before = _refunded_before(session, event, member, order_id)
+    wanted = earned.delta - clawed
+    if refunded is not None and order_total and before.is_finite():
+        # Exact arithmetic on the running total of refunds, so that partial refunds adding
+        # up to the order claw back exactly what it earned (no point lost to rounding).
+        share = min(Fraction(before + refunded) / Fraction(order_total), Fraction(1))
+        wanted = min(math.floor(earned.delta * share) - clawed, wanted)
     if wanted > 0:
         posting = ledger.apply(
             session,
@@ -123,9 +127,30 @@ def _claw_back_refund(
                 "the rest was already spent"
             )
     amount = refunded if refunded is not None else order_total or Decimal(0)
+    if order_total:  # a refund never takes back more than what is left of its order
+        amount = min(amount, max(order_total - before, Decimal(0)))
     member.total_spent = max(Decimal(0), member.total_spent - amount)
     member.updated_at = now
     return []
+
+
+def _refunded_before(session: Session, event: Event, member: Member, order_id: str) -> Decimal:
+    """The amounts of this order's refunds processed before `event` (a full refund: no total)."""
+    total = Decimal(0)
+    for payload in session.scalars(
+        select(Event.payload).where(
+            Event.member_id == member.id,
+            Event.type == "order.refunded",
+            Event.processed_at.is_not(None),
+            Event.id != event.id,
+        )
+    ):
+        if str(payload.get("order_id")) == order_id:
+            amount = money(payload, "total", required=False)
+            if amount is None:
+                return Decimal("Infinity")
+            total += amount
+    return total
 
 
 def _order_pending(session: Session, member: Member, order_id: str) -> bool:

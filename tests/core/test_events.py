@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+import uuid
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
-from sqlalchemy import func, select
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from sqlalchemy import ColumnElement, func, select
 
 from automations import runtime
 from automations.intake import emit, ingest_file
@@ -42,7 +45,7 @@ def member(app: App, external_id: str) -> Member:
         return row
 
 
-def count(app: App, model: type, *where: object) -> int:
+def count(app: App, model: type, *where: ColumnElement[bool]) -> int:
     with app.database.sessions() as session:
         return int(session.scalar(select(func.count()).select_from(model).where(*where)) or 0)
 
@@ -219,3 +222,63 @@ def test_a_refund_that_overtakes_its_order_waits_for_it(app: App) -> None:
     assert (m.points_balance, m.orders_count) == (0, 1)
     with app.database.sessions() as session:
         assert session.scalar(select(Event.error).where(Event.external_id == "r-1")) is None
+
+
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    cents=st.integers(min_value=1, max_value=500_00),
+    cuts=st.lists(st.integers(min_value=1, max_value=10_000), min_size=1, max_size=4),
+)
+def test_partial_refunds_that_add_up_to_the_order_claw_back_exactly_what_it_earned(
+    app: App, cents: int, cuts: list[int]
+) -> None:
+    # Given an order of any total, refunded in parts that add up to the whole order
+    total = Decimal(cents) / 100
+    weights = sum(cuts)
+    parts = [Decimal(cents * c // weights) for c in cuts]
+    parts[-1] += cents - sum(parts)
+    external = f"h-{uuid.uuid4().hex[:10]}"
+    make_member(app, external_id=external)
+    refunds = [
+        EventInput(
+            "order.refunded",
+            external,
+            id=f"{external}-r{n}",
+            data={"order_id": f"{external}-o", "total": str(part / 100)},
+        )
+        for n, part in enumerate(parts)
+        if part > 0
+    ]
+    emit_all(app, order(external, f"{external}-o", str(total), event_id=f"{external}-e"), *refunds)
+    # Then the points clawed back equal the points earned, and each refund took its share
+    with app.database.sessions() as session:
+        deltas = session.scalars(
+            select(LedgerEntry.delta)
+            .join(Member, Member.id == LedgerEntry.member_id)
+            .where(Member.external_id == external)
+            .order_by(LedgerEntry.id)
+        ).all()
+    earned = max(deltas[0], 0) if deltas else 0
+    assert sum(deltas) == 0, (total, parts, deltas)
+    assert member(app, external).points_balance == 0
+    if earned:
+        assert member(app, external).total_spent == 0
+    assert all(d <= 0 for d in deltas[1:]) and -sum(deltas[1:]) == earned
+
+
+def test_a_refund_of_one_unit_of_74_claws_back_one_point(app: App) -> None:
+    make_member(app, external_id="m-1")
+    refund = EventInput("order.refunded", "m-1", id="r-1", data={"order_id": "1", "total": "1"})
+    emit_all(app, order("m-1", "1", "74"), refund)
+    assert member(app, "m-1").points_balance == 73
+
+
+def test_a_refund_larger_than_its_order_claws_back_at_most_the_order(app: App) -> None:
+    make_member(app, external_id="m-1")
+    emit_all(app, order("m-1", "1", "50"), order("m-1", "2", "30"))
+    refund = EventInput("order.refunded", "m-1", id="r-1", data={"order_id": "1", "total": "500"})
+    emit_all(app, refund)
+    m = member(app, "m-1")
+    assert (m.points_balance, m.total_spent) == (30, Decimal("30"))
