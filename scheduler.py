@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 
+import redis
 from apscheduler.schedulers.background import BackgroundScheduler
+from sqlalchemy.exc import SQLAlchemyError
 
 from automations.runtime.leader import LeaderLock, build_leader_lock
 from automations.runtime.ticks import TICKS, Tick
@@ -22,6 +25,8 @@ log = logging.getLogger(__name__)
 
 #: Seconds between attempts to take the leader lock while another scheduler holds it.
 LEADER_POLL_SECONDS = 2.0
+#: What an unreachable Redis or database raises from a lock operation.
+LOCK_OUTAGES: tuple[type[Exception], ...] = (redis.RedisError, SQLAlchemyError, OSError)
 
 
 class Scheduler:
@@ -62,26 +67,49 @@ class Scheduler:
             self._jobs.shutdown(wait=True)
             self._jobs = None
 
+    def _lock_call(self, what: str, call: Callable[[], bool]) -> bool:
+        """Run a lock operation; an unreachable Redis or database counts as not holding it."""
+        try:
+            return call()
+        except LOCK_OUTAGES as exc:
+            log.warning(
+                "scheduler.lock_unreachable",
+                extra={"holder": self.lock.holder, "during": what, "error": type(exc).__name__},
+            )
+            return False
+
     def run(self) -> None:
-        """Wait for the lock, run the jobs while it is held; return when stop() is called."""
+        """Wait for the lock, run the jobs while it is held; return when stop() is called.
+
+        Losing Redis or the database (a restart, a network blip) never ends the
+        process: the jobs stop while the lock cannot be confirmed, and the
+        scheduler keeps trying to take it again.
+        """
         refresh_every = max(1.0, self.app.settings.scheduler_lock_ttl_seconds / 3)
         try:
             while not self._stop.is_set():
-                if not self.lock.acquire():
+                if not self._lock_call("acquire", self.lock.acquire):
                     self._stop.wait(LEADER_POLL_SECONDS)
                     continue
                 log.info("scheduler.leader", extra={"holder": self.lock.holder})
                 self.is_leader.set()
                 self._start_jobs()
                 while not self._stop.wait(refresh_every):
-                    if not self.lock.refresh():
+                    if not self._lock_call("refresh", self.lock.refresh):
                         log.warning("scheduler.lock_lost", extra={"holder": self.lock.holder})
                         break
                 self._stop_jobs()
                 self.is_leader.clear()
+                self._release()
         finally:
             self._stop_jobs()
+            self._release()
+
+    def _release(self) -> None:
+        try:
             self.lock.release()
+        except LOCK_OUTAGES:  # nothing to give back that the lock's expiry will not free
+            log.warning("scheduler.release_failed", extra={"holder": self.lock.holder})
 
     def stop(self) -> None:
         self._stop.set()

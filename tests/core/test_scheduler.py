@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import shutil
+import socket
+import subprocess
 import threading
 import time
 from datetime import timedelta
@@ -23,6 +26,7 @@ from automations.runtime.leader import (
 from automations.runtime.ticks import expire_points, relay_events
 from cli import main
 from loyalty.app import App
+from loyalty.clock import FrozenClock
 from loyalty.db import Database
 from loyalty.event_types import EventInput
 from loyalty.events import record_event
@@ -80,7 +84,7 @@ def test_a_dead_redis_leader_is_replaced_when_its_lock_expires(redis_url: str) -
     assert not first.refresh()  # a leader that comes back learns it lost the lock
 
 
-def test_the_relay_queues_events_no_worker_processed(app: App) -> None:
+def test_the_relay_queues_events_no_worker_processed(app: App, clock: FrozenClock) -> None:
     make_member(app, external_id="m-1")
     # Given an event stored while Redis was down: committed but never queued
     with app.database.transaction() as session:
@@ -99,7 +103,7 @@ def test_the_relay_queues_events_no_worker_processed(app: App) -> None:
     broker = build_broker(app.settings)
     with embedded_worker(broker, threads=1):
         assert relay_events(app) == 0  # too fresh: its own message may still be on the way
-        app.clock.advance(timedelta(seconds=app.settings.event_relay_after_seconds))
+        clock.advance(timedelta(seconds=app.settings.event_relay_after_seconds))
         assert relay_events(app) == 1
     with app.database.sessions() as session:
         assert session.scalar(select(Event.processed_at)) is not None
@@ -107,7 +111,7 @@ def test_the_relay_queues_events_no_worker_processed(app: App) -> None:
     assert relay_events(app) == 0
 
 
-def test_the_expiry_tick_expires_lots_past_their_date(app: App) -> None:
+def test_the_expiry_tick_expires_lots_past_their_date(app: App, clock: FrozenClock) -> None:
     make_member(app, external_id="m-1")
     app.settings = make_settings(app.database, points_expiry_days=30)
     runtime.configure(app)
@@ -126,7 +130,7 @@ def test_the_expiry_tick_expires_lots_past_their_date(app: App) -> None:
         )
     with embedded_worker(broker, threads=1):
         assert expire_points(app) == 0
-        app.clock.advance(timedelta(days=30))
+        clock.advance(timedelta(days=30))
         assert expire_points(app) == 1
     with app.database.sessions() as session:
         assert session.scalar(select(Member.points_balance)) == 0
@@ -148,3 +152,72 @@ def test_scheduler_list_names_every_job_and_its_interval() -> None:
     ):
         assert "active" in lines[name]
     assert "every   300s" in lines["crm_push"]
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _start_redis(port: int) -> subprocess.Popen[bytes]:
+    server = subprocess.Popen(
+        [
+            "redis-server",
+            "--bind",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    client = redis.Redis(port=port)
+    for _ in range(100):
+        try:
+            if client.ping():
+                return server
+        except redis.ConnectionError:
+            time.sleep(0.05)
+    server.kill()
+    raise AssertionError("redis-server did not start")
+
+
+@pytest.mark.integration
+@pytest.mark.skipif(shutil.which("redis-server") is None, reason="needs redis-server")
+def test_a_scheduler_outlives_redis_going_away_and_leads_again_when_it_is_back(
+    app: App,
+) -> None:
+    # Given a scheduler whose leader lock lives in a Redis that is not there yet
+    port = _free_port()
+    url = f"redis://127.0.0.1:{port}/0"
+    app.settings = make_settings(app.database, redis_url=url, scheduler_lock_ttl_seconds=5)
+    scheduler = Scheduler(app, lock=RedisLeaderLock(url, ttl_seconds=5))
+    thread = threading.Thread(target=scheduler.run, daemon=True)
+    thread.start()
+    try:
+        time.sleep(1.0)
+        assert thread.is_alive() and not scheduler.is_leader.is_set()
+        # When Redis comes up, it leads
+        server = _start_redis(port)
+        assert scheduler.is_leader.wait(10)
+        # When Redis goes away, it stops leading but keeps running
+        server.kill()
+        server.wait()
+        deadline = time.monotonic() + 10
+        while scheduler.is_leader.is_set() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not scheduler.is_leader.is_set()
+        assert thread.is_alive()
+        # And when Redis is back, it takes the lock again
+        server = _start_redis(port)
+        assert scheduler.is_leader.wait(10)
+    finally:
+        scheduler.stop()
+        thread.join(15)
+        server.kill()
+    assert not thread.is_alive()
