@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import dramatiq
+import redis
 from sqlalchemy import select
 
 from automations.runtime import actors
@@ -18,26 +21,52 @@ from loyalty.events import record_event
 from loyalty.models import Event, LedgerEntry
 
 __all__ = [
+    "Emitted",
     "EventSummary",
     "IngestReport",
     "describe_events",
     "emit",
     "ingest_file",
+    "store_and_queue",
     "wait_processed",
 ]
 
+log = logging.getLogger(__name__)
 
-def emit(app: App, event: EventInput) -> tuple[Event, bool]:
-    """Store the event (once per source and id) and queue it; returns (row, created).
+#: What a broker that cannot be reached raises when asked to queue.
+BROKER_OUTAGES: tuple[type[Exception], ...] = (redis.RedisError, dramatiq.errors.BrokerError)
 
-    Queueing happens after the commit; should it fail, the scheduler's relay
-    queues the stored event later, so nothing is lost.
+
+@dataclass(frozen=True)
+class Emitted:
+    row: Event
+    created: bool
+    #: False when the broker could not be reached: the scheduler's relay queues it later.
+    queued: bool
+
+
+def store_and_queue(app: App, event: EventInput) -> Emitted:
+    """Store the event (once per source and id), then queue it for the workers.
+
+    Queueing happens after the commit; should the broker be unreachable, the
+    event stays stored and the scheduler's relay queues it later, so nothing is lost.
     """
     with app.database.transaction() as session:
         row, created = record_event(session, event, settings=app.settings, now=app.clock.now())
-    if created:
+    if not created:
+        return Emitted(row, False, True)
+    try:
         actors.send("process_event", row.id)
-    return row, created
+    except BROKER_OUTAGES as exc:
+        log.info("event.queue_later", extra={"event_id": row.id, "error": type(exc).__name__})
+        return Emitted(row, True, False)
+    return Emitted(row, True, True)
+
+
+def emit(app: App, event: EventInput) -> tuple[Event, bool]:
+    """Store the event and queue it (see `store_and_queue`); returns (row, created)."""
+    emitted = store_and_queue(app, event)
+    return emitted.row, emitted.created
 
 
 @dataclass
@@ -47,6 +76,8 @@ class IngestReport:
     duplicates: int = 0
     errors: list[tuple[int, str]] = field(default_factory=list)
     event_ids: list[int] = field(default_factory=list)
+    #: Stored while the broker was unreachable: the scheduler's relay queues them.
+    queue_later: list[int] = field(default_factory=list)
 
 
 def _lines(path: Path) -> Iterator[tuple[int, str]]:
@@ -67,12 +98,14 @@ def ingest_file(app: App, path: Path, *, source: str) -> IngestReport:
             report.errors.append((number, f"not valid JSON: {exc.msg} at column {exc.colno}"))
             continue
         try:
-            row, created = emit(app, EventInput.from_json(value, source=source))
+            emitted = store_and_queue(app, EventInput.from_json(value, source=source))
         except SkippableError as exc:
             report.errors.append((number, str(exc)))
             continue
-        report.event_ids.append(row.id)
-        if created:
+        report.event_ids.append(emitted.row.id)
+        if not emitted.queued:
+            report.queue_later.append(emitted.row.id)
+        if emitted.created:
             report.stored += 1
         else:
             report.duplicates += 1

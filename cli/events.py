@@ -8,12 +8,17 @@ from pathlib import Path
 
 import click
 
-from automations.intake import describe_events, emit, ingest_file, wait_processed
+from automations.intake import describe_events, ingest_file, store_and_queue, wait_processed
 from cli.context import app_from_environment, fail, guard, workers
 from loyalty.app import App
 from loyalty.event_types import EventInput, parse_instant
 
 __all__ = ["events"]
+
+RELAY_NOTE = (
+    "note: the broker (REDIS_URL) is unreachable; {count} stored, and the scheduler's "
+    "relay will queue them once it is back"
+)
 
 
 @click.group()
@@ -61,10 +66,13 @@ def events_emit(
         source=source,
     )
     with workers(app, wait) as poll:
-        row, created = emit(app, event)
-    if poll:
+        emitted = store_and_queue(app, event)
+    row = emitted.row
+    if not emitted.queued:
+        click.echo(RELAY_NOTE.format(count="the event"), err=True)
+    elif poll:
         _wait(app, [row.id])
-    if not created:
+    if not emitted.created:
         click.echo(f"event {source}/{row.external_id} was already stored; nothing changed")
     for summary in describe_events(app, [row.id]):
         click.echo(str(summary))
@@ -80,7 +88,9 @@ def events_ingest(path: Path, source: str, wait: bool) -> None:
     app = app_from_environment()
     with workers(app, wait) as poll:
         report = ingest_file(app, path, source=source)
-    if poll:
+    if report.queue_later:
+        click.echo(RELAY_NOTE.format(count=f"{len(report.queue_later)} event(s)"), err=True)
+    elif poll:
         _wait(app, report.event_ids)
     for number, reason in report.errors:
         click.echo(f"{path}:{number}: {reason}", err=True)

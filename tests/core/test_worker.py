@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
+import socket
 import threading
 import time
+from pathlib import Path
 
 import dramatiq
 import pytest
@@ -19,7 +22,7 @@ from automations.runtime.dead_letters import list_dead_letters
 from cli import main
 from loyalty.app import App
 from loyalty.event_types import EventInput
-from loyalty.models import DeadLetter, LedgerEntry, Member
+from loyalty.models import DeadLetter, Event, LedgerEntry, Member
 from tests.conftest import make_settings
 from tests.factories import make_member
 
@@ -127,3 +130,55 @@ def test_events_go_through_redis_to_a_worker(app: App, redis_url: str) -> None:
         worker.stop()
         broker.close()
     assert balance(app, "m-1") == 40
+
+
+def test_events_stored_while_redis_is_down_wait_for_the_relay_and_nothing_is_lost(
+    app: App, tmp_path: Path
+) -> None:
+    # Given a member, and a REDIS_URL where nothing listens
+    make_member(app, external_id="m-1")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {"DATABASE_URL": app.database.url, "REDIS_URL": f"redis://127.0.0.1:{port}/0"}
+    lines = [
+        {
+            "type": "order.completed",
+            "member": "m-1",
+            "id": f"e-{n}",
+            "data": ORDER | {"order_id": f"o-{n}"},
+        }
+        for n in range(3)
+    ]
+    path = tmp_path / "events.jsonl"
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+
+    # When events are emitted and ingested
+    emitted = CliRunner().invoke(
+        main,
+        [
+            "events",
+            "emit",
+            "order.completed",
+            "--member",
+            "m-1",
+            "--id",
+            "e-x",
+            "--data",
+            json.dumps(ORDER),
+        ],
+        env=env,
+    )
+    ingested = CliRunner().invoke(main, ["events", "ingest", str(path)], env=env)
+
+    # Then each command stores its events, says the relay will queue them, and succeeds
+    assert emitted.exit_code == 0, emitted.output
+    assert "relay will queue them" in emitted.stderr
+    assert "queued" in emitted.stdout  # the event is stored, not yet processed
+    assert ingested.exit_code == 0, ingested.output
+    assert "3 lines: 3 stored" in ingested.stdout
+    assert "3 event(s) stored" in ingested.stderr
+    with app.database.sessions() as session:
+        stored = session.scalars(select(Event).order_by(Event.id)).all()
+    assert [e.external_id for e in stored] == ["e-x", "e-0", "e-1", "e-2"]
+    assert all(e.processed_at is None for e in stored)  # the relay tick picks them up
