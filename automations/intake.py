@@ -15,8 +15,8 @@ from sqlalchemy import select
 
 from automations.runtime import actors
 from loyalty.app import App
-from loyalty.errors import SkippableError
-from loyalty.event_types import EventInput
+from loyalty.errors import InvalidEventError, SkippableError
+from loyalty.event_types import INTERNAL_SOURCE, EventInput
 from loyalty.events import record_event
 from loyalty.models import Event, LedgerEntry
 
@@ -51,6 +51,11 @@ def store_and_queue(app: App, event: EventInput) -> Emitted:
     Queueing happens after the commit; should the broker be unreachable, the
     event stays stored and the scheduler's relay queues it later, so nothing is lost.
     """
+    if event.source == INTERNAL_SOURCE:
+        raise InvalidEventError(
+            f"source {INTERNAL_SOURCE!r} is reserved for the program's own events; "
+            "name the shop or system that sends them (--source or `source`)"
+        )
     with app.database.transaction() as session:
         row, created = record_event(session, event, settings=app.settings, now=app.clock.now())
     if not created:

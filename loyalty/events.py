@@ -20,12 +20,13 @@ from sqlalchemy.orm import Session
 from loyalty import ledger
 from loyalty.db import Database
 from loyalty.errors import (
+    InvalidEventError,
     RetriableError,
     SkippableError,
     UnknownMemberError,
 )
 from loyalty.event_effects import apply_effect
-from loyalty.event_types import EventInput, check_payload, check_type
+from loyalty.event_types import INTERNAL_SOURCE, EventInput, check_payload, check_type
 from loyalty.models import Event, Member
 from loyalty.settings import Settings
 
@@ -43,9 +44,16 @@ def record_event(
 ) -> tuple[Event, bool]:
     """Store the event once per (source, id); returns (row, created)."""
     check_type(event.type, settings)
-    member_id = session.scalar(select(Member.id).where(Member.external_id == event.member))
-    if member_id is None:
+    found = session.execute(
+        select(Member.id, Member.erased_at).where(Member.external_id == event.member)
+    ).first()
+    if found is None:
         raise UnknownMemberError(event.member)
+    member_id, erased_at = found
+    if erased_at is not None and event.source != INTERNAL_SOURCE:
+        raise InvalidEventError(
+            f"member {event.member!r} was erased (GDPR); events for erased members are refused"
+        )
     data = event.data or {}
     check_payload(event.type, data)
     external_id = event.id or str(uuid.uuid4())

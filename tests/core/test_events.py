@@ -282,3 +282,23 @@ def test_a_refund_larger_than_its_order_claws_back_at_most_the_order(app: App) -
     emit_all(app, refund)
     m = member(app, "m-1")
     assert (m.points_balance, m.total_spent) == (30, Decimal("30"))
+
+
+def test_the_programs_own_source_is_reserved_and_nothing_is_stored(app: App) -> None:
+    make_member(app, external_id="m-1")
+    data = {"order_id": "1", "total": "10", "currency": "EUR"}
+    forged = EventInput("order.completed", "m-1", id="f-1", data=data, source="loyalty")
+    with pytest.raises(InvalidEventError, match="reserved"):
+        emit(app, forged)
+    assert count(app, Event) == 0
+
+
+def test_events_for_an_erased_member_are_refused(app: App) -> None:
+    make_member(app, external_id="m-1")
+    with app.database.transaction() as session:
+        erased = session.scalar(select(Member).where(Member.external_id == "m-1"))
+        assert erased is not None
+        erased.erased_at = app.clock.now()
+    with pytest.raises(InvalidEventError, match="erased"):
+        emit(app, order("m-1", "1001", "10"))
+    assert count(app, Event) == 0
