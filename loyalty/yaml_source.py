@@ -20,6 +20,13 @@ __all__ = [
     "parse_yaml",
 ]
 
+#: Files people edit are small; larger ones are refused before parsing.
+MAX_FILE_CHARS = 1_000_000
+#: Values a file may expand to (aliases count each time they are used): no billion laughs.
+MAX_VALUES = 100_000
+#: Nesting a file may have.
+MAX_DEPTH = 64
+
 #: A position inside the loaded data: mapping keys and sequence indexes.
 Path_ = tuple[str | int, ...]
 
@@ -74,6 +81,8 @@ class Document:
     values: dict[Path_, Location] = field(default_factory=dict)
     keys: dict[Path_, Location] = field(default_factory=dict)
     text: str = field(default="", repr=False)
+    #: Values left to convert before the file counts as an alias bomb.
+    budget: int = field(default=0, repr=False)
 
     def value_start(self, path: Path_) -> Location:
         """Where the text of a scalar starts, inside its quotes if it has them."""
@@ -163,8 +172,19 @@ def _scalar(node: yaml.ScalarNode) -> Any:
 
 
 def _convert(node: yaml.Node, path: Path_, doc: Document, depth: int = 0) -> Any:
-    if depth > 64:
-        raise YamlError("the file nests too deeply", _where(node.start_mark), "")
+    if depth > MAX_DEPTH:
+        raise YamlError(
+            f"the file nests deeper than {MAX_DEPTH} levels",
+            _where(node.start_mark),
+            "flatten the structure",
+        )
+    doc.budget -= 1
+    if doc.budget < 0:
+        raise YamlError(
+            f"the file expands to more than {MAX_VALUES:,} values",
+            _where(node.start_mark),
+            "YAML aliases (*name) that repeat large parts are refused; write the values out",
+        )
     doc.values[path] = _where(node.start_mark)
     if isinstance(node, yaml.ScalarNode):
         return _scalar(node)
@@ -196,8 +216,18 @@ def _convert(node: yaml.Node, path: Path_, doc: Document, depth: int = 0) -> Any
 
 def parse_yaml(text: str, name: str = "<string>") -> Document:
     """Parse one YAML document into plain data with locations; raise YamlError."""
+    if len(text) > MAX_FILE_CHARS:
+        raise YamlError(
+            f"the file is larger than {MAX_FILE_CHARS:,} characters",
+            Location(1, 1),
+            "split it into smaller files",
+        )
     try:
         root = yaml.compose(text, Loader=_JourneyLoader)
+    except RecursionError:
+        raise YamlError(
+            "the file nests too deeply to read", Location(1, 1), "flatten the structure"
+        ) from None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         message = exc.problem or "invalid YAML"
@@ -210,7 +240,7 @@ def parse_yaml(text: str, name: str = "<string>") -> Document:
         ) from None
     except yaml.YAMLError as exc:
         raise YamlError(f"invalid YAML: {exc}", Location(1, 1), "") from None
-    doc = Document(data=None, text=text)
+    doc = Document(data=None, text=text, budget=MAX_VALUES)
     if root is None:
         return doc
     doc.data = _convert(root, (), doc)
@@ -220,6 +250,12 @@ def parse_yaml(text: str, name: str = "<string>") -> Document:
 def load_yaml(path: Path) -> Document:
     """Read and parse ``path``; raise YamlError (also for unreadable or non-UTF-8 files)."""
     try:
+        if path.stat().st_size > MAX_FILE_CHARS * 4:  # refuse before reading a huge file
+            raise YamlError(
+                f"the file is larger than {MAX_FILE_CHARS:,} characters",
+                Location(1, 1),
+                "split it into smaller files",
+            )
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise YamlError(f"cannot read the file: {exc}", Location(1, 1), "") from None

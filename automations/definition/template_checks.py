@@ -13,6 +13,9 @@ from .variables import Contract, check_variable
 
 __all__ = ["analyse_template"]
 
+#: Tags that load another template file.
+PARTIAL_TAGS = ("render", "include")
+
 #: Parsing only: the same tags and filters as rendering, none of its data.
 _ENV = Environment()
 
@@ -38,7 +41,20 @@ def analyse_template(source: TemplateSource, contract: Contract) -> list[Templat
             line, column = _position(text, max(index, 0), start)
             errors.append(TemplateError(line, column, f"Liquid syntax: {exc.message}"))
             continue
-        analysis = template.analyze()
+        # Partials are not followed: a template names no other file (a missing one
+        # would otherwise stop the whole check).
+        analysis = template.analyze(include_partials=False)
+        for tag in PARTIAL_TAGS:
+            for span in analysis.tags.get(tag, []):
+                line, column = _position(text, span.index, start)
+                errors.append(
+                    TemplateError(
+                        line,
+                        column,
+                        f"`{{% {tag} %}}` is not supported: a template cannot load other files",
+                        "write the shared part into the template",
+                    )
+                )
         for name, spans in analysis.filters.items():
             if name not in _ENV.filters:
                 line, column = _position(text, spans[0].index, start)

@@ -108,7 +108,14 @@ def load_journeys(
     reported: set[Problem] = set()
     for path in journey_files(paths):
         templates = Path(templates_dir) if templates_dir else None
-        journey_file, file_problems = check_file(path, templates, tiers)
+        try:
+            journey_file, file_problems = check_file(path, templates, tiers)
+        except (Exception, RecursionError) as exc:  # one bad file never stops the others
+            journey_file = None
+            reason = "it nests too deeply" if isinstance(exc, RecursionError) else str(exc)
+            file_problems = [
+                Problem(str(path), 1, 1, f"cannot check this file: {reason}", "fix or remove it")
+            ]
         if journey_file is not None:
             other = seen_ids.get(journey_file.journey.id)
             if other is not None:

@@ -9,7 +9,7 @@ from click.testing import CliRunner
 
 from cli.journeys import journeys
 
-from .factories import journey, template, write
+from .factories import MINIMAL, journey, template, write
 
 
 def run(*args: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:
@@ -97,3 +97,32 @@ def test_an_explicit_templates_folder(tmp_path: Path) -> None:
 
     assert code == 1
     assert (code_with, out_with) == (0, "1 journey valid\n")
+
+
+def test_hostile_files_each_get_one_problem_and_the_good_journey_stays_valid(
+    tmp_path: Path,
+) -> None:
+    # Given a good journey beside a 5,000-deep condition, a YAML alias bomb and a template
+    # that tries to load another file
+    template(tmp_path, "en", "hello", "email")
+    journey(tmp_path, "good")
+    deep = "{not: " * 5000 + "{field: tier, equals: gold}" + "}" * 5000
+    deep_file = write(tmp_path, "deep.yaml", MINIMAL.format(id="deep") + f"audience: {deep}\n")
+    laughs = ["a: &a [x, x, x, x, x, x, x, x, x]"]
+    for n in range(1, 9):
+        laughs.append(
+            f"l{n}: &l{n} [" + ", ".join([f"*{'a' if n == 1 else f'l{n - 1}'}"] * 9) + "]"
+        )
+    bomb = write(tmp_path, "bomb.yaml", "\n".join(laughs) + "\n" + MINIMAL.format(id="bomb"))
+    template(tmp_path, "en", "partial", "email", "---\nsubject: Hi\n---\n{% render 'footer' %}\n")
+    journey(tmp_path, "partial", MINIMAL.format(id="partial").replace("hello", "partial"))
+
+    # When the folder is validated
+    code, out, err = run(str(tmp_path))
+
+    # Then each bad file is named with a clear reason, and the good one counts as valid
+    assert code == 1
+    assert f"{bomb}:" in out and "expands to more than 100,000 values" in out
+    assert f"{deep_file}:" in out and "nests too deeply" in out
+    assert "`{% render %}` is not supported" in out
+    assert "1 of 4 journeys valid" in err
