@@ -39,11 +39,12 @@ SF_TYPES = {"string": "string", "number": "double", "datetime": "datetime", "boo
 
 
 def _salesforce_fields() -> tuple[FieldSpec, ...]:
-    from crm_sync.mapping import load_mapping
+    from crm_sync.mapping import FieldMap, JourneyProperty, load_mapping
 
     mapping = load_mapping()
     specs = []
-    for entry in [*mapping.fields, *mapping.journey_properties]:
+    entries: list[FieldMap | JourneyProperty] = [*mapping.fields, *mapping.journey_properties]
+    for entry in entries:
         name = entry.salesforce
         if name and name.endswith("__c"):
             key = name == mapping.key.salesforce
@@ -72,7 +73,7 @@ def _serve(name: str, conn: Connection) -> None:
                     "calls": len(seen),
                     "by_path": Counter(r.path for r in seen),
                     "status_429": sum(1 for r in seen if r.status == 429),
-                    "contacts": len(emulator.contacts()),  # type: ignore[attr-defined]
+                    "contacts": len(emulator.contacts()),
                 }
             )
         elif command == "clear":

@@ -45,7 +45,7 @@ def promo_version(app: App, tmp_path: Path) -> int:
         path.write_text(text, encoding="utf-8")
     publish(app, folder)
     with app.database.sessions() as session:
-        version_id = session.scalar(select(JourneyVersion.id))
+        version_id: int | None = session.scalar(select(JourneyVersion.id))
     assert version_id is not None
     return version_id
 

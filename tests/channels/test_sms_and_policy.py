@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from automations.runtime.ticks import relay_messages
 from channels.delivery import deliver
@@ -154,7 +154,7 @@ def test_nothing_leaves_inside_quiet_hours(app: App, tmp_path: Path) -> None:
         local_app = App(app.settings, app.database, clock)
         n = next(counter)
         with local_app.database.transaction() as session:
-            session.execute(Message.__table__.update().values(state="sent"))
+            session.execute(update(Message).values(state="sent"))
         [message_id] = due_messages(local_app, version, 1, "sms", start=n, time_zone=zone)[-1:]
         state = deliver(local_app, message_id)
         with local_app.database.sessions() as session:

@@ -159,8 +159,12 @@ class LedgerMachine(RuleBasedStateMachine):
 
 
 def test_ledger_invariants(app: App) -> None:
+    class LedgerMachineOnApp(LedgerMachine):
+        def __init__(self) -> None:
+            super().__init__(app)
+
     run_state_machine_as_test(
-        lambda: LedgerMachine(app),
+        LedgerMachineOnApp,
         settings=settings(
             max_examples=25,
             stateful_step_count=25,

@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import insert
 
 from automations.runtime.pacing import pacers_for
-from crm_sync.mapping import load_mapping
+from crm_sync.mapping import FieldMap, JourneyProperty, load_mapping
 from loyalty.app import App
 from loyalty.models import Member
 from sandbox.hubspot import HubSpotSandbox
@@ -46,7 +46,7 @@ def salesforce_fields(*, leave_out: tuple[str, ...] = ()) -> tuple[FieldSpec, ..
     """Custom fields for every mapped Salesforce name, as an admin would have made them."""
     mapping = load_mapping()
     specs = []
-    entries = [*mapping.fields, *mapping.journey_properties]
+    entries: list[FieldMap | JourneyProperty] = [*mapping.fields, *mapping.journey_properties]
     for entry in entries:
         name = entry.salesforce
         if name and name.endswith("__c") and name not in leave_out:

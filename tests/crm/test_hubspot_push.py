@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
 from click.testing import CliRunner
 from sqlalchemy import func, select
@@ -18,7 +19,7 @@ from tests.crm.support import add_members, crm_app, set_points
 UPSERT = "/crm/v3/objects/contacts/batch/upsert"
 
 
-def _ready(app: App, hubspot: HubSpotSandbox, **overrides: object) -> App:
+def _ready(app: App, hubspot: HubSpotSandbox, **overrides: Any) -> App:
     """An app pointed at the emulator, whose properties exist; the recorder starts empty."""
     crm_app_ = crm_app(app, hubspot=hubspot, **overrides)
     make_adapter(crm_app_, "hubspot").ensure_schema()

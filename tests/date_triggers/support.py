@@ -71,7 +71,7 @@ def publish(session: Session, journey_id: str = JOURNEY) -> int:
 
 def enroll(session: Session, version_id: int, entries: Iterable[DueEntry], now: datetime) -> int:
     """Enter the members the way the engine does: one row per key, duplicates ignored."""
-    rows = [
+    rows: list[dict[str, Any]] = [
         {
             "journey_id": JOURNEY,
             "member_id": entry.member_id,
@@ -88,9 +88,7 @@ def enroll(session: Session, version_id: int, entries: Iterable[DueEntry], now: 
         }
         for entry in entries
     ]
-    return insert_ignore(
-        session, Enrollment.__table__, rows, ["journey_id", "member_id", "occurrence"]
-    )
+    return insert_ignore(session, Enrollment, rows, ["journey_id", "member_id", "occurrence"])
 
 
 def enrollments(session: Session) -> list[tuple[int, str, datetime]]:

@@ -122,7 +122,7 @@ def people(draw: st.DrawFn, field: str, default_zone: str, days_before: int) -> 
     """A member; often one whose fire day is a DST switch day of their zone."""
     zone = draw(st.one_of(st.none(), zones))
     switches = switch_days(zone or default_zone)
-    switch = draw(st.sampled_from(switches)) if switches and draw(st.booleans()) else None
+    switch = draw(st.sampled_from(switches)) if bool(switches) and draw(st.booleans()) else None
     celebration = switch[0] + timedelta(days=days_before) if switch else None
     if field == "birthday":
         month_day = (celebration.month, celebration.day) if celebration else draw(month_days)

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import requests
 from hubspot import HubSpot
 from sendgrid import SendGridAPIClient
-from simple_salesforce import Salesforce
+from simple_salesforce.api import Salesforce, SFType
+from simple_salesforce.bulk2 import SFBulk2Handler
+from simple_salesforce.exceptions import SalesforceError
 from twilio.http.http_client import TwilioHttpClient
 from twilio.rest import Client as TwilioClient
 
@@ -30,6 +34,30 @@ def salesforce_client(sandbox: SalesforceSandbox, token: str | None = None) -> S
         version="59.0",
         session=session,
     )
+
+
+def salesforce_contacts(sf: Salesforce) -> SFType:
+    """`sf.Contact`, which simple-salesforce types as bulk handler | Bulk 2.0 handler | SFType."""
+    contacts = sf.Contact
+    assert isinstance(contacts, SFType)
+    return contacts
+
+
+def salesforce_bulk2_contacts(sf: Salesforce) -> Any:
+    """`sf.bulk2.Contact`, left untyped as the product adapter leaves it: simple-salesforce
+    annotates `upsert(wait=)` as int (it is a float poll interval) and its results as
+    dict[str, int] (`job_id` is a str)."""
+    bulk2 = sf.bulk2
+    assert isinstance(bulk2, SFBulk2Handler)
+    return bulk2.Contact
+
+
+def salesforce_errors(exc: SalesforceError) -> list[dict[str, Any]]:
+    """The error's parsed JSON body, a list of errors: simple-salesforce annotates `content`
+    as bytes, but it holds `response.json()` (the text when the body is not JSON)."""
+    body: object = exc.content
+    assert isinstance(body, list), body
+    return body
 
 
 def sendgrid_client(sandbox: SendGridSandbox, api_key: str | None = None) -> SendGridAPIClient:

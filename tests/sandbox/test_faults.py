@@ -23,6 +23,7 @@ from sandbox.twilio import TwilioSandbox
 from tests.sandbox.clients import (
     hubspot_client,
     salesforce_client,
+    salesforce_errors,
     sendgrid_client,
     twilio_client,
 )
@@ -112,7 +113,7 @@ def test_injected_errors_reach_each_client_in_the_provider_shape(
     assert json.loads(sendgrid.value.body)["errors"][0]["message"]
     assert (twilio.value.status, twilio.value.code) == (503, 20503)
     assert salesforce.value.status == 503
-    assert salesforce.value.content[0]["errorCode"] == "SERVER_UNAVAILABLE"
+    assert salesforce_errors(salesforce.value)[0]["errorCode"] == "SERVER_UNAVAILABLE"
     assert hubspot_sandbox.contacts() == [] and sendgrid_sandbox.sent == []
     assert twilio_sandbox.messages == {} and salesforce_sandbox.contacts() == []
 
@@ -142,7 +143,7 @@ def test_salesforce_injected_rate_limit_is_request_limit_exceeded(
     with pytest.raises(SalesforceRefusedRequest) as caught:
         sf.query("SELECT Id FROM Contact")
 
-    assert caught.value.content[0]["errorCode"] == "REQUEST_LIMIT_EXCEEDED"
+    assert salesforce_errors(caught.value)[0]["errorCode"] == "REQUEST_LIMIT_EXCEEDED"
 
 
 def test_latency_is_added(hubspot_sandbox: HubSpotSandbox) -> None:

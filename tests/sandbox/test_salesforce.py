@@ -15,7 +15,12 @@ from simple_salesforce.exceptions import (
 )
 
 from sandbox.salesforce import FieldSpec, SalesforceSandbox
-from tests.sandbox.clients import salesforce_client
+from tests.sandbox.clients import (
+    salesforce_bulk2_contacts,
+    salesforce_client,
+    salesforce_contacts,
+    salesforce_errors,
+)
 
 EXT = "Loyalty_Member_Id__c"
 COLLECTION = f"composite/sobjects/Contact/{EXT}"
@@ -93,41 +98,41 @@ def test_collection_limits_and_unknown_fields_fail_the_request(
     with pytest.raises(SalesforceMalformedRequest) as unknown:
         upsert_collection(sf, [contact("m-1", LastName="X", Favourite_Colour__c="red")])
 
-    assert too_many.value.content[0]["errorCode"] == "EXCEEDED_ID_LIMIT"
-    assert unknown.value.content[0]["errorCode"] == "INVALID_FIELD"
+    assert salesforce_errors(too_many.value)[0]["errorCode"] == "EXCEEDED_ID_LIMIT"
+    assert salesforce_errors(unknown.value)[0]["errorCode"] == "INVALID_FIELD"
 
 
 def test_single_upsert_201_200_and_300(salesforce_sandbox: SalesforceSandbox) -> None:
     sf = salesforce_client(salesforce_sandbox)
 
-    created = sf.Contact.upsert(f"{EXT}/m-1", {"LastName": "Nowak"})
-    updated = sf.Contact.upsert(f"{EXT}/m-1", {"FirstName": "Ann"})
+    created = salesforce_contacts(sf).upsert(f"{EXT}/m-1", {"LastName": "Nowak"})
+    updated = salesforce_contacts(sf).upsert(f"{EXT}/m-1", {"FirstName": "Ann"})
     salesforce_sandbox.add_contact(LastName="Twin", **{EXT: "m-2"})
     salesforce_sandbox.add_contact(LastName="Twin", **{EXT: "m-2"})
     with pytest.raises(SalesforceMoreThanOneRecord):
-        sf.Contact.upsert(f"{EXT}/m-2", {"FirstName": "Which"})
+        salesforce_contacts(sf).upsert(f"{EXT}/m-2", {"FirstName": "Which"})
 
     assert (created, updated) == (201, 200)
-    fetched = sf.Contact.get_by_custom_id(EXT, "m-1")
+    fetched = salesforce_contacts(sf).get_by_custom_id(EXT, "m-1")
     assert (fetched["FirstName"], fetched["LastName"]) == ("Ann", "Nowak")
-    assert sf.Contact.get(fetched["Id"])[EXT] == "m-1"
+    assert salesforce_contacts(sf).get(fetched["Id"])[EXT] == "m-1"
 
 
 def test_describe_lists_the_configured_custom_fields(
     salesforce_sandbox: SalesforceSandbox,
 ) -> None:
     sf = salesforce_client(salesforce_sandbox)
-    before = {f["name"]: f for f in sf.Contact.describe()["fields"]}
+    before = {f["name"]: f for f in salesforce_contacts(sf).describe()["fields"]}
 
     salesforce_sandbox.set_custom_fields((FieldSpec(EXT, external_id=True, unique=True),))
-    after = {f["name"] for f in sf.Contact.describe()["fields"]}
+    after = {f["name"] for f in salesforce_contacts(sf).describe()["fields"]}
     with pytest.raises(SalesforceMalformedRequest) as caught:
         upsert_collection(sf, [contact("m-1", LastName="X", Loyalty_Points__c=5)])
 
     assert before[EXT]["externalId"] is True and before[EXT]["custom"] is True
     assert before["Loyalty_Points__c"]["type"] == "double"
     assert "Loyalty_Points__c" not in after
-    assert caught.value.content[0]["errorCode"] == "INVALID_FIELD"
+    assert salesforce_errors(caught.value)[0]["errorCode"] == "INVALID_FIELD"
 
 
 def test_incremental_query_pages_with_next_records_url(
@@ -177,22 +182,22 @@ def test_bad_queries_are_400(salesforce_sandbox: SalesforceSandbox, soql: str, c
     with pytest.raises(SalesforceMalformedRequest) as caught:
         sf.query(soql)
 
-    assert caught.value.content[0]["errorCode"] == code
+    assert salesforce_errors(caught.value)[0]["errorCode"] == code
 
 
 def test_bulk2_upsert_reports_successful_and_failed_results(
     salesforce_sandbox: SalesforceSandbox,
 ) -> None:
-    sf = salesforce_client(salesforce_sandbox)
+    bulk2 = salesforce_bulk2_contacts(salesforce_client(salesforce_sandbox))
     records = [
         {EXT: "m-1", "LastName": "Nowak", "Email": "ann@example.com"},
         {EXT: "m-2", "LastName": "", "Email": "bob@example.com"},
         {EXT: "m-3", "LastName": "Kowal", "Email": "broken"},
     ]
 
-    (result,) = sf.bulk2.Contact.upsert(records=records, external_id_field=EXT, wait=0)
-    succeeded = sf.bulk2.Contact.get_successful_records(result["job_id"])
-    failed = sf.bulk2.Contact.get_failed_records(result["job_id"])
+    (result,) = bulk2.upsert(records=records, external_id_field=EXT, wait=0)
+    succeeded = bulk2.get_successful_records(result["job_id"])
+    failed = bulk2.get_failed_records(result["job_id"])
 
     assert result["numberRecordsProcessed"] == 3
     assert result["numberRecordsFailed"] == 2
@@ -208,9 +213,9 @@ def test_bulk2_upsert_reports_successful_and_failed_results(
 
 def test_bulk2_job_in_progress_then_complete(salesforce_sandbox: SalesforceSandbox) -> None:
     salesforce_sandbox.bulk.processing_delay_s = 0.3
-    sf = salesforce_client(salesforce_sandbox)
+    bulk2 = salesforce_bulk2_contacts(salesforce_client(salesforce_sandbox))
 
-    (result,) = sf.bulk2.Contact.upsert(
+    (result,) = bulk2.upsert(
         records=[{EXT: "m-1", "LastName": "Nowak"}], external_id_field=EXT, wait=0.1
     )
 
@@ -220,10 +225,10 @@ def test_bulk2_job_in_progress_then_complete(salesforce_sandbox: SalesforceSandb
 
 
 def test_bulk2_unknown_column_fails_the_job(salesforce_sandbox: SalesforceSandbox) -> None:
-    sf = salesforce_client(salesforce_sandbox)
+    bulk2 = salesforce_bulk2_contacts(salesforce_client(salesforce_sandbox))
 
     with pytest.raises(SalesforceOperationError) as caught:
-        sf.bulk2.Contact.upsert(
+        bulk2.upsert(
             records=[{EXT: "m-1", "LastName": "X", "Nope__c": "1"}], external_id_field=EXT, wait=0
         )
 
@@ -245,7 +250,7 @@ def test_limit_info_header_and_request_limit_exceeded(
         sf.query(query)
 
     assert (used.used, used.total) == (2, 3)
-    assert caught.value.content == [
+    assert salesforce_errors(caught.value) == [
         {"message": "TotalRequests Limit exceeded.", "errorCode": "REQUEST_LIMIT_EXCEEDED"}
     ]
 
@@ -254,10 +259,10 @@ def test_expired_session_is_401_invalid_session_id(
     salesforce_sandbox: SalesforceSandbox,
 ) -> None:
     sf = salesforce_client(salesforce_sandbox)
-    sf.Contact.describe()
+    salesforce_contacts(sf).describe()
 
     salesforce_sandbox.expire_sessions()
     with pytest.raises(SalesforceExpiredSession) as caught:
-        sf.Contact.describe()
+        salesforce_contacts(sf).describe()
 
-    assert caught.value.content[0]["errorCode"] == "INVALID_SESSION_ID"
+    assert salesforce_errors(caught.value)[0]["errorCode"] == "INVALID_SESSION_ID"
