@@ -79,7 +79,7 @@ async def survey_page(request: Request) -> Response:
         fields = _form(body)
         return await _answer(app, token, fields.get("score"), fields.get("comment"), "page")
     score = request.query_params.get("score")
-    if score is not None:
+    if score is not None and request.method == "GET":  # a HEAD (link scanners) records nothing
         return await _answer(app, token, score, None, "link")
 
     def kind() -> str | None:

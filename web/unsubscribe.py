@@ -25,7 +25,7 @@ async def unsubscribe_page(request: Request) -> Response:
     app = loyalty_app(request)
     token = request.path_params["token"]
     program = app.settings.program_name
-    if request.method == "GET":
+    if request.method != "POST":  # GET and HEAD (link scanners) never change anything
 
         def known() -> bool:
             with app.database.sessions() as session:

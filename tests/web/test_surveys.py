@@ -132,6 +132,17 @@ def test_the_page_escapes_the_program_name(web_app: App, survey: Survey) -> None
         assert "&lt;b&gt;Acme&lt;/b&gt; &amp; Co" in page
 
 
+def test_a_head_request_on_a_score_link_records_nothing(
+    client: TestClient, web_app: App, survey: Survey
+) -> None:
+    response = client.head(f"/s/{TOKEN}?score=0")
+
+    assert response.status_code == 200
+    row = load(web_app, Survey, survey.id)
+    assert (row.score, row.answered_at) == (None, None)
+    assert answered_events(web_app) == []
+
+
 def test_a_score_link_records_the_score_and_offers_the_comment_box(
     client: TestClient, web_app: App, survey: Survey
 ) -> None:

@@ -34,6 +34,15 @@ def test_get_shows_a_confirmation_and_changes_nothing(
     assert snapshot(web_app) == before
 
 
+def test_a_head_request_from_a_link_scanner_changes_nothing(
+    client: TestClient, web_app: App, message: Message
+) -> None:
+    before = snapshot(web_app)
+    response = client.head(f"/u/{TOKEN}")
+    assert response.status_code == 200
+    assert snapshot(web_app) == before
+
+
 def test_one_click_post_revokes_email_marketing_consent(
     web_app: App, client: TestClient, message: Message
 ) -> None:
