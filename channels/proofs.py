@@ -15,6 +15,7 @@ from channels.sendgrid_sender import OutgoingEmail, SendGridSender
 from channels.twilio_sender import OutgoingSms, TwilioSender
 from loyalty.app import App
 from loyalty.members import get_member, member_data
+from loyalty.referrals import referral_link
 
 __all__ = ["send_test"]
 
@@ -54,7 +55,14 @@ def send_test(
         if not phonenumbers.is_valid_number(number):
             raise ValueError(f"{address!r} is neither an email address nor a valid phone number")
         to = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
-    member: dict[str, Any] = {**SAMPLE_MEMBER, "points_expiring_at": now + timedelta(days=30)}
+    base_url = app.settings.public_base_url
+    member: dict[str, Any] = {
+        **SAMPLE_MEMBER,
+        "points_expiring_at": now + timedelta(days=30),
+        "referral_link": referral_link(
+            app.settings.public_base_url, SAMPLE_MEMBER["referral_code"]
+        ),
+    }
     member_locale = None
     if external_id:
         with app.database.sessions() as session:

@@ -1,13 +1,60 @@
-"""Structured logs: an event name plus key=value fields, never personal data."""
+"""Structured logs: an event name plus key=value fields, never personal data or secrets.
+
+Every line passes through `redact`, whatever logged it (our code, a provider's
+client at DEBUG, a traceback): email addresses, phone numbers, API keys, bearer
+tokens and the tokens in unsubscribe and survey links are replaced before the
+line is written. Provider clients that log whole requests are held at WARNING.
+"""
 
 from __future__ import annotations
 
 import logging
+import re
 import sys
 
-__all__ = ["configure_logging"]
+__all__ = ["configure_logging", "redact"]
 
 _STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
+
+#: Libraries that log requests, payloads or headers below WARNING.
+QUIET_LOGGERS = (
+    "dramatiq",
+    "apscheduler",
+    "alembic",
+    "httpx",
+    "httpcore",
+    "urllib3",
+    "python_http_client",
+    "sendgrid",
+    "twilio",
+    "hubspot",
+    "simple_salesforce",
+    "uvicorn.access",
+)
+
+_REDACTIONS: tuple[tuple[re.Pattern[str], str], ...] = (
+    # Secrets first: keys and tokens can contain what looks like an address.
+    (re.compile(r"\bSG\.[\w-]+\.[\w-]+"), "<secret>"),
+    (re.compile(r"(?i)\b(bearer|basic)\s+[\w.~+/=-]{8,}"), r"\1 <secret>"),
+    (
+        re.compile(
+            r"(?i)((?:api[_-]?key|auth[_-]?token|access[_-]?token|password|secret)"
+            r"['\"]?\s*[:=]\s*['\"]?)[^\s'\",}]+"
+        ),
+        r"\1<secret>",
+    ),
+    (re.compile(r"(/[us]/)[\w-]{8,}"), r"\1<token>"),
+    (re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+"), "<email>"),
+    # Phone numbers are kept in E.164, so a leading + marks them (ids and times have none).
+    (re.compile(r"\+\d[\d ().-]{6,}\d\b"), "<phone>"),
+)
+
+
+def redact(text: str) -> str:
+    """`text` with email addresses, phone numbers, secrets and link tokens replaced."""
+    for pattern, replacement in _REDACTIONS:
+        text = pattern.sub(replacement, text)
+    return text
 
 
 class KeyValueFormatter(logging.Formatter):
@@ -19,7 +66,7 @@ class KeyValueFormatter(logging.Formatter):
         text = f"{base} {fields}" if fields else base
         if record.exc_info:
             text += "\n" + self.formatException(record.exc_info)
-        return text
+        return redact(text)
 
 
 def configure_logging(level: str) -> None:
@@ -28,6 +75,5 @@ def configure_logging(level: str) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
-    # Libraries talk a lot at INFO; keep their warnings.
-    for name in ("dramatiq", "apscheduler", "alembic", "httpx", "urllib3"):
+    for name in QUIET_LOGGERS:
         logging.getLogger(name).setLevel(max(logging.WARNING, root.level))
