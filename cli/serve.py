@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import click
+import uvicorn
 
-from cli.context import app_from_environment
+from cli.context import app_from_environment, guard
 from web.app import create_app
 
 __all__ = ["serve"]
+
+#: Seconds an idle keep-alive connection stays open.
+KEEP_ALIVE_SECONDS = 5
+#: Bytes of request line and headers a client may send.
+MAX_HEADER_BYTES = 16 * 1024
 
 
 @click.command("serve")
@@ -19,13 +25,29 @@ __all__ = ["serve"]
     show_default=True,
     help="log each request line (paths carry unsubscribe and survey tokens)",
 )
-def serve(host: str, port: int, access_log: bool) -> None:
-    """Serve the provider webhooks and the unsubscribe page.
+@click.option(
+    "--limit-concurrency",
+    default=200,
+    show_default=True,
+    type=click.IntRange(1),
+    help="connections served at once; more get 503 instead of piling up",
+)
+@guard
+def serve(host: str, port: int, access_log: bool, limit_concurrency: int) -> None:
+    """Serve the provider webhooks, the unsubscribe and survey pages.
 
     Providers sign the public URL they call: set PUBLIC_BASE_URL to it.
     """
-    import uvicorn
-
     app = app_from_environment()
-    # log_config=None keeps the structured logging that app_from_environment set up.
-    uvicorn.run(create_app(app), host=host, port=port, log_config=None, access_log=access_log)
+    uvicorn.run(
+        create_app(app),
+        host=host,
+        port=port,
+        log_config=None,  # keeps the structured, redacted logging set up above
+        access_log=access_log,
+        # Idle and slow clients never hold connections for long: request bodies have their
+        # own deadline (web.common.BODY_DEADLINE_SECONDS).
+        timeout_keep_alive=KEEP_ALIVE_SECONDS,
+        limit_concurrency=limit_concurrency,
+        h11_max_incomplete_event_size=MAX_HEADER_BYTES,
+    )

@@ -13,6 +13,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from loyalty.app import App
+from web.common import SlowBody, slow_body
 from web.hubspot import hubspot_events
 from web.sendgrid import sendgrid_events
 from web.surveys import survey_page
@@ -80,6 +81,10 @@ def create_app(app: App) -> Starlette:
         Route("/u/{token}", unsubscribe_page, methods=["GET", "POST"]),
         Route("/s/{token}", survey_page, methods=["GET", "POST"]),
     ]
-    web = Starlette(routes=routes, middleware=[Middleware(ScrubbedErrors)])
+    web = Starlette(
+        routes=routes,
+        middleware=[Middleware(ScrubbedErrors)],
+        exception_handlers={SlowBody: slow_body},
+    )
     web.state.loyalty = app
     return web

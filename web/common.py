@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from typing import Any, cast
@@ -13,16 +14,22 @@ from loyalty.app import App
 from loyalty.settings import Settings
 
 __all__ = [
+    "BODY_DEADLINE_SECONDS",
     "BadBody",
+    "SlowBody",
     "loyalty_app",
     "parse_event_list",
     "parse_json",
     "public_url",
     "read_body",
     "refused",
+    "slow_body",
 ]
 
 log = logging.getLogger("web")
+
+#: Seconds a client has to send a whole request body (providers send theirs at once).
+BODY_DEADLINE_SECONDS = 10.0
 
 
 class BadBody(ValueError):
@@ -33,19 +40,37 @@ def loyalty_app(request: Request) -> App:
     return cast(App, request.app.state.loyalty)
 
 
+class SlowBody(Exception):
+    """The client did not send its body within BODY_DEADLINE_SECONDS; answered with 408."""
+
+
 async def read_body(request: Request, limit: int) -> bytes | None:
-    """The raw body, or None when it is larger than `limit` bytes."""
+    """The raw body, or None when it is larger than `limit` bytes.
+
+    The body is read chunk by chunk under a deadline, so a client that stalls
+    (or trickles) never holds a connection and its buffer: SlowBody is raised.
+    """
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > limit:
         return None
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            return None
-        chunks.append(chunk)
+    try:
+        async with asyncio.timeout(BODY_DEADLINE_SECONDS):
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > limit:
+                    return None
+                chunks.append(chunk)
+    except TimeoutError:
+        raise SlowBody from None
     return b"".join(chunks)
+
+
+async def slow_body(request: Request, exc: Exception) -> Response:
+    """Answer a stalled upload with 408 and close the connection."""
+    log.warning("web.slow_body", extra={"deadline_s": BODY_DEADLINE_SECONDS})
+    return PlainTextResponse("request timeout", status_code=408, headers={"Connection": "close"})
 
 
 def public_url(settings: Settings, request: Request) -> str:
