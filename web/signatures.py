@@ -16,7 +16,7 @@ from typing import Any
 from cryptography.exceptions import InvalidSignature
 from hubspot.utils.signature import Signature
 from sendgrid.helpers.eventwebhook import EventWebhook
-from twilio.request_validator import RequestValidator
+from twilio.request_validator import RequestValidator, get_signature_algorithm
 
 __all__ = [
     "HUBSPOT_MAX_AGE",
@@ -58,12 +58,22 @@ def sendgrid_signature_ok(
 
 
 def twilio_signature_ok(
-    auth_token: str | None, url: str, params: Any, signature: str | None
+    auth_token: str | None,
+    url: str,
+    params: Any,
+    signature: str | None,
+    signature_settings: str | None = None,
 ) -> bool:
-    """HMAC-SHA1 of the public URL Twilio called plus the sorted form parameters."""
+    """HMAC of the public URL Twilio called plus the sorted form parameters.
+
+    HMAC-SHA1 by default; HMAC-SHA256 when Twilio names it in its
+    `X-Twilio-Webhooks-Signature-Settings` header. An algorithm the client does
+    not know fails.
+    """
     if not auth_token or not signature:
         return False
-    return bool(RequestValidator(auth_token).validate(url, params, signature))
+    algorithm = get_signature_algorithm(signature_settings)
+    return bool(RequestValidator(auth_token).validate(url, params, signature, algorithm))
 
 
 def hubspot_signature_ok(

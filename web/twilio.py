@@ -136,6 +136,7 @@ async def _signed_form(app: App, request: Request) -> Form | Response:
         public_url(app.settings, request),
         params,
         request.headers.get("X-Twilio-Signature"),
+        request.headers.get("X-Twilio-Webhooks-Signature-Settings"),
     )
     if not signed:
         return refused("twilio", "signature", 403)

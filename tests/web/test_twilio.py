@@ -13,6 +13,7 @@ from loyalty.clock import FrozenClock
 from loyalty.models import Member, Message, Suppression
 from tests.factories import make_member
 from tests.web.support import (
+    PUBLIC_BASE_URL,
     TWILIO_AUTH_TOKEN,
     consents,
     inbound_params,
@@ -66,6 +67,25 @@ def test_an_undelivered_callback_keeps_the_error_code(
 ) -> None:
     params = status_params(str(message.provider_id), "undelivered", ErrorCode="30003")
     post_twilio(client, status_path(message), params)
+    row = load(web_app, Message, message.id)
+    assert (row.provider_status, row.error) == ("undelivered", "twilio 30003")
+
+
+def test_a_callback_signed_with_hmac_sha256_is_accepted_and_a_mismatch_refused(
+    client: TestClient, web_app: App, message: Message
+) -> None:
+    # Given Twilio signing with HMAC-SHA256, as its signature settings header says
+    path = status_path(message)
+    params = status_params(str(message.provider_id), "undelivered", ErrorCode="30003")
+    validator = RequestValidator(TWILIO_AUTH_TOKEN)
+    sha256 = validator.compute_signature(PUBLIC_BASE_URL + path, params, "HMAC_SHA256")
+    settings = {"X-Twilio-Webhooks-Signature-Settings": "algorithm=HMAC_SHA256"}
+    # When the same SHA-256 signature comes without the header (read as SHA-1), it is refused
+    refused = client.post(path, data=params, headers={"X-Twilio-Signature": sha256})
+    assert refused.status_code == 403
+    # And with the header, it is applied
+    response = client.post(path, data=params, headers={"X-Twilio-Signature": sha256, **settings})
+    assert response.status_code == 200
     row = load(web_app, Message, message.id)
     assert (row.provider_status, row.error) == ("undelivered", "twilio 30003")
 
