@@ -6,9 +6,11 @@ stores nothing and says which field is wrong.
 
 from __future__ import annotations
 
+import json
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -19,6 +21,7 @@ __all__ = [
     "BUILTIN_TYPES",
     "INTERNAL_SOURCE",
     "EventInput",
+    "check_envelope",
     "check_payload",
     "check_type",
     "known_types",
@@ -84,6 +87,64 @@ def parse_instant(value: Any) -> datetime:
     return at
 
 
+#: Limits that every stored event keeps, so that no value accepted here fails later.
+MAX_ID_CHARS = 255
+MAX_NAME_CHARS = 64
+MAX_PAYLOAD_BYTES = 64 * 1024
+MAX_PAYLOAD_DEPTH = 16
+MAX_AMOUNT = Decimal("999999999999.99")
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST = datetime(2100, 1, 1, tzinfo=UTC)
+
+
+def _text(name: str, value: str, limit: int) -> None:
+    if len(value) > limit:
+        raise InvalidEventError(f"{name} is longer than {limit} characters")
+    if "\x00" in value:
+        raise InvalidEventError(f"{name} contains a NUL character")
+
+
+def _payload(value: Any, where: str, depth: int = 0) -> None:
+    if depth > MAX_PAYLOAD_DEPTH:
+        raise InvalidEventError(f"{where} nests deeper than {MAX_PAYLOAD_DEPTH} levels")
+    if isinstance(value, str):
+        if "\x00" in value:
+            raise InvalidEventError(f"{where} contains a NUL character")
+    elif isinstance(value, float) and not math.isfinite(value):
+        raise InvalidEventError(f"{where} must be a finite number")
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, str) or "\x00" in key:
+                raise InvalidEventError(f"{where} has a key that is not plain text")
+            _payload(item, f"{where}.{key}", depth + 1)
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            _payload(item, f"{where}[{index}]", depth + 1)
+    elif value is not None and not isinstance(value, (bool, int, float)):
+        raise InvalidEventError(f"{where} must be JSON data")
+
+
+def check_envelope(event: EventInput) -> None:
+    """Refuse ids, names, times and payloads that the database or later steps cannot hold."""
+    _text("'type'", event.type, MAX_NAME_CHARS)
+    _text("'source'", event.source, MAX_NAME_CHARS)
+    _text("'member'", event.member, MAX_ID_CHARS)
+    if event.id is not None:
+        _text("'id'", event.id, MAX_ID_CHARS)
+    if event.at is not None and not EARLIEST <= event.at < LATEST:
+        raise InvalidEventError(
+            f"'at' must lie between {EARLIEST.year} and {LATEST.year} (got {event.at.isoformat()})"
+        )
+    data = event.data or {}
+    _payload(data, "data")
+    try:
+        size = len(json.dumps(data, ensure_ascii=False, allow_nan=False).encode("utf-8"))
+    except (TypeError, ValueError) as exc:
+        raise InvalidEventError(f"data is not JSON data ({exc})") from None
+    if size > MAX_PAYLOAD_BYTES:
+        raise InvalidEventError(f"data is larger than {MAX_PAYLOAD_BYTES // 1024} KiB")
+
+
 def money(data: dict[str, Any], name: str, *, required: bool) -> Decimal | None:
     if name not in data or data[name] is None:
         if required:
@@ -95,7 +156,12 @@ def money(data: dict[str, Any], name: str, *, required: bool) -> Decimal | None:
         raise InvalidEventError(f"data.{name} must be a number (got {data[name]!r})") from None
     if not amount.is_finite() or amount < 0:
         raise InvalidEventError(f"data.{name} must be zero or more (got {data[name]!r})")
-    return amount
+    if amount > MAX_AMOUNT:
+        raise InvalidEventError(f"data.{name} must be at most {MAX_AMOUNT} (got {data[name]!r})")
+    exponent = amount.as_tuple().exponent
+    return (
+        amount.quantize(Decimal("0.01")) if isinstance(exponent, int) and exponent < -2 else amount
+    )
 
 
 def order_id_of(data: dict[str, Any]) -> str:

@@ -26,7 +26,13 @@ from loyalty.errors import (
     UnknownMemberError,
 )
 from loyalty.event_effects import apply_effect
-from loyalty.event_types import INTERNAL_SOURCE, EventInput, check_payload, check_type
+from loyalty.event_types import (
+    INTERNAL_SOURCE,
+    EventInput,
+    check_envelope,
+    check_payload,
+    check_type,
+)
 from loyalty.models import Event, Member
 from loyalty.settings import Settings
 
@@ -44,6 +50,7 @@ def record_event(
 ) -> tuple[Event, bool]:
     """Store the event once per (source, id); returns (row, created)."""
     check_type(event.type, settings)
+    check_envelope(event)
     found = session.execute(
         select(Member.id, Member.erased_at).where(Member.external_id == event.member)
     ).first()

@@ -6,6 +6,7 @@ import json
 import uuid
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -302,3 +303,54 @@ def test_events_for_an_erased_member_are_refused(app: App) -> None:
     with pytest.raises(InvalidEventError, match="erased"):
         emit(app, order("m-1", "1001", "10"))
     assert count(app, Event) == 0
+
+
+HOSTILE: dict[str, dict[str, Any]] = {
+    "a huge total": {"data": {"order_id": "1", "total": "1e30", "currency": "EUR"}},
+    "an endless total": {"data": {"order_id": "1", "total": "1e1000000", "currency": "EUR"}},
+    "a far-future time": {"at": "9999-12-31T23:59:59Z"},
+    "a long id": {"id": "x" * 300},
+    "a NUL in the payload": {"data": {"order_id": "1\u0000", "total": "5", "currency": "EUR"}},
+    "a NUL in the id": {"id": "e\u00001"},
+    "a deep payload": {
+        "data": {
+            "order_id": "1",
+            "total": "5",
+            "currency": "EUR",
+            "x": [[[[[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]]]],
+        }
+    },
+    "a huge payload": {
+        "data": {"order_id": "1", "total": "5", "currency": "EUR", "x": "y" * 70_000}
+    },
+}
+
+
+@pytest.mark.parametrize("case", sorted(HOSTILE))
+def test_a_hostile_event_is_refused_at_intake_and_the_members_next_event_goes_through(
+    app: App, tmp_path: Path, case: str
+) -> None:
+    # Given a file whose first line is hostile and whose second is a good order
+    make_member(app, external_id="m-1")
+    order_data = {"order_id": "1", "total": "5", "currency": "EUR"}
+    bad: dict[str, Any] = {"type": "order.completed", "member": "m-1", "id": "bad-1"}
+    bad |= {"data": order_data} | HOSTILE[case]
+    good_data = {"order_id": "2", "total": "40", "currency": "EUR"}
+    good = {"type": "order.completed", "member": "m-1", "id": "good-1", "data": good_data}
+    path = tmp_path / "events.jsonl"
+    path.write_text(json.dumps(bad) + "\n" + json.dumps(good) + "\n")
+
+    # When it is ingested
+    runtime.configure(app)
+    with embedded_worker(build_broker(app.settings), threads=2):
+        report = ingest_file(app, path, source="shop")
+
+    # Then the hostile line is refused with a reason, nothing of it is stored, and the good
+    # order is processed
+    assert [number for number, _ in report.errors] == [1], report.errors
+    assert report.stored == 1
+    with app.database.sessions() as session:
+        stored = session.scalars(select(Event)).all()
+    assert [e.external_id for e in stored] == ["good-1"]
+    assert stored[0].processed_at is not None and stored[0].error is None
+    assert member(app, "m-1").points_balance == 40
