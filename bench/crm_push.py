@@ -31,25 +31,11 @@ from loyalty.models import Member
 from loyalty.settings import load_settings
 from sandbox.emulator import Emulator
 from sandbox.hubspot import HubSpotSandbox
-from sandbox.salesforce import FieldSpec, SalesforceSandbox
+from sandbox.salesforce import SalesforceSandbox
+from sandbox.salesforce_org import mapped_custom_fields
 
 HUBSPOT_LIMIT_PER_10S = 190
 GOAL_RATIO = 1.1
-SF_TYPES = {"string": "string", "number": "double", "datetime": "datetime", "bool": "boolean"}
-
-
-def _salesforce_fields() -> tuple[FieldSpec, ...]:
-    from crm_sync.mapping import FieldMap, JourneyProperty, load_mapping
-
-    mapping = load_mapping()
-    specs = []
-    entries: list[FieldMap | JourneyProperty] = [*mapping.fields, *mapping.journey_properties]
-    for entry in entries:
-        name = entry.salesforce
-        if name and name.endswith("__c"):
-            key = name == mapping.key.salesforce
-            specs.append(FieldSpec(name, SF_TYPES[entry.type], external_id=key, unique=key))
-    return tuple(specs)
 
 
 def _serve(name: str, conn: Connection) -> None:
@@ -61,7 +47,7 @@ def _serve(name: str, conn: Connection) -> None:
         ).start()
         conn.send({"base_url": emulator.base_url, "token": emulator.access_token})
     else:
-        sf = SalesforceSandbox(custom_fields=_salesforce_fields(), daily_api_limit=10**8).start()
+        sf = SalesforceSandbox(custom_fields=mapped_custom_fields(), daily_api_limit=10**8).start()
         conn.send({"base_url": sf.base_url, "token": sf.access_token, "ca": str(sf.ca_file)})
         emulator = sf
     while True:

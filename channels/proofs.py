@@ -55,7 +55,6 @@ def send_test(
         if not phonenumbers.is_valid_number(number):
             raise ValueError(f"{address!r} is neither an email address nor a valid phone number")
         to = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
-    base_url = app.settings.public_base_url
     member: dict[str, Any] = {
         **SAMPLE_MEMBER,
         "points_expiring_at": now + timedelta(days=30),

@@ -9,6 +9,7 @@ from typing import Self
 from sandbox.faults import FaultConfig
 from sandbox.hubspot import HubSpotSandbox
 from sandbox.salesforce import SalesforceSandbox
+from sandbox.salesforce_org import mapped_custom_fields
 from sandbox.sendgrid import SendGridSandbox
 from sandbox.tls import LoopbackTLS
 from sandbox.twilio import TwilioSandbox
@@ -17,6 +18,8 @@ __all__ = ["Ports", "SandboxStack"]
 
 #: API version the Salesforce emulator is addressed with by default.
 SALESFORCE_API_VERSION = "59.0"
+#: The sending number the emulated Twilio account uses (one of Twilio's test numbers).
+SANDBOX_SENDER = "+15005550006"
 
 
 @dataclass(frozen=True)
@@ -47,12 +50,17 @@ class SandboxStack:
         twilio_inbound_url: str | None = None,
         twilio_segments_per_second: float = 1.0,
         tls_dir: Path | None = None,
+        mapping_file: Path | None = None,
     ) -> SandboxStack:
+        """The four emulators; the Salesforce org has the fields the CRM mapping needs."""
         ports = ports or Ports()
         return cls(
             hubspot=HubSpotSandbox(port=ports.hubspot, faults=faults),
             salesforce=SalesforceSandbox(
-                port=ports.salesforce, faults=faults, tls=LoopbackTLS(tls_dir)
+                port=ports.salesforce,
+                faults=faults,
+                tls=LoopbackTLS(tls_dir),
+                custom_fields=mapped_custom_fields(mapping_file),
             ),
             sendgrid=SendGridSandbox(
                 port=ports.sendgrid, faults=faults, webhook_url=sendgrid_webhook_url
@@ -105,4 +113,8 @@ class SandboxStack:
             "TWILIO_BASE_URL": self.twilio.base_url,
             "TWILIO_ACCOUNT_SID": self.twilio.account_sid,
             "TWILIO_AUTH_TOKEN": self.twilio.auth_token,
+            "TWILIO_FROM": SANDBOX_SENDER,
+            # Marketing email needs a sender and a postal address (CAN-SPAM); sample ones.
+            "EMAIL_FROM": "loyalty@example.com",
+            "POSTAL_ADDRESS": "Example Shop, 1 Sample Street, 00-001 Warsaw, Poland",
         }

@@ -8,16 +8,14 @@ from typing import Any
 from sqlalchemy import insert
 
 from automations.runtime.pacing import pacers_for
-from crm_sync.mapping import FieldMap, JourneyProperty, load_mapping
 from loyalty.app import App
 from loyalty.models import Member
 from sandbox.hubspot import HubSpotSandbox
 from sandbox.salesforce import FieldSpec, SalesforceSandbox
+from sandbox.salesforce_org import mapped_custom_fields
 from tests.conftest import make_settings
 
 _numbers = itertools.count(1)
-
-SF_TYPES = {"string": "string", "number": "double", "datetime": "datetime", "bool": "boolean"}
 
 
 def crm_app(
@@ -44,15 +42,7 @@ def crm_app(
 
 def salesforce_fields(*, leave_out: tuple[str, ...] = ()) -> tuple[FieldSpec, ...]:
     """Custom fields for every mapped Salesforce name, as an admin would have made them."""
-    mapping = load_mapping()
-    specs = []
-    entries: list[FieldMap | JourneyProperty] = [*mapping.fields, *mapping.journey_properties]
-    for entry in entries:
-        name = entry.salesforce
-        if name and name.endswith("__c") and name not in leave_out:
-            key = name == mapping.key.salesforce
-            specs.append(FieldSpec(name, SF_TYPES[entry.type], external_id=key, unique=key))
-    return tuple(specs)
+    return mapped_custom_fields(leave_out=leave_out)
 
 
 def add_members(app: App, count: int, **fields: Any) -> list[int]:

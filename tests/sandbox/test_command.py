@@ -25,6 +25,9 @@ EXPECTED = {
     "TWILIO_BASE_URL",
     "TWILIO_ACCOUNT_SID",
     "TWILIO_AUTH_TOKEN",
+    "TWILIO_FROM",
+    "EMAIL_FROM",
+    "POSTAL_ADDRESS",
 }
 
 
@@ -40,6 +43,22 @@ def test_command_prints_exports_for_every_provider() -> None:
     assert set(exports) == EXPECTED
     assert exports["HUBSPOT_BASE_URL"].startswith("http://127.0.0.1:")
     assert exports["SALESFORCE_INSTANCE_URL"].startswith("https://127.0.0.1:")
+
+
+def test_the_sandbox_org_has_every_field_the_shipped_mapping_needs() -> None:
+    from crm_sync.adapters import make_adapter
+    from loyalty.app import App
+    from loyalty.db import Database
+    from loyalty.settings import load_settings
+
+    with SandboxStack.create() as stack:
+        env = {k.lower(): v for k, v in stack.environment().items()}
+        settings = load_settings(database_url="sqlite://", redis_url=None, **env)
+        app = App(settings, Database(settings.database_url))
+
+        problems = make_adapter(app, "salesforce").check()
+
+    assert problems == []
 
 
 def test_stack_serves_all_four_on_loopback() -> None:
