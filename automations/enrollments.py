@@ -15,6 +15,7 @@ from loyalty.db import insert_ignore
 from loyalty.members import member_data, member_zone
 from loyalty.models import Enrollment, Event, Member
 from loyalty.settings import Settings
+from loyalty.states import EnrollmentState
 
 __all__ = ["count_events_for", "enter", "occurrence_key"]
 
@@ -95,7 +96,7 @@ def enter(
         "member_id": member.id,
         "occurrence": key,
         "journey_version_id": published.row_id,
-        "state": "active",
+        "state": EnrollmentState.ACTIVE,
         "current_step": journey.steps[0].id,
         "next_run_at": now,
         "context": {"occurrence": occurrence, **(context or {})},

@@ -19,6 +19,7 @@ from loyalty.errors import InvalidEventError, SkippableError
 from loyalty.event_types import INTERNAL_SOURCE, EventInput
 from loyalty.events import record_event
 from loyalty.models import Event, LedgerEntry
+from loyalty.states import EventState
 
 __all__ = [
     "Emitted",
@@ -144,7 +145,7 @@ class EventSummary:
     error: str | None
 
     def __str__(self) -> str:
-        state = "processed" if self.processed else "queued"
+        state = EventState.PROCESSED if self.processed else EventState.QUEUED
         detail = f", points {self.points:+d}" if self.points is not None else ""
         note = f" ({self.error})" if self.error else ""
         return (

@@ -12,10 +12,9 @@ from automations.versions import latest_versions, load_version
 from loyalty.members import member_data
 from loyalty.models import Enrollment, Event, Member
 from loyalty.settings import Settings
+from loyalty.states import IN_FLIGHT, EnrollmentState
 
 __all__ = ["route_event"]
-
-_IN_FLIGHT = ("active", "waiting")
 
 
 def route_event(session: Session, event: Event, *, settings: Settings) -> list[int]:
@@ -68,20 +67,20 @@ def route_event(session: Session, event: Event, *, settings: Settings) -> list[i
                 .where(
                     Enrollment.journey_id == journey.id,
                     Enrollment.member_id == member.id,
-                    Enrollment.state.in_(_IN_FLIGHT),
+                    Enrollment.state.in_(IN_FLIGHT),
                     Enrollment.entered_at >= event.occurred_at - journey.goal.within,
                     Enrollment.entered_at <= event.occurred_at,
                 )
                 .with_for_update()
             ):
-                enrollment.state = "converted"
+                enrollment.state = EnrollmentState.CONVERTED
                 enrollment.converted_at = now
                 enrollment.exited_at = now
                 enrollment.exit_reason = "goal"
                 enrollment.next_run_at = None
     for enrollment in session.scalars(
         select(Enrollment)
-        .where(Enrollment.member_id == member.id, Enrollment.state == "waiting")
+        .where(Enrollment.member_id == member.id, Enrollment.state == EnrollmentState.WAITING)
         .with_for_update()
     ):
         waiting = enrollment.context.get("waiting_for")
@@ -99,7 +98,7 @@ def route_event(session: Session, event: Event, *, settings: Settings) -> list[i
         new_context["event"] = event.payload
         enrollment.context = new_context
         enrollment.current_step = waiting["on_event"]
-        enrollment.state = "active"
+        enrollment.state = EnrollmentState.ACTIVE
         enrollment.next_run_at = now
         to_run.append(enrollment.id)
     return to_run

@@ -28,6 +28,7 @@ from loyalty.db import insert_ignore
 from loyalty.members import member_data, member_zone
 from loyalty.models import Enrollment, JourneyVersion, Member, Message, Survey
 from loyalty.settings import Settings
+from loyalty.states import EnrollmentState, LedgerKind, MessageState
 
 __all__ = ["run_enrollment"]
 
@@ -54,24 +55,24 @@ def _step(session: Session, app: App, enrollment_id: int, messages: list[int]) -
     enrollment = session.get(Enrollment, enrollment_id, with_for_update=True)
     if enrollment is None:
         return False
-    if enrollment.state == "waiting":
+    if enrollment.state == EnrollmentState.WAITING:
         if enrollment.next_run_at is None or enrollment.next_run_at > now:
             return False
         _wake(enrollment)
         if enrollment.current_step == END:
-            _finish(enrollment, now, "completed", None)
+            _finish(enrollment, now, EnrollmentState.COMPLETED, None)
             return False
-    if enrollment.state != "active" or enrollment.current_step is None:
+    if enrollment.state != EnrollmentState.ACTIVE or enrollment.current_step is None:
         return False
     if enrollment.current_step == END:  # a wait's branch may point straight at the end
-        _finish(enrollment, now, "completed", None)
+        _finish(enrollment, now, EnrollmentState.COMPLETED, None)
         return False
     version = session.get(JourneyVersion, enrollment.journey_version_id)
     assert version is not None
     published = load_version(version)
     member = ledger.lock_member(session, enrollment.member_id)
     if member.erased_at is not None:
-        _finish(enrollment, now, "exited", "erased")
+        _finish(enrollment, now, EnrollmentState.EXITED, "erased")
         return False
     state = StepState(
         member=member_data(session, member, now=now, public_base_url=app.settings.public_base_url),
@@ -98,13 +99,12 @@ def _step(session: Session, app: App, enrollment_id: int, messages: list[int]) -
         context = {**enrollment.context, "resume": outcome.note.get("resume")}
         context["waiting_for"] = outcome.waiting_for
         enrollment.context = context
-        enrollment.state = "waiting"
+        enrollment.state = EnrollmentState.WAITING
         enrollment.next_run_at = outcome.wake_at
         return False
     if outcome.next_step == END or outcome.next_step is None:
-        _finish(
-            enrollment, now, "exited" if outcome.exit_reason else "completed", outcome.exit_reason
-        )
+        ended = EnrollmentState.EXITED if outcome.exit_reason else EnrollmentState.COMPLETED
+        _finish(enrollment, now, ended, outcome.exit_reason)
         return False
     enrollment.current_step = outcome.next_step
     return True
@@ -118,11 +118,13 @@ def _wake(enrollment: Enrollment) -> None:
     if waiting:
         context["timed_out"] = True
     enrollment.context = context
-    enrollment.state = "active"
+    enrollment.state = EnrollmentState.ACTIVE
     enrollment.next_run_at = None
 
 
-def _finish(enrollment: Enrollment, now: datetime, state: str, reason: str | None) -> None:
+def _finish(
+    enrollment: Enrollment, now: datetime, state: EnrollmentState, reason: str | None
+) -> None:
     enrollment.state = state
     enrollment.exited_at = now
     enrollment.exit_reason = reason
@@ -146,7 +148,7 @@ def _apply(
             posting = ledger.apply(
                 session,
                 member,
-                "bonus",
+                LedgerKind.BONUS,
                 action.points,
                 key=key,
                 reason=action.reason,
@@ -304,7 +306,7 @@ def _outbox_row(
         "channel": channel,
         "purpose": purpose,
         "template": template,
-        "state": "pending",
+        "state": MessageState.PENDING,
         "attempts": 0,
         "decisions": decisions,
         "created_at": now,

@@ -49,6 +49,7 @@ from loyalty.models import (
     Message,
     Suppression,
 )
+from loyalty.states import IN_FLIGHT, EnrollmentState, MessageState
 
 __all__ = ["Simulation", "simulate"]
 
@@ -75,7 +76,7 @@ class Simulation:
             elif (
                 record["action"].startswith("send_")
                 and "suppressed" not in record
-                and (record.get("state") == "sent")
+                and (record.get("state") == MessageState.SENT)
             ):
                 row["sends"][record["channel"]] = row["sends"].get(record["channel"], 0) + 1
                 if record["channel"] == "sms":
@@ -225,12 +226,13 @@ def _next_moment(app: App, now: datetime, end: datetime, pending: list[EventInpu
     with app.database.sessions() as session:
         wake = session.scalar(
             select(func.min(Enrollment.next_run_at)).where(
-                Enrollment.state.in_(("waiting", "active")), Enrollment.next_run_at > now
+                Enrollment.state.in_(IN_FLIGHT), Enrollment.next_run_at > now
             )
         )
         retry = session.scalar(
             select(func.min(Message.next_attempt_at)).where(
-                Message.state.in_(("deferred", "pending")), Message.next_attempt_at > now
+                Message.state.in_((MessageState.DEFERRED, MessageState.PENDING)),
+                Message.next_attempt_at > now,
             )
         )
         zones = {
@@ -278,7 +280,7 @@ def _timeline(app: App, start: datetime, end: datetime) -> list[dict[str, Any]]:
                     "occurrence": e.occurrence,
                 }
             )
-            if e.state == "converted" and e.converted_at:
+            if e.state == EnrollmentState.CONVERTED and e.converted_at:
                 records.append(
                     {
                         "at": _iso(e.converted_at),
@@ -343,13 +345,13 @@ def _message_record(message: Message, externals: dict[int, str], app: App) -> di
         record["locale"] = message.locale
     if message.decisions.get("deferred_from"):
         record["deferred_from"] = _iso(datetime.fromisoformat(message.decisions["deferred_from"]))
-    if message.state == "deferred":
+    if message.state == MessageState.DEFERRED:
         record["deferred_until"] = (
             _iso(message.next_attempt_at) if message.next_attempt_at else None
         )
-    if message.state == "suppressed":
+    if message.state == MessageState.SUPPRESSED:
         record["suppressed"] = message.error
-    elif message.state == "failed":
+    elif message.state == MessageState.FAILED:
         record["error"] = message.error
     if message.channel == "sms" and message.segments:
         record["segments"] = message.segments

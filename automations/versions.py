@@ -23,6 +23,7 @@ from automations.definition.models import SendEmail, SendSms, SendSurvey
 from channels.templates import template_path
 from loyalty.app import App
 from loyalty.models import Enrollment, JourneyVersion
+from loyalty.states import IN_FLIGHT
 
 __all__ = [
     "PublishReport",
@@ -179,7 +180,7 @@ def journey_summaries(session: Session) -> list[dict[str, Any]]:
         query = select(Enrollment.journey_id, func.count(Enrollment.id)).where(*where)
         return {k: int(v) for k, v in session.execute(query.group_by(Enrollment.journey_id))}
 
-    in_flight = per_journey(Enrollment.state.in_(("active", "waiting")))
+    in_flight = per_journey(Enrollment.state.in_(IN_FLIGHT))
     entries = per_journey()
     conversions = per_journey(Enrollment.converted_at.is_not(None))
     rows = []

@@ -6,16 +6,21 @@ provider credentials, "send" writes to the local outbox. The data a template
 sees is built when the message goes out, so amounts such as expiring points
 are the ledger's at sending time.
 
-State machine: pending → claimed → sent | unknown | failed, or suppressed,
-or deferred (quiet hours) → pending. A retriable failure returns the message
-to pending with a `next_attempt_at`; a lost response makes it `unknown`,
-settled by provider webhooks or given up after UNKNOWN_EXPIRY_HOURS.
+State machine (`loyalty.states.MessageState`): pending → claimed → sent |
+unknown | failed, or suppressed, or deferred (quiet hours) → pending. A
+retriable failure returns the message to pending with a `next_attempt_at` that
+backs off exponentially (never sooner than the provider's Retry-After); after
+SEND_MAX_ATTEMPTS tries it fails for good and is dead-lettered, so that
+`loyalty dlq replay` can try it again (`retry_failed`). A lost response makes
+it `unknown`, settled by provider webhooks or given up after UNKNOWN_EXPIRY_HOURS.
 """
 
 from __future__ import annotations
 
 import html
 import logging
+import random
+import uuid
 from collections import Counter
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
@@ -26,18 +31,30 @@ from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
 from channels import outbox, policy
+from channels.outcomes import Outcome, OutcomeKind
 from channels.render import Rendered, RenderError, locale_chain, render_message
 from channels.segments import measure
-from channels.sendgrid_sender import Outcome, OutgoingEmail, SendGridSender, batches
+from channels.sendgrid_sender import OutgoingEmail, SendGridSender, batches
 from channels.template_data import StoredJourney, stored_journey, template_data
 from channels.twilio_sender import OutgoingSms, TwilioSender
 from loyalty.app import App
 from loyalty.consent import record_consent
 from loyalty.db import insert_ignore
 from loyalty.members import member_data, member_zone
-from loyalty.models import Enrollment, JourneyVersion, Member, Message, Suppression
+from loyalty.models import DeadLetter, Enrollment, JourneyVersion, Member, Message, Suppression
+from loyalty.settings import Settings
+from loyalty.states import POSSIBLY_SENT, MessageState
 
-__all__ = ["deliver", "flush_emails", "render_for", "settle_stale"]
+__all__ = [
+    "ACTOR",
+    "QUEUE",
+    "deliver",
+    "flush_emails",
+    "render_for",
+    "retry_delay",
+    "retry_failed",
+    "settle_stale",
+]
 
 log = logging.getLogger(__name__)
 
@@ -45,8 +62,10 @@ log = logging.getLogger(__name__)
 FLUSH_LIMIT = 5000
 #: Claimed messages with no outcome after this long are treated as possibly sent.
 CLAIM_TIMEOUT = timedelta(minutes=10)
-#: Backoff of a message whose provider asked us to wait without saying how long.
-DEFAULT_RETRY = timedelta(seconds=30)
+#: The worker actor that delivers one message, and its queue (automations.runtime.actors
+#: declares it under these names): a message given up on is dead-lettered as a call of it.
+ACTOR = "deliver_message"
+QUEUE = "messages"
 
 
 def uses_sendgrid(app: App) -> bool:
@@ -75,7 +94,6 @@ def _prepare(
     # A batch locks its members up front; a single send locks its one member here.
     member = session.get(Member, message.member_id, with_for_update=taken is None)
     assert member is not None
-    message.attempts += 1
     message.updated_at = now
     decision = policy.check(
         session,
@@ -86,9 +104,9 @@ def _prepare(
         zone=member_zone(member, app.settings),
         pending=taken[member.id] if taken is not None else 0,
     )
-    message.decisions = {**message.decisions, "decision": decision.reason or "send"}
-    if decision.verdict == "deferred":
-        message.state = "deferred"
+    message.decisions = {**message.decisions, "decision": decision.reason or policy.SEND}
+    if decision.verdict == MessageState.DEFERRED:
+        message.state = MessageState.DEFERRED
         message.next_attempt_at = decision.until
         message.decisions = {
             **message.decisions,
@@ -101,7 +119,7 @@ def _prepare(
     try:
         rendered = render_for(session, app, message, member, now)
     except RenderError as exc:
-        message.state, message.error = "failed", f"render: {exc}"
+        message.state, message.error = MessageState.FAILED, f"render: {exc}"
         log.warning("message.render_failed", extra={"message_id": message.id})
         return None
     message.locale = rendered.locale
@@ -113,10 +131,12 @@ def _prepare(
         message.cost = size.cost(app.settings.sms_price_per_segment)
         limit = message.decisions.get("max_segments")
         if limit and size.segments > limit:
-            message.state = "failed"
+            message.state = MessageState.FAILED
             message.error = f"too_many_segments: {size.segments} > {limit} ({size.encoding})"
             return None
-    message.state = "claimed"
+    # Only a message that goes out counts as an attempt (deferrals and refusals do not).
+    message.attempts += 1
+    message.state = MessageState.CLAIMED
     return _Prepared(message, member, rendered)
 
 
@@ -138,7 +158,7 @@ def _with_compliance(session: Session, app: App, message: Message, rendered: Ren
             .where(
                 Message.member_id == message.member_id,
                 Message.channel == "sms",
-                Message.state.in_(("sent", "unknown")),
+                Message.state.in_(POSSIBLY_SENT),
                 Message.id != message.id,
             )
             .limit(1)
@@ -184,7 +204,7 @@ def deliver(app: App, message_id: int) -> str | None:
             return message.state
         if channel != "sms" or not uses_twilio(app):
             message.provider_id = _write(app, message, prepared.member, prepared.rendered, now)
-            message.state, message.sent_at = "sent", now
+            message.state, message.sent_at = MessageState.SENT, now
             return message.state
         sms = OutgoingSms(message.id, prepared.member.phone or "", prepared.rendered.body)
     outcome = TwilioSender(app.settings, app.pacers).send(sms)
@@ -193,7 +213,7 @@ def deliver(app: App, message_id: int) -> str | None:
 
 
 def _due(message: Message, now: datetime) -> bool:
-    return message.state == "pending" and (
+    return message.state == MessageState.PENDING and (
         message.next_attempt_at is None or message.next_attempt_at <= now
     )
 
@@ -207,7 +227,7 @@ def flush_emails(app: App) -> int:
             select(Message)
             .where(
                 Message.channel == "email",
-                Message.state == "pending",
+                Message.state == MessageState.PENDING,
                 or_(Message.next_attempt_at.is_(None), Message.next_attempt_at <= now),
             )
             .order_by(Message.id)
@@ -275,24 +295,144 @@ def _outgoing_email(app: App, prepared: _Prepared) -> OutgoingEmail:
 
 
 def _record(session: Session, app: App, ids: list[int], outcome: Outcome, now: datetime) -> str:
+    """Apply one provider outcome to the claimed messages of its request; their new state."""
+    if outcome.kind == OutcomeKind.RETRY:
+        return _retry_later(session, app.settings, ids, outcome, now)
     values: dict[str, Any] = {"updated_at": now}
-    if outcome.kind == "sent":
-        values.update(state="sent", sent_at=now, provider_id=outcome.provider_id, error=None)
-    elif outcome.kind == "retry":
-        delay = timedelta(seconds=outcome.retry_after) if outcome.retry_after else DEFAULT_RETRY
-        values.update(state="pending", next_attempt_at=now + delay, error=outcome.error)
-    elif outcome.kind == "unknown":
-        values.update(state="unknown", sent_at=now, error=outcome.error)
-    else:
-        values.update(state="failed", error=outcome.error)
+    if outcome.kind == OutcomeKind.SENT:
+        state = MessageState.SENT
+        values.update(sent_at=now, provider_id=outcome.provider_id, error=None)
+    elif outcome.kind == OutcomeKind.UNKNOWN:
+        state = MessageState.UNKNOWN
+        values.update(sent_at=now, error=outcome.error)
+    else:  # FAILED, OPTED_OUT
+        state = MessageState.FAILED
+        values.update(error=outcome.error)
     session.execute(
-        update(Message).where(Message.id.in_(ids), Message.state == "claimed").values(**values)
+        update(Message)
+        .where(Message.id.in_(ids), Message.state == MessageState.CLAIMED)
+        .values(state=state, **values)
     )
-    if outcome.kind == "opted_out":
+    if outcome.kind == OutcomeKind.OPTED_OUT:
         for message in session.scalars(select(Message).where(Message.id.in_(ids))):
             _record_opt_out(session, message, now)
     log.info("message.outcome", extra={"messages": len(ids), "outcome": outcome.kind})
-    return str(values.get("state"))
+    return state
+
+
+def retry_delay(
+    attempts: int,
+    settings: Settings,
+    retry_after: float | None = None,
+    *,
+    rng: random.Random | None = None,
+) -> timedelta:
+    """How long a message waits after its `attempts`-th try failed in a retriable way.
+
+    Exponential backoff with *equal jitter*: the step is SEND_RETRY_BASE_SECONDS ·
+    2^(attempts-1), capped at SEND_RETRY_MAX_SECONDS, and the wait is drawn uniformly
+    from its upper half. The jitter spreads a batch that failed together, and each
+    wait is at least as long as the one before (until the cap). Never shorter than
+    the provider's Retry-After.
+    """
+    step = min(
+        float(settings.send_retry_max_seconds),
+        settings.send_retry_base_seconds * 2.0 ** (max(attempts, 1) - 1),
+    )
+    wait = (rng or random).uniform(step / 2, step)
+    if retry_after is not None:
+        wait = max(wait, retry_after)
+    return timedelta(seconds=wait)
+
+
+def _retry_later(
+    session: Session, settings: Settings, ids: list[int], outcome: Outcome, now: datetime
+) -> str:
+    """Back to pending after a backoff, or failed and dead-lettered once out of attempts."""
+    claimed = session.execute(
+        select(Message.id, Message.attempts)
+        .where(Message.id.in_(ids), Message.state == MessageState.CLAIMED)
+        .with_for_update()
+    ).all()
+    changes: list[dict[str, Any]] = []
+    dead: list[dict[str, Any]] = []
+    state = MessageState.PENDING
+    for message_id, attempts in claimed:
+        if attempts < settings.send_max_attempts:
+            state = MessageState.PENDING
+            due = now + retry_delay(attempts, settings, outcome.retry_after)
+            changes.append(
+                {
+                    "id": message_id,
+                    "state": state,
+                    "next_attempt_at": due,
+                    "error": outcome.error,
+                    "updated_at": now,
+                }
+            )
+            continue
+        state = MessageState.FAILED
+        error = f"gave up after {attempts} attempts: {outcome.error or 'retriable failure'}"
+        changes.append(
+            {
+                "id": message_id,
+                "state": state,
+                "next_attempt_at": None,
+                "error": error,
+                "updated_at": now,
+            }
+        )
+        dead.append(
+            {
+                "message_id": str(uuid.uuid4()),
+                "queue": QUEUE,
+                "actor": ACTOR,
+                "args": {"args": [message_id], "kwargs": {}},
+                "error": error,
+                "failed_at": now,
+            }
+        )
+    if changes:
+        session.execute(update(Message), changes)
+    if dead:
+        insert_ignore(session, DeadLetter, dead, ["message_id"])
+        log.warning("message.gave_up", extra={"messages": len(dead), "error": outcome.error})
+    log.info(
+        "message.outcome",
+        extra={"messages": len(ids), "outcome": outcome.kind, "given_up": len(dead)},
+    )
+    return state
+
+
+def retry_failed(session: Session, message_id: int, *, now: datetime) -> bool:
+    """Put a failed email or SMS back to pending, due now, with its attempts counted afresh.
+
+    What an operator's replay of its dead letter does before it queues the delivery
+    again. Only a failed message changes (True when it did), so running it twice, or
+    on a message that since went out, changes nothing more.
+    """
+    message = session.scalar(
+        select(Message)
+        .where(
+            Message.id == message_id,
+            Message.state == MessageState.FAILED,
+            Message.channel.in_(("email", "sms")),
+        )
+        .with_for_update()
+    )
+    if message is None:
+        return False
+    message.decisions = {
+        **message.decisions,
+        "retried": {"at": now.isoformat(), "after": message.error, "attempts": message.attempts},
+    }
+    message.state = MessageState.PENDING
+    message.attempts = 0
+    message.next_attempt_at = now
+    message.error = None
+    message.updated_at = now
+    log.info("message.retried", extra={"message_id": message_id})
+    return True
 
 
 def _record_opt_out(session: Session, message: Message, now: datetime) -> None:
@@ -315,17 +455,23 @@ def settle_stale(app: App) -> int:
     with app.database.transaction() as session:
         claimed = session.execute(
             update(Message)
-            .where(Message.state == "claimed", Message.updated_at < now - CLAIM_TIMEOUT)
-            .values(state="unknown", error="no outcome recorded; possibly sent", updated_at=now)
+            .where(Message.state == MessageState.CLAIMED, Message.updated_at < now - CLAIM_TIMEOUT)
+            .values(
+                state=MessageState.UNKNOWN,
+                error="no outcome recorded; possibly sent",
+                updated_at=now,
+            )
         )
         expired = session.execute(
             update(Message)
             .where(
-                Message.state == "unknown",
+                Message.state == MessageState.UNKNOWN,
                 Message.updated_at < now - timedelta(hours=app.settings.unknown_expiry_hours),
             )
             .values(
-                state="failed", error="unknown_expired: no provider confirmation", updated_at=now
+                state=MessageState.FAILED,
+                error="unknown_expired: no provider confirmation",
+                updated_at=now,
             )
         )
     return int(claimed.rowcount or 0) + int(expired.rowcount or 0)  # type: ignore[attr-defined]

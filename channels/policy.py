@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Final, Literal
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -17,22 +17,27 @@ from sqlalchemy.orm import Session
 from channels.quiet_hours import parse_quiet_hours, quiet_until
 from loyalty.models import Member, Message, Suppression
 from loyalty.settings import Settings
+from loyalty.states import POSSIBLY_SENT, MessageState
 
-__all__ = ["Decision", "address_of", "check"]
+__all__ = ["SEND", "Decision", "address_of", "check"]
 
-#: States that count against a frequency cap: sent, or possibly sent.
-_COUNTED = ("sent", "unknown", "claimed")
+#: States that count against a frequency cap: sent, or possibly sent, or going out now.
+_COUNTED = (*POSSIBLY_SENT, MessageState.CLAIMED)
+
+#: The verdict that lets a message go.
+SEND: Final = "send"
 
 
 @dataclass(frozen=True)
 class Decision:
-    verdict: str  # send | suppressed | deferred | failed
+    #: SEND, or the state the message takes instead: suppressed, deferred or failed.
+    verdict: Literal["send"] | MessageState
     reason: str | None = None
     until: datetime | None = None
 
     @property
     def allowed(self) -> bool:
-        return self.verdict == "send"
+        return self.verdict == SEND
 
 
 def address_of(member: Member, channel: str) -> str | None:
@@ -72,22 +77,22 @@ def check(
     transactional = message.purpose == "transactional"
     policy: dict[str, Any] = message.decisions.get("policy") or {}
     if member.erased_at is not None:
-        return Decision("suppressed", "erased")
+        return Decision(MessageState.SUPPRESSED, "erased")
     address = address_of(member, channel)
     if not address:
-        return Decision("failed", "no_email" if channel == "email" else "no_phone")
+        return Decision(MessageState.FAILED, "no_email" if channel == "email" else "no_phone")
     if not transactional and getattr(member, f"{channel}_consent") is not True:
-        return Decision("suppressed", "no_consent")
+        return Decision(MessageState.SUPPRESSED, "no_consent")
     suppressed = session.scalar(
         select(Suppression.reason).where(
             Suppression.channel == channel, Suppression.address == address.lower()
         )
     )
     if suppressed is not None:
-        return Decision("suppressed", suppressed)
+        return Decision(MessageState.SUPPRESSED, suppressed)
     until = quiet_until(now, zone, parse_quiet_hours(_quiet_hours(channel, policy, settings)))
     if until is not None:
-        return Decision("deferred", "quiet_hours", until)
+        return Decision(MessageState.DEFERRED, "quiet_hours", until)
     if not transactional and policy.get("frequency_cap") is not False:
         limit, window = _cap(channel, policy, settings)
         recent = session.scalar(
@@ -101,5 +106,5 @@ def check(
             )
         )
         if (recent or 0) + pending >= limit:
-            return Decision("suppressed", "frequency_cap")
-    return Decision("send")
+            return Decision(MessageState.SUPPRESSED, "frequency_cap")
+    return Decision(SEND)

@@ -9,6 +9,7 @@ substitutions (10,000 bytes per personalization) goes in a request of its own.
 from __future__ import annotations
 
 import json
+import time
 import urllib.error
 from dataclasses import dataclass
 from typing import Any
@@ -16,6 +17,7 @@ from typing import Any
 from python_http_client.exceptions import HTTPError
 from sendgrid import SendGridAPIClient
 
+from channels.outcomes import Outcome, OutcomeKind, retry_after_seconds
 from loyalty.settings import Settings
 
 __all__ = ["Outcome", "OutgoingEmail", "SendGridSender", "batches"]
@@ -37,16 +39,6 @@ class OutgoingEmail:
     categories: tuple[str, ...] = ()
     template_id: str | None = None
     template_data: dict[str, Any] | None = None
-
-
-@dataclass(frozen=True)
-class Outcome:
-    """What happened to a request: sent | retry | unknown | failed."""
-
-    kind: str
-    provider_id: str | None = None
-    retry_after: float | None = None
-    error: str | None = None
 
 
 def _fits(email: OutgoingEmail) -> bool:
@@ -130,27 +122,34 @@ class SendGridSender:
             return _classify(exc)
         except urllib.error.URLError as exc:
             # Raised while connecting or writing: the request never arrived whole.
-            return Outcome("retry", error=f"connection: {exc.reason}")
+            return Outcome(OutcomeKind.RETRY, error=f"connection: {exc.reason}")
         except (TimeoutError, ConnectionError, OSError) as exc:
             # The request left; its answer did not come back. Never resend blindly.
-            return Outcome("unknown", error=f"no response: {type(exc).__name__}")
+            return Outcome(OutcomeKind.UNKNOWN, error=f"no response: {type(exc).__name__}")
         headers = {k.lower(): v for k, v in dict(response.headers).items()}
-        return Outcome("sent", provider_id=headers.get("x-message-id"))
+        return Outcome(OutcomeKind.SENT, provider_id=headers.get("x-message-id"))
 
 
 def _classify(exc: HTTPError) -> Outcome:
     status = int(exc.status_code)
     headers = {k.lower(): v for k, v in dict(exc.headers or {}).items()}
     if status == 429 or status >= 500:
-        retry_after = headers.get("retry-after")
-        reset = headers.get("x-ratelimit-reset")
-        delay = float(retry_after) if retry_after else None
-        if delay is None and reset:
-            delay = 1.0
-        return Outcome("retry", retry_after=delay, error=f"HTTP {status}")
+        return Outcome(OutcomeKind.RETRY, retry_after=_wait(headers), error=f"HTTP {status}")
     try:
         errors = json.loads(exc.body)["errors"]
         reason = "; ".join(f"{e.get('field')}: {e.get('message')}" for e in errors)
     except (ValueError, KeyError, TypeError):
         reason = str(exc.body)[:300]
-    return Outcome("failed", error=f"HTTP {status}: {reason}")
+    return Outcome(OutcomeKind.FAILED, error=f"HTTP {status}: {reason}")
+
+
+def _wait(headers: dict[str, str]) -> float | None:
+    """How long SendGrid asked us to wait: Retry-After, else until X-RateLimit-Reset."""
+    delay = retry_after_seconds(headers.get("retry-after"))
+    if delay is not None:
+        return delay
+    reset = headers.get("x-ratelimit-reset", "")
+    try:
+        return max(1.0, float(reset) - time.time())  # a Unix time, in seconds
+    except ValueError:
+        return None

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import requests
 from twilio.base.exceptions import TwilioRestException
 from twilio.http.http_client import TwilioHttpClient
 from twilio.rest import Client
 
-from channels.sendgrid_sender import Outcome
+from channels.outcomes import Outcome, OutcomeKind, retry_after_seconds
 from loyalty.pacing import Pacer, PacerFactory
 from loyalty.settings import Settings
 
@@ -37,16 +38,25 @@ def sender_pacer(settings: Settings, pacers: PacerFactory, sender: str) -> Pacer
 class TwilioSender:
     def __init__(self, settings: Settings, pacers: PacerFactory) -> None:
         assert settings.twilio_account_sid and settings.twilio_auth_token
+        # A TwilioRestException carries the status and error code but not the headers,
+        # where a 429 or 5xx may say how long to wait (Retry-After): a hook keeps them.
+        self._last_headers: dict[str, str] = {}
         self._client = Client(
             settings.twilio_account_sid,
             settings.twilio_auth_token,
-            http_client=TwilioHttpClient(timeout=settings.provider_timeout_seconds),
+            http_client=TwilioHttpClient(
+                timeout=settings.provider_timeout_seconds,
+                request_hooks={"response": self._keep_headers},
+            ),
         )
         self._client.api.base_url = settings.twilio_base_url.rstrip("/")
         self._service = settings.twilio_messaging_service_sid
         self._from = settings.twilio_from
         self._callback = settings.public_base_url.rstrip("/") + "/webhooks/twilio/status"
         self._pacer = sender_pacer(settings, pacers, self._service or self._from or "default")
+
+    def _keep_headers(self, response: requests.Response, *args: Any, **kwargs: Any) -> None:
+        self._last_headers = {k.lower(): v for k, v in response.headers.items()}
 
     def send(self, sms: OutgoingSms) -> Outcome:
         token = self._pacer.acquire()
@@ -65,27 +75,32 @@ class TwilioSender:
             kwargs["messaging_service_sid"] = self._service
         else:
             kwargs["from_"] = self._from or ""
+        self._last_headers = {}
         try:
             created = self._client.messages.create(**kwargs)
         except TwilioRestException as exc:
-            return _classify(exc)
+            return _classify(exc, self._last_headers)
         except (requests.exceptions.ConnectTimeout, requests.exceptions.SSLError) as exc:
-            return Outcome("retry", error=f"connection: {type(exc).__name__}")
+            return Outcome(OutcomeKind.RETRY, error=f"connection: {type(exc).__name__}")
         except requests.exceptions.ConnectionError as exc:
             if "NewConnectionError" in repr(exc) or "Connection refused" in str(exc):
-                return Outcome("retry", error="connection refused")
-            return Outcome("unknown", error=f"no response: {type(exc).__name__}")
+                return Outcome(OutcomeKind.RETRY, error="connection refused")
+            return Outcome(OutcomeKind.UNKNOWN, error=f"no response: {type(exc).__name__}")
         except requests.exceptions.Timeout as exc:
-            return Outcome("unknown", error=f"no response: {type(exc).__name__}")
-        return Outcome("sent", provider_id=created.sid)
+            return Outcome(OutcomeKind.UNKNOWN, error=f"no response: {type(exc).__name__}")
+        return Outcome(OutcomeKind.SENT, provider_id=created.sid)
 
 
-def _classify(exc: TwilioRestException) -> Outcome:
+def _classify(exc: TwilioRestException, headers: dict[str, str]) -> Outcome:
     code = exc.code or 0
     if code == OPTED_OUT:
-        return Outcome("opted_out", error=f"{code}: recipient opted out")
+        return Outcome(OutcomeKind.OPTED_OUT, error=f"{code}: recipient opted out")
     if code in INVALID_NUMBER:
-        return Outcome("failed", error=f"{code}: invalid number")
+        return Outcome(OutcomeKind.FAILED, error=f"{code}: invalid number")
     if exc.status == 429 or code == 20429 or exc.status >= 500:
-        return Outcome("retry", retry_after=1.0, error=f"HTTP {exc.status} ({code})")
-    return Outcome("failed", error=f"{code}: {exc.msg}")
+        return Outcome(
+            OutcomeKind.RETRY,
+            retry_after=retry_after_seconds(headers.get("retry-after")),
+            error=f"HTTP {exc.status} ({code})",
+        )
+    return Outcome(OutcomeKind.FAILED, error=f"{code}: {exc.msg}")

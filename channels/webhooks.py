@@ -28,6 +28,7 @@ from loyalty.provider_events import (
     store_provider_event,
 )
 from loyalty.settings import Settings
+from loyalty.states import MessageState
 
 __all__ = [
     "BatchOutcome",
@@ -299,8 +300,8 @@ def _reconcile(message: Message, provider_id: str | None, at: datetime, now: dat
     """A provider reporting on a message we could not confirm proves that it left."""
     if message.provider_id is None and provider_id:
         message.provider_id = provider_id[:128]
-    if message.state == "unknown":
-        message.state = "sent"
+    if message.state == MessageState.UNKNOWN:
+        message.state = MessageState.SENT
         message.sent_at = message.sent_at or at
         message.updated_at = now
         log.info(

@@ -10,6 +10,7 @@ import click
 from cli.context import app_from_environment, guard
 from loyalty import ledger
 from loyalty.members import get_member
+from loyalty.states import LedgerKind
 
 __all__ = ["points"]
 
@@ -80,7 +81,7 @@ def points_adjust(external_id: str, delta: int, reason: str, key: str | None) ->
         posting = ledger.apply(
             session,
             member,
-            "adjust",
+            LedgerKind.ADJUST,
             delta,
             key=key or f"manual:{uuid.uuid4()}",
             reason=reason,

@@ -18,6 +18,7 @@ from crm_sync.port import ContactUpdate
 from crm_sync.values import member_values
 from loyalty.app import App
 from loyalty.models import CrmLink, Member, Message
+from loyalty.states import MessageState
 
 __all__ = ["PAGE", "Planned", "changed_members", "pending_crm_messages"]
 
@@ -45,7 +46,7 @@ def pending_crm_messages(app: App, crm: Crm) -> dict[int, list[Message]]:
     with app.database.transaction() as session:
         rows = session.scalars(
             select(Message)
-            .where(Message.channel == "crm", Message.state == "pending")
+            .where(Message.channel == "crm", Message.state == MessageState.PENDING)
             .order_by(Message.id)
         ).all()
     for message in rows:

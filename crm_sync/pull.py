@@ -29,6 +29,7 @@ from crm_sync.runs import touch_cursor
 from loyalty.app import App
 from loyalty.consent import Channel, record_consent
 from loyalty.models import CrmLink, Member, SyncCursor
+from loyalty.states import SyncDirection
 
 __all__ = ["PullReport", "decide", "run_pull"]
 
@@ -83,7 +84,7 @@ def run_pull(app: App, crm: str, *, adapter: CrmPort | None = None) -> PullRepor
     name: Crm = adapter.name
     started = app.clock.now()
     with app.database.transaction() as session:
-        row = session.get(SyncCursor, (name, "pull"))
+        row = session.get(SyncCursor, (name, SyncDirection.PULL))
         since = _parse(row.cursor) if row is not None and row.cursor else None
     report = PullReport(name, cursor=since.isoformat() if since else None)
     chunk: list[Pulled] = []
@@ -94,7 +95,7 @@ def run_pull(app: App, crm: str, *, adapter: CrmPort | None = None) -> PullRepor
             chunk = []
     if chunk:
         _apply(app, name, mapping, chunk, report)
-    touch_cursor(app, name, "pull", cursor=report.cursor)
+    touch_cursor(app, name, SyncDirection.PULL, cursor=report.cursor)
     log.info("crm.pull", extra={"crm": name, "seen": report.seen, "updated": report.updated})
     return report
 
@@ -133,7 +134,8 @@ def _apply(app: App, crm: Crm, mapping: Mapping, chunk: list[Pulled], report: Pu
             if _apply_one(session, crm, member, link, fields, pulled, report, now, region):
                 report.updated += 1
         # The cursor only moves with the work it covers, and never past the run's start.
-        row = session.get(SyncCursor, (crm, "pull")) or SyncCursor(crm=crm, direction="pull")
+        pull = SyncDirection.PULL
+        row = session.get(SyncCursor, (crm, pull)) or SyncCursor(crm=crm, direction=pull)
         session.add(row)
         report.cursor = max(p.modified_at for p in chunk).isoformat()
         row.cursor = report.cursor

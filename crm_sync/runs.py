@@ -30,6 +30,7 @@ from loyalty.erasure import erase_member as erase_personal_data
 from loyalty.errors import FatalError, RetriableError
 from loyalty.ledger import lock_member
 from loyalty.models import Base, CrmLink, Member, Message, SyncCursor
+from loyalty.states import CrmAnswer, MessageState, SyncDirection
 
 __all__ = ["PushReport", "erase_everywhere", "erase_member", "run_push", "touch_cursor"]
 
@@ -117,7 +118,7 @@ def run_push(
                 _record(app, name, batch, result, report)
                 if result.stop and not report.stopped:
                     report.stopped = result.stop
-    touch_cursor(app, name, "push", error=report.stopped)
+    touch_cursor(app, name, SyncDirection.PUSH, error=report.stopped)
     log.info(
         "crm.push",
         extra={
@@ -237,12 +238,17 @@ def _settle_messages(
     wanted = set(configured_crms(app.settings))
     for message in session.scalars(select(Message).where(Message.id.in_(list(outcomes)))):
         crm, error = outcomes[message.id]
-        answers: dict[str, Any] = {**(message.decisions.get("crm") or {}), crm: error or "sent"}
+        answer = error or CrmAnswer.SENT
+        answers: dict[str, Any] = {**(message.decisions.get("crm") or {}), crm: answer}
         message.decisions = {**message.decisions, "crm": answers}
         message.updated_at = now
-        if wanted <= set(answers) and message.state == "pending":
-            errors = [f"{name}: {text}" for name, text in sorted(answers.items()) if text != "sent"]
-            message.state = "failed" if errors else "sent"
+        if wanted <= set(answers) and message.state == MessageState.PENDING:
+            errors = [
+                f"{name}: {text}"
+                for name, text in sorted(answers.items())
+                if text != CrmAnswer.SENT
+            ]
+            message.state = MessageState.FAILED if errors else MessageState.SENT
             message.error = "; ".join(errors) or None
             message.sent_at = now
             message.attempts = (message.attempts or 0) + 1
@@ -250,7 +256,12 @@ def _settle_messages(
 
 
 def touch_cursor(
-    app: App, crm: str, direction: str, *, cursor: str | None = None, error: str | None = None
+    app: App,
+    crm: str,
+    direction: SyncDirection,
+    *,
+    cursor: str | None = None,
+    error: str | None = None,
 ) -> None:
     """Remember when a run ended, and how (the cursor only moves when given)."""
     with app.database.transaction() as session:
@@ -300,10 +311,10 @@ def erase_member(
             select(Message).where(
                 Message.member_id == member_id,
                 Message.channel == "crm",
-                Message.state == "pending",
+                Message.state == MessageState.PENDING,
             )
         ):
-            message.state, message.error = "suppressed", "member erased"
+            message.state, message.error = MessageState.SUPPRESSED, "member erased"
             message.updated_at = app.clock.now()
     return outcome
 

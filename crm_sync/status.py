@@ -20,7 +20,7 @@ class CrmStatus:
     crm: str
     linked: int
     pending: int
-    #: direction ("push", "pull") → its cursor row, when the direction ever ran.
+    #: SyncDirection ("push", "pull") → its cursor row, when the direction ever ran.
     cursors: dict[str, SyncCursor] = field(default_factory=dict)
     #: (member external id, error, when), newest first.
     errors: list[tuple[str, str, datetime]] = field(default_factory=list)

@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 
 from loyalty.models import Enrollment, LedgerEntry, Member, Referral, Survey
 from loyalty.referrals import referral_link
+from loyalty.states import ReferralStatus
 
 __all__ = ["BIRTHDAY_JOURNEY", "MEMBER_FIELDS", "member_values"]
 
@@ -73,7 +74,7 @@ def member_values(
     referrals = dict(
         session.execute(
             select(Referral.referrer_id, func.count(Referral.id))
-            .where(Referral.referrer_id.in_(ids), Referral.status == "completed")
+            .where(Referral.referrer_id.in_(ids), Referral.status == ReferralStatus.COMPLETED)
             .group_by(Referral.referrer_id)
         ).all()
     )

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, Table, create_engine, event, literal_column
+from sqlalchemy import Connection, Engine, Table, create_engine, event, literal_column
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlalchemy.orm import Session, sessionmaker
@@ -17,6 +17,7 @@ from sqlalchemy.pool import ConnectionPoolEntry
 __all__ = [
     "Database",
     "alembic_config",
+    "downgrade",
     "insert_ignore",
     "upgrade",
 ]
@@ -104,8 +105,41 @@ def alembic_config(url: str) -> Config:
 
 def upgrade(database: Database, revision: str = "head") -> None:
     """Bring the schema up to `revision` (Alembic)."""
+    _migrate(database, lambda config: command.upgrade(config, revision))
+
+
+def downgrade(database: Database, revision: str) -> None:
+    """Take the schema back down to `revision` (Alembic)."""
+    _migrate(database, lambda config: command.downgrade(config, revision))
+
+
+def _migrate(database: Database, run: Callable[[Config], None]) -> None:
     config = alembic_config(database.url)
-    with database.engine.connect() as connection:
+    with database.engine.connect() as connection, _foreign_keys_off(connection):
         config.attributes["connection"] = connection
-        command.upgrade(config, revision)
+        run(config)
         connection.commit()
+
+
+@contextmanager
+def _foreign_keys_off(connection: Connection) -> Iterator[None]:
+    """On SQLite, no foreign key enforcement while migrations rebuild tables.
+
+    Batch migrations copy a table, drop it and rename the copy; with enforcement on,
+    SQLite refuses to drop a table other rows point at. The pragma only takes effect
+    outside a transaction, so it goes straight to the driver before the migration
+    begins and after it has committed; the keys are checked before they are back on.
+    """
+    if connection.dialect.name != "sqlite":
+        yield
+        return
+    driver = connection.connection.dbapi_connection
+    assert driver is not None and not connection.in_transaction()
+    driver.execute("PRAGMA foreign_keys=OFF")
+    try:
+        yield
+        broken = driver.execute("PRAGMA foreign_key_check").fetchall()
+        if broken:
+            raise RuntimeError(f"the migration left rows with broken foreign keys: {broken[:5]}")
+    finally:
+        driver.execute("PRAGMA foreign_keys=ON")

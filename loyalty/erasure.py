@@ -13,6 +13,7 @@ from sqlalchemy import update
 from sqlalchemy.orm import Session
 
 from loyalty.models import Enrollment, Member, Message, Survey
+from loyalty.states import IN_FLIGHT, EnrollmentState, MessageState
 
 __all__ = ["erase_member"]
 
@@ -37,16 +38,17 @@ def erase_member(session: Session, member: Member, *, now: datetime) -> dict[str
     messages = session.execute(
         update(Message)
         .where(
-            Message.member_id == member.id, Message.state.in_(("pending", "deferred", "claimed"))
+            Message.member_id == member.id,
+            Message.state.in_((MessageState.PENDING, MessageState.DEFERRED, MessageState.CLAIMED)),
         )
-        .values(state="suppressed", error="erased", updated_at=now)
+        .values(state=MessageState.SUPPRESSED, error="erased", updated_at=now)
     )
     # Survey comments are free text and may name the member; the scores stay.
     session.execute(update(Survey).where(Survey.member_id == member.id).values(comment=None))
     enrollments = session.execute(
         update(Enrollment)
-        .where(Enrollment.member_id == member.id, Enrollment.state.in_(("active", "waiting")))
-        .values(state="exited", exit_reason="erased", exited_at=now, next_run_at=None)
+        .where(Enrollment.member_id == member.id, Enrollment.state.in_(IN_FLIGHT))
+        .values(state=EnrollmentState.EXITED, exit_reason="erased", exited_at=now, next_run_at=None)
     )
     return {
         "messages_cancelled": int(messages.rowcount or 0),  # type: ignore[attr-defined]

@@ -22,6 +22,7 @@ from loyalty.event_types import INTERNAL_SOURCE, EventInput, money, order_id_of
 from loyalty.models import Event, LedgerEntry, Member
 from loyalty.referrals import complete_referral
 from loyalty.settings import Settings
+from loyalty.states import LedgerKind
 
 __all__ = ["HANDLERS", "apply_effect"]
 
@@ -39,7 +40,7 @@ def _earn_for_order(
         posting = ledger.apply(
             session,
             member,
-            "earn",
+            LedgerKind.EARN,
             points,
             key=f"order:{order_id}:earn",
             reason=f"order {order_id}",
@@ -112,7 +113,7 @@ def _claw_back_refund(
         posting = ledger.apply(
             session,
             member,
-            "adjust",
+            LedgerKind.ADJUST,
             -wanted,
             key=prefix + event.external_id,
             reason=f"refund of order {order_id}",
@@ -171,7 +172,7 @@ def _redeem(
     ledger.apply(
         session,
         member,
-        "redeem",
+        LedgerKind.REDEEM,
         -points,
         key=f"event:{event.id}:redeem",
         reason=str(event.payload.get("reward") or "reward"),

@@ -24,6 +24,7 @@ from loyalty.member_rows import MemberRow, parse_row
 from loyalty.models import Consent, Member, Referral
 from loyalty.referrals import new_referral_code, referral_verdict
 from loyalty.settings import Settings
+from loyalty.states import ReferralStatus
 from loyalty.tiers import tier_for
 
 __all__ = ["ImportReport", "UnusableFileError", "import_members"]
@@ -322,7 +323,7 @@ def _link_referrals(
                 "referrer_id": referrer_id,
                 "referee_id": member_id,
                 "code": code,
-                "status": "rejected" if verdict else "pending",
+                "status": ReferralStatus.REJECTED if verdict else ReferralStatus.PENDING,
                 "fraud_verdict": verdict,
                 "created_at": now,
             }

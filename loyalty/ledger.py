@@ -18,10 +18,12 @@ from sqlalchemy.orm import Session
 
 from loyalty.errors import InsufficientPointsError
 from loyalty.models import LedgerEntry, Member
+from loyalty.states import LedgerKind
 from loyalty.tiers import tier_for
 
 __all__ = [
     "Kind",
+    "LedgerKind",
     "Posting",
     "apply",
     "default_expiry",
@@ -31,8 +33,9 @@ __all__ = [
     "redeemable",
 ]
 
-Kind = Literal["earn", "redeem", "expire", "adjust", "bonus"]
-_LIFETIME_KINDS = ("earn", "bonus", "adjust")
+#: A movement's kind: a LedgerKind, or its plain value.
+Kind = LedgerKind | Literal["earn", "redeem", "expire", "adjust", "bonus"]
+_LIFETIME_KINDS = (LedgerKind.EARN, LedgerKind.BONUS, LedgerKind.ADJUST)
 
 
 @dataclass(frozen=True)
@@ -79,11 +82,12 @@ def apply(
     existing = session.scalar(select(LedgerEntry).where(LedgerEntry.idempotency_key == key))
     if existing is not None:
         return Posting(existing, applied=False)
-    if kind in ("earn", "bonus") and delta <= 0:
+    kind = LedgerKind(kind)
+    if kind in (LedgerKind.EARN, LedgerKind.BONUS) and delta <= 0:
         raise ValueError(f"{kind} needs a positive number of points, got {delta}")
-    if kind in ("redeem", "expire") and delta >= 0:
+    if kind in (LedgerKind.REDEEM, LedgerKind.EXPIRE) and delta >= 0:
         raise ValueError(f"{kind} needs a negative number of points, got {delta}")
-    if delta < 0 and kind != "expire":
+    if delta < 0 and kind != LedgerKind.EXPIRE:
         expire_due(session, member, now=now)
         available = redeemable(session, member, now=now)
         if -delta > available:
@@ -160,7 +164,7 @@ def expire_due(session: Session, member: Member, *, now: datetime) -> int:
             LedgerEntry(
                 member_id=member.id,
                 delta=-points,
-                kind="expire",
+                kind=LedgerKind.EXPIRE,
                 reason=f"lot {lot.id} expired",
                 idempotency_key=f"expire:{lot.id}",
                 expires_at=None,

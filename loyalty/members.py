@@ -14,6 +14,7 @@ from loyalty.errors import UnknownMemberError
 from loyalty.models import Member, Referral
 from loyalty.referrals import referral_link
 from loyalty.settings import Settings
+from loyalty.states import ReferralStatus
 
 __all__ = ["get_member", "member_data", "member_view", "member_zone"]
 
@@ -32,7 +33,7 @@ def member_data(
     expiring = ledger.next_expiring(session, member, now=now)
     referrals_completed = session.scalar(
         select(func.count(Referral.id)).where(
-            Referral.referrer_id == member.id, Referral.status == "completed"
+            Referral.referrer_id == member.id, Referral.status == ReferralStatus.COMPLETED
         )
     )
     return {

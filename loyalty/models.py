@@ -1,15 +1,20 @@
-"""The database tables (DESIGN §5). Later work only adds columns."""
+"""The database tables (DESIGN §5). Later work only adds columns.
+
+Columns holding a closed set of values (`loyalty.states`) carry a CHECK constraint.
+"""
 
 from __future__ import annotations
 
 from datetime import UTC, date, datetime
 from decimal import Decimal
+from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import (
     JSON,
     BigInteger,
     Boolean,
+    CheckConstraint,
     DateTime,
     ForeignKey,
     Index,
@@ -24,6 +29,15 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from loyalty.states import (
+    EnrollmentState,
+    LedgerKind,
+    MessageState,
+    ReferralStatus,
+    SyncDirection,
+    sql_in,
+)
 
 __all__ = [
     "Base",
@@ -80,6 +94,11 @@ NAMING = {
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING)
     type_annotation_map = {datetime: UTCDateTime(), dict[str, Any]: JSONType, Decimal: Money}
+
+
+def _one_of(column: str, values: type[StrEnum]) -> CheckConstraint:
+    """CHECK that `column` holds one of `values`; named ck_<table>_<column>."""
+    return CheckConstraint(sql_in(column, values), name=column)
 
 
 def _member_fk() -> Mapped[int]:
@@ -148,11 +167,15 @@ class LedgerEntry(Base):
     """One points movement. Positive entries are lots that later entries consume FIFO."""
 
     __tablename__ = "points_ledger"
-    __table_args__ = (Index("ix_points_ledger_expires_at", "expires_at"),)
+    __table_args__ = (
+        Index("ix_points_ledger_expires_at", "expires_at"),
+        _one_of("kind", LedgerKind),
+    )
 
     id: Mapped[int] = mapped_column(Id, primary_key=True)
     member_id: Mapped[int] = _member_fk()
     delta: Mapped[int] = mapped_column(BigInteger)
+    #: A LedgerKind.
     kind: Mapped[str] = mapped_column(String(16))
     reason: Mapped[str] = mapped_column(String(255))
     idempotency_key: Mapped[str] = mapped_column(String(255), unique=True)
@@ -194,13 +217,17 @@ class JourneyVersion(Base):
 
 class Enrollment(Base):
     __tablename__ = "enrollments"
-    __table_args__ = (UniqueConstraint("journey_id", "member_id", "occurrence"),)
+    __table_args__ = (
+        UniqueConstraint("journey_id", "member_id", "occurrence"),
+        _one_of("state", EnrollmentState),
+    )
 
     id: Mapped[int] = mapped_column(Id, primary_key=True)
     journey_id: Mapped[str] = mapped_column(String(128))
     member_id: Mapped[int] = _member_fk()
     occurrence: Mapped[str] = mapped_column(String(128))
     journey_version_id: Mapped[int] = mapped_column(Id, ForeignKey("journey_versions.id"))
+    #: An EnrollmentState.
     state: Mapped[str] = mapped_column(String(16))
     current_step: Mapped[str | None] = mapped_column(String(128))
     next_run_at: Mapped[datetime | None] = mapped_column(index=True)
@@ -215,6 +242,7 @@ class Message(Base):
     """The outbox: one row per message, unique per (enrollment, step)."""
 
     __tablename__ = "messages"
+    __table_args__ = (_one_of("state", MessageState),)
 
     id: Mapped[int] = mapped_column(Id, primary_key=True)
     idempotency_key: Mapped[str] = mapped_column(String(255), unique=True)
@@ -226,6 +254,7 @@ class Message(Base):
     purpose: Mapped[str] = mapped_column(String(16))
     template: Mapped[str | None] = mapped_column(String(255))
     locale: Mapped[str | None] = mapped_column(String(16))
+    #: A MessageState.
     state: Mapped[str] = mapped_column(String(16), index=True)
     provider_id: Mapped[str | None] = mapped_column(String(128), index=True)
     attempts: Mapped[int] = mapped_column(default=0)
@@ -292,8 +321,10 @@ class CrmLink(Base):
 
 class SyncCursor(Base):
     __tablename__ = "sync_cursors"
+    __table_args__ = (_one_of("direction", SyncDirection),)
 
     crm: Mapped[str] = mapped_column(String(32), primary_key=True)
+    #: A SyncDirection.
     direction: Mapped[str] = mapped_column(String(16), primary_key=True)
     cursor: Mapped[str | None] = mapped_column(String(255))
     last_run_at: Mapped[datetime | None]
@@ -302,11 +333,13 @@ class SyncCursor(Base):
 
 class Referral(Base):
     __tablename__ = "referrals"
+    __table_args__ = (_one_of("status", ReferralStatus),)
 
     id: Mapped[int] = mapped_column(Id, primary_key=True)
     referrer_id: Mapped[int] = _member_fk()
     referee_id: Mapped[int] = mapped_column(Id, ForeignKey("members.id"), unique=True)
     code: Mapped[str] = mapped_column(String(32))
+    #: A ReferralStatus.
     status: Mapped[str] = mapped_column(String(16))
     fraud_verdict: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[datetime]

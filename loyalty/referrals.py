@@ -9,6 +9,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from loyalty.models import Member, Referral
+from loyalty.states import ReferralStatus
 
 __all__ = ["complete_referral", "new_referral_code", "referral_link", "referral_verdict"]
 
@@ -36,10 +37,12 @@ def referral_verdict(referee_email: str | None, referrer_email: str | None) -> s
 def complete_referral(session: Session, referee: Member, *, at: datetime) -> Referral | None:
     """Mark the referee's pending referral completed; returns it, or None."""
     referral = session.scalar(
-        select(Referral).where(Referral.referee_id == referee.id, Referral.status == "pending")
+        select(Referral).where(
+            Referral.referee_id == referee.id, Referral.status == ReferralStatus.PENDING
+        )
     )
     if referral is None:
         return None
-    referral.status = "completed"
+    referral.status = ReferralStatus.COMPLETED
     referral.completed_at = at
     return referral

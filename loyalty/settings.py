@@ -75,6 +75,13 @@ class Settings(BaseSettings):
     max_marketing_sms_per_day: int = Field(1, ge=0)
     max_marketing_emails_per_week: int = Field(3, ge=0)
     unknown_expiry_hours: int = Field(48, ge=1, description="when an unconfirmed send gives up")
+    send_max_attempts: int = Field(
+        8, ge=1, description="tries of one message on 429/5xx before it fails (dead letter)"
+    )
+    send_retry_base_seconds: int = Field(
+        30, ge=1, description="wait after the first failed try; doubled after each next one"
+    )
+    send_retry_max_seconds: int = Field(3600, ge=1, description="longest wait between tries")
     twilio_messages_per_second: float = Field(1.0, gt=0)
     provider_timeout_seconds: float = Field(15.0, gt=0, description="longer: outcome unknown")
 

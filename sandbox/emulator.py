@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import math
 import threading
 from pathlib import Path
 from typing import Any, ClassVar, Self
@@ -160,6 +161,9 @@ class Emulator:
         if decision.error_status is not None:
             record.fault = f"error_{decision.error_status}"
             response = self.error_response(decision.error_status)
+            retry_after = self.faults.config.error_retry_after_s
+            if retry_after is not None:
+                response.headers["Retry-After"] = str(math.ceil(retry_after))
             await self._send_direct(response, record, scope, replay, send)
             return
 

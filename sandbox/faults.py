@@ -23,6 +23,8 @@ class FaultConfig:
     #: Share (0..1) of requests answered with one of error_statuses, without processing.
     error_rate: float = 0.0
     error_statuses: tuple[int, ...] = (500, 503)
+    #: Seconds sent in a Retry-After header with those injected errors; None sends none.
+    error_retry_after_s: float | None = None
     #: Share (0..1) of requests processed whose response is never sent: the caller times out.
     drop_rate: float = 0.0
     #: How long a dropped request holds the connection before giving up on the caller.
@@ -40,6 +42,8 @@ class FaultConfig:
                 raise ValueError(f"{name} must be between 0 and 1, got {value}")
         if self.latency_ms < 0 or self.latency_jitter_ms < 0 or self.drop_hold_s < 0:
             raise ValueError("latencies must not be negative")
+        if self.error_retry_after_s is not None and self.error_retry_after_s < 0:
+            raise ValueError("error_retry_after_s must not be negative")
         if self.rate_limit is not None and self.rate_limit < 0:
             raise ValueError("rate_limit must be positive or None")
         if self.rate_window_s <= 0:

@@ -97,7 +97,7 @@ _ACTORS: dict[str, tuple[Callable[..., None], str]] = {
     "process_event": (process_event, "events"),
     "expire_points": (expire_points, "points"),
     "run_enrollment": (run_enrollment, "journeys"),
-    "deliver_message": (deliver_message, "messages"),
+    delivery.ACTOR: (deliver_message, delivery.QUEUE),
     "crm_push": (crm_push, "crm"),
     "crm_pull": (crm_pull, "crm"),
 }

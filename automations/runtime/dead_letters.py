@@ -12,6 +12,7 @@ from dramatiq.broker import MessageProxy
 from sqlalchemy import select
 
 from automations import runtime
+from channels import delivery
 from loyalty.db import Database, insert_ignore
 from loyalty.models import DeadLetter
 
@@ -53,7 +54,19 @@ def list_dead_letters(database: Database, *, include_replayed: bool = False) -> 
 
 
 def replay(database: Database, broker: Broker, dead_letter_id: int, *, now: datetime) -> DeadLetter:
-    """Send the dead message again (actors are safe to run twice) and mark it replayed."""
+    """Send the dead message again (actors are safe to run twice) and mark it replayed.
+
+    A delivery given up after SEND_MAX_ATTEMPTS is failed, and its actor would leave
+    it so: the message first goes back to pending with its attempts counted afresh.
+    """
+    with database.transaction() as session:
+        row = session.get(DeadLetter, dead_letter_id)
+        if row is None:
+            raise LookupError(f"no dead letter {dead_letter_id}; see `loyalty dlq list`")
+        if row.actor == delivery.ACTOR:
+            for message_id in row.args.get("args", [])[:1]:
+                delivery.retry_failed(session, int(message_id), now=now)
+    # Committed before the delivery is queued, so that the worker finds it pending.
     with database.transaction() as session:
         row = session.get(DeadLetter, dead_letter_id, with_for_update=True)
         if row is None:

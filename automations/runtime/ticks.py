@@ -16,6 +16,7 @@ from automations.runtime import actors
 from loyalty.app import App
 from loyalty.models import Enrollment, Event, LedgerEntry, Member, Message
 from loyalty.settings import Settings
+from loyalty.states import EnrollmentState, MessageState
 
 __all__ = ["TICKS", "Tick"]
 
@@ -71,13 +72,14 @@ def wake_enrollments(app: App) -> int:
     """Queue enrollments whose wait is over, and running ones that stalled (a lost message)."""
     now = app.clock.now()
     stalled = now - timedelta(seconds=app.settings.event_relay_after_seconds)
+    waiting, active = EnrollmentState.WAITING, EnrollmentState.ACTIVE
     with app.database.sessions() as session:
         ids = session.scalars(
             select(Enrollment.id)
             .where(
                 or_(
-                    and_(Enrollment.state == "waiting", Enrollment.next_run_at <= now),
-                    and_(Enrollment.state == "active", Enrollment.next_run_at <= stalled),
+                    and_(Enrollment.state == waiting, Enrollment.next_run_at <= now),
+                    and_(Enrollment.state == active, Enrollment.next_run_at <= stalled),
                 )
             )
             .order_by(Enrollment.next_run_at)
@@ -97,13 +99,13 @@ def relay_messages(app: App) -> int:
     with app.database.transaction() as session:
         session.execute(
             update(Message)
-            .where(Message.state == "deferred", Message.next_attempt_at <= now)
-            .values(state="pending", updated_at=now)
+            .where(Message.state == MessageState.DEFERRED, Message.next_attempt_at <= now)
+            .values(state=MessageState.PENDING, updated_at=now)
         )
         ids = session.scalars(
             select(Message.id)
             .where(
-                Message.state == "pending",
+                Message.state == MessageState.PENDING,
                 Message.channel.in_(("email", "sms")),
                 or_(
                     Message.next_attempt_at <= now,
