@@ -34,7 +34,7 @@ from channels import outbox, policy
 from channels.outcomes import Outcome, OutcomeKind
 from channels.render import Rendered, RenderError, locale_chain, render_message
 from channels.segments import measure
-from channels.sendgrid_sender import OutgoingEmail, SendGridSender, batches
+from channels.sendgrid_sender import MAX_PERSONALIZATIONS, OutgoingEmail, SendGridSender, batches
 from channels.template_data import StoredJourney, stored_journey, template_data
 from channels.twilio_sender import OutgoingSms, TwilioSender
 from loyalty.app import App
@@ -58,9 +58,14 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-#: Emails claimed per flush (several SendGrid requests of up to 1000).
+#: Emails one flush sends at most (in several claims).
 FLUSH_LIMIT = 5000
-#: Claimed messages with no outcome after this long are treated as possibly sent.
+#: Emails claimed at once: what one SendGrid request carries.
+CLAIM_BATCH = MAX_PERSONALIZATIONS
+#: A claim whose request has not left after this long returns to pending (its worker died
+#: or stalled before sending: nothing reached the provider).
+CLAIM_LEASE = timedelta(minutes=2)
+#: A request that left with no outcome recorded after this long is possibly sent: unknown.
 CLAIM_TIMEOUT = timedelta(minutes=10)
 #: The worker actor that delivers one message, and its queue (automations.runtime.actors
 #: declares it under these names): a message given up on is dead-lettered as a call of it.
@@ -137,6 +142,7 @@ def _prepare(
     # Only a message that goes out counts as an attempt (deferrals and refusals do not).
     message.attempts += 1
     message.state = MessageState.CLAIMED
+    message.request_at = None  # set when this attempt's request leaves (`request_left`)
     return _Prepared(message, member, rendered)
 
 
@@ -194,6 +200,29 @@ def deliver(app: App, message_id: int) -> str | None:
     if channel == "email" and uses_sendgrid(app):
         flush_emails(app)  # email to SendGrid leaves in batches
         return None
+    if channel != "sms" or not uses_twilio(app):
+        return _deliver_locally(app, message_id)
+    sender = TwilioSender(app.settings, app.pacers)
+    # The rate window first: its wait, or an unreachable Redis, leaves the message pending.
+    with sender.slot():
+        now = app.clock.now()
+        with app.database.transaction() as session:
+            message = session.get(Message, message_id, with_for_update=True)
+            if message is None or not _due(message, now):
+                return None
+            prepared = _prepare(session, app, message, now)
+            if prepared is None:
+                return message.state
+            sms = OutgoingSms(message.id, prepared.member.phone or "", prepared.rendered.body)
+        if not request_left(app, [message_id]):
+            return None  # the claim lapsed (this worker stalled) and is another's now
+        outcome = sender.send_now(sms)
+    with app.database.transaction() as session:
+        return _record(session, app, [message_id], outcome, app.clock.now())
+
+
+def _deliver_locally(app: App, message_id: int) -> str | None:
+    """Write the message to the local outbox (no provider configured for its channel)."""
     now = app.clock.now()
     with app.database.transaction() as session:
         message = session.get(Message, message_id, with_for_update=True)
@@ -202,14 +231,30 @@ def deliver(app: App, message_id: int) -> str | None:
         prepared = _prepare(session, app, message, now)
         if prepared is None:
             return message.state
-        if channel != "sms" or not uses_twilio(app):
-            message.provider_id = _write(app, message, prepared.member, prepared.rendered, now)
-            message.state, message.sent_at = MessageState.SENT, now
-            return message.state
-        sms = OutgoingSms(message.id, prepared.member.phone or "", prepared.rendered.body)
-    outcome = TwilioSender(app.settings, app.pacers).send(sms)
+        message.provider_id = _write(app, message, prepared.member, prepared.rendered, now)
+        message.state, message.sent_at = MessageState.SENT, now
+        return message.state
+
+
+def request_left(app: App, ids: list[int]) -> set[int]:
+    """Record, and commit, that the request for these claimed messages is about to leave.
+
+    Returns the ids still claimed by this attempt: a claim whose lease lapsed went
+    back to pending (`settle_stale`) and must not be sent from here.
+    """
+    now = app.clock.now()
     with app.database.transaction() as session:
-        return _record(session, app, [message_id], outcome, app.clock.now())
+        marked = session.scalars(
+            update(Message)
+            .where(
+                Message.id.in_(ids),
+                Message.state == MessageState.CLAIMED,
+                Message.request_at.is_(None),
+            )
+            .values(request_at=now, updated_at=now)
+            .returning(Message.id)
+        ).all()
+    return set(marked)
 
 
 def _due(message: Message, now: datetime) -> bool:
@@ -219,7 +264,33 @@ def _due(message: Message, now: datetime) -> bool:
 
 
 def flush_emails(app: App) -> int:
-    """Claim the due emails and send them in as few SendGrid requests as the limits allow."""
+    """Send the due emails in as few SendGrid requests as the limits allow.
+
+    Claims only what the next requests carry (CLAIM_BATCH), records that each request
+    left just before it is sent, and goes on until nothing is due or FLUSH_LIMIT
+    emails went: a worker killed mid-way strands no more than one request's claims,
+    and those return to pending when their lease lapses.
+    """
+    sender = SendGridSender(app.settings)
+    sent = 0
+    while sent < FLUSH_LIMIT:
+        outgoing, claimed = _claim_emails(app, CLAIM_BATCH)
+        for batch in batches(outgoing):
+            left = request_left(app, [e.message_id for e in batch])
+            batch = [e for e in batch if e.message_id in left]
+            if not batch:
+                continue
+            outcome = sender.send(batch)
+            with app.database.transaction() as session:
+                _record(session, app, [e.message_id for e in batch], outcome, app.clock.now())
+        sent += len(outgoing)
+        if claimed < CLAIM_BATCH:
+            break
+    return sent
+
+
+def _claim_emails(app: App, limit: int) -> tuple[list[OutgoingEmail], int]:
+    """Claim up to `limit` due emails; those that go now, and how many rows were looked at."""
     now = app.clock.now()
     outgoing: list[OutgoingEmail] = []
     with app.database.transaction() as session:
@@ -231,7 +302,7 @@ def flush_emails(app: App) -> int:
                 or_(Message.next_attempt_at.is_(None), Message.next_attempt_at <= now),
             )
             .order_by(Message.id)
-            .limit(FLUSH_LIMIT)
+            .limit(limit)
         )
         if not app.database.is_sqlite:
             query = query.with_for_update(skip_locked=True)
@@ -262,12 +333,7 @@ def flush_emails(app: App) -> int:
                 if prepared is not None:
                     taken[message.member_id] += 1
                     outgoing.append(_outgoing_email(app, prepared))
-    sender = SendGridSender(app.settings)
-    for batch in batches(outgoing):
-        outcome = sender.send(batch)
-        with app.database.transaction() as session:
-            _record(session, app, [e.message_id for e in batch], outcome, app.clock.now())
-    return len(outgoing)
+    return outgoing, len(claimed)
 
 
 def _outgoing_email(app: App, prepared: _Prepared) -> OutgoingEmail:
@@ -296,6 +362,10 @@ def _outgoing_email(app: App, prepared: _Prepared) -> OutgoingEmail:
 
 def _record(session: Session, app: App, ids: list[int], outcome: Outcome, now: datetime) -> str:
     """Apply one provider outcome to the claimed messages of its request; their new state."""
+    if outcome.kind in (OutcomeKind.RETRY, OutcomeKind.UNKNOWN):
+        ids = _confirmed_first(session, ids, now)
+        if not ids:
+            return MessageState.SENT
     if outcome.kind == OutcomeKind.RETRY:
         return _retry_later(session, app.settings, ids, outcome, now)
     values: dict[str, Any] = {"updated_at": now}
@@ -318,6 +388,28 @@ def _record(session: Session, app: App, ids: list[int], outcome: Outcome, now: d
             _record_opt_out(session, message, now)
     log.info("message.outcome", extra={"messages": len(ids), "outcome": outcome.kind})
     return state
+
+
+def _confirmed_first(session: Session, ids: list[int], now: datetime) -> list[int]:
+    """Mark sent the messages a provider webhook already reported on; the others' ids.
+
+    The webhook can overtake our own answer (a status callback before the request
+    returns): the provider's word proves the message left, so it is neither
+    retried nor left unknown.
+    """
+    confirmed = session.scalars(
+        update(Message)
+        .where(
+            Message.id.in_(ids),
+            Message.state == MessageState.CLAIMED,
+            Message.provider_status.is_not(None),
+        )
+        .values(state=MessageState.SENT, sent_at=now, error=None, updated_at=now)
+        .returning(Message.id)
+    ).all()
+    if confirmed:
+        log.info("message.confirmed_first", extra={"messages": len(confirmed)})
+    return [i for i in ids if i not in set(confirmed)]
 
 
 def retry_delay(
@@ -366,6 +458,7 @@ def _retry_later(
                     "id": message_id,
                     "state": state,
                     "next_attempt_at": due,
+                    "request_at": None,
                     "error": outcome.error,
                     "updated_at": now,
                 }
@@ -450,12 +543,35 @@ def _record_opt_out(session: Session, message: Message, now: datetime) -> None:
 
 
 def settle_stale(app: App) -> int:
-    """Claims that never got an outcome become unknown; unknowns past the window fail."""
+    """Settle claims whose worker died, and unknowns past their window.
+
+    A claim whose request never left returns to pending (it is sent again, and the
+    try does not count); one whose request left may have been sent: unknown, for the
+    provider's webhook to settle; unknowns nobody confirmed in time fail.
+    """
     now = app.clock.now()
     with app.database.transaction() as session:
+        returned = session.execute(
+            update(Message)
+            .where(
+                Message.state == MessageState.CLAIMED,
+                Message.request_at.is_(None),
+                Message.updated_at < now - CLAIM_LEASE,
+            )
+            .values(
+                state=MessageState.PENDING,
+                attempts=Message.attempts - 1,  # claiming counted a try that never left
+                next_attempt_at=now,
+                updated_at=now,
+            )
+        )
         claimed = session.execute(
             update(Message)
-            .where(Message.state == MessageState.CLAIMED, Message.updated_at < now - CLAIM_TIMEOUT)
+            .where(
+                Message.state == MessageState.CLAIMED,
+                Message.request_at.is_not(None),
+                Message.request_at < now - CLAIM_TIMEOUT,
+            )
             .values(
                 state=MessageState.UNKNOWN,
                 error="no outcome recorded; possibly sent",
@@ -474,7 +590,14 @@ def settle_stale(app: App) -> int:
                 updated_at=now,
             )
         )
-    return int(claimed.rowcount or 0) + int(expired.rowcount or 0)  # type: ignore[attr-defined]
+    counts = [_rowcount(r) for r in (returned, claimed, expired)]
+    if counts[0]:
+        log.warning("message.claims_returned", extra={"messages": counts[0]})
+    return sum(counts)
+
+
+def _rowcount(result: Any) -> int:
+    return int(result.rowcount or 0)
 
 
 def _headers(app: App, message: Message) -> dict[str, str]:

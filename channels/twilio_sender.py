@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -11,10 +14,13 @@ from twilio.http.http_client import TwilioHttpClient
 from twilio.rest import Client
 
 from channels.outcomes import Outcome, OutcomeKind, retry_after_seconds
+from loyalty.errors import RetriableError
 from loyalty.pacing import Pacer, PacerFactory
 from loyalty.settings import Settings
 
 __all__ = ["OutgoingSms", "TwilioSender", "sender_pacer"]
+
+log = logging.getLogger(__name__)
 
 #: Twilio error codes that are final for the message.
 OPTED_OUT = 21610
@@ -58,14 +64,29 @@ class TwilioSender:
     def _keep_headers(self, response: requests.Response, *args: Any, **kwargs: Any) -> None:
         self._last_headers = {k.lower(): v for k, v in response.headers.items()}
 
-    def send(self, sms: OutgoingSms) -> Outcome:
+    @contextmanager
+    def slot(self) -> Iterator[None]:
+        """A place in this sender's rate window, held until the block ends.
+
+        Take it before claiming the message: the wait (or an unreachable Redis,
+        a RetriableError) then happens while the message is still pending.
+        """
         token = self._pacer.acquire()
         try:
-            return self._send(sms)
+            yield
         finally:
-            self._pacer.release(token)
+            try:
+                self._pacer.release(token)
+            except RetriableError:  # the slot frees itself when its in-flight time runs out
+                log.warning("twilio.pacer_release_failed")
 
-    def _send(self, sms: OutgoingSms) -> Outcome:
+    def send(self, sms: OutgoingSms) -> Outcome:
+        """Wait for a slot, then send (for one-off sends; deliveries take the slot first)."""
+        with self.slot():
+            return self.send_now(sms)
+
+    def send_now(self, sms: OutgoingSms) -> Outcome:
+        """Send one SMS; the caller holds a slot."""
         kwargs: dict[str, str] = {
             "to": sms.to,
             "body": sms.body,

@@ -266,6 +266,9 @@ class Message(Base):
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
     sent_at: Mapped[datetime | None]
+    #: When the provider request of the current attempt left (set, and committed, just
+    #: before it is sent). A claim without it never reached the provider.
+    request_at: Mapped[datetime | None]
     #: The provider's latest word on it: delivered, bounced, opened, clicked, undelivered…
     provider_status: Mapped[str | None] = mapped_column(String(32))
     provider_status_at: Mapped[datetime | None]

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 import redis
 
+from loyalty.errors import RetriableError
 from loyalty.pacing import (
     IN_FLIGHT_POLL_S,
     IN_FLIGHT_TTL_S,
@@ -92,16 +94,28 @@ class RedisWindow:
             int(IN_FLIGHT_POLL_S * 1000),
         ]
         while True:
-            wait_ms = int(self._acquire(keys=self._keys, args=args))
+            with _retriable("acquire"):
+                wait_ms = int(self._acquire(keys=self._keys, args=args))
             if wait_ms <= 0:
                 return token
             self._sleep(wait_ms / 1000)
 
     def release(self, token: str) -> None:
-        self._release(keys=self._keys[:1], args=[token])
+        with _retriable("release"):
+            self._release(keys=self._keys[:1], args=[token])
 
     def pause(self, seconds: float) -> None:
-        self._pause(keys=self._keys[1:], args=[max(int(seconds * 1000), 1)])
+        with _retriable("pause"):
+            self._pause(keys=self._keys[1:], args=[max(int(seconds * 1000), 1)])
+
+
+@contextmanager
+def _retriable(what: str) -> Iterator[None]:
+    """A Redis that cannot be reached makes the caller try again later, never a dead end."""
+    try:
+        yield
+    except redis.RedisError as exc:
+        raise RetriableError(f"pacing window unreachable ({what}): {type(exc).__name__}") from exc
 
 
 def redis_pacers(redis_url: str) -> PacerFactory:

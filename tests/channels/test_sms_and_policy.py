@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import socket
 import time as timer
-from datetime import UTC, datetime, time
+from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -12,11 +13,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import select, update
 
+from automations.runtime.pacing import redis_pacers
 from automations.runtime.ticks import relay_messages
-from channels.delivery import deliver
+from channels.delivery import CLAIM_LEASE, CLAIM_TIMEOUT, deliver, settle_stale
 from channels.render import RenderError, render_message
 from loyalty.app import App
 from loyalty.clock import FrozenClock
+from loyalty.errors import RetriableError
 from loyalty.event_types import EventInput
 from loyalty.models import Member, Message
 from sandbox.twilio import TwilioSandbox
@@ -206,3 +209,72 @@ def test_sends_from_one_sender_are_paced(
     times = sorted(r.at for r in twilio_sandbox.requests(method="POST"))
     # 10 a second: the 11th and 12th wait for the first second's window to pass.
     assert times[-1] - times[0] >= 0.95
+
+
+def _as_a_killed_worker_left_it(app: App, message_id: int, *, request_left: bool) -> None:
+    """The row a worker leaves when it dies after claiming (and maybe sending) a message."""
+    now = app.clock.now()
+    with app.database.transaction() as session:
+        session.execute(
+            update(Message)
+            .where(Message.id == message_id)
+            .values(
+                state="claimed",
+                attempts=1,
+                updated_at=now,
+                request_at=now if request_left else None,
+            )
+        )
+
+
+def test_a_claim_whose_request_never_left_returns_to_pending_and_is_sent_once(
+    sms_app: App, twilio_sandbox: TwilioSandbox, tmp_path: Path, clock: FrozenClock
+) -> None:
+    # Given a worker killed after claiming an SMS, before its request left
+    [message_id] = due_messages(sms_app, promo_version(sms_app, tmp_path), 1, "sms")
+    _as_a_killed_worker_left_it(sms_app, message_id, request_left=False)
+    # When its lease lapses and the relay runs
+    clock.advance(CLAIM_LEASE + timedelta(seconds=1))
+    settle_stale(sms_app)
+    with sms_app.database.sessions() as session:
+        row = session.get(Message, message_id)
+        assert row is not None and (row.state, row.attempts) == ("pending", 0)
+    # Then the next delivery sends it, once
+    assert deliver(sms_app, message_id) == "sent"
+    assert deliver(sms_app, message_id) is None
+    assert len(created(twilio_sandbox)) == 1
+
+
+def test_a_claim_whose_request_left_becomes_unknown_and_is_never_resent(
+    sms_app: App, twilio_sandbox: TwilioSandbox, tmp_path: Path, clock: FrozenClock
+) -> None:
+    [message_id] = due_messages(sms_app, promo_version(sms_app, tmp_path), 1, "sms")
+    _as_a_killed_worker_left_it(sms_app, message_id, request_left=True)
+    clock.advance(CLAIM_LEASE + timedelta(seconds=1))
+    settle_stale(sms_app)
+    with sms_app.database.sessions() as session:
+        assert session.scalar(select(Message.state).where(Message.id == message_id)) == "claimed"
+    clock.advance(CLAIM_TIMEOUT)
+    settle_stale(sms_app)
+    assert deliver(sms_app, message_id) is None
+    with sms_app.database.sessions() as session:
+        assert session.scalar(select(Message.state).where(Message.id == message_id)) == "unknown"
+    assert created(twilio_sandbox) == []
+
+
+def test_an_unreachable_pacing_window_is_retried_and_claims_nothing(
+    sms_app: App, twilio_sandbox: TwilioSandbox, tmp_path: Path
+) -> None:
+    # Given the shared rate window lives in a Redis that cannot be reached
+    [message_id] = due_messages(sms_app, promo_version(sms_app, tmp_path), 1, "sms")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    sms_app.pacers = redis_pacers(f"redis://127.0.0.1:{port}/0")
+    # When a worker delivers, the failure is one to retry, and the message is still pending
+    with pytest.raises(RetriableError):
+        deliver(sms_app, message_id)
+    with sms_app.database.sessions() as session:
+        row = session.get(Message, message_id)
+        assert row is not None and (row.state, row.attempts) == ("pending", 0)
+    assert created(twilio_sandbox) == []

@@ -12,6 +12,7 @@ from sendgrid import SendGridAPIClient
 from starlette.applications import Starlette
 from twilio.rest import Client
 
+from channels.delivery import deliver
 from loyalty.app import App
 from loyalty.clock import SystemClock
 from loyalty.db import Database
@@ -19,6 +20,7 @@ from loyalty.models import Member, Message
 from sandbox.sendgrid import SendGridSandbox
 from sandbox.server import ServerThread
 from sandbox.twilio import TwilioSandbox
+from tests.channels.support import due_messages, promo_version
 from tests.conftest import make_settings
 from tests.factories import make_member
 from tests.web.support import load, make_message
@@ -118,3 +120,39 @@ def test_twilio_callbacks_and_a_stop_reply(
     eventually(lambda: load(app, Member, member.id).sms_consent is False)
     assert twilio_sandbox.wait_idle(5)
     assert {d.status for d in twilio_sandbox.callbacks()} == {200}
+
+
+def test_a_status_callback_that_overtakes_the_answer_settles_the_sms_as_sent(
+    served: tuple[Starlette, str],
+    database: Database,
+    twilio_sandbox: TwilioSandbox,
+    tmp_path: Path,
+) -> None:
+    # Given Twilio accepts the SMS and calls back at once, but its answer to us is lost
+    web, base_url = served
+    app = configure(
+        web,
+        database,
+        base_url,
+        twilio_account_sid=twilio_sandbox.account_sid,
+        twilio_auth_token=twilio_sandbox.auth_token,
+        twilio_base_url=twilio_sandbox.base_url,
+        twilio_from=OUR_NUMBER,
+        twilio_messages_per_second=1000,
+        sms_quiet_hours="",
+        provider_timeout_seconds=1.0,
+        outbox_dir=tmp_path / "outbox",
+    )
+    [message_id] = due_messages(app, promo_version(app, tmp_path), 1, "sms")
+    twilio_sandbox.set_faults(drop_rate=1.0, drop_hold_s=3.0)
+
+    # When the worker delivers it (the callback lands while the row is still claimed)
+    state = deliver(app, message_id)
+
+    # Then the provider's word wins over the lost answer: sent, not unknown, sent once
+    assert state == "sent"
+    row = load(app, Message, message_id)
+    assert (row.state, row.error) == ("sent", None)
+    assert row.provider_id is not None and row.provider_id.startswith("SM")
+    posts = twilio_sandbox.requests(method="POST")
+    assert len([r for r in posts if r.path.endswith("/Messages.json")]) == 1
