@@ -27,7 +27,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session
 
 from channels import outbox, policy
@@ -65,6 +65,8 @@ CLAIM_BATCH = MAX_PERSONALIZATIONS
 #: A claim whose request has not left after this long returns to pending (its worker died
 #: or stalled before sending: nothing reached the provider).
 CLAIM_LEASE = timedelta(minutes=2)
+#: How long a sender's shared window pauses after a 429 that named no Retry-After.
+THROTTLE_PAUSE_SECONDS = 1.0
 #: A request that left with no outcome recorded after this long is possibly sent: unknown.
 CLAIM_TIMEOUT = timedelta(minutes=10)
 #: The worker actor that delivers one message, and its queue (automations.runtime.actors
@@ -217,6 +219,8 @@ def deliver(app: App, message_id: int) -> str | None:
         if not request_left(app, [message_id]):
             return None  # the claim lapsed (this worker stalled) and is another's now
         outcome = sender.send_now(sms)
+    if outcome.throttled:
+        sender.pause(outcome.retry_after or THROTTLE_PAUSE_SECONDS)
     with app.database.transaction() as session:
         return _record(session, app, [message_id], outcome, app.clock.now())
 
@@ -495,6 +499,34 @@ def _retry_later(
         extra={"messages": len(ids), "outcome": outcome.kind, "given_up": len(dead)},
     )
     return state
+
+
+def next_retry(app: App, message_id: int) -> float | None:
+    """Seconds until a pending email or SMS is due again (None: it is not waiting to retry).
+
+    The worker uses it to queue the retry itself, with the provider's Retry-After,
+    instead of leaving it for the scheduler's next relay tick.
+    """
+    with app.database.sessions() as session:
+        row = session.execute(
+            select(Message.channel, Message.next_attempt_at).where(
+                Message.id == message_id, Message.state == MessageState.PENDING
+            )
+        ).first()
+    if row is None or row.next_attempt_at is None:
+        return None
+    if row.channel == "email":
+        # A flush retries every due email; the earliest one pending stands for them all.
+        with app.database.sessions() as session:
+            earliest = session.scalar(
+                select(func.min(Message.next_attempt_at)).where(
+                    Message.channel == "email", Message.state == MessageState.PENDING
+                )
+            )
+        due = earliest or row.next_attempt_at
+    else:
+        due = row.next_attempt_at
+    return max((due - app.clock.now()).total_seconds(), 0.0)
 
 
 def retry_failed(session: Session, message_id: int, *, now: datetime) -> bool:

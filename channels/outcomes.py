@@ -36,6 +36,8 @@ class Outcome:
     #: Seconds the provider asked us to wait (Retry-After), when it said.
     retry_after: float | None = None
     error: str | None = None
+    #: The provider refused for rate (429): everyone sharing its window should wait.
+    throttled: bool = False
 
 
 def retry_after_seconds(value: str | None, *, now: float | None = None) -> float | None:

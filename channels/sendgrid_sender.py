@@ -134,7 +134,12 @@ def _classify(exc: HTTPError) -> Outcome:
     status = int(exc.status_code)
     headers = {k.lower(): v for k, v in dict(exc.headers or {}).items()}
     if status == 429 or status >= 500:
-        return Outcome(OutcomeKind.RETRY, retry_after=_wait(headers), error=f"HTTP {status}")
+        return Outcome(
+            OutcomeKind.RETRY,
+            retry_after=_wait(headers),
+            error=f"HTTP {status}",
+            throttled=status == 429,
+        )
     try:
         errors = json.loads(exc.body)["errors"]
         reason = "; ".join(f"{e.get('field')}: {e.get('message')}" for e in errors)

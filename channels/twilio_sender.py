@@ -80,6 +80,13 @@ class TwilioSender:
             except RetriableError:  # the slot frees itself when its in-flight time runs out
                 log.warning("twilio.pacer_release_failed")
 
+    def pause(self, seconds: float) -> None:
+        """Hold every worker sending from this number for `seconds` (after a 429)."""
+        try:
+            self._pacer.pause(seconds)
+        except RetriableError:  # the retry's own backoff still spaces this message
+            log.warning("twilio.pacer_pause_failed")
+
     def send(self, sms: OutgoingSms) -> Outcome:
         """Wait for a slot, then send (for one-off sends; deliveries take the slot first)."""
         with self.slot():
@@ -123,5 +130,6 @@ def _classify(exc: TwilioRestException, headers: dict[str, str]) -> Outcome:
             OutcomeKind.RETRY,
             retry_after=retry_after_seconds(headers.get("retry-after")),
             error=f"HTTP {exc.status} ({code})",
+            throttled=exc.status == 429 or code == 20429,
         )
     return Outcome(OutcomeKind.FAILED, error=f"{code}: {exc.msg}")

@@ -35,7 +35,7 @@ __all__ = [
 WINDOW_MARGIN_S = 0.05
 #: How long a call may stay "in flight" before its slot is given back regardless (a worker
 #: that died mid-call never releases it).
-IN_FLIGHT_TTL_S = 180.0
+IN_FLIGHT_TTL_S = 30.0
 #: Polling interval while the window is full of calls still in flight.
 IN_FLIGHT_POLL_S = 0.02
 

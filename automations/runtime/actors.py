@@ -30,6 +30,10 @@ log = logging.getLogger(__name__)
 
 _declared: dict[str, Actor[Any, Any]] = {}
 
+#: Retries due within this many seconds are queued by the worker, with their delay;
+#: later ones are left to the scheduler's relay tick.
+RETRY_HORIZON_SECONDS = 15 * 60
+
 
 def process_event(event_id: int) -> None:
     """Apply one stored event and route it into the journeys, in one transaction."""
@@ -54,8 +58,14 @@ def run_enrollment(enrollment_id: int) -> None:
 
 
 def deliver_message(message_id: int) -> None:
-    """Claim, check, render and send one message."""
-    delivery.deliver(runtime.current(), message_id)
+    """Claim, check, render and send one message; queue its retry when the provider said wait."""
+    app = runtime.current()
+    delivery.deliver(app, message_id)
+    wait = delivery.next_retry(app, message_id)
+    if wait is not None and wait <= RETRY_HORIZON_SECONDS:
+        _declared["deliver_message"].send_with_options(
+            args=(message_id,), delay=int(wait * 1000) + 1
+        )
 
 
 def expire_points(member_id: int) -> None:

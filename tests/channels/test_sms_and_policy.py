@@ -9,16 +9,18 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
+import redis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import select, update
 
+from automations.runtime import actors
 from automations.runtime.pacing import redis_pacers
 from automations.runtime.ticks import relay_messages
 from channels.delivery import CLAIM_LEASE, CLAIM_TIMEOUT, deliver, settle_stale
 from channels.render import RenderError, render_message
 from loyalty.app import App
-from loyalty.clock import FrozenClock
+from loyalty.clock import FrozenClock, SystemClock
 from loyalty.errors import RetriableError
 from loyalty.event_types import EventInput
 from loyalty.models import Member, Message
@@ -278,3 +280,52 @@ def test_an_unreachable_pacing_window_is_retried_and_claims_nothing(
         row = session.get(Message, message_id)
         assert row is not None and (row.state, row.attempts) == ("pending", 0)
     assert created(twilio_sandbox) == []
+
+
+@pytest.mark.integration
+def test_a_throttled_sms_is_retried_by_the_worker_and_the_senders_window_pauses(
+    sms_app: App, twilio_sandbox: TwilioSandbox, tmp_path: Path, redis_url: str
+) -> None:
+    # Given Twilio takes one message per 2 s from our number, and a real clock
+    settings = sms_app.settings.model_copy(update={"send_retry_base_seconds": 1})
+    app = App(settings, sms_app.database, SystemClock(), redis_pacers(redis_url))
+    version = promo_version(app, tmp_path)
+    ids = due_messages(app, version, 2, "sms")
+    twilio_sandbox.set_faults(rate_limit=1, rate_window_s=2.0)
+
+    # When the workers deliver both (no scheduler runs: no relay tick)
+    with workers(app):
+        for message_id in ids:
+            actors.send("deliver_message", message_id)
+        deadline = timer.monotonic() + 20
+        while timer.monotonic() < deadline:
+            with app.database.sessions() as session:
+                states = set(session.scalars(select(Message.state)))
+            if states == {"sent"}:
+                break
+            timer.sleep(0.1)
+
+    # Then the worker's own retry sent the refused one, and each went out once
+    assert states == {"sent"}
+    assert twilio_sandbox.requests(method="POST", status=429)
+    assert len(twilio_sandbox.requests(method="POST", status=201)) == 2
+
+
+@pytest.mark.integration
+def test_a_429_pauses_every_worker_sending_from_that_number_for_its_retry_after(
+    sms_app: App, twilio_sandbox: TwilioSandbox, tmp_path: Path, redis_url: str
+) -> None:
+    sms_app.pacers = redis_pacers(redis_url)
+    [message_id] = due_messages(sms_app, promo_version(sms_app, tmp_path), 1, "sms")
+    pause_key = f"loyalty:crm-pause:twilio:{SENDER}"
+    client = redis.Redis.from_url(redis_url)
+    client.delete(pause_key)
+    twilio_sandbox.set_faults(error_rate=1.0, error_statuses=(429,), error_retry_after_s=20)
+
+    assert deliver(sms_app, message_id) == "pending"
+
+    assert 15_000 < client.pttl(pause_key) <= 20_000  # the shared window waits as asked
+    with sms_app.database.sessions() as session:
+        row = session.get(Message, message_id)
+        assert row is not None and row.next_attempt_at is not None
+        assert row.next_attempt_at >= sms_app.clock.now() + timedelta(seconds=20)
