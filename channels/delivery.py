@@ -27,7 +27,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
 from channels import outbox, policy
@@ -370,6 +370,12 @@ def _record(session: Session, app: App, ids: list[int], outcome: Outcome, now: d
         ids = _confirmed_first(session, ids, now)
         if not ids:
             return MessageState.SENT
+    still_claimed = session.scalars(
+        select(Message.id).where(Message.id.in_(ids), Message.state == MessageState.CLAIMED)
+    ).all()
+    if not still_claimed:  # a provider webhook settled them while the request was out
+        current = session.scalar(select(Message.state).where(Message.id == ids[0]))
+        return str(current or MessageState.SENT)
     if outcome.kind == OutcomeKind.RETRY:
         return _retry_later(session, app.settings, ids, outcome, now)
     values: dict[str, Any] = {"updated_at": now}
@@ -502,31 +508,20 @@ def _retry_later(
 
 
 def next_retry(app: App, message_id: int) -> float | None:
-    """Seconds until a pending email or SMS is due again (None: it is not waiting to retry).
+    """Seconds until a pending SMS is due again (None: it is not waiting to retry).
 
     The worker uses it to queue the retry itself, with the provider's Retry-After,
     instead of leaving it for the scheduler's next relay tick.
     """
     with app.database.sessions() as session:
-        row = session.execute(
-            select(Message.channel, Message.next_attempt_at).where(
+        due = session.scalar(
+            select(Message.next_attempt_at).where(
                 Message.id == message_id, Message.state == MessageState.PENDING
             )
-        ).first()
-    if row is None or row.next_attempt_at is None:
+        )
+    if due is None:
         return None
-    if row.channel == "email":
-        # A flush retries every due email; the earliest one pending stands for them all.
-        with app.database.sessions() as session:
-            earliest = session.scalar(
-                select(func.min(Message.next_attempt_at)).where(
-                    Message.channel == "email", Message.state == MessageState.PENDING
-                )
-            )
-        due = earliest or row.next_attempt_at
-    else:
-        due = row.next_attempt_at
-    return max((due - app.clock.now()).total_seconds(), 0.0)
+    return max(float((due - app.clock.now()).total_seconds()), 0.0)
 
 
 def retry_failed(session: Session, message_id: int, *, now: datetime) -> bool:

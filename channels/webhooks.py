@@ -297,10 +297,16 @@ def unsubscribe(session: Session, token: str, *, now: datetime) -> UnsubscribeOu
 
 
 def _reconcile(message: Message, provider_id: str | None, at: datetime, now: datetime) -> None:
-    """A provider reporting on a message we could not confirm proves that it left."""
+    """A provider reporting on a message we could not confirm proves that it left.
+
+    That is a message left unknown, or one whose request left while its worker has
+    not recorded the answer yet (or never will: it died). The worker's own record
+    then finds the row settled and changes nothing.
+    """
     if message.provider_id is None and provider_id:
         message.provider_id = provider_id[:128]
-    if message.state == MessageState.UNKNOWN:
+    in_flight = message.state == MessageState.CLAIMED and message.request_at is not None
+    if message.state == MessageState.UNKNOWN or in_flight:
         message.state = MessageState.SENT
         message.sent_at = message.sent_at or at
         message.updated_at = now

@@ -14,6 +14,7 @@ from typing import Any
 
 import dramatiq
 from dramatiq import Actor, Broker
+from dramatiq.brokers.stub import StubBroker
 from sqlalchemy.exc import OperationalError
 
 from automations import runner, runtime
@@ -23,6 +24,7 @@ from channels import delivery
 from loyalty import events, ledger
 from loyalty.errors import FatalError, RetriableError, SkippableError
 from loyalty.settings import Settings
+from loyalty.states import MessageState
 
 __all__ = ["declare", "send"]
 
@@ -33,6 +35,9 @@ _declared: dict[str, Actor[Any, Any]] = {}
 #: Retries due within this many seconds are queued by the worker, with their delay;
 #: later ones are left to the scheduler's relay tick.
 RETRY_HORIZON_SECONDS = 15 * 60
+#: The same in-process (the embedded default), where a command waits for queued work
+#: before it exits: only short waits are worth holding it for.
+EMBEDDED_RETRY_HORIZON_SECONDS = 5
 
 
 def process_event(event_id: int) -> None:
@@ -60,9 +65,12 @@ def run_enrollment(enrollment_id: int) -> None:
 def deliver_message(message_id: int) -> None:
     """Claim, check, render and send one message; queue its retry when the provider said wait."""
     app = runtime.current()
-    delivery.deliver(app, message_id)
+    if delivery.deliver(app, message_id) != MessageState.PENDING:
+        return  # sent, settled, or not due yet: nothing for this run to follow up
     wait = delivery.next_retry(app, message_id)
-    if wait is not None and wait <= RETRY_HORIZON_SECONDS:
+    embedded = isinstance(dramatiq.get_broker(), StubBroker)
+    horizon = EMBEDDED_RETRY_HORIZON_SECONDS if embedded else RETRY_HORIZON_SECONDS
+    if wait is not None and wait <= horizon:
         _declared["deliver_message"].send_with_options(
             args=(message_id,), delay=int(wait * 1000) + 1
         )

@@ -156,3 +156,31 @@ def test_a_status_callback_that_overtakes_the_answer_settles_the_sms_as_sent(
     assert row.provider_id is not None and row.provider_id.startswith("SM")
     posts = twilio_sandbox.requests(method="POST")
     assert len([r for r in posts if r.path.endswith("/Messages.json")]) == 1
+
+
+def test_a_callback_settles_an_sms_whose_worker_died_after_the_request_left(
+    served: tuple[Starlette, str], database: Database, twilio_sandbox: TwilioSandbox
+) -> None:
+    # Given an SMS whose worker was killed after its request left (the row says claimed)
+    web, base_url = served
+    app = configure(web, database, base_url, twilio_auth_token=twilio_sandbox.auth_token)
+    member = make_member(app, phone=PHONE, sms_consent=True)
+    message = make_message(app, member, channel="sms", state="claimed", sent_at=None)
+    with app.database.transaction() as session:
+        row = session.get(Message, message.id)
+        assert row is not None
+        row.request_at = app.clock.now()
+
+    # When Twilio, which took the request, calls back
+    client = Client(twilio_sandbox.account_sid, twilio_sandbox.auth_token)
+    client.api.base_url = twilio_sandbox.base_url
+    sent = client.messages.create(
+        to=PHONE,
+        from_=OUR_NUMBER,
+        body="Your points are waiting",
+        status_callback=f"{base_url}/webhooks/twilio/status?message_id={message.id}",
+    )
+
+    # Then the message is sent at once, without waiting for the claim to time out
+    eventually(lambda: load(app, Message, message.id).state == "sent")
+    assert load(app, Message, message.id).provider_id == sent.sid
