@@ -19,6 +19,8 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from loyalty.member_rows import KNOWN_COLUMNS
+
 __all__ = [
     "EventStream",
     "OrderLog",
@@ -60,19 +62,8 @@ ZONES = (
 #: Local hours a member's zone must be in for the whole soak: past the birthday journey's
 #: 09:00 and the SMS quiet hours (21:00-09:00), with half an hour to spare on each side.
 DAY = (time(9, 30), time(20, 0))
-CSV_COLUMNS = (
-    "external_id",
-    "email",
-    "phone",
-    "first_name",
-    "last_name",
-    "locale",
-    "time_zone",
-    "birthday",
-    "email_consent",
-    "sms_consent",
-    "referred_by_code",
-)
+#: The import columns the program knows (loyalty.member_rows).
+CSV_COLUMNS = KNOWN_COLUMNS
 
 
 def day_zones(now: datetime) -> list[str]:
