@@ -17,44 +17,31 @@ it `unknown`, settled by provider webhooks or given up after UNKNOWN_EXPIRY_HOUR
 
 from __future__ import annotations
 
-import html
 import logging
-import random
-import uuid
 from collections import Counter
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime, timedelta
-from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
 from channels import outbox, policy
+from channels.compose import message_headers, render_for, with_compliance
 from channels.outcomes import Outcome, OutcomeKind
-from channels.render import Rendered, RenderError, locale_chain, render_message
+from channels.render import Rendered, RenderError
+from channels.retries import retry_later
 from channels.segments import measure
 from channels.sendgrid_sender import MAX_PERSONALIZATIONS, OutgoingEmail, SendGridSender, batches
-from channels.template_data import StoredJourney, stored_journey, template_data
 from channels.twilio_sender import OutgoingSms, TwilioSender
 from loyalty.app import App
 from loyalty.consent import record_consent
 from loyalty.db import insert_ignore
-from loyalty.members import member_data, member_zone
-from loyalty.models import DeadLetter, Enrollment, JourneyVersion, Member, Message, Suppression
-from loyalty.settings import Settings
-from loyalty.states import POSSIBLY_SENT, MessageState
+from loyalty.members import member_zone
+from loyalty.models import Enrollment, JourneyVersion, Member, Message, Suppression
+from loyalty.states import MessageState
 
-__all__ = [
-    "ACTOR",
-    "QUEUE",
-    "deliver",
-    "flush_emails",
-    "render_for",
-    "retry_delay",
-    "retry_failed",
-    "settle_stale",
-]
+__all__ = ["deliver", "flush_emails", "request_left", "settle_stale"]
 
 log = logging.getLogger(__name__)
 
@@ -69,10 +56,6 @@ CLAIM_LEASE = timedelta(minutes=2)
 THROTTLE_PAUSE_SECONDS = 1.0
 #: A request that left with no outcome recorded after this long is possibly sent: unknown.
 CLAIM_TIMEOUT = timedelta(minutes=10)
-#: The worker actor that delivers one message, and its queue (automations.runtime.actors
-#: declares it under these names): a message given up on is dead-lettered as a call of it.
-ACTOR = "deliver_message"
-QUEUE = "messages"
 
 
 def uses_sendgrid(app: App) -> bool:
@@ -131,7 +114,7 @@ def _prepare(
         return None
     message.locale = rendered.locale
     if message.purpose == "marketing":
-        rendered = _with_compliance(session, app, message, rendered)
+        rendered = with_compliance(session, app, message, rendered)
     if message.channel == "sms":
         size = measure(rendered.body)
         message.segments = size.segments
@@ -146,51 +129,6 @@ def _prepare(
     message.state = MessageState.CLAIMED
     message.request_at = None  # set when this attempt's request leaves (`request_left`)
     return _Prepared(message, member, rendered)
-
-
-#: Added to a member's first marketing SMS when the template does not say how to stop.
-SMS_OPT_OUT = "Reply STOP to opt out."
-
-
-def _with_compliance(session: Session, app: App, message: Message, rendered: Rendered) -> Rendered:
-    """What the law asks of marketing messages, added where the template left it out.
-
-    Email: a visible unsubscribe link and the postal address (CAN-SPAM, RFC 8058
-    headers are added separately). SMS: opt-out wording on the first contact.
-    """
-    if message.channel == "sms":
-        if "STOP" in rendered.body.upper():
-            return rendered
-        earlier = session.scalar(
-            select(Message.id)
-            .where(
-                Message.member_id == message.member_id,
-                Message.channel == "sms",
-                Message.state.in_(POSSIBLY_SENT),
-                Message.id != message.id,
-            )
-            .limit(1)
-        )
-        if earlier is not None:
-            return rendered
-        return replace(rendered, body=f"{rendered.body} {SMS_OPT_OUT}")
-    url = _unsubscribe_url(app, message)
-    html_parts, text_parts = [], []
-    if url not in rendered.body:
-        html_parts.append(f'<a href="{html.escape(url)}">Unsubscribe</a>')
-        text_parts.append(f"Unsubscribe: {url}")
-    address = app.settings.postal_address
-    if address and address not in rendered.body:
-        html_parts.append(html.escape(address))
-        text_parts.append(address)
-    if not html_parts:
-        return rendered
-    footer = '<p style="font-size:12px;color:#666">' + " · ".join(html_parts) + "</p>"
-    return replace(
-        rendered,
-        body=rendered.body + footer,
-        text=(rendered.text or "") + "\n" + "\n".join(text_parts) + "\n",
-    )
 
 
 def deliver(app: App, message_id: int) -> str | None:
@@ -357,7 +295,7 @@ def _outgoing_email(app: App, prepared: _Prepared) -> OutgoingEmail:
         subject=rendered.subject or "",
         html=rendered.body,
         text=rendered.text or "",
-        headers=_headers(app, message),
+        headers=message_headers(app, message),
         categories=tuple(c for c in (message.journey_id, message.step_id) if c),
         template_id=template_id,
         template_data=rendered.data,
@@ -377,7 +315,7 @@ def _record(session: Session, app: App, ids: list[int], outcome: Outcome, now: d
         current = session.scalar(select(Message.state).where(Message.id == ids[0]))
         return str(current or MessageState.SENT)
     if outcome.kind == OutcomeKind.RETRY:
-        return _retry_later(session, app.settings, ids, outcome, now)
+        return retry_later(session, app.settings, ids, outcome, now)
     values: dict[str, Any] = {"updated_at": now}
     if outcome.kind == OutcomeKind.SENT:
         state = MessageState.SENT
@@ -420,139 +358,6 @@ def _confirmed_first(session: Session, ids: list[int], now: datetime) -> list[in
     if confirmed:
         log.info("message.confirmed_first", extra={"messages": len(confirmed)})
     return [i for i in ids if i not in set(confirmed)]
-
-
-def retry_delay(
-    attempts: int,
-    settings: Settings,
-    retry_after: float | None = None,
-    *,
-    rng: random.Random | None = None,
-) -> timedelta:
-    """How long a message waits after its `attempts`-th try failed in a retriable way.
-
-    Exponential backoff with *equal jitter*: the step is SEND_RETRY_BASE_SECONDS ·
-    2^(attempts-1), capped at SEND_RETRY_MAX_SECONDS, and the wait is drawn uniformly
-    from its upper half. The jitter spreads a batch that failed together, and each
-    wait is at least as long as the one before (until the cap). Never shorter than
-    the provider's Retry-After.
-    """
-    step = min(
-        float(settings.send_retry_max_seconds),
-        settings.send_retry_base_seconds * 2.0 ** (max(attempts, 1) - 1),
-    )
-    wait = (rng or random).uniform(step / 2, step)
-    if retry_after is not None:
-        wait = max(wait, retry_after)
-    return timedelta(seconds=wait)
-
-
-def _retry_later(
-    session: Session, settings: Settings, ids: list[int], outcome: Outcome, now: datetime
-) -> str:
-    """Back to pending after a backoff, or failed and dead-lettered once out of attempts."""
-    claimed = session.execute(
-        select(Message.id, Message.attempts)
-        .where(Message.id.in_(ids), Message.state == MessageState.CLAIMED)
-        .with_for_update()
-    ).all()
-    changes: list[dict[str, Any]] = []
-    dead: list[dict[str, Any]] = []
-    state = MessageState.PENDING
-    for message_id, attempts in claimed:
-        if attempts < settings.send_max_attempts:
-            state = MessageState.PENDING
-            due = now + retry_delay(attempts, settings, outcome.retry_after)
-            changes.append(
-                {
-                    "id": message_id,
-                    "state": state,
-                    "next_attempt_at": due,
-                    "request_at": None,
-                    "error": outcome.error,
-                    "updated_at": now,
-                }
-            )
-            continue
-        state = MessageState.FAILED
-        error = f"gave up after {attempts} attempts: {outcome.error or 'retriable failure'}"
-        changes.append(
-            {
-                "id": message_id,
-                "state": state,
-                "next_attempt_at": None,
-                "error": error,
-                "updated_at": now,
-            }
-        )
-        dead.append(
-            {
-                "message_id": str(uuid.uuid4()),
-                "queue": QUEUE,
-                "actor": ACTOR,
-                "args": {"args": [message_id], "kwargs": {}},
-                "error": error,
-                "failed_at": now,
-            }
-        )
-    if changes:
-        session.execute(update(Message), changes)
-    if dead:
-        insert_ignore(session, DeadLetter, dead, ["message_id"])
-        log.warning("message.gave_up", extra={"messages": len(dead), "error": outcome.error})
-    log.info(
-        "message.outcome",
-        extra={"messages": len(ids), "outcome": outcome.kind, "given_up": len(dead)},
-    )
-    return state
-
-
-def next_retry(app: App, message_id: int) -> float | None:
-    """Seconds until a pending SMS is due again (None: it is not waiting to retry).
-
-    The worker uses it to queue the retry itself, with the provider's Retry-After,
-    instead of leaving it for the scheduler's next relay tick.
-    """
-    with app.database.sessions() as session:
-        due = session.scalar(
-            select(Message.next_attempt_at).where(
-                Message.id == message_id, Message.state == MessageState.PENDING
-            )
-        )
-    if due is None:
-        return None
-    return max(float((due - app.clock.now()).total_seconds()), 0.0)
-
-
-def retry_failed(session: Session, message_id: int, *, now: datetime) -> bool:
-    """Put a failed email or SMS back to pending, due now, with its attempts counted afresh.
-
-    What an operator's replay of its dead letter does before it queues the delivery
-    again. Only a failed message changes (True when it did), so running it twice, or
-    on a message that since went out, changes nothing more.
-    """
-    message = session.scalar(
-        select(Message)
-        .where(
-            Message.id == message_id,
-            Message.state == MessageState.FAILED,
-            Message.channel.in_(("email", "sms")),
-        )
-        .with_for_update()
-    )
-    if message is None:
-        return False
-    message.decisions = {
-        **message.decisions,
-        "retried": {"at": now.isoformat(), "after": message.error, "attempts": message.attempts},
-    }
-    message.state = MessageState.PENDING
-    message.attempts = 0
-    message.next_attempt_at = now
-    message.error = None
-    message.updated_at = now
-    log.info("message.retried", extra={"message_id": message_id})
-    return True
 
 
 def _record_opt_out(session: Session, message: Message, now: datetime) -> None:
@@ -627,14 +432,6 @@ def _rowcount(result: Any) -> int:
     return int(result.rowcount or 0)
 
 
-def _headers(app: App, message: Message) -> dict[str, str]:
-    headers = {"X-Loyalty-Message-Id": str(message.id)}
-    if message.purpose == "marketing":
-        headers["List-Unsubscribe"] = f"<{_unsubscribe_url(app, message)}>"
-        headers["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
-    return headers
-
-
 def _write(app: App, message: Message, member: Member, rendered: Rendered, now: datetime) -> str:
     folder = app.settings.outbox_dir
     if message.channel == "sms":
@@ -655,64 +452,6 @@ def _write(app: App, message: Message, member: Member, rendered: Rendered, now: 
         to=member.email or "",
         sender=app.settings.email_from or "loyalty@localhost",
         sent_at=now,
-        headers=_headers(app, message),
+        headers=message_headers(app, message),
     )
     return path.name
-
-
-def _unsubscribe_url(app: App, message: Message) -> str:
-    token = message.unsubscribe_token or ""
-    return f"{app.settings.public_base_url.rstrip('/')}/u/{token}"
-
-
-def render_for(
-    session: Session, app: App, message: Message, member: Member, now: datetime
-) -> Rendered:
-    """Render the message with the data its template may use (the variable contract)."""
-    enrollment = session.get(Enrollment, message.enrollment_id) if message.enrollment_id else None
-    template_id = message.decisions.get("template_id")
-    if enrollment is None or (message.template is None and not template_id):
-        raise RenderError("the message has no enrollment or template to render")
-    version = session.get(JourneyVersion, enrollment.journey_version_id)
-    assert version is not None
-    journey = stored_journey(version)
-    data = render_data(session, app, message, member, enrollment, journey, now)
-    chain = locale_chain(member.locale or app.settings.default_locale, journey.locale)
-    if message.template is None:
-        # SendGrid renders a dynamic template itself, from the same data ours would see.
-        return Rendered("email", chain[0], "", data=_plain(data))
-    return render_message(journey.templates, message.template, message.channel, chain, data)
-
-
-def _plain(value: Any) -> Any:
-    """JSON-ready: datetimes as ISO 8601, money as text."""
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
-    if isinstance(value, datetime):
-        return value.isoformat()
-    if isinstance(value, Decimal):
-        return str(value)
-    return value
-
-
-def render_data(
-    session: Session,
-    app: App,
-    message: Message,
-    member: Member,
-    enrollment: Enrollment,
-    journey: StoredJourney,
-    now: datetime,
-) -> dict[str, Any]:
-    fields = member_data(session, member, now=now, public_base_url=app.settings.public_base_url)
-    survey = message.decisions.get("survey")
-    base = app.settings.public_base_url.rstrip("/")
-    return template_data(
-        fields,
-        journey,
-        enrollment.context,
-        unsubscribe_url=_unsubscribe_url(app, message),
-        survey_url=f"{base}/s/{survey['token']}" if survey else None,
-    )

@@ -20,7 +20,7 @@ from sqlalchemy.exc import OperationalError
 from automations import runner, runtime
 from automations.routing import route_event
 from automations.runtime.limits import one_at_a_time
-from channels import delivery
+from channels import delivery, retries
 from loyalty import events, ledger
 from loyalty.errors import FatalError, RetriableError, SkippableError
 from loyalty.settings import Settings
@@ -67,7 +67,7 @@ def deliver_message(message_id: int) -> None:
     app = runtime.current()
     if delivery.deliver(app, message_id) != MessageState.PENDING:
         return  # sent, settled, or not due yet: nothing for this run to follow up
-    wait = delivery.next_retry(app, message_id)
+    wait = retries.next_retry(app, message_id)
     embedded = isinstance(dramatiq.get_broker(), StubBroker)
     horizon = EMBEDDED_RETRY_HORIZON_SECONDS if embedded else RETRY_HORIZON_SECONDS
     if wait is not None and wait <= horizon:
@@ -115,7 +115,7 @@ _ACTORS: dict[str, tuple[Callable[..., None], str]] = {
     "process_event": (process_event, "events"),
     "expire_points": (expire_points, "points"),
     "run_enrollment": (run_enrollment, "journeys"),
-    delivery.ACTOR: (deliver_message, delivery.QUEUE),
+    retries.ACTOR: (deliver_message, retries.QUEUE),
     "crm_push": (crm_push, "crm"),
     "crm_pull": (crm_pull, "crm"),
 }

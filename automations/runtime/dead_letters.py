@@ -12,7 +12,7 @@ from dramatiq.broker import MessageProxy
 from sqlalchemy import select
 
 from automations import runtime
-from channels import delivery
+from channels import retries
 from loyalty.db import Database, insert_ignore
 from loyalty.models import DeadLetter
 
@@ -63,9 +63,9 @@ def replay(database: Database, broker: Broker, dead_letter_id: int, *, now: date
         row = session.get(DeadLetter, dead_letter_id)
         if row is None:
             raise LookupError(f"no dead letter {dead_letter_id}; see `loyalty dlq list`")
-        if row.actor == delivery.ACTOR:
+        if row.actor == retries.ACTOR:
             for message_id in row.args.get("args", [])[:1]:
-                delivery.retry_failed(session, int(message_id), now=now)
+                retries.retry_failed(session, int(message_id), now=now)
     # Committed before the delivery is queued, so that the worker finds it pending.
     with database.transaction() as session:
         row = session.get(DeadLetter, dead_letter_id, with_for_update=True)

@@ -8,13 +8,13 @@ from datetime import timedelta
 from pathlib import Path
 
 import dramatiq
-import pytest
 from click.testing import CliRunner
 from sqlalchemy import select
 
 from automations.runtime.dead_letters import list_dead_letters, replay
 from automations.runtime.ticks import relay_messages
-from channels.delivery import deliver, flush_emails, retry_delay
+from channels.delivery import deliver, flush_emails
+from channels.retries import retry_delay
 from cli import main
 from loyalty.app import App
 from loyalty.clock import FrozenClock
@@ -24,40 +24,7 @@ from sandbox.recorder import RecordedRequest
 from sandbox.sendgrid import SendGridSandbox
 from sandbox.twilio import TwilioSandbox
 from tests.channels.support import due_messages, promo_version
-from tests.conftest import make_settings
 from tests.engine.helpers import workers
-
-SENDER = "+15005550006"
-
-
-@pytest.fixture
-def mail_app(app: App, sendgrid_sandbox: SendGridSandbox) -> App:
-    app.settings = make_settings(
-        app.database,
-        sendgrid_api_key=sendgrid_sandbox.api_key,
-        sendgrid_base_url=sendgrid_sandbox.base_url,
-        email_from="club@example.com",
-        max_marketing_emails_per_week=100,
-        provider_timeout_seconds=2.0,
-        outbox_dir=app.settings.outbox_dir,
-    )
-    return app
-
-
-@pytest.fixture
-def sms_app(app: App, twilio_sandbox: TwilioSandbox) -> App:
-    app.settings = make_settings(
-        app.database,
-        twilio_account_sid=twilio_sandbox.account_sid,
-        twilio_auth_token=twilio_sandbox.auth_token,
-        twilio_base_url=twilio_sandbox.base_url,
-        twilio_from=SENDER,
-        twilio_messages_per_second=1000,
-        sms_quiet_hours="",
-        provider_timeout_seconds=2.0,
-        outbox_dir=app.settings.outbox_dir,
-    )
-    return app
 
 
 def row(app: App, message_id: int) -> Message:

@@ -8,7 +8,6 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-import pytest
 from sqlalchemy import select
 
 from channels.delivery import flush_emails, settle_stale
@@ -18,23 +17,8 @@ from loyalty.event_types import EventInput
 from loyalty.models import Message
 from sandbox.sendgrid import SendGridSandbox
 from tests.channels.support import due_messages, promo_version, states
-from tests.conftest import make_settings
 from tests.engine.helpers import journey_folder, published, send_event
 from tests.factories import make_member
-
-
-@pytest.fixture
-def mail_app(app: App, sendgrid_sandbox: SendGridSandbox) -> App:
-    app.settings = make_settings(
-        app.database,
-        sendgrid_api_key=sendgrid_sandbox.api_key,
-        sendgrid_base_url=sendgrid_sandbox.base_url,
-        email_from="club@example.com",
-        max_marketing_emails_per_week=100,
-        provider_timeout_seconds=1.0,
-        outbox_dir=app.settings.outbox_dir,
-    )
-    return app
 
 
 def accepted(sandbox: SendGridSandbox) -> list[dict[str, Any]]:

@@ -25,27 +25,10 @@ from loyalty.errors import RetriableError
 from loyalty.event_types import EventInput
 from loyalty.models import Member, Message
 from sandbox.twilio import TwilioSandbox
+from tests.channels.conftest import SENDER
 from tests.channels.support import another_message, due_messages, promo_version
-from tests.conftest import make_settings
 from tests.engine.helpers import journey_folder, messages, published, send_event, workers
 from tests.factories import make_member
-
-SENDER = "+15005550006"
-
-
-@pytest.fixture
-def sms_app(app: App, twilio_sandbox: TwilioSandbox) -> App:
-    app.settings = make_settings(
-        app.database,
-        twilio_account_sid=twilio_sandbox.account_sid,
-        twilio_auth_token=twilio_sandbox.auth_token,
-        twilio_base_url=twilio_sandbox.base_url,
-        twilio_from=SENDER,
-        twilio_messages_per_second=1000,
-        sms_quiet_hours="",
-        outbox_dir=app.settings.outbox_dir,
-    )
-    return app
 
 
 def created(sandbox: TwilioSandbox) -> list[str]:

@@ -1,0 +1,135 @@
+"""What a message says: rendered with the member's data of that moment, with what the law
+asks of marketing messages (unsubscribe link, postal address, SMS opt-out wording) and the
+email headers of one-click unsubscribe (RFC 8058).
+"""
+
+from __future__ import annotations
+
+import html
+from dataclasses import replace
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from channels.render import Rendered, RenderError, locale_chain, render_message
+from channels.template_data import StoredJourney, stored_journey, template_data
+from loyalty.app import App
+from loyalty.members import member_data
+from loyalty.models import Enrollment, JourneyVersion, Member, Message
+from loyalty.states import POSSIBLY_SENT
+
+__all__ = ["SMS_OPT_OUT", "message_headers", "render_data", "render_for", "with_compliance"]
+
+
+#: Added to a member's first marketing SMS when the template does not say how to stop.
+SMS_OPT_OUT = "Reply STOP to opt out."
+
+
+def with_compliance(session: Session, app: App, message: Message, rendered: Rendered) -> Rendered:
+    """What the law asks of marketing messages, added where the template left it out.
+
+    Email: a visible unsubscribe link and the postal address (CAN-SPAM, RFC 8058
+    headers are added separately). SMS: opt-out wording on the first contact.
+    """
+    if message.channel == "sms":
+        if "STOP" in rendered.body.upper():
+            return rendered
+        earlier = session.scalar(
+            select(Message.id)
+            .where(
+                Message.member_id == message.member_id,
+                Message.channel == "sms",
+                Message.state.in_(POSSIBLY_SENT),
+                Message.id != message.id,
+            )
+            .limit(1)
+        )
+        if earlier is not None:
+            return rendered
+        return replace(rendered, body=f"{rendered.body} {SMS_OPT_OUT}")
+    url = _unsubscribe_url(app, message)
+    html_parts, text_parts = [], []
+    if url not in rendered.body:
+        html_parts.append(f'<a href="{html.escape(url)}">Unsubscribe</a>')
+        text_parts.append(f"Unsubscribe: {url}")
+    address = app.settings.postal_address
+    if address and address not in rendered.body:
+        html_parts.append(html.escape(address))
+        text_parts.append(address)
+    if not html_parts:
+        return rendered
+    footer = '<p style="font-size:12px;color:#666">' + " · ".join(html_parts) + "</p>"
+    return replace(
+        rendered,
+        body=rendered.body + footer,
+        text=(rendered.text or "") + "\n" + "\n".join(text_parts) + "\n",
+    )
+
+
+def message_headers(app: App, message: Message) -> dict[str, str]:
+    headers = {"X-Loyalty-Message-Id": str(message.id)}
+    if message.purpose == "marketing":
+        headers["List-Unsubscribe"] = f"<{_unsubscribe_url(app, message)}>"
+        headers["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
+    return headers
+
+
+def _unsubscribe_url(app: App, message: Message) -> str:
+    token = message.unsubscribe_token or ""
+    return f"{app.settings.public_base_url.rstrip('/')}/u/{token}"
+
+
+def render_for(
+    session: Session, app: App, message: Message, member: Member, now: datetime
+) -> Rendered:
+    """Render the message with the data its template may use (the variable contract)."""
+    enrollment = session.get(Enrollment, message.enrollment_id) if message.enrollment_id else None
+    template_id = message.decisions.get("template_id")
+    if enrollment is None or (message.template is None and not template_id):
+        raise RenderError("the message has no enrollment or template to render")
+    version = session.get(JourneyVersion, enrollment.journey_version_id)
+    assert version is not None
+    journey = stored_journey(version)
+    data = render_data(session, app, message, member, enrollment, journey, now)
+    chain = locale_chain(member.locale or app.settings.default_locale, journey.locale)
+    if message.template is None:
+        # SendGrid renders a dynamic template itself, from the same data ours would see.
+        return Rendered("email", chain[0], "", data=_plain(data))
+    return render_message(journey.templates, message.template, message.channel, chain, data)
+
+
+def _plain(value: Any) -> Any:
+    """JSON-ready: datetimes as ISO 8601, money as text."""
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        return str(value)
+    return value
+
+
+def render_data(
+    session: Session,
+    app: App,
+    message: Message,
+    member: Member,
+    enrollment: Enrollment,
+    journey: StoredJourney,
+    now: datetime,
+) -> dict[str, Any]:
+    fields = member_data(session, member, now=now, public_base_url=app.settings.public_base_url)
+    survey = message.decisions.get("survey")
+    base = app.settings.public_base_url.rstrip("/")
+    return template_data(
+        fields,
+        journey,
+        enrollment.context,
+        unsubscribe_url=_unsubscribe_url(app, message),
+        survey_url=f"{base}/s/{survey['token']}" if survey else None,
+    )
