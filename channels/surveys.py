@@ -34,6 +34,7 @@ __all__ = [
     "NpsCategory",
     "answer_sms_reply",
     "answer_survey",
+    "checked_score",
     "find_open_sms_survey",
     "find_survey",
     "nps_category",
@@ -98,6 +99,15 @@ def parse_score(kind: str, value: int | str | None) -> int | None:
     return value if value in SCALES.get(kind, range(0)) else None
 
 
+def checked_score(kind: str, value: int | str | None) -> int:
+    """`value` as a score on the scale of `kind`; raises InvalidAnswer when it is not one."""
+    checked = parse_score(kind, value)
+    if checked is None:
+        scale = SCALES.get(kind, range(0))
+        raise InvalidAnswer(f"Choose a whole number from {scale[0]} to {scale[-1]}.", kind)
+    return checked
+
+
 def find_survey(session: Session, token: str, *, lock: bool = False) -> Survey | None:
     """The survey a link names, or None for an unknown token or an erased member."""
     if not token or len(token) > _TOKEN_MAX:
@@ -140,10 +150,7 @@ def record_answer(
     now: datetime,
 ) -> Answer:
     """Set the answer of a survey (locked by the caller); the first one records the event."""
-    checked = parse_score(survey.kind, score)
-    if checked is None:
-        scale = SCALES.get(survey.kind, range(0))
-        raise InvalidAnswer(f"Choose a whole number from {scale[0]} to {scale[-1]}.", survey.kind)
+    checked = checked_score(survey.kind, score)
     if comment is not None:
         comment = _CONTROL.sub("", comment).strip()
         if len(comment) > MAX_COMMENT_CHARS:

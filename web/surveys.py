@@ -2,8 +2,10 @@
 
 GET shows the question (NPS 0-10 or CSAT 1-5) as buttons and an optional comment
 box; the form posts back to the same URL, so no cookie is needed. A link may
-carry the score (`/s/{token}?score=9`): GET records it and offers the comment
-box. Answering again replaces the answer.
+carry the score (`/s/{token}?score=9`): GET shows that score with one button
+that posts it, and records nothing, because mail scanners and link previews
+follow links (a GET or HEAD never changes anything). Answering again replaces
+the answer.
 
 How the `survey.answered` event reaches the journeys: the first answer records
 the event in the same transaction as the answer (`channels.surveys`), and the
@@ -33,6 +35,7 @@ from channels.surveys import (
     Answer,
     InvalidAnswer,
     answer_survey,
+    checked_score,
     find_survey,
 )
 from loyalty.app import App
@@ -68,7 +71,7 @@ _STYLE = (
 
 
 async def survey_page(request: Request) -> Response:
-    """GET shows the question (or records `?score=`); POST records score and comment."""
+    """GET shows the question (or the score a link carries); POST records score and comment."""
     app = loyalty_app(request)
     token = request.path_params["token"]
     program = app.settings.program_name
@@ -77,10 +80,7 @@ async def survey_page(request: Request) -> Response:
         if body is None:
             return page("Request too large", status=413)
         fields = _form(body)
-        return await _answer(app, token, fields.get("score"), fields.get("comment"), "page")
-    score = request.query_params.get("score")
-    if score is not None and request.method == "GET":  # a HEAD (link scanners) records nothing
-        return await _answer(app, token, score, None, "link")
+        return await _answer(app, token, fields.get("score"), fields.get("comment"))
 
     def kind() -> str | None:
         with app.database.sessions() as session:
@@ -90,12 +90,17 @@ async def survey_page(request: Request) -> Response:
     found = await run_in_threadpool(kind)
     if found is None:
         return _not_found(program)
-    return _question(program, found)
+    score = request.query_params.get("score")
+    if score is None:
+        return _question(program, found)
+    try:
+        chosen = checked_score(found, score)
+    except InvalidAnswer as exc:
+        return _question(program, found, error=str(exc), status=400)
+    return _confirm(program, found, chosen, request.url.path)
 
 
-async def _answer(
-    app: App, token: str, score: str | None, comment: str | None, via: str
-) -> Response:
+async def _answer(app: App, token: str, score: str | None, comment: str | None) -> Response:
     def apply() -> Answer | InvalidAnswer | None:
         try:
             with app.database.transaction() as session:
@@ -110,7 +115,7 @@ async def _answer(
     if outcome is None:
         return _not_found(program)
     if isinstance(outcome, InvalidAnswer):
-        log.info("survey.refused", extra={"via": via, "kind": outcome.kind})
+        log.info("survey.refused", extra={"kind": outcome.kind})
         return _question(program, outcome.kind, error=str(outcome), status=400)
     return _thanks(program, outcome, commented=bool(comment and comment.strip()))
 
@@ -128,6 +133,17 @@ def _question(program: str, kind: str, *, error: str | None = None, status: int 
         f"{_comment_box()}</form>"
     )
     return _document(f"A quick question from {program}", body, status)
+
+
+def _confirm(program: str, kind: str, score: int, path: str) -> Response:
+    question = QUESTIONS.get(kind, QUESTIONS["nps"])[0]
+    body = (
+        f"<p>{escape(question)} You chose <strong>{score}</strong>.</p>"
+        f'<form method="post"><input type="hidden" name="score" value="{score}">'
+        f'<button type="submit">Send my answer: {score}</button></form>'
+        f'<p class="hint"><a href="{escape(path)}">Choose another number</a></p>'
+    )
+    return _document(f"A quick question from {program}", body, 200)
 
 
 def _thanks(program: str, answer: Answer, *, commented: bool) -> Response:

@@ -132,23 +132,36 @@ def test_the_page_escapes_the_program_name(web_app: App, survey: Survey) -> None
         assert "&lt;b&gt;Acme&lt;/b&gt; &amp; Co" in page
 
 
-def test_a_head_request_on_a_score_link_records_nothing(
-    client: TestClient, web_app: App, survey: Survey
+@pytest.mark.parametrize("method", ["GET", "HEAD"])
+def test_a_score_link_records_nothing_and_shows_a_button_that_posts_the_score(
+    client: TestClient, web_app: App, survey: Survey, method: str
 ) -> None:
-    response = client.head(f"/s/{TOKEN}?score=0")
+    # Mail scanners and link previews follow every link: only a person's POST answers.
+    before = snapshot(web_app), survey_state(web_app)
+
+    response = client.request(method, f"/s/{TOKEN}?score=9")
 
     assert response.status_code == 200
-    row = load(web_app, Survey, survey.id)
-    assert (row.score, row.answered_at) == (None, None)
+    assert (snapshot(web_app), survey_state(web_app)) == before
     assert answered_events(web_app) == []
+    if method == "GET":
+        assert "You chose <strong>9</strong>." in response.text
+        assert re.search(
+            r'<form method="post"><input type="hidden" name="score" value="9">'
+            r'<button type="submit">Send my answer: 9</button></form>',
+            response.text,
+        )
+        assert f'<a href="/s/{TOKEN}">Choose another number</a>' in response.text
 
 
-def test_a_score_link_records_the_score_and_offers_the_comment_box(
+def test_the_button_of_a_score_link_records_the_score_and_offers_the_comment_box(
     client: TestClient, web_app: App, survey: Survey
 ) -> None:
     client.cookies.clear()
+    link_page = client.get(f"/s/{TOKEN}?score=9").text
+    [score] = re.findall(r'<input type="hidden" name="score" value="(\d+)">', link_page)
 
-    response = client.get(f"/s/{TOKEN}?score=9")
+    response = client.post(f"/s/{TOKEN}", data={"score": score})
 
     assert response.status_code == 200
     assert "Thank you from Acme Rewards" in response.text
@@ -202,12 +215,12 @@ def test_a_csat_answer_has_no_nps_category(
 def test_answering_again_replaces_the_answer_without_a_second_event(
     client: TestClient, web_app: App, clock: FrozenClock, survey: Survey
 ) -> None:
-    client.get(f"/s/{TOKEN}?score=7")
+    client.post(f"/s/{TOKEN}", data={"score": "7"})
     clock.advance(timedelta(minutes=5))
     client.post(f"/s/{TOKEN}", data={"score": "8", "comment": "Nice staff"})
     clock.advance(timedelta(minutes=5))
 
-    client.get(f"/s/{TOKEN}?score=10")  # a link carries no comment: the comment stays
+    client.post(f"/s/{TOKEN}", data={"score": "10"})  # a link's button: the comment stays
 
     row = load(web_app, Survey, survey.id)
     assert (row.score, row.comment, row.answered_at) == (10, "Nice staff", clock.now())
@@ -301,11 +314,11 @@ def test_the_crm_fields_show_the_last_nps_answer(
     make_survey(web_app, member, token="older")
     make_survey(web_app, member, token="newer")
     make_survey(web_app, member, kind="csat", token="csat")
-    client.get("/s/older?score=4")
+    client.post("/s/older", data={"score": "4"})
     clock.advance(timedelta(days=1))
-    client.get("/s/newer?score=8")
+    client.post("/s/newer", data={"score": "8"})
     clock.advance(timedelta(days=1))
-    client.get("/s/csat?score=5")
+    client.post("/s/csat", data={"score": "5"})
 
     with web_app.database.sessions() as session:
         row = session.get(Member, member.id)
