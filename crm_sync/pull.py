@@ -7,10 +7,16 @@ owner in the mapping wins. The decision is the pure function `decide`.
 
 The cursor is the last modification time seen, and the query stops at the run's start,
 so it never passes the start of the run: edits made while a pull runs are read next time.
+
+A CRM holds what its users typed. A value we cannot store (a NUL character, text that
+is not UTF-8, longer than the member's column) is an invalid value of that contact:
+counted, logged without the value, and the pull goes on. Should the database still
+refuse a chunk, it is applied contact by contact and only the refused contact is left.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -19,6 +25,7 @@ from typing import Literal
 
 import phonenumbers
 from sqlalchemy import select
+from sqlalchemy.exc import InterfaceError, OperationalError, StatementError
 from sqlalchemy.orm import Session
 
 from crm_sync.adapters import make_adapter, mapping_for
@@ -28,6 +35,7 @@ from crm_sync.port import CrmPort, Pulled
 from crm_sync.runs import touch_cursor
 from loyalty.app import App
 from loyalty.consent import Channel, record_consent
+from loyalty.member_rows import MAX_CELL, unusable_text
 from loyalty.models import CrmLink, Member, SyncCursor
 from loyalty.states import SyncDirection
 
@@ -91,10 +99,10 @@ def run_pull(app: App, crm: str, *, adapter: CrmPort | None = None) -> PullRepor
     for pulled in adapter.pull(since, started):
         chunk.append(pulled)
         if len(chunk) >= CHUNK:
-            _apply(app, name, mapping, chunk, report)
+            _apply_chunk(app, name, mapping, chunk, report)
             chunk = []
     if chunk:
-        _apply(app, name, mapping, chunk, report)
+        _apply_chunk(app, name, mapping, chunk, report)
     touch_cursor(app, name, SyncDirection.PULL, cursor=report.cursor)
     log.info("crm.pull", extra={"crm": name, "seen": report.seen, "updated": report.updated})
     return report
@@ -104,8 +112,44 @@ def _parse(text: str) -> datetime:
     return datetime.fromisoformat(text)
 
 
+def _apply_chunk(
+    app: App, crm: Crm, mapping: Mapping, chunk: list[Pulled], report: PullReport
+) -> None:
+    """Apply a chunk in one transaction; if the database refuses it, one contact at a time."""
+    before = dataclasses.replace(report)
+    try:
+        _apply(app, crm, mapping, chunk, report)
+        return
+    except (StatementError, UnicodeEncodeError) as exc:
+        if isinstance(exc, OperationalError | InterfaceError):
+            raise  # the database is unwell, not the values: the run fails and is retried
+    _restore(report, before)
+    for pulled in chunk:
+        before = dataclasses.replace(report)
+        try:
+            _apply(app, crm, mapping, [pulled], report)
+        except (StatementError, UnicodeEncodeError) as exc:
+            if isinstance(exc, OperationalError | InterfaceError):
+                raise
+            _restore(report, before)
+            report.seen += 1
+            report.invalid += 1
+            # The error's class only: the driver's message may quote the value.
+            cause = getattr(exc, "orig", None) or exc
+            log.warning(
+                "crm.pull_refused",
+                extra={"crm": crm, "crm_id": pulled.crm_id, "error": type(cause).__name__},
+            )
+
+
+def _restore(report: PullReport, saved: PullReport) -> None:
+    """Undo the counts of work that was rolled back."""
+    for item in dataclasses.fields(report):
+        setattr(report, item.name, getattr(saved, item.name))
+
+
 def _apply(app: App, crm: Crm, mapping: Mapping, chunk: list[Pulled], report: PullReport) -> None:
-    keys = [p.key for p in chunk if p.key]
+    keys = [p.key for p in chunk if p.key and _usable_key(p.key)]
     fields = mapping.pulled(crm)
     now = app.clock.now()
     region = app.settings.default_phone_region
@@ -124,6 +168,12 @@ def _apply(app: App, crm: Crm, mapping: Mapping, chunk: list[Pulled], report: Pu
         }
         for pulled in chunk:
             report.seen += 1
+            if pulled.key and not _usable_key(pulled.key):
+                report.invalid += 1
+                log.warning(
+                    "crm.pull_invalid", extra={"crm": crm, "crm_id": pulled.crm_id, "field": "key"}
+                )
+                continue
             member = members.get(pulled.key or "")
             if member is None or member.erased_at is not None:
                 report.unknown += 1
@@ -169,7 +219,9 @@ def _apply_one(
             )
         if verdict != "take":
             continue
-        if not _set(session, crm, member, mapped.field, theirs, pulled.modified_at, region):
+        if not _storable(theirs) or not _set(
+            session, crm, member, mapped.field, theirs, pulled.modified_at, region
+        ):
             report.invalid += 1
             log.warning(
                 "crm.pull_invalid",
@@ -185,6 +237,26 @@ def _apply_one(
             link.pushed_values = pushed
             link.pushed_hash = props_hash(pushed)
     return changed
+
+
+def _usable_key(key: str) -> bool:
+    return unusable_text(key, _longest("external_id")) is None
+
+
+def _storable(value: str | None) -> bool:
+    """Whether a database can hold this text at all (no NUL, UTF-8, not huge)."""
+    return value is None or unusable_text(value) is None
+
+
+def _fits(field: str, value: str) -> bool:
+    """Whether the member's column is long enough for the value as it will be stored."""
+    return len(value) <= _longest(field)
+
+
+def _longest(field: str) -> int:
+    column = Member.__table__.columns.get(field)
+    length = getattr(column.type, "length", None) if column is not None else None
+    return length if isinstance(length, int) else MAX_CELL
 
 
 def _set(
@@ -216,12 +288,14 @@ def _set(
         member.phone = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
         return True
     if field == "email":
-        if value is None or "@" not in value:
+        if value is None or "@" not in value or not _fits(field, value.strip().lower()):
             return False
         member.email = value.strip().lower()
         return True
     if field == "birthday":
         return _set_birthday(member, value)
+    if value is not None and not _fits(field, value):
+        return False
     setattr(member, field, value)
     return True
 

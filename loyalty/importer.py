@@ -1,7 +1,10 @@
 """Streaming member import from CSV or JSONL: upsert by external_id, batch by batch.
 
 The file is read as a stream, so memory stays flat however large it is. Each
-bad row is reported with its number, field and reason; the good rows land.
+bad row is reported with its number, field and reason; the good rows land. A bad
+row is never more than a row: bytes that are not UTF-8, a NUL character, a huge
+cell, or a value the database refuses reject that row alone. Invalid optional
+fields are left out and reported as warnings (`loyalty.member_rows`).
 """
 
 from __future__ import annotations
@@ -15,12 +18,13 @@ from pathlib import Path
 from typing import IO, Any
 
 from sqlalchemy import insert, select, update
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError, StatementError
 from sqlalchemy.orm import Session
 
 from loyalty.clock import Clock
 from loyalty.db import Database, insert_ignore
 from loyalty.errors import FatalError, RowError
-from loyalty.member_rows import MemberRow, parse_row
+from loyalty.member_rows import MemberRow, parse_row, row_key, unusable_text
 from loyalty.models import Consent, Member, Referral
 from loyalty.referrals import new_referral_code, referral_verdict
 from loyalty.settings import Settings
@@ -31,6 +35,9 @@ __all__ = ["ImportReport", "UnusableFileError", "import_members"]
 
 #: Rows upserted per transaction.
 BATCH_SIZE = 1000
+#: Characters one JSONL line or one CSV cell may hold; past it the whole line is
+#: rejected. Cells have their own, lower limit (`loyalty.member_rows.MAX_CELL`).
+MAX_LINE = 64 * 1024 * 1024
 
 
 class UnusableFileError(FatalError):
@@ -63,6 +70,14 @@ class ImportReport:
     rejected: list[Problem] = field(default_factory=list)
     warnings: list[Problem] = field(default_factory=list)
 
+    def merge(self, other: ImportReport) -> None:
+        """Add the counts and warnings of one committed batch."""
+        self.created += other.created
+        self.updated += other.updated
+        self.unchanged += other.unchanged
+        self.rejected += other.rejected
+        self.warnings += other.warnings
+
     @property
     def rejected_rows(self) -> int:
         return len({p.row for p in self.rejected})
@@ -81,14 +96,39 @@ class ImportReport:
 
 
 def _read_csv(stream: IO[str]) -> Iterator[tuple[int, dict[str, Any] | str]]:
+    # Our own per-cell checks name the field; the reader's limit only bounds memory.
+    # The limit is process-wide, so it is put back when the file is done.
+    previous = csv.field_size_limit(MAX_LINE)
+    try:
+        yield from _read_csv_rows(stream)
+    finally:
+        csv.field_size_limit(previous)
+
+
+def _read_csv_rows(stream: IO[str]) -> Iterator[tuple[int, dict[str, Any] | str]]:
     reader = csv.DictReader(stream)
-    if not reader.fieldnames or "external_id" not in [f.strip() for f in reader.fieldnames]:
+    try:
+        fieldnames = reader.fieldnames or []
+    except csv.Error as exc:
+        raise UnusableFileError(f"the header line is not readable CSV ({exc})") from None
+    problem = unusable_text(",".join(fieldnames), MAX_LINE)
+    if problem is not None:
+        raise UnusableFileError(f"the header line {problem}")
+    if "external_id" not in [f.strip() for f in fieldnames]:
         raise UnusableFileError(
             "the first line must be a header that names an external_id column "
-            f"(found: {', '.join(reader.fieldnames or []) or 'nothing'})"
+            f"(found: {', '.join(fieldnames) or 'nothing'})"
         )
-    reader.fieldnames = [f.strip() for f in reader.fieldnames]
-    for raw in reader:
+    reader.fieldnames = [f.strip() for f in fieldnames]
+    while True:
+        try:
+            raw = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            # The reader starts afresh on the next line: only this one is lost.
+            yield reader.line_num + 1, f"is not readable CSV ({exc})"
+            continue
         if None in raw:
             yield reader.line_num, f"has {len(raw[None])} more cells than the header"
             continue
@@ -99,10 +139,17 @@ def _read_jsonl(stream: IO[str]) -> Iterator[tuple[int, dict[str, Any] | str]]:
     for number, line in enumerate(stream, start=1):
         if not line.strip():
             continue
+        if len(line) > MAX_LINE:
+            yield number, f"is longer than {MAX_LINE} characters"
+            continue
         try:
             value = json.loads(line)
         except json.JSONDecodeError as exc:
             yield number, f"is not valid JSON ({exc.msg} at column {exc.colno})"
+            continue
+        except (ValueError, RecursionError) as exc:
+            # Numbers too long to convert, or nesting too deep to parse.
+            yield number, f"is not usable JSON ({type(exc).__name__})"
             continue
         if not isinstance(value, dict):
             yield number, "is not a JSON object"
@@ -135,28 +182,29 @@ def import_members(
         raw_stream = path.open("rb")
     except OSError as exc:
         raise UnusableFileError(f"{path}: {exc.strerror}") from None
-    with raw_stream, io.TextIOWrapper(raw_stream, encoding="utf-8-sig", newline="") as stream:
+    # Undecodable bytes become lone surrogates, which reject only the row they are in.
+    with (
+        raw_stream,
+        io.TextIOWrapper(
+            raw_stream, encoding="utf-8-sig", errors="surrogateescape", newline=""
+        ) as stream,
+    ):
         batch: dict[str, tuple[int, MemberRow]] = {}
-        try:
-            for number, raw in read(stream):
-                report.rows += 1
-                if progress is not None:
-                    progress(raw_stream.tell())
-                row = _parse(number, raw, settings, report)
-                if row is None:
-                    continue
-                if row.external_id in batch:
-                    # A later row for the same member wins within a batch, as it would across.
-                    _flush(database, batch, settings, clock, report)
-                    batch = {}
-                batch[row.external_id] = (number, row)
-                if len(batch) >= BATCH_SIZE:
-                    _flush(database, batch, settings, clock, report)
-                    batch = {}
-        except UnicodeDecodeError as exc:
-            raise UnusableFileError(f"{path}: not UTF-8 text ({exc.reason})") from None
-        except csv.Error as exc:
-            raise UnusableFileError(f"{path}: not a readable CSV file ({exc})") from None
+        for number, raw in read(stream):
+            report.rows += 1
+            if progress is not None:
+                progress(raw_stream.tell())
+            row = _parse(number, raw, settings, report)
+            if row is None:
+                continue
+            if row.external_id in batch:
+                # A later row for the same member wins within a batch, as it would across.
+                _flush(database, batch, settings, clock, report)
+                batch = {}
+            batch[row.external_id] = (number, row)
+            if len(batch) >= BATCH_SIZE:
+                _flush(database, batch, settings, clock, report)
+                batch = {}
         _flush(database, batch, settings, clock, report)
     return report
 
@@ -168,13 +216,16 @@ def _parse(
         report.rejected.append(Problem(number, "*", f"line {raw}"))
         return None
     try:
-        return parse_row(raw, phone_region=settings.default_phone_region)
+        row = parse_row(raw, phone_region=settings.default_phone_region)
     except ExceptionGroup as group:
-        external_id = str(raw.get("external_id") or "") or None
+        external_id = row_key(raw)
         for error in group.exceptions:
             assert isinstance(error, RowError)
             report.rejected.append(Problem(number, error.field, error.reason, external_id))
         return None
+    for warning in row.warnings:
+        report.warnings.append(Problem(number, warning.field, warning.reason, row.external_id))
+    return row
 
 
 def _flush(
@@ -184,8 +235,45 @@ def _flush(
     clock: Clock,
     report: ImportReport,
 ) -> None:
+    """Write one batch; when the database refuses it, write row by row to find the culprit."""
     if not batch:
         return
+    try:
+        report.merge(_write(database, batch, settings, clock, report.file))
+        return
+    except (StatementError, UnicodeEncodeError) as exc:
+        if _not_the_rows_fault(exc):
+            raise
+    for external_id, (number, row) in batch.items():
+        try:
+            single = {external_id: (number, row)}
+            report.merge(_write(database, single, settings, clock, report.file))
+        except (StatementError, UnicodeEncodeError) as exc:
+            if _not_the_rows_fault(exc):
+                raise
+            report.rejected.append(Problem(number, "*", _refusal(exc), external_id))
+
+
+def _not_the_rows_fault(exc: Exception) -> bool:
+    """Lost connections, lock timeouts and the like: retrying row by row cannot help."""
+    return isinstance(exc, OperationalError | InterfaceError)
+
+
+def _refusal(exc: Exception) -> str:
+    # Only the error's class: the driver's message may quote the row's values.
+    cause = exc.orig if isinstance(exc, DBAPIError) and exc.orig is not None else exc
+    return f"the database refused the row ({type(cause).__name__})"
+
+
+def _write(
+    database: Database,
+    batch: dict[str, tuple[int, MemberRow]],
+    settings: Settings,
+    clock: Clock,
+    file: str,
+) -> ImportReport:
+    """Upsert one batch in one transaction; returns what it did (applied once committed)."""
+    report = ImportReport(file=file)
     now = clock.now()
     with database.transaction() as session:
         existing = {
@@ -229,6 +317,7 @@ def _flush(
         if consents:
             session.execute(insert(Consent), consents)
         _link_referrals(session, batch, now, report)
+    return report
 
 
 def _new_member(row: MemberRow, settings: Settings, now: Any) -> dict[str, Any]:

@@ -1,8 +1,19 @@
-"""Turning one input row into clean member fields, or field-by-field errors."""
+"""Turning one input row into clean member fields, field-by-field warnings, or errors.
+
+Only `external_id` is required. A row is rejected when it has no usable external_id
+or when a cell is corrupt: not UTF-8, a NUL character, far too long, a column name or
+JSON value no database would store. Any other field that fails validation is left out
+and reported as a warning, and the member is imported without it.
+
+Reasons never quote a personal value (email, phone, names, birthday).
+"""
 
 from __future__ import annotations
 
+import json
+import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
@@ -13,7 +24,15 @@ from email_validator import EmailNotValidError, validate_email
 
 from loyalty.errors import RowError
 
-__all__ = ["KNOWN_COLUMNS", "MemberRow", "parse_birthday", "parse_row"]
+__all__ = [
+    "KNOWN_COLUMNS",
+    "MAX_CELL",
+    "MemberRow",
+    "parse_birthday",
+    "parse_row",
+    "row_key",
+    "unusable_text",
+]
 
 KNOWN_COLUMNS = (
     "external_id",
@@ -28,15 +47,27 @@ KNOWN_COLUMNS = (
     "sms_consent",
     "referred_by_code",
 )
+#: Columns whose values are personal data: a reason never quotes them.
+PERSONAL_COLUMNS = frozenset({"email", "phone", "first_name", "last_name", "birthday"})
+#: Characters one cell (or one attribute value, as JSON) may hold; more rejects the row.
+MAX_CELL = 64 * 1024
+#: Characters in a column name (an attribute key).
+MAX_COLUMN_NAME = 255
+#: Nesting of a JSON attribute value (objects and arrays within each other).
+MAX_DEPTH = 32
 _LOCALE = re.compile(r"^([a-zA-Z]{2,3})(?:[-_]([a-zA-Z]{2}))?$")
 _TRUE = {"true", "yes", "y", "1", "granted", "opt-in", "subscribed"}
 _FALSE = {"false", "no", "n", "0", "revoked", "denied", "opt-out", "unsubscribed"}
 _ZONES = frozenset(available_timezones())
+# Undecodable bytes arrive as lone surrogates (errors="surrogateescape"), and a JSON
+# "\ud800" escape makes one too: neither can be stored as UTF-8.
+_SURROGATE = re.compile("[\ud800-\udfff]")
+_REFERRAL_CODE_LENGTH = 32
 
 
 @dataclass
 class MemberRow:
-    """The clean fields of one row; `present` lists the columns the file carried."""
+    """The clean fields of one row; `fields` holds only the columns to write."""
 
     external_id: str
     fields: dict[str, Any] = field(default_factory=dict)
@@ -44,13 +75,61 @@ class MemberRow:
     sms_consent: bool | None = None
     referred_by_code: str | None = None
     attributes: dict[str, Any] = field(default_factory=dict)
+    #: Optional fields left out because their value was invalid.
+    warnings: list[RowError] = field(default_factory=list)
+
+
+def unusable_text(text: str, limit: int = MAX_CELL) -> str | None:
+    """Why a text cannot be stored (not UTF-8, NUL, longer than `limit`), or None."""
+    if _SURROGATE.search(text):
+        return "is not UTF-8 text (save the file as UTF-8)"
+    if "\x00" in text:
+        return "contains a NUL character"
+    if len(text) > limit:
+        return f"is longer than {limit} characters"
+    return None
+
+
+def _unusable_json(value: Any, depth: int = 0) -> str | None:
+    """Why a JSON value cannot be stored as an attribute, or None."""
+    if isinstance(value, str):
+        return unusable_text(value)
+    if isinstance(value, float) and not math.isfinite(value):
+        return "is not a finite number"
+    if isinstance(value, dict | list):
+        if depth >= MAX_DEPTH:
+            return f"is nested more than {MAX_DEPTH} levels deep"
+        items = value.items() if isinstance(value, dict) else enumerate(value)
+        for key, item in items:
+            reason = unusable_text(key, MAX_COLUMN_NAME) if isinstance(key, str) else None
+            if reason is not None:
+                return f"has a key that {reason}"
+            reason = _unusable_json(item, depth + 1)
+            if reason is not None:
+                return reason
+        if depth == 0 and len(json.dumps(value)) > MAX_CELL:
+            return f"is longer than {MAX_CELL} characters as JSON"
+    return None
 
 
 def _text(value: Any) -> str | None:
     if value is None:
         return None
+    if isinstance(value, dict | list):
+        raise ValueError("expected text, not a JSON object or array")
     text = str(value).strip()
     return text or None
+
+
+def row_key(raw: dict[str, Any]) -> str | None:
+    """The row's external_id when it is usable text (to name the row in a report)."""
+    try:
+        key = _text(raw.get("external_id"))
+    except ValueError:
+        return None
+    if key is None or unusable_text(key, 255):
+        return None
+    return key
 
 
 def parse_birthday(value: str) -> tuple[int | None, int, int]:
@@ -84,25 +163,64 @@ def _consent(value: Any) -> bool | None:
     raise ValueError("expected true or false (yes/no, 1/0)")
 
 
-def parse_row(raw: dict[str, Any], *, phone_region: str) -> MemberRow:
-    """Validate one row. Raises ExceptionGroup of RowError, one per bad field."""
+def _corrupt_cells(raw: dict[str, Any]) -> tuple[list[RowError], set[str]]:
+    """Cells no database would store: each rejects the row."""
     errors: list[RowError] = []
-    external_id = _text(raw.get("external_id"))
-    if external_id is None:
-        errors.append(RowError("external_id", "is required"))
-    elif len(external_id) > 255:
-        errors.append(RowError("external_id", "is longer than 255 characters"))
+    bad: set[str] = set()
+    for key, value in raw.items():
+        if key is None:
+            continue
+        reason = unusable_text(str(key), MAX_COLUMN_NAME)
+        if reason is not None:
+            errors.append(RowError("*", f"has a column name that {reason}"))
+            bad.add(key)
+            continue
+        reason = _unusable_json(value)
+        if reason is not None:
+            errors.append(RowError(key, reason))
+            bad.add(key)
+    return errors, bad
+
+
+def _reason(name: str, exc: Exception, raw: Any) -> str:
+    reason = str(exc)
+    if name not in PERSONAL_COLUMNS:
+        return f"{reason} (got {str(raw)[:80]!r})"
+    if name == "email":
+        # The validator's parenthesised details may quote parts of the address.
+        reason = re.sub(r"\s*\([^)]*\)", "", reason)
+    text = str(raw).strip()
+    return reason.replace(text, "…") if text else reason
+
+
+def parse_row(raw: dict[str, Any], *, phone_region: str) -> MemberRow:
+    """Validate one row; raises ExceptionGroup of RowError when the row is rejected.
+
+    Invalid optional fields are left out of the row and listed in `warnings`.
+    """
+    errors, corrupt = _corrupt_cells(raw)
+    external_id: str | None = None
+    if "external_id" not in corrupt:
+        try:
+            external_id = _text(raw.get("external_id"))
+        except ValueError as exc:
+            errors.append(RowError("external_id", str(exc)))
+        else:
+            if external_id is None:
+                errors.append(RowError("external_id", "is required"))
+            elif len(external_id) > 255:
+                errors.append(RowError("external_id", "is longer than 255 characters"))
     row = MemberRow(external_id=external_id or "")
     fields = row.fields
 
-    def check(name: str, parse: Any) -> None:
-        if name not in raw:
+    def check(name: str, parse: Callable[[Any], None]) -> None:
+        if name not in raw or name in corrupt:
             return
-        value = _text(raw[name]) if not isinstance(raw[name], bool) else raw[name]
         try:
+            value = raw[name] if isinstance(raw[name], bool) else _text(raw[name])
             parse(value)
         except (ValueError, EmailNotValidError, phonenumbers.NumberParseException) as exc:
-            errors.append(RowError(name, f"{exc} (got {str(raw[name])[:80]!r})"))
+            row.warnings.append(RowError(name, _reason(name, exc, raw[name])))
 
     def email(value: str | None) -> None:
         fields["email"] = (
@@ -120,7 +238,7 @@ def parse_row(raw: dict[str, Any], *, phone_region: str) -> MemberRow:
             raise ValueError(f"not a valid phone number for region {phone_region} or +prefix")
         fields["phone"] = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
 
-    def name(column: str) -> Any:
+    def name(column: str) -> Callable[[Any], None]:
         def parse(value: str | None) -> None:
             if value is not None and len(value) > 255:
                 raise ValueError("is longer than 255 characters")
@@ -147,13 +265,15 @@ def parse_row(raw: dict[str, Any], *, phone_region: str) -> MemberRow:
         year, month, day = (None, None, None) if value is None else parse_birthday(value)
         fields.update(birth_year=year, birth_month=month, birth_day=day)
 
-    def consent(column: str) -> Any:
+    def consent(column: str) -> Callable[[Any], None]:
         def parse(value: Any) -> None:
             setattr(row, column, _consent(value))
 
         return parse
 
     def referred_by(value: str | None) -> None:
+        if value is not None and len(value) > _REFERRAL_CODE_LENGTH:
+            raise ValueError(f"is longer than {_REFERRAL_CODE_LENGTH} characters")
         row.referred_by_code = value.upper() if value else None
 
     check("email", email)
@@ -167,7 +287,7 @@ def parse_row(raw: dict[str, Any], *, phone_region: str) -> MemberRow:
     check("sms_consent", consent("sms_consent"))
     check("referred_by_code", referred_by)
     for key, value in raw.items():
-        if key in KNOWN_COLUMNS or key is None:
+        if key in KNOWN_COLUMNS or key is None or key in corrupt:
             continue
         if isinstance(value, str):
             value = value.strip()
@@ -176,5 +296,5 @@ def parse_row(raw: dict[str, Any], *, phone_region: str) -> MemberRow:
         if value is not None:
             row.attributes[str(key)] = value
     if errors:
-        raise ExceptionGroup("invalid row", errors)
+        raise ExceptionGroup("invalid row", [*errors, *row.warnings])
     return row

@@ -67,30 +67,41 @@ def test_csv_rows_are_cleaned_and_stored(app: App, tmp_path: Path) -> None:
     ]
 
 
-def test_bad_rows_are_reported_and_good_rows_land(app: App, tmp_path: Path) -> None:
+def test_invalid_optional_fields_are_left_out_and_only_a_missing_key_rejects(
+    app: App, tmp_path: Path
+) -> None:
     path = write_csv(
         tmp_path / "members.csv",
         HEADER,
         "m-1,ok@example.com,,,,,,,,,,",
-        "m-2,not-an-email,12,,,english,Mars/Base,1999-02-29,maybe,,,",
+        "m-2,not-an-email,12,Bo,,english,Mars/Base,1999-02-29,maybe,,,",
         ",nobody@example.com,,,,,,,,,,",
         "m-3,ok3@example.com,,,,,,,,,,",
     )
     report = import_members(app.database, path, app.settings, app.clock)
-    assert sorted(members(app)) == ["m-1", "m-3"]
-    found = {(p.row, p.field) for p in report.rejected}
-    assert found == {
-        (3, "email"),
-        (3, "phone"),
-        (3, "locale"),
-        (3, "time_zone"),
-        (3, "birthday"),
-        (3, "email_consent"),
-        (4, "external_id"),
+    everyone = members(app)
+    assert sorted(everyone) == ["m-1", "m-2", "m-3"]
+    kept = everyone["m-2"]
+    assert (kept.first_name, kept.email, kept.phone, kept.locale, kept.time_zone) == (
+        "Bo",
+        None,
+        None,
+        None,
+        None,
+    )
+    assert (kept.birthday, kept.email_consent) == (None, None)
+    assert {(p.row, p.field, p.external_id) for p in report.warnings} == {
+        (3, "email", "m-2"),
+        (3, "phone", "m-2"),
+        (3, "locale", "m-2"),
+        (3, "time_zone", "m-2"),
+        (3, "birthday", "m-2"),
+        (3, "email_consent", "m-2"),
     }
-    birthday = next(p for p in report.rejected if p.field == "birthday")
-    assert "day is out of range" in birthday.reason and "1999-02-29" in birthday.reason
-    assert report.rejected_rows == 2
+    assert [(p.row, p.field) for p in report.rejected] == [(4, "external_id")]
+    birthday = next(p for p in report.warnings if p.field == "birthday")
+    assert "day is out of range" in birthday.reason and "1999-02-29" not in birthday.reason
+    assert report.rejected_rows == 1
 
 
 def test_reimport_changes_nothing_then_only_what_changed(app: App, tmp_path: Path) -> None:
@@ -156,8 +167,8 @@ def test_unusable_files(app: App, tmp_path: Path) -> None:
     with pytest.raises(UnusableFileError, match="external_id column"):
         import_members(app.database, no_key, app.settings, app.clock)
     latin = tmp_path / "latin.csv"
-    latin.write_bytes("external_id,first_name\nm-1,Łukasz\n".encode("cp1250"))
-    with pytest.raises(UnusableFileError, match="not UTF-8"):
+    latin.write_bytes("external_id,imię\nm-1,Łukasz\n".encode("cp1250"))
+    with pytest.raises(UnusableFileError, match="header line is not UTF-8"):
         import_members(app.database, latin, app.settings, app.clock)
     with pytest.raises(UnusableFileError, match=r"name it \.csv or \.jsonl"):
         import_members(app.database, tmp_path / "members.xlsx", app.settings, app.clock)
@@ -172,15 +183,21 @@ def test_cli_exit_status_and_report(app: App, tmp_path: Path) -> None:
     assert "1 rows: 1 created" in result.output
 
     bad = write_csv(
-        tmp_path / "bad.csv", HEADER, "m-2,b@example.com,,,,,,,,,,", "m-3,bad,,,,,,,,,,"
+        tmp_path / "bad.csv",
+        HEADER,
+        "m-2,b@example.com,,,,,,,,,,",
+        "m-3,c@example.com,,Ann\x00,,,,,,,,",
+        "m-4,not-an-email,,,,,,,,,,",
     )
     report = tmp_path / "report.json"
     result = runner.invoke(main, ["members", "import", str(bad), "--report", str(report)], env=env)
     assert result.exit_code == 1
-    assert "row 3: email:" in result.output
+    assert "row 3: first_name: contains a NUL character" in result.output
+    assert "row 4: warning: email:" in result.output and "not-an-email" not in result.output
+    assert "3 rows: 2 created, 0 updated, 0 unchanged, 1 rejected" in result.output
     assert json.loads(report.read_text())["rejected"][0] | {"reason": ""} == {
         "row": 3,
-        "field": "email",
+        "field": "first_name",
         "reason": "",
         "external_id": "m-3",
     }
