@@ -2,12 +2,14 @@
 
 Email as `.eml` (RFC 5322, HTML and text parts), SMS as `.json`, under
 OUTBOX_DIR/YYYY-MM-DD/. The file name is the message id, so writing twice
-overwrites the same file.
+overwrites the same file, and erasing a member removes their messages' files.
 """
 
 from __future__ import annotations
 
 import json
+import os
+from collections.abc import Iterable
 from datetime import datetime
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
@@ -16,13 +18,38 @@ from typing import Any
 
 from channels.render import Rendered
 
-__all__ = ["write_email", "write_sms"]
+__all__ = ["erase_files", "write_email", "write_sms"]
+
+#: What the files of one message are called, for each suffix written.
+SUFFIXES = ("eml", "json")
+
+
+def _name(message_id: int, suffix: str) -> str:
+    return f"message-{message_id}.{suffix}"
 
 
 def _path(folder: Path, sent_at: datetime, message_id: int, suffix: str) -> Path:
     day = folder / sent_at.date().isoformat()
     day.mkdir(parents=True, exist_ok=True)
-    return day / f"message-{message_id}.{suffix}"
+    return day / _name(message_id, suffix)
+
+
+def erase_files(folder: Path, message_ids: Iterable[int]) -> int:
+    """Delete the outbox files of these messages, on whatever day they were written.
+
+    A member's erasure calls it with their messages' ids; returns how many files went.
+    """
+    names = {_name(message_id, suffix) for message_id in message_ids for suffix in SUFFIXES}
+    if not names or not folder.is_dir():
+        return 0
+    removed = 0
+    for day in folder.iterdir():
+        if not day.is_dir():
+            continue
+        for name in names.intersection(os.listdir(day)):
+            (day / name).unlink(missing_ok=True)
+            removed += 1
+    return removed
 
 
 def write_email(

@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 from channels.surveys import answer_sms_reply
 from loyalty.consent import Channel, record_consent
 from loyalty.db import insert_ignore
+from loyalty.erasure import erased_provider_payload
 from loyalty.models import Member, Message, Suppression
 from loyalty.provider_events import (
     BatchOutcome,
@@ -40,6 +41,7 @@ __all__ = [
     "apply_twilio_status",
     "sms_keyword",
     "unsubscribe",
+    "unsubscribe_erased",
     "unsubscribe_target",
 ]
 
@@ -97,6 +99,8 @@ class UnsubscribeOutcome:
     message_id: int
     member_id: int
     changed: bool
+    #: The member was erased: there is nobody left to unsubscribe, and nothing changed.
+    erased: bool = False
 
 
 # -- SendGrid ---------------------------------------------------------------------------
@@ -112,8 +116,10 @@ def apply_sendgrid_events(
         message = messages.get(_int(event.get("message_id")) or 0)
         kind = str(event.get("event") or "unknown")
         event_id = provider_event_id(event.get("sg_event_id"), event)
+        erased = message is not None and members[message.member_id].erased_at is not None
+        stored = erased_provider_payload(event) if erased else event
         if not store_provider_event(
-            session, "sendgrid", event_id, kind, event, now, applied=message is not None
+            session, "sendgrid", event_id, kind, stored, now, applied=message is not None
         ):
             outcome.duplicates += 1
         elif message is None:
@@ -187,8 +193,11 @@ def apply_twilio_status(
         message = None
     outcome = BatchOutcome()
     applied = message is not None
+    stored: Mapping[str, Any] = params
+    if message is not None and _erased(session, message.member_id):
+        stored = erased_provider_payload(params)
     if not store_provider_event(
-        session, "twilio", f"{sid}:{status}", f"status.{status}", params, now, applied
+        session, "twilio", f"{sid}:{status}", f"status.{status}", stored, now, applied
     ):
         outcome.duplicates += 1
         return outcome
@@ -283,13 +292,23 @@ def unsubscribe_target(session: Session, token: str) -> Message | None:
     return session.scalar(select(Message).where(Message.unsubscribe_token == token))
 
 
+def unsubscribe_erased(session: Session, message: Message) -> bool:
+    """Whether the member an unsubscribe link names was erased (the page then names no one)."""
+    return _erased(session, message.member_id)
+
+
 def unsubscribe(session: Session, token: str, *, now: datetime) -> UnsubscribeOutcome | None:
-    """Revoke the email marketing consent of the member a link names; harmless to repeat."""
+    """Revoke the email marketing consent of the member a link names; harmless to repeat.
+
+    An erased member's link changes nothing: their consent is already gone for good.
+    """
     message = unsubscribe_target(session, token)
     if message is None:
         return None
     member = session.get(Member, message.member_id, with_for_update=True)
-    changed = member is not None and _revoke(session, member, "email", "unsubscribe_link", now)
+    if member is None or member.erased_at is not None:
+        return UnsubscribeOutcome(message.id, message.member_id, False, erased=True)
+    changed = _revoke(session, member, "email", "unsubscribe_link", now)
     return UnsubscribeOutcome(message.id, message.member_id, changed)
 
 
@@ -345,6 +364,11 @@ def _revoke(session: Session, member: Member, channel: Channel, source: str, at:
             "consent.revoked", extra={"member_id": member.id, "channel": channel, "source": source}
         )
     return changed
+
+
+def _erased(session: Session, member_id: int) -> bool:
+    erased_at = session.scalar(select(Member.erased_at).where(Member.id == member_id))
+    return erased_at is not None
 
 
 def _event_time(value: object, default: datetime) -> datetime:

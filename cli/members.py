@@ -6,10 +6,12 @@ import json
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 
 import click
 
+from channels.outbox import erase_files
 from cli.context import app_from_environment, guard
 from crm_sync.runs import erase_everywhere
 from loyalty.importer import import_members
@@ -102,11 +104,14 @@ def members_erase(external_id: str, yes: bool) -> None:
         member_id = get_member(session, external_id).id
     if not yes:
         click.confirm(f"Erase member {external_id} everywhere?", abort=True)
-    reached, stopped = erase_everywhere(app, member_id)
+    reached, stopped = erase_everywhere(
+        app, member_id, erase_files=partial(erase_files, app.settings.outbox_dir)
+    )
     crms = ", ".join(
         f"{crm}: {'erased' if found else 'not there'}" for crm, found in reached.items()
     )
     click.echo(
         f"erased {external_id}; {stopped['messages_cancelled']} queued message(s) cancelled, "
-        f"{stopped['enrollments_ended']} journey(s) ended; CRMs: {crms or 'none configured'}"
+        f"{stopped['enrollments_ended']} journey(s) ended; CRMs: {crms or 'none configured'}; "
+        f"{stopped['files_removed']} outbox file(s) removed"
     )

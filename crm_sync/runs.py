@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections import deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from datetime import datetime
@@ -319,14 +319,24 @@ def erase_member(
     return outcome
 
 
-def erase_everywhere(app: App, member_id: int) -> tuple[dict[str, bool], dict[str, int]]:
+def erase_everywhere(
+    app: App, member_id: int, *, erase_files: Callable[[list[int]], int]
+) -> tuple[dict[str, bool], dict[str, int]]:
     """GDPR erasure: the CRMs first (they need the ids about to be blanked), then here.
 
-    Returns per CRM whether the contact was there, and what stopped here (queued
-    messages cancelled, journeys ended).
+    `erase_files` removes the local copies of the member's messages, given their ids
+    (`channels.outbox.erase_files`, which this room cannot import); it runs once the
+    database's erasure is committed. Returns per CRM whether the contact was there,
+    and what changed here (queued messages cancelled, journeys ended, files removed…).
     """
     reached = erase_member(app, member_id)
     with app.database.transaction() as session:
         member = lock_member(session, member_id)
         stopped = erase_personal_data(session, member, now=app.clock.now())
+        sent = session.scalars(
+            select(Message.id).where(
+                Message.member_id == member_id, Message.channel.in_(("email", "sms"))
+            )
+        ).all()
+    stopped["files_removed"] = erase_files(list(sent))
     return reached, stopped

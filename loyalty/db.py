@@ -11,6 +11,7 @@ from alembic.config import Config
 from sqlalchemy import Connection, Engine, Table, create_engine, event, literal_column
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine.interfaces import DBAPIConnection
+from sqlalchemy.exc import StatementError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import ConnectionPoolEntry
 
@@ -18,6 +19,7 @@ __all__ = [
     "Database",
     "alembic_config",
     "downgrade",
+    "error_text",
     "insert_ignore",
     "upgrade",
 ]
@@ -48,7 +50,9 @@ class Database:
 
     def __init__(self, url: str, *, echo: bool = False) -> None:
         self.url = url
-        kwargs: dict[str, Any] = {"echo": echo, "future": True}
+        # Statement errors never quote their parameters (email addresses, phone numbers,
+        # message bodies): their text reaches logs, dead letters and error columns.
+        kwargs: dict[str, Any] = {"echo": echo, "future": True, "hide_parameters": True}
         if url.startswith("sqlite"):
             kwargs["connect_args"] = {"check_same_thread": False, "timeout": 30}
         else:
@@ -81,6 +85,20 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+
+def error_text(exc: BaseException) -> str:
+    """`Type: message` for storing, with no SQL parameters or values the server quotes back.
+
+    A database error names its statement and parameters, and PostgreSQL adds detail
+    lines with the row's values ("Key (email)=(…)", "Failing row contains (…)"): only
+    the first line of the driver's message is kept.
+    """
+    if isinstance(exc, StatementError):
+        message = str(exc.args[0]) if exc.args else ""
+        first = message.strip().splitlines()[0] if message.strip() else ""
+        return f"{type(exc).__name__}: {first}".rstrip(": ")
+    return f"{type(exc).__name__}: {exc}"
 
 
 def insert_ignore(

@@ -8,7 +8,12 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
-from channels.webhooks import UnsubscribeOutcome, unsubscribe, unsubscribe_target
+from channels.webhooks import (
+    UnsubscribeOutcome,
+    unsubscribe,
+    unsubscribe_erased,
+    unsubscribe_target,
+)
 from web.common import loyalty_app, read_body
 from web.pages import page
 
@@ -21,18 +26,27 @@ MAX_BODY_BYTES = 16 * 1024
 
 
 async def unsubscribe_page(request: Request) -> Response:
-    """GET shows a confirmation button; POST (no cookies, no auth) unsubscribes."""
+    """GET shows a confirmation button; POST (no cookies, no auth) unsubscribes.
+
+    An erased member's link shows a neutral page on both and changes nothing.
+    """
     app = loyalty_app(request)
     token = request.path_params["token"]
     program = app.settings.program_name
     if request.method != "POST":  # GET and HEAD (link scanners) never change anything
 
-        def known() -> bool:
+        def known() -> str:
             with app.database.sessions() as session:
-                return unsubscribe_target(session, token) is not None
+                message = unsubscribe_target(session, token)
+                if message is None:
+                    return "unknown"
+                return "erased" if unsubscribe_erased(session, message) else "subscribed"
 
-        if not await run_in_threadpool(known):
+        found = await run_in_threadpool(known)
+        if found == "unknown":
             return _not_found(program)
+        if found == "erased":
+            return _nothing_to_unsubscribe(program)
         return page(
             f"Unsubscribe from {program}",
             f"You will no longer receive marketing email from {program}. "
@@ -57,11 +71,22 @@ async def unsubscribe_page(request: Request) -> Response:
             "member_id": outcome.member_id,
             "message_id": outcome.message_id,
             "changed": outcome.changed,
+            "erased": outcome.erased,
         },
     )
+    if outcome.erased:
+        return _nothing_to_unsubscribe(program)
     return page(
         "You are unsubscribed",
         f"You will receive no more marketing email from {program}.",
+    )
+
+
+def _nothing_to_unsubscribe(program: str) -> Response:
+    """For an erased member: names no one and offers nothing to press."""
+    return page(
+        "Nothing to unsubscribe",
+        f"This address is not subscribed to anything from {program}.",
     )
 
 

@@ -13,7 +13,7 @@ from sqlalchemy import select
 
 from automations import runtime
 from channels import retries
-from loyalty.db import Database, insert_ignore
+from loyalty.db import Database, error_text, insert_ignore
 from loyalty.models import DeadLetter
 
 __all__ = ["DeadLetters", "list_dead_letters", "replay"]
@@ -28,7 +28,8 @@ class DeadLetters(Middleware):
         # The worker nacks exactly the messages that failed for good.
         exception: BaseException | None = getattr(message, "_exception", None)
         app = runtime.current()
-        error = f"{type(exception).__name__}: {exception}" if exception else "failed"
+        # No SQL parameters or quoted row values: they carry members' personal data.
+        error = error_text(exception) if exception else "failed"
         row = {
             "message_id": message.message_id,
             "queue": message.queue_name,

@@ -6,6 +6,7 @@ import pytest
 from starlette.testclient import TestClient
 
 from loyalty.app import App
+from loyalty.erasure import erase_member
 from loyalty.models import Member, Message
 from tests.factories import make_member
 from tests.web.support import consents, load, make_message, snapshot
@@ -92,3 +93,25 @@ def test_the_page_escapes_the_program_name(web_app: App, message: Message) -> No
         text = client.get(f"/u/{TOKEN}").text
     assert "<b>Acme</b>" not in text
     assert "&lt;b&gt;Acme&lt;/b&gt; &amp; Co" in text
+
+
+@pytest.mark.parametrize("method", ["GET", "POST"])
+def test_an_erased_members_link_shows_a_neutral_page_and_changes_nothing(
+    web_app: App, client: TestClient, method: str
+) -> None:
+    member = make_member(web_app, email="grace@example.com", first_name="Grace", last_name="Hopper")
+    make_message(web_app, member, unsubscribe_token=TOKEN)
+    with web_app.database.transaction() as session:
+        erase_member(session, session.get_one(Member, member.id), now=web_app.clock.now())
+    before = snapshot(web_app)
+
+    response = client.request(method, f"/u/{TOKEN}", content=b"List-Unsubscribe=One-Click")
+
+    assert response.status_code == 200
+    assert "Nothing to unsubscribe" in response.text
+    assert "This address is not subscribed to anything from Acme Rewards." in response.text
+    assert "<form" not in response.text and "You are unsubscribed" not in response.text
+    for personal in ("grace@example.com", "Grace", "Hopper"):
+        assert personal not in response.text
+    assert snapshot(web_app) == before
+    assert consents(web_app) == []
