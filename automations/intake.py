@@ -119,12 +119,14 @@ def ingest_file(app: App, path: Path, *, source: str) -> IngestReport:
 
 
 def wait_processed(app: App, ids: list[int], *, timeout: float = 60.0) -> bool:
-    """Poll until every event in `ids` is processed; False when `timeout` passed first."""
+    """Poll until every event in `ids` is processed or parked; False when `timeout` passed first."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         with app.database.sessions() as session:
             pending = session.scalar(
-                select(Event.id).where(Event.id.in_(ids), Event.processed_at.is_(None)).limit(1)
+                select(Event.id)
+                .where(Event.id.in_(ids), Event.processed_at.is_(None), Event.parked_at.is_(None))
+                .limit(1)
             )
         if pending is None:
             return True
@@ -134,7 +136,7 @@ def wait_processed(app: App, ids: list[int], *, timeout: float = 60.0) -> bool:
 
 @dataclass(frozen=True)
 class EventSummary:
-    """What became of one stored event: processed or queued, and the points it moved."""
+    """What became of one stored event: processed, queued or parked, and the points it moved."""
 
     id: int
     type: str
@@ -143,9 +145,12 @@ class EventSummary:
     processed: bool
     points: int | None
     error: str | None
+    parked: bool = False
 
     def __str__(self) -> str:
         state = EventState.PROCESSED if self.processed else EventState.QUEUED
+        if self.parked:
+            state = EventState.PARKED
         detail = f", points {self.points:+d}" if self.points is not None else ""
         note = f" ({self.error})" if self.error else ""
         return (
@@ -170,6 +175,7 @@ def describe_events(app: App, ids: list[int]) -> list[EventSummary]:
                     processed=event.processed_at is not None,
                     points=sum(deltas) if deltas else None,
                     error=event.error,
+                    parked=event.parked_at is not None,
                 )
             )
     return summaries

@@ -9,7 +9,7 @@ import click
 from cli.context import app_from_environment, guard
 from crm_sync.adapters import make_adapter
 from crm_sync.pull import run_pull
-from crm_sync.runs import run_push
+from crm_sync.runs import next_try, run_push
 from crm_sync.status import crm_status
 
 __all__ = ["crm"]
@@ -107,6 +107,9 @@ def status(show_errors: int) -> None:
                 line += f", cursor {row.cursor}"
             if row.last_error:
                 line += f", stopped: {row.last_error}"
+            after = next_try(row)
+            if after is not None:
+                line += f" ({row.refusals} run(s) in a row; next try after {after:%H:%M:%S}Z)"
             click.echo(line)
         for external_id, error, at in state.errors:
             click.echo(f"  member {external_id}: {error} ({at:%Y-%m-%d %H:%M}Z)")

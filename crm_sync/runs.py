@@ -13,7 +13,7 @@ from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import func, select
@@ -22,17 +22,30 @@ from sqlalchemy.orm import Session
 
 from crm_sync.adapters import configured_crms, make_adapter, mapping_for
 from crm_sync.delta import ERASED
+from crm_sync.errors import CrmRefused
 from crm_sync.mapping import Crm
 from crm_sync.plan import Planned, changed_members
 from crm_sync.port import CrmPort, PushResult, RecordFailure
 from loyalty.app import App
 from loyalty.erasure import erase_member as erase_personal_data
-from loyalty.errors import FatalError, RetriableError
+from loyalty.errors import ConfigError, FatalError, RetriableError
 from loyalty.ledger import lock_member
 from loyalty.models import Base, CrmLink, Member, Message, SyncCursor
 from loyalty.states import CrmAnswer, MessageState, SyncDirection
 
-__all__ = ["PushReport", "erase_everywhere", "erase_member", "run_push", "touch_cursor"]
+__all__ = [
+    "REFUSALS",
+    "REFUSAL_BACKOFF_FIRST",
+    "REFUSAL_BACKOFF_MAX",
+    "PushReport",
+    "crm_due",
+    "erase_everywhere",
+    "erase_member",
+    "next_try",
+    "record_refusal",
+    "run_push",
+    "touch_cursor",
+]
 
 log = logging.getLogger("crm_sync")
 
@@ -273,6 +286,58 @@ def touch_cursor(
             row.cursor = cursor
         row.last_run_at = app.clock.now()
         row.last_error = error
+        if error is None:
+            row.refusals = 0
+
+
+#: A CRM that refused a run (bad credentials, a field missing from its schema, a wrong
+#: mapping) is tried again after this, then after twice as long each time, up to the max.
+REFUSAL_BACKOFF_FIRST = timedelta(minutes=5)
+REFUSAL_BACKOFF_MAX = timedelta(hours=6)
+
+#: The failures an operator must fix: retrying on the next tick cannot help.
+REFUSALS = (ConfigError, CrmRefused)
+
+
+def next_try(cursor: SyncCursor | None) -> datetime | None:
+    """When a refused CRM may be tried again; None when it was not refused."""
+    if cursor is None or not cursor.refusals or cursor.last_run_at is None:
+        return None
+    wait = REFUSAL_BACKOFF_FIRST * (1 << min(cursor.refusals - 1, 16))
+    return cursor.last_run_at + min(wait, REFUSAL_BACKOFF_MAX)
+
+
+def crm_due(app: App, crm: str, direction: SyncDirection) -> bool:
+    """False while a CRM that refused its last runs in this direction is backing off."""
+    with app.database.sessions() as session:
+        after = next_try(session.get(SyncCursor, (crm, direction)))
+    return after is None or app.clock.now() >= after
+
+
+def record_refusal(app: App, crm: str, direction: SyncDirection, error: Exception) -> datetime:
+    """Note a refused run on the CRM's cursor (one status line, no dead letter); next try."""
+    reason = str(error).splitlines()[0][:500] if str(error) else type(error).__name__
+    with app.database.transaction() as session:
+        row = session.get(SyncCursor, (crm, direction), with_for_update=True)
+        if row is None:
+            row = SyncCursor(crm=crm, direction=direction, refusals=0)
+            session.add(row)
+        row.last_run_at = app.clock.now()
+        row.last_error = f"refused: {reason}"
+        row.refusals = (row.refusals or 0) + 1
+        after = next_try(row)
+    assert after is not None
+    log.warning(
+        "crm.refused",
+        extra={
+            "crm": crm,
+            "direction": str(direction),
+            "refusals": row.refusals,
+            "reason": reason,
+            "next_try": after.isoformat(),
+        },
+    )
+    return after
 
 
 def erase_member(

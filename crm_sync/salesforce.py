@@ -67,7 +67,19 @@ def judge(exc: Exception) -> retries.Verdict:
         return retries.Verdict(True, reason=str(exc.status))
     if exc.status == 401:
         raise CrmRefused("salesforce", 401, "the session is invalid or expired") from exc
+    if exc.status == 400 and "INVALID_FIELD" in text:
+        # The org lacks a mapped field: every run would fail the same way until it is made.
+        raise CrmRefused(
+            "salesforce", 400, f"{_first_message(exc)} (see `loyalty crm check --crm salesforce`)"
+        ) from exc
     return retries.Verdict(False)
+
+
+def _first_message(exc: SalesforceError) -> str:
+    content = exc.content
+    if isinstance(content, list) and content and isinstance(content[0], dict):
+        return str(content[0].get("message", "")).split(". ")[0]
+    return str(content)[:200]
 
 
 def connect(

@@ -160,6 +160,7 @@ def _order_pending(session: Session, member: Member, order_id: str) -> bool:
             Event.member_id == member.id,
             Event.type == "order.completed",
             Event.processed_at.is_(None),
+            Event.parked_at.is_(None),
         )
     )
     return any(str(payload.get("order_id")) == order_id for payload in payloads)

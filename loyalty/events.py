@@ -36,7 +36,7 @@ from loyalty.event_types import (
 from loyalty.models import Event, Member
 from loyalty.settings import Settings
 
-__all__ = ["handle_event", "process_event", "record_event"]
+__all__ = ["handle_event", "park_event", "process_event", "record_event", "unpark_event"]
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +88,7 @@ def process_event(
 ) -> list[int]:
     """Apply the event's effect once. Returns the ids of events it caused."""
     event = session.get(Event, event_id, with_for_update=True)
-    if event is None or event.processed_at is not None:
+    if event is None or event.processed_at is not None or event.parked_at is not None:
         return []
     member = ledger.lock_member(session, event.member_id)
     _wait_for_earlier(session, event, now)
@@ -107,8 +107,9 @@ ORDERING_WINDOW = timedelta(seconds=60)
 def _wait_for_earlier(session: Session, event: Event, now: datetime) -> None:
     """Keep one member's events in the order they arrived (a redeem after its order, say).
 
-    An earlier event that is stuck longer than the window (dead-lettered, say)
-    no longer holds the later ones back.
+    A parked event (one that failed for good) never holds the later ones back, and
+    one still unprocessed after the window (its message lost with Redis, say) no
+    longer does either.
     """
     earlier = session.scalar(
         select(Event.id)
@@ -116,6 +117,7 @@ def _wait_for_earlier(session: Session, event: Event, now: datetime) -> None:
             Event.member_id == event.member_id,
             Event.id < event.id,
             Event.processed_at.is_(None),
+            Event.parked_at.is_(None),
             Event.received_at > now - ORDERING_WINDOW,
         )
         .limit(1)
@@ -153,3 +155,26 @@ def handle_event(
                 event.error = str(exc)
         log.warning("event.rejected", extra={"event_id": event_id, "reason": str(exc)})
         return [], []
+
+
+#: Characters of the failure kept on a parked event.
+PARK_REASON_CHARS = 1000
+
+
+def park_event(session: Session, event_id: int, reason: str, *, now: datetime) -> bool:
+    """Set aside an event whose processing failed for good; False when it needs no parking."""
+    event = session.get(Event, event_id, with_for_update=True)
+    if event is None or event.processed_at is not None:
+        return False
+    event.parked_at = now
+    event.error = reason[:PARK_REASON_CHARS]
+    log.warning("event.parked", extra={"event_id": event_id, "type": event.type})
+    return True
+
+
+def unpark_event(session: Session, event_id: int) -> None:
+    """Let a parked event be processed again (a replay after the fix)."""
+    event = session.get(Event, event_id, with_for_update=True)
+    if event is not None and event.processed_at is None:
+        event.parked_at = None
+        event.error = None

@@ -199,6 +199,9 @@ class Event(Base):
     received_at: Mapped[datetime]
     processed_at: Mapped[datetime | None] = mapped_column(index=True)
     error: Mapped[str | None] = mapped_column(Text)
+    #: Set when processing failed for good: the event no longer holds the member's
+    #: later events, the relay leaves it, and `loyalty dlq replay` takes it up again.
+    parked_at: Mapped[datetime | None]
 
 
 class JourneyVersion(Base):
@@ -332,6 +335,9 @@ class SyncCursor(Base):
     cursor: Mapped[str | None] = mapped_column(String(255))
     last_run_at: Mapped[datetime | None]
     last_error: Mapped[str | None] = mapped_column(Text)
+    #: Runs in a row that the CRM refused (bad credentials, missing fields): the
+    #: scheduler waits longer before each next try, and a run that lands resets it.
+    refusals: Mapped[int] = mapped_column(default=0, server_default="0")
 
 
 class Referral(Base):

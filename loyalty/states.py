@@ -96,10 +96,11 @@ class CrmAnswer(StrEnum):
 
 
 class EventState(StrEnum):
-    """Where a stored event stands. Not a column: events keep `processed_at` and `error`."""
+    """Where a stored event stands. Not a column: see `processed_at`, `parked_at` and `error`."""
 
     QUEUED = "queued"
     PROCESSED = "processed"
+    PARKED = "parked"
 
 
 def sql_in(column: str, values: type[StrEnum]) -> str:

@@ -85,11 +85,24 @@ def database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Databas
         shutil.copy(request.getfixturevalue("sqlite_template"), path)
         database = Database(f"sqlite:///{path}")
     else:
-        database = Database(request.getfixturevalue("postgres_database"))
-        tables = ", ".join(f'"{t.name}"' for t in Base.metadata.sorted_tables)
-        with database.engine.begin() as connection:
-            connection.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+        database = _emptied(request.getfixturevalue("postgres_database"))
     yield database
+    database.dispose()
+
+
+def _emptied(url: str) -> Database:
+    database = Database(url)
+    tables = ", ".join(f'"{t.name}"' for t in Base.metadata.sorted_tables)
+    with database.engine.begin() as connection:
+        connection.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+    return database
+
+
+@pytest.fixture
+def postgres_app(postgres_database: str, clock: FrozenClock, tmp_path: Path) -> Iterator[App]:
+    """The app on an empty PostgreSQL database only: for tests of the production shape."""
+    database = _emptied(postgres_database)
+    yield App(make_settings(database, outbox_dir=tmp_path / "outbox"), database, clock)
     database.dispose()
 
 

@@ -24,9 +24,9 @@ from channels import delivery, retries
 from loyalty import events, ledger
 from loyalty.errors import FatalError, RetriableError, SkippableError
 from loyalty.settings import Settings
-from loyalty.states import MessageState
+from loyalty.states import MessageState, SyncDirection
 
-__all__ = ["declare", "send"]
+__all__ = ["declare", "send", "transient"]
 
 log = logging.getLogger(__name__)
 
@@ -85,8 +85,13 @@ def expire_points(member_id: int) -> None:
 
 
 def crm_push(crm: str) -> None:
-    """Push the members whose mapped values changed to one CRM (one push per CRM at a time)."""
-    from crm_sync.runs import run_push
+    """Push the members whose mapped values changed to one CRM (one push per CRM at a time).
+
+    A CRM that refuses the run (bad credentials, a missing field) is noted on its
+    sync status and backed off (`crm_sync.runs.record_refusal`), not dead-lettered:
+    the next tick would only be refused again.
+    """
+    from crm_sync.runs import REFUSALS, record_refusal, run_push
 
     app = runtime.current()
     limiter = one_at_a_time(f"crm_push:{crm}", app.settings.redis_url)
@@ -94,20 +99,29 @@ def crm_push(crm: str) -> None:
         if not mine:
             log.info("crm.push_skipped", extra={"crm": crm, "reason": "a push is running"})
             return
-        report = run_push(app, crm)
+        try:
+            report = run_push(app, crm)
+        except REFUSALS as exc:
+            record_refusal(app, crm, SyncDirection.PUSH, exc)
+            return
     log.info("crm.pushed", extra={"crm": crm, "landed": report.landed, "calls": report.calls})
 
 
 def crm_pull(crm: str) -> None:
-    """Apply one CRM's edits since its cursor (one pull per CRM at a time)."""
+    """Apply one CRM's edits since its cursor (one pull per CRM at a time); refusals as a push."""
     from crm_sync.pull import run_pull
+    from crm_sync.runs import REFUSALS, record_refusal
 
     app = runtime.current()
     limiter = one_at_a_time(f"crm_pull:{crm}", app.settings.redis_url)
     with limiter.acquire(raise_on_failure=False) as mine:
         if not mine:
             return
-        report = run_pull(app, crm)
+        try:
+            report = run_pull(app, crm)
+        except REFUSALS as exc:
+            record_refusal(app, crm, SyncDirection.PULL, exc)
+            return
     log.info("crm.pulled", extra={"crm": crm, "updated": report.updated})
 
 
@@ -121,10 +135,14 @@ _ACTORS: dict[str, tuple[Callable[..., None], str]] = {
 }
 
 
+def transient(exception: BaseException | None) -> bool:
+    """A failure that a later try may not meet again (a lost connection, a busy provider)."""
+    return isinstance(exception, (RetriableError, OperationalError, dramatiq.Retry))
+
+
 def _retry_when(max_retries: int) -> Callable[[int, BaseException], bool]:
     def retry_when(retries: int, exception: BaseException) -> bool:
-        transient = isinstance(exception, (RetriableError, OperationalError, dramatiq.Retry))
-        return transient and retries < max_retries
+        return transient(exception) and retries < max_retries
 
     return retry_when
 

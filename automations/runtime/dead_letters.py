@@ -1,4 +1,11 @@
-"""Dead letters: messages that failed for good are kept in the database and replayable."""
+"""Dead letters: messages that failed for good are kept in the database and replayable.
+
+An event whose processing fails for a reason a retry cannot cure (a value the
+database refuses, a bug) is also parked (`loyalty.events.park_event`): it stops
+holding the member's later events and the relay stops queueing it. One that ran
+out of retries on a transient failure (the database away for long) is not: the
+relay queues it again once the outage is over. A replay unparks it first.
+"""
 
 from __future__ import annotations
 
@@ -12,9 +19,14 @@ from dramatiq.broker import MessageProxy
 from sqlalchemy import select
 
 from automations import runtime
+from automations.runtime.actors import transient
 from channels import retries
 from loyalty.db import Database, error_text, insert_ignore
+from loyalty.events import park_event, unpark_event
 from loyalty.models import DeadLetter
+
+#: The actor whose dead messages park their event.
+EVENT_ACTOR = "process_event"
 
 __all__ = ["DeadLetters", "list_dead_letters", "replay"]
 
@@ -30,16 +42,20 @@ class DeadLetters(Middleware):
         app = runtime.current()
         # No SQL parameters or quoted row values: they carry members' personal data.
         error = error_text(exception) if exception else "failed"
+        now = app.clock.now()
         row = {
             "message_id": message.message_id,
             "queue": message.queue_name,
             "actor": message.actor_name,
             "args": {"args": list(message.args), "kwargs": dict(message.kwargs)},
             "error": error,
-            "failed_at": app.clock.now(),
+            "failed_at": now,
         }
         with app.database.transaction() as session:
             insert_ignore(session, DeadLetter, [row], ["message_id"])
+            if message.actor_name == EVENT_ACTOR and not transient(exception):
+                for event_id in list(message.args)[:1]:
+                    park_event(session, int(event_id), error, now=now)
         log.warning(
             "message.dead_lettered",
             extra={"message_id": message.message_id, "actor": message.actor_name},
@@ -59,6 +75,7 @@ def replay(database: Database, broker: Broker, dead_letter_id: int, *, now: date
 
     A delivery given up after SEND_MAX_ATTEMPTS is failed, and its actor would leave
     it so: the message first goes back to pending with its attempts counted afresh.
+    A parked event is unparked, so that the worker processes it.
     """
     with database.transaction() as session:
         row = session.get(DeadLetter, dead_letter_id)
@@ -67,6 +84,9 @@ def replay(database: Database, broker: Broker, dead_letter_id: int, *, now: date
         if row.actor == retries.ACTOR:
             for message_id in row.args.get("args", [])[:1]:
                 retries.retry_failed(session, int(message_id), now=now)
+        if row.actor == EVENT_ACTOR:
+            for event_id in row.args.get("args", [])[:1]:
+                unpark_event(session, int(event_id))
     # Committed before the delivery is queued, so that the worker finds it pending.
     with database.transaction() as session:
         row = session.get(DeadLetter, dead_letter_id, with_for_update=True)

@@ -16,7 +16,7 @@ from automations.runtime import actors
 from loyalty.app import App
 from loyalty.models import Enrollment, Event, LedgerEntry, Member, Message
 from loyalty.settings import Settings
-from loyalty.states import EnrollmentState, MessageState
+from loyalty.states import EnrollmentState, MessageState, SyncDirection
 
 __all__ = ["TICKS", "Tick"]
 
@@ -40,12 +40,16 @@ class Tick:
 
 
 def relay_events(app: App) -> int:
-    """Queue stored events that no worker has processed (lost with Redis, say)."""
+    """Queue stored events that no worker has processed (lost with Redis, say); not parked ones."""
     cutoff = app.clock.now() - timedelta(seconds=app.settings.event_relay_after_seconds)
     with app.database.sessions() as session:
         ids = session.scalars(
             select(Event.id)
-            .where(Event.processed_at.is_(None), Event.received_at <= cutoff)
+            .where(
+                Event.processed_at.is_(None),
+                Event.parked_at.is_(None),
+                Event.received_at <= cutoff,
+            )
             .order_by(Event.id)
             .limit(TICK_BATCH)
         ).all()
@@ -171,22 +175,22 @@ def enter_date_journeys(app: App) -> int:
 
 
 def queue_crm_push(app: App) -> int:
-    """Queue a push of changed members to each configured CRM."""
-    from crm_sync.adapters import configured_crms
-
-    crms = configured_crms(app.settings)
-    for crm in crms:
-        actors.send("crm_push", crm)
-    return len(crms)
+    """Queue a push of changed members to each configured CRM not backing off a refusal."""
+    return _queue_crm(app, "crm_push", SyncDirection.PUSH)
 
 
 def queue_crm_pull(app: App) -> int:
-    """Queue a pull of CRM edits from each configured CRM."""
-    from crm_sync.adapters import configured_crms
+    """Queue a pull of CRM edits from each configured CRM not backing off a refusal."""
+    return _queue_crm(app, "crm_pull", SyncDirection.PULL)
 
-    crms = configured_crms(app.settings)
+
+def _queue_crm(app: App, actor: str, direction: SyncDirection) -> int:
+    from crm_sync.adapters import configured_crms
+    from crm_sync.runs import crm_due
+
+    crms = [crm for crm in configured_crms(app.settings) if crm_due(app, crm, direction)]
     for crm in crms:
-        actors.send("crm_pull", crm)
+        actors.send(actor, crm)
     return len(crms)
 
 
