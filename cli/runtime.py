@@ -8,7 +8,7 @@ import click
 
 import scheduler as scheduling
 from automations.runtime.broker import embedded_worker
-from automations.runtime.process import start
+from automations.runtime.process import check_sending_setup, start
 from cli.context import (
     app_from_environment,
     fail,
@@ -31,6 +31,7 @@ def worker(processes: int | None, threads: int | None) -> None:
     app = app_from_environment()
     if not app.settings.redis_url:
         fail("`loyalty worker` needs REDIS_URL; without it use `loyalty run`")
+    check_sending_setup(app)  # against the journeys the scheduler published
     sys.argv = [
         "loyalty worker",
         "automations.runtime.worker_entry",
