@@ -11,6 +11,7 @@ import click
 from channels.message_log import find_message, list_messages
 from channels.proofs import send_test
 from cli.context import app_from_environment, fail, guard
+from loyalty.members import get_member
 
 __all__ = ["messages"]
 
@@ -33,6 +34,8 @@ def list_command(
     """The newest messages first."""
     app = app_from_environment()
     with app.database.sessions() as session:
+        if external_id is not None:
+            get_member(session, external_id)  # an unknown member is an error, not "0 messages"
         rows = list_messages(
             session, state=state, channel=channel, external_id=external_id, limit=limit
         )
