@@ -1,0 +1,1 @@
+"""The shops a loyalty program plugs into (Shopify, WooCommerce): webhooks in, discount codes out."""
