@@ -40,6 +40,7 @@ from loyalty.states import (
 )
 
 __all__ = [
+    "ApiToken",
     "Base",
     "Consent",
     "CrmLink",
@@ -383,3 +384,18 @@ class DeadLetter(Base):
     error: Mapped[str | None] = mapped_column(Text)
     failed_at: Mapped[datetime]
     replayed_at: Mapped[datetime | None]
+
+
+class ApiToken(Base):
+    """A bearer token for /api/v1: only its SHA-256 hash is kept, shown once at creation."""
+
+    __tablename__ = "api_tokens"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    #: The scopes it grants, e.g. ["events:write", "members:read"].
+    scopes: Mapped[list[str]] = mapped_column(JSONType)
+    created_at: Mapped[datetime]
+    last_used_at: Mapped[datetime | None]
+    revoked_at: Mapped[datetime | None]
