@@ -1,5 +1,8 @@
 """What each built-in event type does to the ledger: earn on orders, claw back on refunds, redeem.
 
+Orders earn at their currency's rate (POINTS_PER_CURRENCY_UNIT); after any ledger effect the
+member's balance is compared with the rewards catalog (`reward.available`, once per rise).
+
 Each effect runs inside the transaction that marks its event processed, on a
 locked member row, with idempotency keys derived from the event: running it
 twice changes nothing.
@@ -20,7 +23,9 @@ from loyalty import ledger
 from loyalty.errors import RetriableError
 from loyalty.event_types import INTERNAL_SOURCE, EventInput, money, order_id_of
 from loyalty.models import Event, LedgerEntry, Member
+from loyalty.redemptions import update_notices
 from loyalty.referrals import complete_referral
+from loyalty.rewards import cached_catalog
 from loyalty.settings import Settings
 from loyalty.states import LedgerKind
 
@@ -33,7 +38,17 @@ def _earn_for_order(
     data = event.payload
     total = money(data, "total", required=True) or Decimal(0)
     order_id = order_id_of(data)
-    points = math.floor(total * settings.points_per_currency_unit)
+    currency = str(data.get("currency") or "").upper()
+    rate = settings.points_rate(currency)
+    if rate is None:
+        # Never earn 1:1 in a currency nobody priced: say so on the event and wait for a rule.
+        event.error = (
+            f"no points for order {order_id}: POINTS_PER_CURRENCY_UNIT has no rate for "
+            f"{currency or 'an order without a currency'} and no default; add e.g. "
+            f"{currency or 'EUR'}:1 (or a plain number as the default) and replay the order"
+        )
+        return []
+    points = math.floor(total * rate)
     first_order = member.orders_count == 0
     posting = None
     if points > 0:
@@ -169,6 +184,8 @@ def _order_pending(session: Session, member: Member, order_id: str) -> bool:
 def _redeem(
     session: Session, event: Event, member: Member, settings: Settings, now: datetime
 ) -> list[EventInput]:
+    if event.source == INTERNAL_SOURCE and event.payload.get("redemption_id") is not None:
+        return []  # a catalog redemption: its points were taken when it was made
     points = int(event.payload["points"])
     ledger.apply(
         session,
@@ -196,4 +213,9 @@ def apply_effect(
 ) -> list[EventInput]:
     """Apply the built-in effect of the event's type, if it has one; the events it causes."""
     handler = HANDLERS.get(event.type)
-    return handler(session, event, member, settings, now) if handler else []
+    caused = handler(session, event, member, settings, now) if handler else []
+    if handler is not None:
+        catalog = cached_catalog(settings.journeys_dir, settings.tier_thresholds)
+        if catalog is not None:
+            caused += update_notices(session, member, catalog, settings.tier_thresholds, now)
+    return caused

@@ -212,6 +212,7 @@ _VALIDATORS: dict[str, Callable[[dict[str, Any]], None]] = {
     "referral.completed": lambda data: None,
     "member.enrolled": lambda data: None,
     "survey.answered": _validate_survey_answer,
+    "reward.available": lambda data: None,
 }
 BUILTIN_TYPES = tuple(_VALIDATORS)
 

@@ -30,6 +30,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from loyalty.rewards import RedemptionState
 from loyalty.states import (
     EnrollmentState,
     LedgerKind,
@@ -52,7 +53,9 @@ __all__ = [
     "Member",
     "Message",
     "ProviderEvent",
+    "Redemption",
     "Referral",
+    "RewardNotice",
     "Suppression",
     "Survey",
     "SyncCursor",
@@ -399,3 +402,54 @@ class ApiToken(Base):
     created_at: Mapped[datetime]
     last_used_at: Mapped[datetime | None]
     revoked_at: Mapped[datetime | None]
+
+
+class Redemption(Base):
+    """Points turned into a reward: taken once per (member, idempotency key), then a shop code.
+
+    pending → issued (the shop has the code) | failed (the shop refused it; points returned).
+    """
+
+    __tablename__ = "redemptions"
+    __table_args__ = (
+        UniqueConstraint("member_id", "idempotency_key"),
+        CheckConstraint(sql_in("state", RedemptionState), name="state"),
+    )
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    member_id: Mapped[int] = _member_fk()
+    idempotency_key: Mapped[str] = mapped_column(String(255))
+    reward_id: Mapped[str] = mapped_column(String(64))
+    #: The reward's kind at redemption time (fixed_amount, percentage, free_shipping).
+    kind: Mapped[str] = mapped_column(String(16))
+    points: Mapped[int] = mapped_column(BigInteger)
+    #: A RedemptionState.
+    state: Mapped[str] = mapped_column(String(16), index=True)
+    code: Mapped[str | None] = mapped_column(String(64), unique=True)
+    #: The amount off (fixed_amount, in `currency`) or the percent off (percentage).
+    value: Mapped[Decimal | None] = mapped_column(Numeric(14, 2))
+    currency: Mapped[str | None] = mapped_column(String(3))
+    expires_at: Mapped[datetime]
+    #: Where the code lives: shopify, woocommerce, or local (no shop configured).
+    shop: Mapped[str | None] = mapped_column(String(32))
+    #: The shop's id of the code (a Shopify discount gid, a WooCommerce coupon id).
+    shop_code_id: Mapped[str | None] = mapped_column(String(128))
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+    issued_at: Mapped[datetime | None]
+
+
+class RewardNotice(Base):
+    """Whether a member's balance stands at a reward's cost: `reward.available` once per rise."""
+
+    __tablename__ = "reward_notices"
+    __table_args__ = (UniqueConstraint("member_id", "reward_id"),)
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    member_id: Mapped[int] = _member_fk()
+    reward_id: Mapped[str] = mapped_column(String(64))
+    reached: Mapped[bool] = mapped_column(Boolean)
+    #: How many times the balance rose to the cost; names each `reward.available` event.
+    crossings: Mapped[int] = mapped_column(default=0)
+    updated_at: Mapped[datetime]

@@ -19,7 +19,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from loyalty.errors import ConfigError
 
-__all__ = ["Settings", "get_settings", "load_settings"]
+__all__ = ["DEFAULT_RATE", "Settings", "get_settings", "load_settings", "parse_rates"]
 
 _LOCALE = re.compile(r"^[a-z]{2,3}(-[A-Z]{2})?$")
 
@@ -45,7 +45,10 @@ class Settings(BaseSettings):
         default_factory=lambda: {"bronze": 0, "silver": 1000, "gold": 5000},
         description="tier:lifetime points, comma separated",
     )
-    points_per_currency_unit: Decimal = Field(Decimal(1), ge=0)
+    points_per_currency_unit: Annotated[dict[str, Decimal], NoDecode] = Field(
+        default_factory=lambda: {DEFAULT_RATE: Decimal(1)},
+        description="points per unit of an order's total: a number, or CUR:rate pairs",
+    )
     points_expiry_days: int = Field(365, ge=0, description="days until earned points expire")
     leap_day_birthdays: Literal["feb28", "mar1"] = "feb28"
     date_triggers_catch_up: bool = Field(
@@ -121,6 +124,18 @@ class Settings(BaseSettings):
     salesforce_private_key_file: Path | None = Field(None, description="JWT bearer: signing key")
     salesforce_login_domain: str = Field("login", description="login, test or a My Domain")
 
+    # Shop and rewards
+    shopify_shop_domain: str | None = Field(None, description="e.g. acme.myshopify.com")
+    shopify_access_token: str | None = None
+    shopify_api_version: str = "2025-01"
+    shopify_ca_bundle: Path | None = Field(None, description="CA file for a private server")
+    woocommerce_url: str | None = Field(None, description="the shop's base URL")
+    woocommerce_consumer_key: str | None = None
+    woocommerce_consumer_secret: str | None = None
+    reward_code_secret: str | None = Field(
+        None, description="HMAC key that derives reward codes; required with a shop"
+    )
+
     @field_validator("database_url")
     @classmethod
     def _database(cls, value: str) -> str:
@@ -186,6 +201,15 @@ class Settings(BaseSettings):
             raise ValueError("expected tier:points pairs with one tier at 0 points")
         return tiers
 
+    @field_validator("points_per_currency_unit", mode="before")
+    @classmethod
+    def _rates(cls, value: object) -> object:
+        if isinstance(value, int | float | Decimal):
+            value = str(value)
+        if not isinstance(value, str):
+            return value
+        return parse_rates(value)
+
     @field_validator("event_types", mode="before")
     @classmethod
     def _event_types(cls, value: object) -> object:
@@ -196,6 +220,40 @@ class Settings(BaseSettings):
     @property
     def is_sqlite(self) -> bool:
         return self.database_url.startswith("sqlite")
+
+    def points_rate(self, currency: str) -> Decimal | None:
+        """Points per unit of `currency`: its own rule, else the default, else None."""
+        rates = self.points_per_currency_unit
+        return rates.get(currency.upper(), rates.get(DEFAULT_RATE))
+
+
+#: The key of POINTS_PER_CURRENCY_UNIT's rate for currencies without their own.
+DEFAULT_RATE = "*"
+_RATE_HINT = "expected a number, or CUR:rate pairs with an optional default such as PLN:1,EUR:4,1"
+
+
+def parse_rates(value: str) -> dict[str, Decimal]:
+    """`2` → every currency 2; `PLN:1,EUR:4,USD:4` → those only; a bare number adds a default."""
+    rates: dict[str, Decimal] = {}
+    for part in filter(None, (p.strip() for p in value.split(","))):
+        currency, sep, rate = part.rpartition(":")
+        currency = currency.strip().upper() if sep else DEFAULT_RATE
+        if currency in ("DEFAULT", ""):
+            currency = DEFAULT_RATE
+        if currency != DEFAULT_RATE and not re.fullmatch(r"[A-Z]{3}", currency):
+            raise ValueError(f"{currency!r} is not an ISO 4217 code; {_RATE_HINT}")
+        try:
+            amount = Decimal(rate.strip())
+        except ArithmeticError:
+            raise ValueError(_RATE_HINT) from None
+        if not amount.is_finite() or amount < 0:
+            raise ValueError(f"rates must be zero or more; {_RATE_HINT}")
+        if currency in rates:
+            raise ValueError(f"{currency} is given twice; {_RATE_HINT}")
+        rates[currency] = amount
+    if not rates:
+        raise ValueError(_RATE_HINT)
+    return rates
 
 
 def load_settings(**overrides: object) -> Settings:

@@ -125,6 +125,14 @@ def crm_pull(crm: str) -> None:
     log.info("crm.pulled", extra={"crm": crm, "updated": report.updated})
 
 
+def create_reward_code(redemption_id: int) -> None:
+    """Create a redemption's code at the shop (or locally); queue the events it caused."""
+    from shops.codes import issue_code
+
+    for event_id in issue_code(runtime.current(), redemption_id):
+        send("process_event", event_id)
+
+
 _ACTORS: dict[str, tuple[Callable[..., None], str]] = {
     "process_event": (process_event, "events"),
     "expire_points": (expire_points, "points"),
@@ -132,6 +140,7 @@ _ACTORS: dict[str, tuple[Callable[..., None], str]] = {
     retries.ACTOR: (deliver_message, retries.QUEUE),
     "crm_push": (crm_push, "crm"),
     "crm_pull": (crm_pull, "crm"),
+    "create_reward_code": (create_reward_code, "rewards"),
 }
 
 
