@@ -15,6 +15,7 @@ from cli.journeys import journeys
 from cli.members import members
 from cli.messages import messages
 from cli.points import points
+from cli.rewards import rewards
 from cli.runtime import run, scheduler_command, worker
 from cli.serve import serve
 
@@ -34,6 +35,7 @@ for _command in (
     db,
     members,
     points,
+    rewards,
     events,
     journeys,
     messages,

@@ -20,13 +20,24 @@ from datetime import datetime
 from decimal import Decimal
 
 from sqlalchemy import func, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from loyalty import ledger
+from loyalty.db import Database
 from loyalty.errors import InsufficientPointsError, SkippableError
 from loyalty.event_types import INTERNAL_SOURCE, EventInput
+from loyalty.members import get_member
 from loyalty.models import Member, Redemption, RewardNotice
-from loyalty.rewards import Catalog, FixedAmount, Percentage, RedemptionState, tier_allows
+from loyalty.rewards import (
+    Catalog,
+    FixedAmount,
+    Percentage,
+    RedemptionState,
+    load_catalog,
+    tier_allows,
+)
+from loyalty.settings import Settings
 from loyalty.states import LedgerKind
 from loyalty.tiers import tier_for
 
@@ -38,6 +49,7 @@ __all__ = [
     "mark_failed",
     "mark_issued",
     "redeem",
+    "redeem_member",
     "redemptions_of",
     "update_notices",
 ]
@@ -154,6 +166,42 @@ def redeem(
     session.flush()
     update_notices(session, member, catalog, thresholds, now)
     return Redeemed(redemption, created=True)
+
+
+def redeem_member(
+    database: Database,
+    external_id: str,
+    reward_id: str,
+    idempotency_key: str,
+    *,
+    settings: Settings,
+    now: datetime,
+    currency: str | None = None,
+) -> Redeemed:
+    """`redeem` in its own transaction for the member with `external_id`.
+
+    Two requests with one key that race past each other's check meet the unique
+    constraint; the loser reads the winner's redemption.
+    """
+    catalog = load_catalog(settings.journeys_dir, settings.tier_thresholds)
+    for attempt in range(3):
+        try:
+            with database.transaction() as session:
+                member = get_member(session, external_id)
+                return redeem(
+                    session,
+                    member,
+                    reward_id,
+                    idempotency_key,
+                    catalog=catalog,
+                    thresholds=settings.tier_thresholds,
+                    now=now,
+                    currency=currency,
+                )
+        except IntegrityError:
+            if attempt == 2:
+                raise
+    raise AssertionError("unreachable")  # pragma: no cover
 
 
 def _value(

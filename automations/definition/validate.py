@@ -21,6 +21,7 @@ from channels.templates import (
     read_template,
     template_path,
 )
+from loyalty.rewards import CATALOG_FILE
 from loyalty.yaml_source import Document, Location, YamlError, load_yaml
 
 from .fields import DEFAULT_TIERS
@@ -71,13 +72,18 @@ class JourneyFile:
 
 
 def journey_files(paths: Iterable[Path | str]) -> list[Path]:
-    """The journey files named by ``paths``: files as given, folders' ``*.yaml``/``*.yml``."""
+    """The journey files named by ``paths``: files as given, folders' ``*.yaml``/``*.yml``.
+
+    A folder's rewards catalog (``rewards.yaml``) is not a journey.
+    """
     out: list[Path] = []
     for raw in paths:
         path = Path(raw)
         if path.is_dir():
             out += sorted(
-                p for p in path.iterdir() if p.suffix in (".yaml", ".yml") and p.is_file()
+                p
+                for p in path.iterdir()
+                if p.suffix in (".yaml", ".yml") and p.is_file() and p.name != CATALOG_FILE
             )
         else:
             out.append(path)
