@@ -1,8 +1,9 @@
-"""`loyalty members import|show|erase`."""
+"""`loyalty members import|show|erase|export`."""
 
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -14,6 +15,7 @@ import click
 from channels.outbox import erase_files
 from cli.context import app_from_environment, guard
 from crm_sync.runs import erase_everywhere
+from loyalty.export import export_member, outbox_bodies
 from loyalty.importer import import_members
 from loyalty.members import get_member, member_view
 
@@ -115,3 +117,27 @@ def members_erase(external_id: str, yes: bool) -> None:
         f"{stopped['enrollments_ended']} journey(s) ended; CRMs: {crms or 'none configured'}; "
         f"{stopped['files_removed']} outbox file(s) removed"
     )
+
+
+@members.command("export")
+@click.argument("external_id")
+@click.option(
+    "--out", "out", type=click.Path(dir_okay=False, path_type=Path), help="default: stdout"
+)
+@guard
+def members_export(external_id: str, out: Path | None) -> None:
+    """Write everything held about a member as one JSON document (GDPR access request)."""
+    app = app_from_environment()
+    with app.database.sessions() as session:
+        member = get_member(session, external_id)
+        document = export_member(
+            session, member.id, bodies=outbox_bodies(app.settings.outbox_dir), now=app.clock.now()
+        )
+    text = json.dumps(document, indent=2, ensure_ascii=False) + "\n"
+    if out is None:
+        click.echo(text, nl=False)
+        return
+    # Personal data: readable by its owner only.
+    with os.fdopen(os.open(out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as stream:
+        stream.write(text)
+    click.echo(f"exported {external_id} to {out}", err=True)

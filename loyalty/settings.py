@@ -110,6 +110,16 @@ class Settings(BaseSettings):
     salesforce_access_token: str | None = None
     salesforce_api_version: str = "59.0"
 
+    # Shop webhooks
+    shopify_webhook_secret: str | None = Field(
+        None, description="the app's client secret: signs Shopify webhooks"
+    )
+    woocommerce_webhook_secret: str | None = Field(None, description="signs WooCommerce webhooks")
+    woocommerce_earn_on_status: str = Field(
+        "completed", description="the WooCommerce order status that earns points"
+    )
+    export_dir: Path = Field(Path("./exports"), description="GDPR exports asked for by a shop")
+
     # CRM sync
     crm_mapping_file: Path | None = Field(None, description="CRM field mapping; unset: defaults")
     crm_push_minutes: int = Field(5, ge=1, description="how often changed members are pushed")

@@ -16,9 +16,11 @@ from loyalty.app import App
 from web.common import SlowBody, slow_body
 from web.hubspot import hubspot_events
 from web.sendgrid import sendgrid_events
+from web.shopify import shopify_webhook
 from web.surveys import survey_page
 from web.twilio import twilio_inbound, twilio_status
 from web.unsubscribe import unsubscribe_page
+from web.woocommerce import woocommerce_webhook
 
 __all__ = ["create_app"]
 
@@ -78,6 +80,8 @@ def create_app(app: App) -> Starlette:
         Route("/webhooks/twilio/status", twilio_status, methods=["POST"]),
         Route("/webhooks/twilio/inbound", twilio_inbound, methods=["POST"]),
         Route("/webhooks/hubspot", hubspot_events, methods=["POST"]),
+        Route("/webhooks/shopify", shopify_webhook, methods=["POST"]),
+        Route("/webhooks/woocommerce", woocommerce_webhook, methods=["POST"]),
         Route("/u/{token}", unsubscribe_page, methods=["GET", "POST"]),
         Route("/s/{token}", survey_page, methods=["GET", "POST"]),
     ]

@@ -1,4 +1,4 @@
-"""Webhook signature checks, each through the provider's official helper (DESIGN §13).
+"""Webhook signature checks, through the provider's official helper where it has one (DESIGN §13).
 
 Each returns False for anything it cannot verify: a missing header, a bad
 encoding, an unconfigured secret or a timestamp outside the allowed window.
@@ -6,8 +6,10 @@ encoding, an unconfigured secret or a timestamp outside the allowed window.
 
 from __future__ import annotations
 
+import base64
 import binascii
 import functools
+import hashlib
 import hmac
 import logging
 from datetime import UTC, datetime, timedelta
@@ -23,7 +25,9 @@ __all__ = [
     "SENDGRID_MAX_AGE",
     "hubspot_signature_ok",
     "sendgrid_signature_ok",
+    "shopify_signature_ok",
     "twilio_signature_ok",
+    "woocommerce_signature_ok",
 ]
 
 log = logging.getLogger(__name__)
@@ -98,6 +102,28 @@ def hubspot_signature_ok(
     # Signature.is_valid reads the wall clock; the window is checked above against ours.
     expected = Signature.get_signature(client_secret, text, "v3", url, method.upper(), timestamp)
     return hmac.compare_digest(expected.encode(), signature.encode())
+
+
+def shopify_signature_ok(secret: str | None, body: bytes, signature: str | None) -> bool:
+    """`X-Shopify-Hmac-Sha256`: base64 HMAC-SHA256 of the raw body with the app's client secret."""
+    return _base64_hmac_sha256_ok(secret, body, signature)
+
+
+def woocommerce_signature_ok(secret: str | None, body: bytes, signature: str | None) -> bool:
+    """`X-WC-Webhook-Signature`: base64 HMAC-SHA256 of the raw body with the webhook's secret."""
+    return _base64_hmac_sha256_ok(secret, body, signature)
+
+
+def _base64_hmac_sha256_ok(secret: str | None, body: bytes, signature: str | None) -> bool:
+    # Neither shop publishes a Python helper for this; both sign the same way, byte for byte.
+    if not secret or not signature:
+        return False
+    expected = base64.b64encode(hmac.new(secret.encode(), body, hashlib.sha256).digest())
+    try:
+        given = signature.strip().encode("ascii")
+    except UnicodeEncodeError:
+        return False
+    return hmac.compare_digest(expected, given)
 
 
 def _fresh(timestamp: str, per_second: int, now: datetime, window: timedelta) -> bool:

@@ -1,0 +1,138 @@
+"""Shop webhooks signed as the shops sign them, and the rows to assert on."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import itertools
+import json
+from typing import Any
+
+from sqlalchemy import func, select
+from starlette.testclient import TestClient
+
+from automations import runtime
+from automations.runtime import actors
+from automations.runtime.broker import build_broker, embedded_worker
+from loyalty.app import App
+from loyalty.models import Consent, Event, LedgerEntry, Member, ProviderEvent
+
+SHOPIFY_SECRET = "shopify-app-client-secret"
+SHOP_DOMAIN = "acme.myshopify.com"
+WOOCOMMERCE_SECRET = "woocommerce-webhook-secret"
+WOOCOMMERCE_URL = "https://shop.acme.example"
+
+_deliveries = itertools.count(1)
+
+
+def sign(body: bytes, secret: str) -> str:
+    """base64(HMAC-SHA256(secret, raw body)): how Shopify and WooCommerce both sign."""
+    return base64.b64encode(hmac.new(secret.encode(), body, hashlib.sha256).digest()).decode()
+
+
+def post_shopify(
+    client: TestClient,
+    topic: str,
+    payload: dict[str, Any],
+    *,
+    webhook_id: str | None = None,
+    secret: str = SHOPIFY_SECRET,
+    shop_domain: str = SHOP_DOMAIN,
+    signature: str | None = None,
+    tamper: bool = False,
+) -> Any:
+    body = json.dumps(payload).encode()
+    headers = {
+        "Content-Type": "application/json",
+        "X-Shopify-Topic": topic,
+        "X-Shopify-Hmac-Sha256": signature if signature is not None else sign(body, secret),
+        "X-Shopify-Shop-Domain": shop_domain,
+        "X-Shopify-API-Version": "2025-01",
+        "X-Shopify-Webhook-Id": webhook_id or f"wh-{next(_deliveries)}",
+    }
+    if signature == "":
+        del headers["X-Shopify-Hmac-Sha256"]
+    if tamper:
+        body = json.dumps({**payload, "tampered": True}).encode()
+    return client.post("/webhooks/shopify", content=body, headers=headers)
+
+
+def post_woocommerce(
+    client: TestClient,
+    topic: str,
+    payload: dict[str, Any],
+    *,
+    delivery_id: str | None = None,
+    secret: str = WOOCOMMERCE_SECRET,
+) -> Any:
+    body = json.dumps(payload).encode()
+    resource, _, event = topic.partition(".")
+    headers = {
+        "Content-Type": "application/json",
+        "X-WC-Webhook-Source": WOOCOMMERCE_URL + "/",
+        "X-WC-Webhook-Topic": topic,
+        "X-WC-Webhook-Resource": resource,
+        "X-WC-Webhook-Event": event,
+        "X-WC-Webhook-Signature": sign(body, secret),
+        "X-WC-Webhook-ID": "7",
+        "X-WC-Webhook-Delivery-ID": delivery_id or str(next(_deliveries)),
+    }
+    return client.post("/webhooks/woocommerce", content=body, headers=headers)
+
+
+def process_stored_events(app: App) -> None:
+    """Run every stored, unprocessed event through the workers, as the relay would queue them."""
+    runtime.configure(app)
+    broker = build_broker(app.settings)
+    with app.database.sessions() as session:
+        ids = session.scalars(
+            select(Event.id).where(Event.processed_at.is_(None)).order_by(Event.id)
+        ).all()
+    with embedded_worker(broker, threads=1):
+        for event_id in ids:
+            actors.send("process_event", event_id)
+
+
+def balance(app: App, external_id: str) -> int:
+    with app.database.sessions() as session:
+        value = session.scalar(
+            select(Member.points_balance).where(Member.external_id == external_id)
+        )
+        assert value is not None, f"no member {external_id}"
+        return int(value)
+
+
+def member(app: App, external_id: str) -> Member:
+    with app.database.sessions() as session:
+        row = session.scalar(select(Member).where(Member.external_id == external_id))
+        assert row is not None, f"no member {external_id}"
+        session.expunge(row)
+        return row
+
+
+def counts(app: App) -> dict[str, int]:
+    """Rows stored by webhooks: deliveries, events, members, consents, ledger entries."""
+    tables = {
+        "deliveries": ProviderEvent,
+        "events": Event,
+        "members": Member,
+        "consents": Consent,
+        "ledger": LedgerEntry,
+    }
+    with app.database.sessions() as session:
+        return {
+            name: int(session.scalar(select(func.count()).select_from(model)) or 0)
+            for name, model in tables.items()
+        }
+
+
+def consents(app: App, external_id: str) -> list[tuple[str, bool, str]]:
+    with app.database.sessions() as session:
+        rows = session.execute(
+            select(Consent.channel, Consent.granted, Consent.source)
+            .join(Member, Member.id == Consent.member_id)
+            .where(Member.external_id == external_id)
+            .order_by(Consent.id)
+        ).all()
+        return [(channel, granted, source) for channel, granted, source in rows]
