@@ -54,6 +54,7 @@ __all__ = [
     "update_notices",
 ]
 
+CENTS = Decimal("0.01")
 #: Longest idempotency key kept as given (longer ones are refused).
 MAX_KEY_CHARS = 200
 
@@ -208,12 +209,13 @@ def _value(
     reward: FixedAmount | Percentage | object, currency: str | None
 ) -> tuple[Decimal | None, str | None]:
     if isinstance(reward, Percentage):
-        return reward.percentage, None
+        return reward.percentage.quantize(CENTS), None
     if not isinstance(reward, FixedAmount):
         return None, None
     if currency is None:
         if len(reward.value) == 1:
-            return next(iter(reward.value.items()))[::-1]
+            ((only, sole),) = reward.value.items()
+            return sole.quantize(CENTS), only
         raise RedemptionError(
             f"{reward.id} has a value in {', '.join(reward.value)}; name the currency"
         )
@@ -222,7 +224,7 @@ def _value(
         raise RedemptionError(
             f"{reward.id} has no value in {currency.upper()}; it has {', '.join(reward.value)}"
         )
-    return amount, currency.upper()
+    return amount.quantize(CENTS), currency.upper()
 
 
 def mark_issued(
