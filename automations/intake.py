@@ -5,19 +5,22 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 
 import dramatiq
 import redis
 from sqlalchemy import select
+from sqlalchemy.exc import DataError, IntegrityError
+from sqlalchemy.orm import Session
 
 from automations.runtime import actors
 from loyalty.app import App
 from loyalty.errors import InvalidEventError, SkippableError
 from loyalty.event_types import INTERNAL_SOURCE, EventInput
-from loyalty.events import record_event
+from loyalty.events import Recorded, record, record_event
 from loyalty.models import Event, LedgerEntry
 from loyalty.states import EventState
 
@@ -28,7 +31,9 @@ __all__ = [
     "describe_events",
     "emit",
     "ingest_file",
+    "queue_events",
     "store_and_queue",
+    "store_batch",
     "wait_processed",
 ]
 
@@ -52,11 +57,7 @@ def store_and_queue(app: App, event: EventInput) -> Emitted:
     Queueing happens after the commit; should the broker be unreachable, the
     event stays stored and the scheduler's relay queues it later, so nothing is lost.
     """
-    if event.source == INTERNAL_SOURCE:
-        raise InvalidEventError(
-            f"source {INTERNAL_SOURCE!r} is reserved for the program's own events; "
-            "name the shop or system that sends them (--source or `source`)"
-        )
+    _check_source(event)
     with app.database.transaction() as session:
         row, created = record_event(session, event, settings=app.settings, now=app.clock.now())
     if not created:
@@ -67,6 +68,63 @@ def store_and_queue(app: App, event: EventInput) -> Emitted:
         log.info("event.queue_later", extra={"event_id": row.id, "error": type(exc).__name__})
         return Emitted(row, True, False)
     return Emitted(row, True, True)
+
+
+def _check_source(event: EventInput) -> None:
+    if event.source == INTERNAL_SOURCE:
+        raise InvalidEventError(
+            f"source {INTERNAL_SOURCE!r} is reserved for the program's own events; "
+            "name the shop or system that sends them (--source or `source`)"
+        )
+
+
+def store_batch(app: App, events: Sequence[EventInput]) -> list[Recorded | SkippableError]:
+    """Store each event once, all in one transaction; a bad one is answered, the rest stored.
+
+    Each event gets a savepoint, so one the database refuses (or one that another
+    request stored at the same moment) undoes only itself. Nothing is queued: see
+    `queue_events`, after the commit.
+    """
+    results: list[Recorded | SkippableError] = []
+    with app.database.transaction() as session:
+        now = app.clock.now()
+        for event in events:
+            try:
+                _check_source(event)
+                results.append(_record_once(app, session, event, now))
+            except SkippableError as exc:
+                results.append(exc)
+    return results
+
+
+def _record_once(app: App, session: Session, event: EventInput, now: datetime) -> Recorded:
+    for attempt in range(2):
+        try:
+            with session.begin_nested():
+                return record(session, event, settings=app.settings, now=now)
+        except IntegrityError:
+            # Another transaction stored this event or created its member meanwhile:
+            # the second look finds theirs.
+            if attempt:
+                raise InvalidEventError("the database refused the event (a conflict)") from None
+        except DataError as exc:
+            cause = type(exc.orig).__name__ if exc.orig is not None else "DataError"
+            raise InvalidEventError(f"the database refused the event ({cause})") from None
+    raise AssertionError("unreachable")
+
+
+def queue_events(ids: Sequence[int]) -> list[int]:
+    """Hand stored events to the workers; returns those left for the scheduler's relay.
+
+    Needs the broker built in this process (`automations.runtime.broker`).
+    """
+    for position, event_id in enumerate(ids):
+        try:
+            actors.send("process_event", event_id)
+        except BROKER_OUTAGES as exc:
+            log.info("event.queue_later", extra={"event_id": event_id, "error": type(exc).__name__})
+            return list(ids[position:])
+    return []
 
 
 def emit(app: App, event: EventInput) -> tuple[Event, bool]:

@@ -42,13 +42,18 @@ class EventInput:
     at: datetime | None = None
     data: dict[str, Any] | None = None
     source: str = "shop"
+    #: The member's profile (import columns: email, phone, names, consents…): an unknown
+    #: member is created from it (`loyalty.member_upsert`); a known one is left as is.
+    profile: dict[str, Any] | None = None
 
     @classmethod
     def from_json(cls, value: Any, *, source: str) -> EventInput:
         """Build from one decoded JSON line; raises InvalidEventError naming the field."""
         if not isinstance(value, dict):
-            raise InvalidEventError("expected a JSON object with type, member, id, at, data")
-        unknown = set(value) - {"type", "member", "id", "at", "data", "source"}
+            raise InvalidEventError(
+                "expected a JSON object with type, member, id, at, data, profile"
+            )
+        unknown = set(value) - {"type", "member", "id", "at", "data", "source", "profile"}
         if unknown:
             raise InvalidEventError(f"unknown field(s) {', '.join(sorted(unknown))}")
         for name in ("type", "member"):
@@ -59,6 +64,9 @@ class EventInput:
         data = value.get("data", {})
         if not isinstance(data, dict):
             raise InvalidEventError("'data' must be a JSON object")
+        profile = value.get("profile")
+        if profile is not None and not isinstance(profile, dict):
+            raise InvalidEventError("'profile' must be a JSON object")
         at = None
         if value.get("at") is not None:
             at = parse_instant(value["at"])
@@ -69,6 +77,7 @@ class EventInput:
             at=at,
             data=data,
             source=str(value.get("source") or source),
+            profile=profile,
         )
 
 
@@ -143,6 +152,8 @@ def check_envelope(event: EventInput) -> None:
         raise InvalidEventError(f"data is not JSON data ({exc})") from None
     if size > MAX_PAYLOAD_BYTES:
         raise InvalidEventError(f"data is larger than {MAX_PAYLOAD_BYTES // 1024} KiB")
+    if event.profile is not None:
+        _payload(event.profile, "profile")
 
 
 def money(data: dict[str, Any], name: str, *, required: bool) -> Decimal | None:

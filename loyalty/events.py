@@ -1,7 +1,9 @@
 """Events: stored once per (source, id), then processed once.
 
 Recording validates the type, the member and the payload (`event_types`) and
-stores the row; nothing is stored when any of them is wrong. Processing applies
+stores the row; nothing is stored when any of them is wrong. An event for a
+member nobody knows yet may carry the member's profile: the member is then
+created from it (`member_upsert`), in the same transaction as the event. Processing applies
 the built-in effect of the type (`event_effects`: points for orders, clawbacks
 for refunds) in one transaction and stamps `processed_at`, so running it twice
 changes nothing.
@@ -12,6 +14,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import select
@@ -22,6 +25,7 @@ from loyalty.db import Database
 from loyalty.errors import (
     InvalidEventError,
     RetriableError,
+    RowError,
     SkippableError,
     UnknownMemberError,
 )
@@ -33,12 +37,32 @@ from loyalty.event_types import (
     check_payload,
     check_type,
 )
+from loyalty.member_upsert import upsert_member
 from loyalty.models import Event, Member
 from loyalty.settings import Settings
 
-__all__ = ["handle_event", "park_event", "process_event", "record_event", "unpark_event"]
+__all__ = [
+    "Recorded",
+    "handle_event",
+    "park_event",
+    "process_event",
+    "record",
+    "record_event",
+    "unpark_event",
+]
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Recorded:
+    row: Event
+    #: False when the event was already stored (same source and id): nothing changed.
+    created: bool
+    #: The member was created from the event's profile.
+    member_created: bool = False
+    #: Profile fields left out of the new member because their value was invalid.
+    warnings: tuple[RowError, ...] = ()
 
 
 def record_event(
@@ -49,26 +73,41 @@ def record_event(
     now: datetime,
 ) -> tuple[Event, bool]:
     """Store the event once per (source, id); returns (row, created)."""
+    recorded = record(session, event, settings=settings, now=now)
+    return recorded.row, recorded.created
+
+
+def record(session: Session, event: EventInput, *, settings: Settings, now: datetime) -> Recorded:
+    """Store the event once per (source, id), creating its member from its profile if new."""
     check_type(event.type, settings)
     check_envelope(event)
     found = session.execute(
         select(Member.id, Member.erased_at).where(Member.external_id == event.member)
     ).first()
-    if found is None:
+    if found is None and event.profile is None:
         raise UnknownMemberError(event.member)
-    member_id, erased_at = found
+    data = event.data or {}
+    check_payload(event.type, data)
+    member_created = False
+    warnings: tuple[RowError, ...] = ()
+    if found is None:
+        upserted = upsert_member(
+            session, event.member, event.profile, settings=settings, now=now, source=event.source
+        )
+        member_id, erased_at = upserted.member.id, None
+        member_created, warnings = upserted.created, tuple(upserted.warnings)
+    else:
+        member_id, erased_at = found
     if erased_at is not None and event.source != INTERNAL_SOURCE:
         raise InvalidEventError(
             f"member {event.member!r} was erased (GDPR); events for erased members are refused"
         )
-    data = event.data or {}
-    check_payload(event.type, data)
     external_id = event.id or str(uuid.uuid4())
     existing = session.scalar(
         select(Event).where(Event.source == event.source, Event.external_id == external_id)
     )
     if existing is not None:
-        return existing, False
+        return Recorded(existing, False)
     row = Event(
         source=event.source,
         external_id=external_id,
@@ -80,7 +119,7 @@ def record_event(
     )
     session.add(row)
     session.flush()
-    return row, True
+    return Recorded(row, True, member_created, warnings)
 
 
 def process_event(

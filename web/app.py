@@ -1,4 +1,5 @@
-"""The ASGI app: provider webhooks, the unsubscribe and survey pages and a health check."""
+"""The ASGI app: the API (/api/v1), provider webhooks, the unsubscribe and survey pages and a
+health check."""
 
 from __future__ import annotations
 
@@ -9,10 +10,11 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
-from starlette.routing import Route
+from starlette.routing import Mount, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from loyalty.app import App
+from web.api import create_api
 from web.common import SlowBody, slow_body
 from web.hubspot import hubspot_events
 from web.sendgrid import sendgrid_events
@@ -84,6 +86,7 @@ def create_app(app: App) -> Starlette:
         Route("/webhooks/woocommerce", woocommerce_webhook, methods=["POST"]),
         Route("/u/{token}", unsubscribe_page, methods=["GET", "POST"]),
         Route("/s/{token}", survey_page, methods=["GET", "POST"]),
+        Mount("/api/v1", app=create_api(app)),
     ]
     web = Starlette(
         routes=routes,
