@@ -18,6 +18,7 @@ from cli.points import points
 from cli.rewards import rewards
 from cli.runtime import run, scheduler_command, worker
 from cli.serve import serve
+from cli.tokens import tokens
 
 __all__ = ["main"]
 
@@ -45,6 +46,7 @@ for _command in (
     scheduler_command,
     run,
     serve,
+    tokens,
 ):
     main.add_command(_command)
 
