@@ -91,8 +91,9 @@ def record(session: Session, event: EventInput, *, settings: Settings, now: date
     member_created = False
     warnings: tuple[RowError, ...] = ()
     if found is None:
+        profile = event.profile or {}  # not None: checked above
         upserted = upsert_member(
-            session, event.member, event.profile, settings=settings, now=now, source=event.source
+            session, event.member, profile, settings=settings, now=now, source=event.source
         )
         member_id, erased_at = upserted.member.id, None
         member_created, warnings = upserted.created, tuple(upserted.warnings)
