@@ -1,10 +1,7 @@
-"""Shop webhooks signed as the shops sign them, and the rows to assert on."""
+"""Shop webhooks signed as the shops sign them (the emulators' signers), and rows to assert on."""
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import hmac
 import itertools
 import json
 from typing import Any
@@ -17,6 +14,8 @@ from automations.runtime import actors
 from automations.runtime.broker import build_broker, embedded_worker
 from loyalty.app import App
 from loyalty.models import Consent, Event, LedgerEntry, Member, ProviderEvent
+from sandbox.shopify import sign_webhook as shopify_sign
+from sandbox.woocommerce import sign_webhook as woocommerce_sign
 
 SHOPIFY_SECRET = "shopify-app-client-secret"
 SHOP_DOMAIN = "acme.myshopify.com"
@@ -24,11 +23,6 @@ WOOCOMMERCE_SECRET = "woocommerce-webhook-secret"
 WOOCOMMERCE_URL = "https://shop.acme.example"
 
 _deliveries = itertools.count(1)
-
-
-def sign(body: bytes, secret: str) -> str:
-    """base64(HMAC-SHA256(secret, raw body)): how Shopify and WooCommerce both sign."""
-    return base64.b64encode(hmac.new(secret.encode(), body, hashlib.sha256).digest()).decode()
 
 
 def post_shopify(
@@ -46,7 +40,7 @@ def post_shopify(
     headers = {
         "Content-Type": "application/json",
         "X-Shopify-Topic": topic,
-        "X-Shopify-Hmac-Sha256": signature if signature is not None else sign(body, secret),
+        "X-Shopify-Hmac-Sha256": signature if signature is not None else shopify_sign(body, secret),
         "X-Shopify-Shop-Domain": shop_domain,
         "X-Shopify-API-Version": "2025-01",
         "X-Shopify-Webhook-Id": webhook_id or f"wh-{next(_deliveries)}",
@@ -74,7 +68,7 @@ def post_woocommerce(
         "X-WC-Webhook-Topic": topic,
         "X-WC-Webhook-Resource": resource,
         "X-WC-Webhook-Event": event,
-        "X-WC-Webhook-Signature": sign(body, secret),
+        "X-WC-Webhook-Signature": woocommerce_sign(body, secret),
         "X-WC-Webhook-ID": "7",
         "X-WC-Webhook-Delivery-ID": delivery_id or str(next(_deliveries)),
     }
