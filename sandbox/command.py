@@ -1,4 +1,4 @@
-"""`loyalty sandbox`: run the four provider emulators on loopback until Ctrl-C."""
+"""`loyalty sandbox`: run the provider and shop emulators on loopback until Ctrl-C."""
 
 from __future__ import annotations
 
@@ -20,6 +20,8 @@ __all__ = ["sandbox"]
 @click.option("--salesforce-port", type=int, default=0, show_default=True)
 @click.option("--sendgrid-port", type=int, default=0, show_default=True)
 @click.option("--twilio-port", type=int, default=0, show_default=True)
+@click.option("--shopify-port", type=int, default=0, show_default=True)
+@click.option("--woocommerce-port", type=int, default=0, show_default=True)
 @click.option("--latency-ms", type=float, default=0.0, help="Added to every provider response.")
 @click.option("--error-rate", type=click.FloatRange(0, 1), default=0.0, help="Share of 500/503.")
 @click.option(
@@ -38,7 +40,7 @@ __all__ = ["sandbox"]
     "--tls-dir",
     type=click.Path(file_okay=False, path_type=Path),
     default=None,
-    help="Keep the Salesforce test CA here instead of a temporary folder.",
+    help="Keep the test CA (Salesforce, Shopify) here instead of a temporary folder.",
 )
 @click.option("--dotenv", is_flag=True, help="Print KEY=value lines instead of shell exports.")
 @click.option("--duration", type=float, default=None, help="Stop after this many seconds.")
@@ -47,6 +49,8 @@ def sandbox(
     salesforce_port: int,
     sendgrid_port: int,
     twilio_port: int,
+    shopify_port: int,
+    woocommerce_port: int,
     latency_ms: float,
     error_rate: float,
     drop_rate: float,
@@ -60,7 +64,7 @@ def sandbox(
     dotenv: bool,
     duration: float | None,
 ) -> None:
-    """Run local HubSpot, Salesforce, SendGrid and Twilio emulators on 127.0.0.1."""
+    """Run local HubSpot, Salesforce, SendGrid, Twilio, Shopify and WooCommerce emulators."""
     faults = FaultConfig(
         latency_ms=latency_ms,
         error_rate=error_rate,
@@ -70,7 +74,14 @@ def sandbox(
         seed=seed,
     )
     stack = SandboxStack.create(
-        Ports(hubspot_port, salesforce_port, sendgrid_port, twilio_port),
+        Ports(
+            hubspot_port,
+            salesforce_port,
+            sendgrid_port,
+            twilio_port,
+            shopify_port,
+            woocommerce_port,
+        ),
         faults,
         sendgrid_webhook_url=sendgrid_webhook_url,
         twilio_inbound_url=twilio_inbound_url,

@@ -13,21 +13,27 @@ from sandbox.hubspot import HubSpotSandbox
 from sandbox.recorder import RecordedRequest
 from sandbox.salesforce import SalesforceSandbox
 from sandbox.sendgrid import SendGridSandbox
+from sandbox.shopify import ShopifySandbox
 from sandbox.sink import WebhookSink
 from sandbox.twilio import TwilioSandbox
+from sandbox.woocommerce import WooCommerceSandbox
 
 __all__ = [
     "ACCEPTED_REQUESTS",
     "_sandbox_hubspot",
     "_sandbox_salesforce",
     "_sandbox_sendgrid",
+    "_sandbox_shopify",
     "_sandbox_sink",
     "_sandbox_twilio",
+    "_sandbox_woocommerce",
     "hubspot_sandbox",
     "salesforce_sandbox",
     "sendgrid_sandbox",
+    "shopify_sandbox",
     "twilio_sandbox",
     "webhook_sink",
+    "woocommerce_sandbox",
 ]
 
 #: SendGrid and Twilio requests the emulators accepted during this session, by provider;
@@ -62,6 +68,18 @@ def _sandbox_sendgrid() -> Iterator[SendGridSandbox]:
 @pytest.fixture(scope="session")
 def _sandbox_twilio() -> Iterator[TwilioSandbox]:
     with TwilioSandbox(segments_per_second=200.0, delivery_delay_s=0.01) as emulator:
+        yield emulator
+
+
+@pytest.fixture(scope="session")
+def _sandbox_shopify() -> Iterator[ShopifySandbox]:
+    with ShopifySandbox() as emulator:
+        yield emulator
+
+
+@pytest.fixture(scope="session")
+def _sandbox_woocommerce() -> Iterator[WooCommerceSandbox]:
+    with WooCommerceSandbox() as emulator:
         yield emulator
 
 
@@ -101,6 +119,20 @@ def twilio_sandbox(_sandbox_twilio: TwilioSandbox) -> Iterator[TwilioSandbox]:
     yield _sandbox_twilio
     _sandbox_twilio.wait_idle(2.0)
     _keep_accepted("twilio", _sandbox_twilio.requests(method="POST"))
+
+
+@pytest.fixture
+def shopify_sandbox(_sandbox_shopify: ShopifySandbox) -> Iterator[ShopifySandbox]:
+    """Shopify Admin GraphQL on https://127.0.0.1:<port> (trust `ca_file`), no codes yet."""
+    _sandbox_shopify.reset()
+    yield _sandbox_shopify
+
+
+@pytest.fixture
+def woocommerce_sandbox(_sandbox_woocommerce: WooCommerceSandbox) -> Iterator[WooCommerceSandbox]:
+    """WooCommerce REST v3 on http://127.0.0.1:<port> (OAuth 1.0a), no coupons yet."""
+    _sandbox_woocommerce.reset()
+    yield _sandbox_woocommerce
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""All four emulators together, and the environment that points the project at them."""
+"""All the emulators together, and the environment that points the project at them."""
 
 from __future__ import annotations
 
@@ -6,13 +6,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Self
 
+from sandbox.emulator import Emulator
 from sandbox.faults import FaultConfig
 from sandbox.hubspot import HubSpotSandbox
 from sandbox.salesforce import SalesforceSandbox
 from sandbox.salesforce_org import mapped_custom_fields
 from sandbox.sendgrid import SendGridSandbox
+from sandbox.shopify import ShopifySandbox
 from sandbox.tls import LoopbackTLS
 from sandbox.twilio import TwilioSandbox
+from sandbox.woocommerce import WooCommerceSandbox
 
 __all__ = ["Ports", "SandboxStack"]
 
@@ -30,6 +33,8 @@ class Ports:
     salesforce: int = 0
     sendgrid: int = 0
     twilio: int = 0
+    shopify: int = 0
+    woocommerce: int = 0
 
 
 @dataclass
@@ -38,6 +43,8 @@ class SandboxStack:
     salesforce: SalesforceSandbox
     sendgrid: SendGridSandbox
     twilio: TwilioSandbox
+    shopify: ShopifySandbox
+    woocommerce: WooCommerceSandbox
     _started: bool = field(default=False, repr=False)
 
     @classmethod
@@ -52,14 +59,18 @@ class SandboxStack:
         tls_dir: Path | None = None,
         mapping_file: Path | None = None,
     ) -> SandboxStack:
-        """The four emulators; the Salesforce org has the fields the CRM mapping needs."""
+        """Every emulator; the Salesforce org has the fields the CRM mapping needs.
+
+        Salesforce and Shopify share one test CA, so one bundle trusts both.
+        """
         ports = ports or Ports()
+        tls = LoopbackTLS(tls_dir)
         return cls(
             hubspot=HubSpotSandbox(port=ports.hubspot, faults=faults),
             salesforce=SalesforceSandbox(
                 port=ports.salesforce,
                 faults=faults,
-                tls=LoopbackTLS(tls_dir),
+                tls=tls,
                 custom_fields=mapped_custom_fields(mapping_file),
             ),
             sendgrid=SendGridSandbox(
@@ -71,11 +82,20 @@ class SandboxStack:
                 inbound_url=twilio_inbound_url,
                 segments_per_second=twilio_segments_per_second,
             ),
+            shopify=ShopifySandbox(port=ports.shopify, faults=faults, tls=tls),
+            woocommerce=WooCommerceSandbox(port=ports.woocommerce, faults=faults),
         )
 
     @property
-    def emulators(self) -> tuple[HubSpotSandbox, SalesforceSandbox, SendGridSandbox, TwilioSandbox]:
-        return (self.hubspot, self.salesforce, self.sendgrid, self.twilio)
+    def emulators(self) -> tuple[Emulator, ...]:
+        return (
+            self.hubspot,
+            self.salesforce,
+            self.sendgrid,
+            self.twilio,
+            self.shopify,
+            self.woocommerce,
+        )
 
     def start(self) -> Self:
         try:
@@ -117,4 +137,15 @@ class SandboxStack:
             # Marketing email needs a sender and a postal address (CAN-SPAM); sample ones.
             "EMAIL_FROM": "loyalty@example.com",
             "POSTAL_ADDRESS": "Example Shop, 1 Sample Street, 00-001 Warsaw, Poland",
+            "SHOPIFY_SHOP_DOMAIN": self.shopify.shop_domain,
+            "SHOPIFY_ACCESS_TOKEN": self.shopify.access_token,
+            "SHOPIFY_API_VERSION": self.shopify.api_version,
+            "SHOPIFY_WEBHOOK_SECRET": self.shopify.webhook_secret,
+            "SHOPIFY_CA_BUNDLE": str(self.shopify.ca_file),
+            "WOOCOMMERCE_URL": self.woocommerce.url,
+            "WOOCOMMERCE_CONSUMER_KEY": self.woocommerce.consumer_key,
+            "WOOCOMMERCE_CONSUMER_SECRET": self.woocommerce.consumer_secret,
+            "WOOCOMMERCE_WEBHOOK_SECRET": self.woocommerce.webhook_secret,
+            # Links in messages point at the emulated shop's storefront page.
+            "SHOP_URL": self.woocommerce.url,
         }

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import ssl
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import requests
+import shopify
 from hubspot import HubSpot
 from sendgrid import SendGridAPIClient
 from simple_salesforce.api import Salesforce, SFType
@@ -12,11 +17,14 @@ from simple_salesforce.bulk2 import SFBulk2Handler
 from simple_salesforce.exceptions import SalesforceError
 from twilio.http.http_client import TwilioHttpClient
 from twilio.rest import Client as TwilioClient
+from woocommerce import API as WooCommerceAPI
 
 from sandbox.hubspot import HubSpotSandbox
 from sandbox.salesforce import SalesforceSandbox
 from sandbox.sendgrid import SendGridSandbox
+from sandbox.shopify import ShopifySandbox
 from sandbox.twilio import TwilioSandbox
+from sandbox.woocommerce import WooCommerceSandbox
 
 
 def hubspot_client(sandbox: HubSpotSandbox, token: str | None = None) -> HubSpot:
@@ -74,3 +82,46 @@ def twilio_client(
     )
     client.api.base_url = sandbox.base_url
     return client
+
+
+@contextmanager
+def shopify_session(sandbox: ShopifySandbox, token: str | None = None) -> Iterator[None]:
+    """An active ShopifyAPI session on the emulator, undone on exit.
+
+    ShopifyAPI rewrites a shop domain to `<first label>.<Session.myshopify_domain>` with
+    `Session.port`, so `127.0.0.1:<port>` needs myshopify_domain "0.0.1" and the port; its
+    GraphQL calls go through urllib's global opener, which is given a context that trusts
+    the system CAs and the sandbox CA.
+    """
+    host, port = sandbox.shop_domain.rsplit(":", 1)
+    saved = (shopify.Session.myshopify_domain, shopify.Session.port)
+    shopify.Session.setup(myshopify_domain=host.split(".", 1)[1], port=int(port))
+    context = ssl.create_default_context()
+    context.load_verify_locations(cafile=str(sandbox.ca_file))
+    opener = urllib.request.build_opener(urllib.request.HTTPSHandler(context=context))
+    urllib.request.install_opener(opener)
+    session = shopify.Session(
+        sandbox.shop_domain, sandbox.api_version, token or sandbox.access_token
+    )
+    shopify.ShopifyResource.activate_session(session)
+    try:
+        yield
+    finally:
+        shopify.ShopifyResource.clear_session()
+        urllib.request.install_opener(None)
+        shopify.Session.setup(myshopify_domain=saved[0], port=saved[1])
+
+
+def woocommerce_client(
+    sandbox: WooCommerceSandbox, key: str | None = None, secret: str | None = None
+) -> Any:
+    """`API(url, key, secret, version="wc/v3")`: OAuth 1.0a over the emulator's plain HTTP,
+    Basic auth (trusting its CA) when it serves HTTPS. Untyped: the package has no hints."""
+    return WooCommerceAPI(
+        sandbox.url,
+        key or sandbox.consumer_key,
+        secret or sandbox.consumer_secret,
+        version="wc/v3",
+        timeout=5,
+        verify_ssl=str(sandbox.ca_file) if sandbox.ca_file else True,
+    )
