@@ -9,9 +9,9 @@ business key, `shops.webhooks`) and the member upserts. A retry answers 200 and
 stores nothing. The answer goes out as soon as that transaction commits, well
 within Shopify's five seconds:
 
-- **Events** are processed by the workers. With `REDIS_URL` set, the web process
-  queues their ids to Redis after the commit, as `automations.intake` does; on the
-  embedded default it builds no broker (an in-memory queue here would have no
+- **Events** are processed by the workers, handed over as /api/v1 hands its own
+  (`web.api.workers`): with `REDIS_URL` set, queued on Redis after the commit; on
+  the embedded default no broker is built here (an in-memory queue would have no
   worker: see `web.surveys`), and the scheduler's relay tick queues them once they
   are EVENT_RELAY_AFTER_SECONDS old. A broker outage leaves them to the relay too.
 - **Privacy requests** (`customers/redact`, `shop/redact`, `customers/data_request`)
@@ -42,9 +42,6 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 
-from automations.intake import BROKER_OUTAGES
-from automations.runtime import actors
-from automations.runtime.broker import build_broker
 from channels.outbox import erase_files
 from crm_sync.runs import erase_everywhere
 from loyalty.app import App
@@ -56,6 +53,7 @@ from loyalty.member_upsert import upsert_member
 from loyalty.models import Event, Member, ProviderEvent
 from loyalty.provider_events import mark_applied, provider_event_id, store_provider_event
 from shops.webhooks import SHOPIFY, Privacy, ShopActions, ShopEvent, shopify_actions
+from web.api.workers import EventQueue
 from web.common import BadBody, loyalty_app, parse_json, read_body, refused
 from web.signatures import shopify_signature_ok
 
@@ -252,30 +250,22 @@ def _member_of_order(session: Session, shop: str, order_event: str | None) -> st
     )
 
 
-_broker_lock = threading.Lock()
-_broker_built = False
+#: One queue per Redis URL in this process (the broker is built on first use).
+_queues: dict[str, EventQueue] = {}
+_queues_lock = threading.Lock()
 
 
 def queue_events(app: App, event_ids: list[int]) -> int:
-    """Queue stored events to the workers over Redis; how many were queued.
+    """Queue stored events to the workers over Redis (as /api/v1 does); how many were queued.
 
     On the embedded default, and while Redis is unreachable, nothing is queued here:
     the scheduler's relay tick queues stored, unprocessed events.
     """
-    global _broker_built
     if not app.settings.redis_url:
         return 0
-    try:
-        with _broker_lock:
-            if not _broker_built:
-                build_broker(app.settings)
-                _broker_built = True
-        for event_id in event_ids:
-            actors.send("process_event", event_id)
-    except BROKER_OUTAGES as exc:
-        log.info("shop.queue_later", extra={"event_ids": event_ids, "error": type(exc).__name__})
-        return 0
-    return len(event_ids)
+    with _queues_lock:
+        queue = _queues.setdefault(app.settings.redis_url, EventQueue(app.settings))
+    return len(event_ids) - len(queue.send(event_ids))
 
 
 def fulfil_privacy(app: App, shop: str, delivery_id: str, privacy: Privacy) -> None:
