@@ -20,6 +20,7 @@ def test_the_shipped_journeys_are_valid() -> None:
         "points_expiring",
         "post_purchase_nps",
         "referral_reward",
+        "reward_code",
         "welcome",
     ]
 
