@@ -17,6 +17,10 @@ BENCHES = [
         "CRM push (HubSpot calls and time vs the rate-limit floor; Salesforce Bulk 2.0)",
         ["bench.crm_push"],
     ),
+    (
+        "Shopify orders/paid webhooks through loyalty serve (accepted/s, p99 to the 2xx)",
+        ["bench.shop_webhooks"],
+    ),
 ]
 
 
