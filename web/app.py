@@ -10,11 +10,11 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
-from starlette.routing import Mount, Route
+from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from loyalty.app import App
-from web.api import create_api
+from web.api import mount_api
 from web.common import SlowBody, slow_body
 from web.hubspot import hubspot_events
 from web.sendgrid import sendgrid_events
@@ -86,7 +86,7 @@ def create_app(app: App) -> Starlette:
         Route("/webhooks/woocommerce", woocommerce_webhook, methods=["POST"]),
         Route("/u/{token}", unsubscribe_page, methods=["GET", "POST"]),
         Route("/s/{token}", survey_page, methods=["GET", "POST"]),
-        Mount("/api/v1", app=create_api(app)),
+        mount_api(app),
     ]
     web = Starlette(
         routes=routes,

@@ -9,6 +9,7 @@ one shape that names the field (`web.api.errors`). The OpenAPI document is at
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from fastapi import FastAPI
@@ -16,6 +17,7 @@ from fastapi.openapi.utils import get_openapi
 from fastapi.routing import APIRouter
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.routing import Mount
 
 from loyalty.app import App
 from web.api import events, members, rewards
@@ -24,11 +26,13 @@ from web.api.errors import install
 from web.api.limits import BodyLimit
 from web.api.workers import EventQueue
 
-__all__ = ["ROUTERS", "create_api"]
+__all__ = ["PREFIX", "ROUTERS", "create_api", "mount_api"]
 
 #: Every resource's routes.
 ROUTERS: tuple[APIRouter, ...] = (events.router, members.router, rewards.router)
 
+#: Where the API is mounted in `loyalty serve`.
+PREFIX = "/api/v1"
 TITLE = "Loyalty journeys API"
 VERSION = "1"
 DESCRIPTION = (
@@ -38,8 +42,19 @@ DESCRIPTION = (
 )
 
 
+def mount_api(app: App) -> Mount:
+    """The API for one App, mounted at PREFIX.
+
+    Every path under the prefix reaches the API, even one whose member id holds a line
+    break (a plain Mount's `.*` stops at one), so that every answer is the API's own.
+    """
+    mount = Mount(PREFIX, app=create_api(app))
+    mount.path_regex = re.compile(mount.path_regex.pattern, re.DOTALL)
+    return mount
+
+
 def create_api(app: App) -> FastAPI:
-    """The API for one App, to be mounted at /api/v1."""
+    """The API for one App, to be mounted at PREFIX."""
     api = FastAPI(
         title=TITLE,
         version=VERSION,
@@ -67,14 +82,14 @@ def create_api(app: App) -> FastAPI:
             components = document.setdefault("components", {}).setdefault("schemas", {})
             components.update(body.pop("$defs", {}))
             components["EventBody"] = {"title": "EventBody", **body}
-            document["servers"] = [{"url": "/api/v1"}]
+            document["servers"] = [{"url": PREFIX}]
             api.openapi_schema = document
         return api.openapi_schema
 
     api.openapi = openapi  # type: ignore[method-assign]
 
     async def docs(request: Request) -> Response:
-        return docs_page(openapi(), "/api/v1/openapi.json")
+        return docs_page(openapi(), f"{PREFIX}/openapi.json")
 
     api.add_route("/docs", docs, methods=["GET"], include_in_schema=False)
     return api
