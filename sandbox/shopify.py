@@ -39,7 +39,7 @@ from sandbox.tls import LoopbackTLS
 __all__ = ["CostBucket", "ShopifySandbox", "sign_webhook"]
 
 #: Admin API access token of the emulated custom app (Shopify's shpat_ format).
-DEFAULT_TOKEN = "shpat_5a5d0b0x5a5d0b0x5a5d0b0x5a5d0b0x"
+DEFAULT_TOKEN = "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"
 #: The app's client secret, which signs webhooks.
 DEFAULT_WEBHOOK_SECRET = "shpss_0123456789abcdef0123456789abcdef"
 DEFAULT_API_VERSION = "2025-01"

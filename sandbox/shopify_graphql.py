@@ -488,15 +488,17 @@ class _Cost:
             size = self._page_size(node)
             assert isinstance(named, GraphQLObjectType)
             inner = get_named_type(named.fields["nodes"].type)
-            per_node = 0
+            # Each node is an object (1) plus what is selected inside it, counted once
+            # whether it is asked for through `nodes` or `edges { node }`.
+            inside = [0]
             for child in self._fields(named, node.selection_set or _EMPTY):
                 if child.name.value == "nodes":
-                    per_node += self._selection(inner, child.selection_set)
+                    inside.append(self._selection(inner, child.selection_set))
                 elif child.name.value == "edges":
                     for edge_child in self._fields(named, child.selection_set or _EMPTY):
                         if edge_child.name.value == "node":
-                            per_node += self._selection(inner, edge_child.selection_set)
-            return CONNECTION_BASE_COST + size * per_node
+                            inside.append(self._selection(inner, edge_child.selection_set))
+            return CONNECTION_BASE_COST + size * (1 + max(inside))
         return 1 + self._selection(named, node.selection_set)
 
     def _page_size(self, node: FieldNode) -> int:

@@ -7,6 +7,7 @@ from decimal import Decimal
 from typing import Any
 
 __all__ = [
+    "address",
     "customer_payload",
     "data_request_payload",
     "order_payload",

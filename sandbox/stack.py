@@ -23,6 +23,8 @@ __all__ = ["Ports", "SandboxStack"]
 SALESFORCE_API_VERSION = "59.0"
 #: The sending number the emulated Twilio account uses (one of Twilio's test numbers).
 SANDBOX_SENDER = "+15005550006"
+#: A sample key for reward codes (never a production value).
+SANDBOX_REWARD_CODE_SECRET = "sandbox-reward-codes-0123456789abcdef0123456789abcdef"
 
 
 @dataclass(frozen=True)
@@ -148,4 +150,7 @@ class SandboxStack:
             "WOOCOMMERCE_WEBHOOK_SECRET": self.woocommerce.webhook_secret,
             # Links in messages point at the emulated shop's storefront page.
             "SHOP_URL": self.woocommerce.url,
+            # Reward codes at a shop are derived from this key; a fixed sample keeps them
+            # the same from one sandbox run to the next.
+            "REWARD_CODE_SECRET": SANDBOX_REWARD_CODE_SECRET,
         }

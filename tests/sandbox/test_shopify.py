@@ -16,6 +16,7 @@ import shopify
 
 from sandbox.shopify import ShopifySandbox
 from sandbox.sink import WebhookSink
+from sandbox.stack import SandboxStack
 from tests.sandbox.clients import shopify_session
 
 CREATE = """
@@ -255,6 +256,18 @@ def test_an_empty_bucket_throttles(shopify_sandbox: ShopifySandbox) -> None:
     assert shopify_sandbox.requests(status=200)[-1].json()["variables"]["input"]["code"] == "CODE-2"
 
 
+def test_a_query_above_the_bucket_is_refused_whole(shopify_sandbox: ShopifySandbox) -> None:
+    query = '{ codeDiscountNodeByCode(code: "X") { id codeDiscount { ... on DiscountCodeBasic '
+    query += "{ codes(first: 2000) { nodes { code } } } } } }"
+
+    with shopify_session(shopify_sandbox):
+        answer = execute(query)
+
+    (error,) = answer["errors"]
+    assert error["extensions"] == {"code": "MAX_COST_EXCEEDED", "cost": 2004, "maxCost": 1000}
+    assert "data" not in answer
+
+
 def test_injected_errors_and_dropped_answers(shopify_sandbox: ShopifySandbox) -> None:
     body = {"query": CREATE, "variables": {"input": reward_input()}}
     headers = {"X-Shopify-Access-Token": shopify_sandbox.access_token}
@@ -337,3 +350,21 @@ def test_privacy_and_refund_payloads(shopify_sandbox: ShopifySandbox) -> None:
     assert customer["email_marketing_consent"]["state"] == "unsubscribed"
     assert customer["sms_marketing_consent"]["state"] == "subscribed"
     assert customer["sms_marketing_consent"]["consent_collected_from"] == "SHOPIFY"
+
+
+def test_the_printed_settings_reach_both_shops() -> None:
+    with SandboxStack.create() as stack:
+        env = stack.environment()
+        context = ssl.create_default_context(cafile=env["SHOPIFY_CA_BUNDLE"])
+        shop = httpx.post(
+            f"https://{env['SHOPIFY_SHOP_DOMAIN']}/admin/api/{env['SHOPIFY_API_VERSION']}"
+            "/graphql.json",
+            json={"query": "{ shop { myshopifyDomain } }"},
+            headers={"X-Shopify-Access-Token": env["SHOPIFY_ACCESS_TOKEN"]},
+            verify=context,
+        )
+        storefront = httpx.get(env["SHOP_URL"])
+
+    assert shop.json()["data"] == {"shop": {"myshopifyDomain": env["SHOPIFY_SHOP_DOMAIN"]}}
+    assert env["SHOPIFY_CA_BUNDLE"] == env["SALESFORCE_CA_BUNDLE"]  # one CA for both
+    assert storefront.status_code == 200
