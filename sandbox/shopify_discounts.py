@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
@@ -18,6 +19,8 @@ MAX_CUSTOMERS = 100
 _CUSTOMER_GID = re.compile(r"^gid://shopify/Customer/[1-9][0-9]*$")
 
 UserError = dict[str, Any]
+#: Records one user error: (field path under the argument, message, code).
+Report = Callable[[list[str], str, str], None]
 
 
 class InvalidInput(ValueError):
@@ -190,7 +193,7 @@ def _optional_datetime(data: dict[str, Any], key: str) -> datetime | None:
     return None if value is None else parse_datetime(value, key)
 
 
-def _customers(data: dict[str, Any], err: Any) -> tuple[str, ...]:
+def _customers(data: dict[str, Any], err: Report) -> tuple[str, ...]:
     """Customer gids from customerSelection (or the newer context); empty means everyone."""
     selection = data.get("customerSelection")
     name = "customerSelection"
@@ -220,7 +223,7 @@ def _customers(data: dict[str, Any], err: Any) -> tuple[str, ...]:
     return tuple(dict.fromkeys(added))
 
 
-def _customer_gets(gets: dict[str, Any] | None, err: Any) -> dict[str, Any] | None:
+def _customer_gets(gets: dict[str, Any] | None, err: Report) -> dict[str, Any] | None:
     if gets is None:
         err(["customerGets"], "Customer gets can't be blank", "BLANK")
         return None
@@ -256,7 +259,7 @@ def _customer_gets(gets: dict[str, Any] | None, err: Any) -> dict[str, Any] | No
     return {"amount": f"{amount:.2f}", "applies_on_each_item": each}
 
 
-def _free_shipping(data: dict[str, Any], err: Any) -> dict[str, Any] | None:
+def _free_shipping(data: dict[str, Any], err: Report) -> dict[str, Any] | None:
     destination = data.get("destination")
     if destination is not None and not destination.get("all"):
         countries = (destination.get("countries") or {}).get("add") or []
@@ -274,7 +277,7 @@ def _free_shipping(data: dict[str, Any], err: Any) -> dict[str, Any] | None:
     return value
 
 
-def _minimum_subtotal(requirement: dict[str, Any] | None, err: Any) -> str | None:
+def _minimum_subtotal(requirement: dict[str, Any] | None, err: Report) -> str | None:
     if not requirement or not requirement.get("subtotal"):
         return None
     amount = _decimal(requirement["subtotal"].get("greaterThanOrEqualToSubtotal"))
