@@ -15,6 +15,7 @@ from cli.journeys import journeys
 from cli.members import members
 from cli.messages import messages
 from cli.points import points
+from cli.referrals import referrals
 from cli.rewards import rewards
 from cli.runtime import run, scheduler_command, worker
 from cli.serve import serve
@@ -37,6 +38,7 @@ for _command in (
     members,
     points,
     rewards,
+    referrals,
     events,
     journeys,
     messages,

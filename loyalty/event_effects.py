@@ -24,7 +24,7 @@ from loyalty.errors import RetriableError
 from loyalty.event_types import INTERNAL_SOURCE, EventInput, money, order_id_of
 from loyalty.models import Event, LedgerEntry, Member
 from loyalty.redemptions import update_notices
-from loyalty.referrals import complete_referral
+from loyalty.referrals import on_first_order, void_on_refund
 from loyalty.rewards import cached_catalog
 from loyalty.settings import Settings
 from loyalty.states import LedgerKind
@@ -71,25 +71,9 @@ def _earn_for_order(
     if member.last_order_at is None or event.occurred_at > member.last_order_at:
         member.last_order_at = event.occurred_at
     member.updated_at = now
-    referral = complete_referral(session, member, at=now) if first_order else None
-    if referral is None:
+    if not first_order:
         return []
-    referrer = session.get(Member, referral.referrer_id)
-    assert referrer is not None
-    return [
-        EventInput(
-            type="referral.completed",
-            member=referrer.external_id,
-            id=f"referral:{referral.id}",
-            data={
-                "referee": member.external_id,
-                "referee_first_name": member.first_name,
-                "order_id": order_id,
-                "fraud_verdict": referral.fraud_verdict or "clean",
-            },
-            source=INTERNAL_SOURCE,
-        )
-    ]
+    return on_first_order(session, member, event, settings=settings, now=now)
 
 
 def _claw_back_refund(
@@ -145,6 +129,8 @@ def _claw_back_refund(
     amount = refunded if refunded is not None else order_total or Decimal(0)
     if order_total:  # a refund never takes back more than what is left of its order
         amount = min(amount, max(order_total - before, Decimal(0)))
+    fully = refunded is None or not order_total or before + refunded >= order_total
+    void_on_refund(session, member, order_id, fully=fully, now=now)
     member.total_spent = max(Decimal(0), member.total_spent - amount)
     member.updated_at = now
     return []

@@ -412,7 +412,7 @@ def _link_referrals(
                 "referrer_id": referrer_id,
                 "referee_id": member_id,
                 "code": code,
-                "status": ReferralStatus.REJECTED if verdict else ReferralStatus.PENDING,
+                "status": ReferralStatus.PENDING,  # checked again at the first order
                 "fraud_verdict": verdict,
                 "created_at": now,
             }

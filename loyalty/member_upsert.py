@@ -181,7 +181,7 @@ def _link_referrer(
                 "referrer_id": referrer.id,
                 "referee_id": member.id,
                 "code": code,
-                "status": ReferralStatus.REJECTED if verdict else ReferralStatus.PENDING,
+                "status": ReferralStatus.PENDING,  # checked again at the first order
                 "fraud_verdict": verdict,
                 "created_at": now,
             }

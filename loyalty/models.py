@@ -55,6 +55,8 @@ __all__ = [
     "ProviderEvent",
     "Redemption",
     "Referral",
+    "ReferralClick",
+    "ReferralFriendCode",
     "RewardNotice",
     "Suppression",
     "Survey",
@@ -357,6 +359,16 @@ class Referral(Base):
     fraud_verdict: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[datetime]
     completed_at: Mapped[datetime | None]
+    #: The referee's first order (its shop id) and when it was placed.
+    order_id: Mapped[str | None] = mapped_column(String(64))
+    ordered_at: Mapped[datetime | None]
+    #: Paid by the scheduler once this has passed (the order's return window).
+    hold_until: Mapped[datetime | None] = mapped_column(index=True)
+    #: Every fraud check that flagged it, comma separated (self_referral, same_email…).
+    reasons: Mapped[str | None] = mapped_column(Text)
+    reviewed_at: Mapped[datetime | None]
+    #: What the reviewer (or a refund) said.
+    review_note: Mapped[str | None] = mapped_column(Text)
 
 
 class Survey(Base):
@@ -453,3 +465,40 @@ class RewardNotice(Base):
     #: How many times the balance rose to the cost; names each `reward.available` event.
     crossings: Mapped[int] = mapped_column(default=0)
     updated_at: Mapped[datetime]
+
+
+class ReferralClick(Base):
+    """One visit of a referral link: when, and digests (never the raw values) of who."""
+
+    __tablename__ = "referral_clicks"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    referrer_id: Mapped[int] = _member_fk()
+    code: Mapped[str] = mapped_column(String(32))
+    at: Mapped[datetime] = mapped_column(index=True)
+    #: Keyed digests of the visitor's IP address and user agent.
+    ip_hash: Mapped[str | None] = mapped_column(String(64))
+    user_agent_hash: Mapped[str | None] = mapped_column(String(64))
+
+
+class ReferralFriendCode(Base):
+    """The discount a referrer's link gives friends: one per referrer, derived from their code.
+
+    pending → issued (the shop has it) | failed (the shop refused it for good).
+    """
+
+    __tablename__ = "referral_friend_codes"
+    __table_args__ = (CheckConstraint(sql_in("state", RedemptionState), name="state"),)
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    referrer_id: Mapped[int] = mapped_column(Id, ForeignKey("members.id"), unique=True)
+    code: Mapped[str] = mapped_column(String(64), unique=True)
+    reward_id: Mapped[str] = mapped_column(String(64))
+    #: A RedemptionState.
+    state: Mapped[str] = mapped_column(String(16))
+    #: shopify, woocommerce, or local (no shop configured).
+    shop: Mapped[str | None] = mapped_column(String(32))
+    shop_code_id: Mapped[str | None] = mapped_column(String(128))
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime]
+    issued_at: Mapped[datetime | None]

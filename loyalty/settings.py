@@ -146,6 +146,19 @@ class Settings(BaseSettings):
         None, description="HMAC key that derives reward codes; required with a shop"
     )
 
+    # Referral program
+    shop_url: str | None = Field(
+        None, description="storefront that referral links lead to; unset: the shop's own URL"
+    )
+    referral_friend_reward: str | None = Field(
+        None, description="catalog reward a referral link gives friends (their discount code)"
+    )
+    referral_hold_days: int = Field(
+        14, ge=0, description="days after the friend's first order before the referrer is paid"
+    )
+    referral_max_per_day: int = Field(3, ge=1, description="referrals per referrer a day")
+    referral_max_per_week: int = Field(10, ge=1, description="referrals per referrer a week")
+
     @field_validator("database_url")
     @classmethod
     def _database(cls, value: str) -> str:

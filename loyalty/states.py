@@ -62,9 +62,13 @@ IN_FLIGHT = (EnrollmentState.ACTIVE, EnrollmentState.WAITING)
 
 
 class ReferralStatus(StrEnum):
-    """`referrals.status`: pending until the referee's first order; rejected by the fraud check."""
+    """`referrals.status`: pending until the referee's first order; then held until the
+    order's return window is over (review: a fraud check flagged it, a person decides);
+    completed once the referrer is paid; rejected by a reviewer or a refund."""
 
     PENDING = "pending"
+    HELD = "held"
+    REVIEW = "review"
     COMPLETED = "completed"
     REJECTED = "rejected"
 

@@ -47,7 +47,9 @@ __all__ = [
     "ShopError",
     "ShopRefused",
     "code_for",
+    "code_secret",
     "issue_code",
+    "make_at_shop",
     "shop_for",
 ]
 
@@ -93,11 +95,14 @@ class CodeRequest:
     value: Decimal | None
     currency: str | None
     starts_at: datetime
-    ends_at: datetime
+    #: None: the code does not expire.
+    ends_at: datetime | None
     #: Shopify: the customer gid the code is limited to; None: any customer, once.
     customer_id: str | None
     #: WooCommerce: the e-mail address the coupon is limited to.
     email: str | None
+    #: Uses in all (each customer once either way); None: no limit (a shared friend code).
+    usage_limit: int | None = 1
 
 
 @dataclass(frozen=True)
@@ -138,7 +143,8 @@ def shop_for(settings: Settings) -> Shop | None:
     return None
 
 
-def _secret(settings: Settings, shop: Shop | None) -> str:
+def code_secret(settings: Settings, shop: Shop | None) -> str:
+    """The key codes are derived from: REWARD_CODE_SECRET (required with a shop)."""
     if settings.reward_code_secret:
         return settings.reward_code_secret
     if shop is None:
@@ -170,7 +176,8 @@ def _request(redemption: Redemption, member: Member, code: str) -> CodeRequest:
     )
 
 
-def _make(shop: Shop, request: CodeRequest) -> ShopCode:
+def make_at_shop(shop: Shop, request: CodeRequest) -> ShopCode:
+    """The code at the shop: found when an earlier try landed, else created (once)."""
     found = shop.find(request.code)
     if found is not None:
         return found  # an earlier try landed
@@ -207,11 +214,11 @@ def issue_code(app: App, redemption_id: int, shop: Shop | None = None) -> list[i
         member = session.get(Member, redemption.member_id)
         assert member is not None
     shop = shop if shop is not None else shop_for(settings)
-    code = code_for(redemption_id, _secret(settings, shop))
+    code = code_for(redemption_id, code_secret(settings, shop))
     if shop is None:
         return _issued(app, redemption_id, ShopCode(code, code), "local")
     try:
-        made = _make(shop, _request(redemption, member, code))
+        made = make_at_shop(shop, _request(redemption, member, code))
     except ShopRefused as exc:
         log.warning(
             "reward.code_refused",

@@ -182,14 +182,14 @@ class ShopifyShop:
             "title": request.title,
             "code": request.code,
             "startsAt": request.starts_at.isoformat(),
-            "endsAt": request.ends_at.isoformat(),
+            "endsAt": request.ends_at.isoformat() if request.ends_at else None,
             "customerSelection": (
                 {"customers": {"add": [request.customer_id]}}
                 if request.customer_id
                 else {"all": True}
             ),
             "appliesOncePerCustomer": True,
-            "usageLimit": 1,
+            "usageLimit": request.usage_limit,
         }
         if request.kind == "free_shipping":
             discount["destination"] = {"all": True}

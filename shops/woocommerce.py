@@ -119,9 +119,13 @@ class WooCommerceShop:
             "code": request.code,
             "description": request.title,
             "individual_use": True,
-            "usage_limit": 1,
+            "usage_limit": request.usage_limit,
             "usage_limit_per_user": 1,
-            "date_expires": request.ends_at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S"),
+            "date_expires": (
+                request.ends_at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S")
+                if request.ends_at
+                else None
+            ),
             "email_restrictions": [request.email] if request.email else [],
         }
         if request.kind == "free_shipping":

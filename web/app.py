@@ -17,6 +17,7 @@ from loyalty.app import App
 from web.api import mount_api
 from web.common import SlowBody, slow_body
 from web.hubspot import hubspot_events
+from web.referrals import referral_link
 from web.sendgrid import sendgrid_events
 from web.shopify import shopify_webhook
 from web.surveys import survey_page
@@ -64,7 +65,7 @@ class ScrubbedErrors:
             log.error(
                 "web.failed",
                 extra={
-                    "path": path[:3] + "…" if path.startswith(("/u/", "/s/")) else path,
+                    "path": path[:3] + "…" if path.startswith(("/u/", "/s/", "/r/")) else path,
                     "error": type(exc).__name__,
                     "at": f"{frame.filename}:{frame.lineno}",
                 },
@@ -86,6 +87,7 @@ def create_app(app: App) -> Starlette:
         Route("/webhooks/woocommerce", woocommerce_webhook, methods=["POST"]),
         Route("/u/{token}", unsubscribe_page, methods=["GET", "POST"]),
         Route("/s/{token}", survey_page, methods=["GET", "POST"]),
+        Route("/r/{code}", referral_link, methods=["GET", "HEAD"]),
         mount_api(app),
     ]
     web = Starlette(

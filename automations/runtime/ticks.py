@@ -194,6 +194,16 @@ def _queue_crm(app: App, actor: str, direction: SyncDirection) -> int:
     return len(crms)
 
 
+def pay_referrals(app: App) -> int:
+    """Pay the referrers whose referral's hold is over (`referral.completed`, once each)."""
+    from loyalty.referral_review import pay_due
+
+    paid = pay_due(app.database, app.settings, app.clock.now())
+    for event_id in paid:
+        actors.send("process_event", event_id)
+    return len(paid)
+
+
 TICKS = (
     Tick("outbox_relay", 30, relay, "queue stored events and messages not yet processed"),
     Tick("expire_points", 3600, expire_points, "post expiry entries for lots past expires_at"),
@@ -210,4 +220,5 @@ TICKS = (
     Tick(
         "crm_pull", 900, queue_crm_pull, "pull CRM edits back", minutes_setting="crm_pull_minutes"
     ),
+    Tick("referral_payouts", 300, pay_referrals, "pay referrals whose hold is over"),
 )

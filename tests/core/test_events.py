@@ -135,7 +135,8 @@ def test_custom_event_types_are_stored(app: App, database: object) -> None:
     assert count(app, Event, Event.processed_at.is_not(None)) == 1
 
 
-def test_first_order_completes_a_referral(app: App) -> None:
+def test_first_order_completes_a_referral_when_there_is_no_hold(app: App) -> None:
+    app.settings = app.settings.model_copy(update={"referral_hold_days": 0})
     referrer = make_member(app, external_id="ref")
     referee = make_member(app, external_id="new", referred_by_id=referrer.id)
     with app.database.transaction() as session:

@@ -156,6 +156,7 @@ def personal(texts: list[str]) -> list[str]:
 
 
 def test_erasure_leaves_no_personal_data_anywhere(app: App, tmp_path: Path) -> None:
+    app.settings = app.settings.model_copy(update={"referral_hold_days": 0})  # paid at once
     published(app, journey_folder(tmp_path, {"welcome": WELCOME, "referred": REFERRED}, HELLO))
     referrer = make_member(app, external_id="m-0", email="olek@example.com", first_name="Olek")
     make_member(
