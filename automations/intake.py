@@ -113,14 +113,14 @@ def _record_once(app: App, session: Session, event: EventInput, now: datetime) -
     raise AssertionError("unreachable")
 
 
-def queue_events(ids: Sequence[int]) -> list[int]:
-    """Hand stored events to the workers; returns those left for the scheduler's relay.
+def queue_events(ids: Sequence[int], actor: str = "process_event") -> list[int]:
+    """Hand stored events (or shop deliveries) to the workers; those left for the relay.
 
     Needs the broker built in this process (`automations.runtime.broker`).
     """
     for position, event_id in enumerate(ids):
         try:
-            actors.send("process_event", event_id)
+            actors.send(actor, event_id)
         except BROKER_OUTAGES as exc:
             log.info("event.queue_later", extra={"event_id": event_id, "error": type(exc).__name__})
             return list(ids[position:])

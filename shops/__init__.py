@@ -1,1 +1,4 @@
-"""The shops a loyalty program plugs into (Shopify, WooCommerce): webhooks in, discount codes out."""
+"""The shops a loyalty program plugs into (Shopify, WooCommerce).
+
+Webhooks come in as our events; reward discount codes go out.
+"""

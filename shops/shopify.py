@@ -162,9 +162,7 @@ class ShopifyShop:
 
     def _top_level_error(self, answer: dict[str, Any], errors: Any) -> Exception:
         items: list[Any] = errors if isinstance(errors, list) else [{"message": str(errors)}]
-        codes = {
-            str((e.get("extensions") or {}).get("code")) for e in items if isinstance(e, dict)
-        }
+        codes = {str((e.get("extensions") or {}).get("code")) for e in items if isinstance(e, dict)}
         if "THROTTLED" in codes:
             return RetriableError("shopify: THROTTLED", _throttle_wait(answer))
         if "INTERNAL_SERVER_ERROR" in codes:

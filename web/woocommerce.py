@@ -1,6 +1,6 @@
 """POST /webhooks/woocommerce: signed order and customer webhooks from a WooCommerce shop.
 
-Verified on the raw bytes, then stored, queued and answered as Shopify's are
+Verified on the raw bytes, then kept, queued and answered as Shopify's are
 (`web.shopify.accept_delivery`), kept once by `X-WC-Webhook-Delivery-ID`.
 
 WooCommerce pings a new webhook with a form body `webhook_id=N`, no topic and no
@@ -15,7 +15,7 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 
 from loyalty.provider_events import provider_event_id
-from shops.webhooks import WOOCOMMERCE, woocommerce_actions
+from shops.webhooks import WOOCOMMERCE
 from web.common import BadBody, loyalty_app, parse_json, read_body, refused
 from web.shopify import accept_delivery
 from web.signatures import woocommerce_signature_ok
@@ -51,7 +51,4 @@ async def woocommerce_webhook(request: Request) -> Response:
     if not isinstance(payload, dict):
         return refused(WOOCOMMERCE, "malformed", 400)
     delivery = provider_event_id(request.headers.get(DELIVERY_HEADER), payload)
-    actions = woocommerce_actions(
-        topic, payload, earn_on_status=app.settings.woocommerce_earn_on_status
-    )
-    return await accept_delivery(app, WOOCOMMERCE, delivery, topic, actions)
+    return await accept_delivery(app, WOOCOMMERCE, delivery, topic, payload)

@@ -133,8 +133,17 @@ def create_reward_code(redemption_id: int) -> None:
         send("process_event", event_id)
 
 
+def apply_shop_delivery(row_id: int) -> None:
+    """Apply one stored shop webhook delivery; queue the events it made."""
+    from automations.shop_deliveries import apply_delivery
+
+    for event_id in apply_delivery(runtime.current(), row_id).event_ids:
+        send("process_event", event_id)
+
+
 _ACTORS: dict[str, tuple[Callable[..., None], str]] = {
     "process_event": (process_event, "events"),
+    "apply_shop_delivery": (apply_shop_delivery, "events"),
     "expire_points": (expire_points, "points"),
     "run_enrollment": (run_enrollment, "journeys"),
     retries.ACTOR: (deliver_message, retries.QUEUE),

@@ -125,8 +125,19 @@ def relay_messages(app: App) -> int:
     return len(ids)
 
 
+def relay_shop_deliveries(app: App) -> int:
+    """Queue stored shop webhook deliveries that no worker has applied."""
+    from automations.shop_deliveries import pending_deliveries
+
+    after = timedelta(seconds=app.settings.event_relay_after_seconds)
+    ids = pending_deliveries(app, after, TICK_BATCH)
+    for row_id in ids:
+        actors.send("apply_shop_delivery", row_id)
+    return len(ids)
+
+
 def relay(app: App) -> int:
-    return relay_events(app) + relay_messages(app)
+    return relay_shop_deliveries(app) + relay_events(app) + relay_messages(app)
 
 
 def fire_schedules(app: App) -> int:

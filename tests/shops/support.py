@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import json
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import func, select
@@ -12,6 +13,7 @@ from starlette.testclient import TestClient
 from automations import runtime
 from automations.runtime import actors
 from automations.runtime.broker import build_broker, embedded_worker
+from automations.shop_deliveries import pending_deliveries
 from loyalty.app import App
 from loyalty.models import Consent, Event, LedgerEntry, Member, ProviderEvent
 from sandbox.shopify import sign_webhook as shopify_sign
@@ -76,9 +78,12 @@ def post_woocommerce(
 
 
 def process_stored_events(app: App) -> None:
-    """Run every stored, unprocessed event through the workers, as the relay would queue them."""
+    """What the workers do with stored deliveries, then with their events, as the relay queues."""
     runtime.configure(app)
     broker = build_broker(app.settings)
+    with embedded_worker(broker, threads=1):
+        for row_id in pending_deliveries(app, timedelta(0), 10_000):
+            actors.send("apply_shop_delivery", row_id)
     with app.database.sessions() as session:
         ids = session.scalars(
             select(Event.id).where(Event.processed_at.is_(None)).order_by(Event.id)

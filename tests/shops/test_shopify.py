@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select
 from starlette.testclient import TestClient
 
+from automations import runtime
+from automations.runtime.broker import build_broker, embedded_worker
+from automations.runtime.ticks import relay_shop_deliveries
 from loyalty.app import App
+from loyalty.clock import FrozenClock
 from loyalty.models import Event, ProviderEvent
 from sandbox.shopify_payloads import (
     address,
@@ -144,6 +149,7 @@ def test_a_new_customer_arrives_with_consents_and_updates_change_them(
         "customers/update",
         anna(phone="+48601234567", email_consent="unsubscribed", sms_consent="subscribed"),
     )
+    process_stored_events(shop_app)
 
     # Then the member exists with the consent log's rows from Shopify
     assert first.status_code == 200
@@ -162,6 +168,7 @@ def test_a_new_customer_arrives_with_consents_and_updates_change_them(
 
 def test_a_pending_double_opt_in_changes_no_consent(shop_app: App, shop_client: TestClient) -> None:
     post_shopify(shop_client, "customers/create", anna(email_consent="pending"))
+    process_stored_events(shop_app)
 
     assert consents(shop_app, f"shopify:{ANNA}") == []
     assert member(shop_app, f"shopify:{ANNA}").email_consent is None
@@ -230,6 +237,7 @@ def test_customers_redact_erases_the_member(shop_app: App, shop_client: TestClie
         redact_payload(SHOP_ID, SHOP_DOMAIN, ANNA, orders_to_redact=[1008]),
         webhook_id="wh-redact",
     )
+    process_stored_events(shop_app)
 
     # Then the member's personal data is gone; the points stay for the books
     assert answer.status_code == 200
@@ -246,6 +254,7 @@ def test_customers_redact_erases_the_member(shop_app: App, shop_client: TestClie
     # And later webhooks cannot bring the customer back
     post_shopify(shop_client, "customers/update", anna())
     post_shopify(shop_client, "orders/paid", paid(1009, "40.00"))
+    process_stored_events(shop_app)
     assert member(shop_app, f"shopify:{ANNA}").email is None
     assert counts(shop_app)["events"] == 1
 
@@ -259,6 +268,7 @@ def test_shop_redact_erases_every_member_of_the_shop(
     )
 
     answer = post_shopify(shop_client, "shop/redact", shop_redact_payload(SHOP_ID, SHOP_DOMAIN))
+    process_stored_events(shop_app)
 
     assert answer.status_code == 200
     assert member(shop_app, f"shopify:{ANNA}").erased_at is not None
@@ -278,6 +288,7 @@ def test_customers_data_request_writes_the_export(
         "customers/data_request",
         data_request_payload(SHOP_ID, SHOP_DOMAIN, ANNA, data_request_id=4242),
     )
+    process_stored_events(shop_app)
 
     # Then the export lies in EXPORT_DIR, readable by its owner only
     assert answer.status_code == 200
@@ -303,3 +314,43 @@ def test_a_data_request_for_an_unknown_customer_writes_nothing(
 
     assert answer.status_code == 200
     assert not (tmp_path / "exports").exists()
+
+
+def test_the_answer_only_keeps_the_delivery_and_the_relay_has_a_worker_apply_it(
+    shop_app: App, shop_client: TestClient, clock: FrozenClock
+) -> None:
+    # When an order is delivered on the embedded default (no Redis: nothing is queued here)
+    answer = post_shopify(shop_client, "orders/paid", paid(1011, "70.00"), webhook_id="wh-f")
+
+    # Then the answer kept the delivery, with its body, and nothing else yet
+    assert answer.status_code == 200
+    assert counts(shop_app) == {
+        "deliveries": 1,
+        "events": 0,
+        "members": 0,
+        "consents": 0,
+        "ledger": 0,
+    }
+    with shop_app.database.sessions() as session:
+        kept = session.scalars(select(ProviderEvent)).one()
+    assert (kept.kind, kept.applied_at, kept.payload["id"]) == ("orders/paid", None, 1011)
+
+    # When the scheduler's relay tick runs once the delivery is old enough
+    runtime.configure(shop_app)
+    broker = build_broker(shop_app.settings)
+    with embedded_worker(broker, threads=1):
+        assert (
+            relay_shop_deliveries(shop_app) == 0
+        )  # too fresh: its queue message may be on its way
+        clock.advance(timedelta(seconds=shop_app.settings.event_relay_after_seconds))
+        assert relay_shop_deliveries(shop_app) == 1
+    process_stored_events(shop_app)
+
+    # Then a worker applied it once: the member, the points, and a record cut to its ids
+    assert balance(shop_app, f"shopify:{ANNA}") == 70
+    with shop_app.database.sessions() as session:
+        applied = session.scalars(select(ProviderEvent)).one()
+    assert applied.applied_at is not None
+    assert "anna@example.com" not in json.dumps(applied.payload)
+    with embedded_worker(broker, threads=1):
+        assert relay_shop_deliveries(shop_app) == 0

@@ -134,6 +134,7 @@ def test_a_customer_is_created_and_updated(shop_app: App, shop_client: TestClien
     post_woocommerce(
         shop_client, "customer.updated", customer_payload(ANNA, email="anna.nowak@example.com")
     )
+    process_stored_events(shop_app)
 
     assert member(shop_app, f"woocommerce:{ANNA}").email == "anna.nowak@example.com"
     assert counts(shop_app)["deliveries"] == 2

@@ -28,8 +28,8 @@ class EventQueue:
         self._lock = threading.Lock()
         self._ready = False
 
-    def send(self, ids: Sequence[int]) -> list[int]:
-        """Queue `ids`; returns those left for the scheduler's relay."""
+    def send(self, ids: Sequence[int], actor: str = "process_event") -> list[int]:
+        """Queue `ids` to `actor`; returns those left for the scheduler's relay."""
         if not ids or not self._settings.redis_url:
             return list(ids)
         with self._lock:
@@ -39,4 +39,4 @@ class EventQueue:
                 except BROKER_OUTAGES:
                     return list(ids)
                 self._ready = True
-        return queue_events(ids)
+        return queue_events(ids, actor)
