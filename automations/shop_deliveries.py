@@ -44,7 +44,7 @@ from loyalty.events import record
 from loyalty.export import export_member, outbox_bodies
 from loyalty.member_upsert import upsert_member
 from loyalty.models import Event, Member, ProviderEvent
-from loyalty.provider_events import mark_applied, store_provider_event
+from loyalty.provider_events import keep_provider_event, mark_applied
 from loyalty.settings import Settings
 from shops.webhooks import (
     SHOPIFY,
@@ -105,16 +105,7 @@ def store_delivery(
 ) -> int | None:
     """Keep a verified delivery once, with its body; its row id, or None for a repeat."""
     with app.database.transaction() as session:
-        new = store_provider_event(
-            session, shop, delivery_id, topic, payload, app.clock.now(), applied=False
-        )
-        if not new:
-            return None
-        return session.scalar(
-            select(ProviderEvent.id).where(
-                ProviderEvent.provider == shop, ProviderEvent.provider_event_id == delivery_id
-            )
-        )
+        return keep_provider_event(session, shop, delivery_id, topic, payload, app.clock.now())
 
 
 def pending_deliveries(app: App, older_than: timedelta, limit: int) -> list[int]:

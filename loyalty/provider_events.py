@@ -10,12 +10,19 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from loyalty.db import insert_ignore
 from loyalty.models import ProviderEvent
 
-__all__ = ["BatchOutcome", "mark_applied", "provider_event_id", "store_provider_event"]
+__all__ = [
+    "BatchOutcome",
+    "keep_provider_event",
+    "mark_applied",
+    "provider_event_id",
+    "store_provider_event",
+]
 
 #: The longest provider event id kept as it is; longer ones are stored as a digest.
 EVENT_ID_MAX = 255
@@ -49,6 +56,34 @@ def store_provider_event(
         "applied_at": now if applied else None,
     }
     return insert_ignore(session, ProviderEvent, [row], ["provider", "provider_event_id"]) > 0
+
+
+def keep_provider_event(
+    session: Session,
+    provider: str,
+    event_id: str,
+    kind: str,
+    payload: Mapping[str, Any],
+    now: datetime,
+) -> int | None:
+    """Insert an unapplied provider event in one statement; its row id, or None when seen."""
+    dialect = session.get_bind().dialect.name
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    statement = (
+        insert(ProviderEvent)
+        .values(
+            provider=provider,
+            provider_event_id=event_id[:EVENT_ID_MAX],
+            kind=kind[:64],
+            payload=dict(payload),
+            received_at=now,
+            applied_at=None,
+        )
+        .on_conflict_do_nothing(index_elements=["provider", "provider_event_id"])
+        .returning(ProviderEvent.id)
+    )
+    found = session.scalar(statement)
+    return None if found is None else int(found)
 
 
 def mark_applied(session: Session, provider: str, event_id: str, now: datetime) -> None:
