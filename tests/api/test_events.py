@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy import func, select
 from starlette.testclient import TestClient
 
+from automations.intake import ingest_file
 from automations.runtime.ticks import relay_events
 from loyalty.app import App
 from loyalty.clock import FrozenClock
@@ -256,3 +257,18 @@ def test_a_profile_with_an_unusable_value_rejects_only_its_event(
     ]
     with app.database.sessions() as session:
         assert session.scalars(select(Member.external_id)).all() == ["new-2"]
+
+
+def test_ingested_json_lines_may_carry_a_profile(app: App, tmp_path: Path) -> None:
+    lines = tmp_path / "events.jsonl"
+    lines.write_text(
+        json.dumps({"type": "member.enrolled", "member": "new-1", "profile": {"locale": "pl"}})
+        + "\n"
+        + json.dumps({"type": "member.enrolled", "member": "new-2", "profile": "not an object"})
+        + "\n"
+    )
+    with workers(app):
+        report = ingest_file(app, lines, source="import")
+    assert (report.stored, [number for number, _ in report.errors]) == (1, [2])
+    with app.database.sessions() as session:
+        assert session.scalar(select(Member.locale).where(Member.external_id == "new-1")) == "pl"

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+import redis
 from sqlalchemy import select
 
 from bench.soak_processes import Supervisor, loyalty_command
@@ -24,6 +25,10 @@ from loyalty.db import Database
 from loyalty.models import Event, LedgerEntry, Member
 from tests.conftest import REDIS_URL
 
+#: A Redis database of this test's own: other suites' fixtures flush database 15 and
+#: their workers read its queues, which would take this test's messages.
+OWN_REDIS_URL = REDIS_URL.rsplit("/", 1)[0] + "/13"
+
 
 def free_port() -> int:
     with socket.socket() as probe:
@@ -31,7 +36,7 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def wait_for(check: Callable[[], bool], what: str, timeout: float = 60.0) -> None:
+def wait_for(check: Callable[[], bool], what: str, timeout: float = 120.0) -> None:
     deadline = time.monotonic() + timeout
     while not check():
         if time.monotonic() > deadline:
@@ -58,10 +63,12 @@ def test_events_posted_to_loyalty_serve_reach_the_ledger_through_loyalty_worker(
     postgres_app: App, redis_url: str, tmp_path: Path
 ) -> None:
     postgres = postgres_app.database
+    queues = redis.Redis.from_url(OWN_REDIS_URL)
+    queues.flushdb()
     env = {
         **os.environ,
         "DATABASE_URL": postgres.url,
-        "REDIS_URL": REDIS_URL,
+        "REDIS_URL": OWN_REDIS_URL,
         "OUTBOX_DIR": str(tmp_path / "outbox"),
         "LOG_LEVEL": "WARNING",
     }
@@ -80,6 +87,7 @@ def test_events_posted_to_loyalty_serve_reach_the_ledger_through_loyalty_worker(
     base = f"http://127.0.0.1:{port}/api/v1"
     try:
         supervisor.start("serve", [*loyalty, "serve", "--port", str(port)])
+        supervisor.start("worker", [*loyalty, "worker", "--processes", "1", "--threads", "2"])
         wait_for(lambda: answers(f"{base}/openapi.json"), "loyalty serve to answer")
 
         # When a member is put, and orders and a sign-up with a profile are posted over HTTP
@@ -109,8 +117,7 @@ def test_events_posted_to_loyalty_serve_reach_the_ledger_through_loyalty_worker(
         assert posted.status_code == 202, posted.text
         assert (posted.json()["stored"], posted.json()["duplicates"]) == (4, 1)
 
-        # Then a worker applies them: the orders' points land in the ledger once
-        supervisor.start("worker", [*loyalty, "worker", "--processes", "1", "--threads", "2"])
+        # Then the worker applies them: the orders' points land in the ledger once
         wait_for(lambda: balance(postgres, "m-1") == 75, "the points of three orders")
         with postgres.sessions() as session:
             entries = session.scalars(
@@ -126,3 +133,4 @@ def test_events_posted_to_loyalty_serve_reach_the_ledger_through_loyalty_worker(
         assert (member["points"], member["lifetime_points"]) == (75, 75)
     finally:
         supervisor.stop_all()
+        queues.flushdb()
