@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import httpx
 
-__all__ = ["Delivery", "Dispatcher"]
+__all__ = ["Delivery", "Dispatcher", "WebhookLog"]
 
 #: Timeout for one webhook post to the configured URL.
 POST_TIMEOUT_S = 5.0
@@ -27,6 +27,35 @@ class Delivery:
     status: int | None
     error: str | None
     at: float
+
+
+class WebhookLog:
+    """Webhooks an emulator posted on request (a shop's sender), and how each was answered."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._deliveries: list[Delivery] = []
+
+    def post(
+        self, url: str, body: bytes, headers: dict[str, str], timeout: float
+    ) -> httpx.Response:
+        """Post now and remember the answer (or the transport error, which is raised)."""
+        status: int | None = None
+        error: str | None = None
+        try:
+            response = httpx.post(url, content=body, headers=headers, timeout=timeout)
+            status = response.status_code
+            return response
+        except httpx.HTTPError as exc:
+            error = f"{type(exc).__name__}: {exc}"
+            raise
+        finally:
+            with self._lock:
+                self._deliveries.append(Delivery(url, headers, body, status, error, time.time()))
+
+    def all(self) -> list[Delivery]:
+        with self._lock:
+            return list(self._deliveries)
 
 
 class Dispatcher:

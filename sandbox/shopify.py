@@ -20,7 +20,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from sandbox.dispatch import Delivery
+from sandbox.dispatch import Delivery, WebhookLog
 from sandbox.emulator import Emulator
 from sandbox.faults import FaultConfig
 from sandbox.server import LOOPBACK
@@ -136,7 +136,7 @@ class ShopifySandbox(Emulator):
         self.shop_id = SHOP_ID
         self.supported_versions = supported_versions
         self.tls = tls or LoopbackTLS()
-        self._deliveries: list[Delivery] = []
+        self._webhooks = WebhookLog()
         super().__init__(faults=faults, port=port)
 
     # -- addresses ---------------------------------------------------------------------
@@ -167,7 +167,7 @@ class ShopifySandbox(Emulator):
         self.tokens = {self.access_token}
         self.store = DiscountStore()
         self.bucket = CostBucket(self.bucket_size, self.restore_rate)
-        self._deliveries = []
+        self._webhooks = WebhookLog()
 
     # -- Python accessors ------------------------------------------------------------------
 
@@ -246,23 +246,11 @@ class ShopifySandbox(Emulator):
             .isoformat(timespec="microseconds")
             .replace("+00:00", "Z"),
         }
-        status: int | None = None
-        error: str | None = None
-        try:
-            response = httpx.post(url, content=body, headers=headers, timeout=timeout)
-            status = response.status_code
-            return response
-        except httpx.HTTPError as exc:
-            error = f"{type(exc).__name__}: {exc}"
-            raise
-        finally:
-            with self.lock:
-                self._deliveries.append(Delivery(url, headers, body, status, error, time.time()))
+        return self._webhooks.post(url, body, headers, timeout)
 
     def webhook_deliveries(self) -> list[Delivery]:
         """Every send_webhook() post and how the receiver answered."""
-        with self.lock:
-            return list(self._deliveries)
+        return self._webhooks.all()
 
     order_payload = staticmethod(order_payload)
     refund_payload = staticmethod(refund_payload)

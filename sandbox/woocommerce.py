@@ -7,7 +7,6 @@ import hashlib
 import hmac
 import json
 import math
-import time
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
@@ -20,7 +19,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from sandbox.dispatch import Delivery
+from sandbox.dispatch import Delivery, WebhookLog
 from sandbox.emulator import Emulator
 from sandbox.faults import FaultConfig
 from sandbox.tls import LoopbackTLS
@@ -88,7 +87,7 @@ class WooCommerceSandbox(Emulator):
         self.webhook_id = webhook_id
         self.scheme = "https" if https else "http"
         self.tls = (tls or LoopbackTLS()) if https else None
-        self._deliveries: list[Delivery] = []
+        self._webhooks = WebhookLog()
         super().__init__(faults=faults, port=port)
 
     # -- addresses ---------------------------------------------------------------------
@@ -117,7 +116,7 @@ class WooCommerceSandbox(Emulator):
     def reset_state(self) -> None:
         self.auth = Authenticator({self.consumer_key: self.consumer_secret})
         self.store = CouponStore()
-        self._deliveries = []
+        self._webhooks = WebhookLog()
 
     # -- Python accessors ------------------------------------------------------------------
 
@@ -182,7 +181,7 @@ class WooCommerceSandbox(Emulator):
             "X-WC-Webhook-ID": str(webhook_id if webhook_id is not None else self.webhook_id),
             "X-WC-Webhook-Delivery-ID": delivery_id or uuid.uuid4().hex,
         }
-        return self._post(url, body, headers, timeout)
+        return self._webhooks.post(url, body, headers, timeout)
 
     def ping(
         self, url: str, *, webhook_id: int | None = None, timeout: float = 5.0
@@ -190,28 +189,11 @@ class WooCommerceSandbox(Emulator):
         """What WooCommerce posts when a webhook is saved: `webhook_id=N`, unsigned."""
         body = f"webhook_id={webhook_id if webhook_id is not None else self.webhook_id}".encode()
         headers = {"Content-Type": "application/x-www-form-urlencoded", "User-Agent": USER_AGENT}
-        return self._post(url, body, headers, timeout)
+        return self._webhooks.post(url, body, headers, timeout)
 
     def webhook_deliveries(self) -> list[Delivery]:
         """Every send_webhook() and ping() post and how the receiver answered."""
-        with self.lock:
-            return list(self._deliveries)
-
-    def _post(
-        self, url: str, body: bytes, headers: dict[str, str], timeout: float
-    ) -> httpx.Response:
-        status: int | None = None
-        error: str | None = None
-        try:
-            response = httpx.post(url, content=body, headers=headers, timeout=timeout)
-            status = response.status_code
-            return response
-        except httpx.HTTPError as exc:
-            error = f"{type(exc).__name__}: {exc}"
-            raise
-        finally:
-            with self.lock:
-                self._deliveries.append(Delivery(url, headers, body, status, error, time.time()))
+        return self._webhooks.all()
 
     order_payload = staticmethod(order_payload)
     customer_payload = staticmethod(customer_payload)
