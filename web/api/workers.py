@@ -17,26 +17,37 @@ from automations.intake import BROKER_OUTAGES, queue_events
 from automations.runtime.broker import build_broker
 from loyalty.settings import Settings
 
-__all__ = ["EventQueue"]
+__all__ = ["EventQueue", "ensure_broker"]
+
+_lock = threading.Lock()
+_built: set[str] = set()
+
+
+def ensure_broker(settings: Settings) -> bool:
+    """Build the Redis broker of this process once; False on the embedded default or outage.
+
+    Routes that queue work after their commit share it (one broker per process).
+    """
+    if not settings.redis_url:
+        return False
+    with _lock:
+        if settings.redis_url not in _built:
+            try:
+                build_broker(settings)
+            except BROKER_OUTAGES:
+                return False
+            _built.add(settings.redis_url)
+    return True
 
 
 class EventQueue:
-    """Queues stored events on Redis; builds the broker on first use."""
+    """Queues stored events on Redis; the broker is built on first use."""
 
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
-        self._lock = threading.Lock()
-        self._ready = False
 
-    def send(self, ids: Sequence[int], actor: str = "process_event") -> list[int]:
-        """Queue `ids` to `actor`; returns those left for the scheduler's relay."""
-        if not ids or not self._settings.redis_url:
+    def send(self, ids: Sequence[int]) -> list[int]:
+        """Queue `ids`; returns those left for the scheduler's relay."""
+        if not ids or not ensure_broker(self._settings):
             return list(ids)
-        with self._lock:
-            if not self._ready:
-                try:
-                    build_broker(self._settings)
-                except BROKER_OUTAGES:
-                    return list(ids)
-                self._ready = True
-        return queue_events(ids, actor)
+        return queue_events(ids)
