@@ -46,8 +46,8 @@ class EventQueue:
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
 
-    def send(self, ids: Sequence[int]) -> list[int]:
-        """Queue `ids`; returns those left for the scheduler's relay."""
+    def send(self, ids: Sequence[int], actor: str = "process_event") -> list[int]:
+        """Queue `ids` to `actor`; returns those left for the scheduler's relay."""
         if not ids or not ensure_broker(self._settings):
             return list(ids)
-        return queue_events(ids)
+        return queue_events(ids, actor)
