@@ -34,7 +34,7 @@ MAX_HEADER_BYTES = 16 * 1024
 )
 @guard
 def serve(host: str, port: int, access_log: bool, limit_concurrency: int) -> None:
-    """Serve the provider webhooks, the unsubscribe and survey pages.
+    """Serve the provider and shop webhooks, the member pages and the HTTP API (/api/v1).
 
     Providers sign the public URL they call: set PUBLIC_BASE_URL to it.
     """
