@@ -14,6 +14,7 @@ from sqlalchemy import select
 from automations.definition import (
     AwardPoints,
     EventTrigger,
+    Program,
     SendEmail,
     SendSms,
     SendSurvey,
@@ -34,7 +35,8 @@ def preview(
     app: App, journey_id: str, external_id: str, step_id: str | None = None
 ) -> list[dict[str, Any]]:
     folder = app.settings.journeys_dir
-    files, _ = load_journeys([folder], folder / "templates", tuple(app.settings.tier_thresholds))
+    program = Program.from_settings(app.settings)
+    files, _ = load_journeys([folder], folder / "templates", program=program)
     found = [f for f in files if f.journey.id == journey_id]
     if not found:
         raise LookupError(

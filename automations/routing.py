@@ -90,7 +90,10 @@ def route_event(session: Session, event: Event, *, settings: Settings) -> list[i
         if conditions is not None:
             from pydantic import TypeAdapter
 
-            if not evaluate(TypeAdapter(Condition).validate_python(conditions), context):
+            from automations.definition.durations import STORED
+
+            stored = TypeAdapter(Condition).validate_python(conditions, context=STORED)
+            if not evaluate(stored, context):
                 continue
         new_context = {
             k: v for k, v in enrollment.context.items() if k not in ("waiting_for", "resume")

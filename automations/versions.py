@@ -18,7 +18,8 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from automations.definition import Journey, JourneyFile, Problem, load_journeys
+from automations.definition import Journey, JourneyFile, Problem, Program, load_journeys
+from automations.definition.durations import STORED
 from automations.definition.models import SendEmail, SendSms, SendSurvey
 from channels.templates import template_path
 from loyalty.app import App
@@ -100,7 +101,8 @@ def publish(app: App, journeys_dir: Path | None = None) -> PublishReport:
     """Store a new version of each valid journey whose content changed."""
     folder = journeys_dir or app.settings.journeys_dir
     templates_dir = folder / "templates"
-    files, problems = load_journeys([folder], templates_dir, tuple(app.settings.tier_thresholds))
+    program = Program.from_settings(app.settings)
+    files, problems = load_journeys([folder], templates_dir, program=program)
     report = PublishReport(problems=[p for p in problems if p.severity == "error"])
     for journey_file in files:
         content = _content(journey_file, templates_dir)
@@ -168,7 +170,8 @@ def load_version(row: JourneyVersion) -> Published:
     """The parsed journey of a stored version (content-addressed, so parsed once)."""
     journey = _parsed.get(row.content_hash)
     if journey is None:
-        journey = Journey.model_validate(row.definition["journey"])
+        # Stored durations were written with `m` for minutes, which files may no longer use.
+        journey = Journey.model_validate(row.definition["journey"], context=STORED)
         _parsed[row.content_hash] = journey
     return Published(row.id, row.version, journey, dict(row.definition["templates"]))
 

@@ -10,11 +10,16 @@ Layout: ``<templates_dir>/<locale>/<name>.<channel>.liquid`` with channel
     <p>HTML body …</p>
 
 ``subject`` is required, ``preheader`` optional; both are Liquid too.
+
+Shared parts (a footer, an email layout) live in ``_partials/<locale>/<name>.liquid``
+and are pulled in with ``{% render 'name' %}``; a locale without its own copy
+uses the journey's default locale's.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -23,10 +28,16 @@ from loyalty.yaml_source import Location, YamlError, parse_yaml
 
 __all__ = [
     "EMAIL_FIELDS",
+    "PARTIALS_DIR",
+    "RENDER_TAG",
     "Channel",
     "TemplateError",
     "TemplateSource",
     "parse_template",
+    "partial_key",
+    "partial_names",
+    "partial_path",
+    "read_partials",
     "read_template",
     "template_path",
 ]
@@ -43,6 +54,56 @@ Channel = Literal["email", "sms"]
 def template_path(templates_dir: Path, locale: str, name: str, channel: Channel) -> Path:
     """Where the ``name`` template for ``channel`` in ``locale`` lives."""
     return templates_dir / locale / f"{name}.{channel}.liquid"
+
+
+#: The folder of shared parts that templates pull in with ``{% render 'name' %}``.
+PARTIALS_DIR = "_partials"
+
+#: ``{% render 'name' … %}`` with the partial's name in quotes.
+RENDER_TAG = re.compile(r"""\{%-?\s*render\s+(?:'([^']*)'|"([^"]*)")""")
+
+
+def partial_path(templates_dir: Path, locale: str, name: str) -> Path:
+    """Where the ``name`` partial in ``locale`` lives: ``_partials/<locale>/<name>.liquid``."""
+    return templates_dir / PARTIALS_DIR / locale / f"{name}.liquid"
+
+
+def partial_key(locale: str, name: str) -> str:
+    """The key of a partial among a stored version's templates."""
+    return f"{PARTIALS_DIR}/{locale}/{name}"
+
+
+def partial_names(text: str) -> list[str]:
+    """The partials a template's text renders, in order of first use."""
+    names = [
+        m.group(1) if m.group(1) is not None else m.group(2) for m in RENDER_TAG.finditer(text)
+    ]
+    return list(dict.fromkeys(names))
+
+
+def read_partials(templates_dir: Path, names: Iterable[str] | None = None) -> dict[str, str]:
+    """The text of the partials (all, or ``names`` and what they render), keyed ``partial_key``."""
+    folder = templates_dir / PARTIALS_DIR
+    locales = sorted(p.name for p in folder.iterdir() if p.is_dir()) if folder.is_dir() else []
+    found: dict[str, str] = {}
+    todo = (
+        list(names)
+        if names is not None
+        else [p.stem for locale in locales for p in (folder / locale).glob("*.liquid")]
+    )
+    seen: set[str] = set()
+    while todo:
+        name = todo.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        for locale in locales:
+            path = partial_path(templates_dir, locale, name)
+            if path.is_file():
+                text = path.read_text(encoding="utf-8")
+                found[partial_key(locale, name)] = text
+                todo += partial_names(text)
+    return dict(sorted(found.items()))
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from automations.definition import journey_files, load_journeys
+from automations.definition import Program, journey_files, load_journeys
 from automations.preview import preview
 from automations.simulate import parse_day, simulate
 from automations.versions import journey_summaries, latest_versions, publish
@@ -34,12 +34,15 @@ def journeys() -> None:
 @guard
 def validate(paths: tuple[Path, ...], templates_dir: Path | None) -> None:
     """Check journey files (default: JOURNEYS_DIR, else ./journeys); exit 1 on any error."""
-    targets = list(paths) or [settings_from_environment().journeys_dir]
+    settings = settings_from_environment()
+    targets = list(paths) or [settings.journeys_dir]
     for target in targets:
         if not target.exists():
             raise click.ClickException(f"{target}: no such file or folder")
     files = journey_files(targets)
-    loaded, problems = load_journeys(files, templates_dir)
+    # Judged against this program: its tiers (TIER_THRESHOLDS) and event types (EVENT_TYPES).
+    program = Program.from_settings(settings)
+    loaded, problems = load_journeys(files, templates_dir, program=program)
     for problem in problems:
         click.echo(str(problem))
     errors = [p for p in problems if p.severity == "error"]

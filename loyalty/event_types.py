@@ -20,7 +20,9 @@ from loyalty.settings import Settings
 __all__ = [
     "BUILTIN_TYPES",
     "INTERNAL_SOURCE",
+    "PAYLOAD_KEYS",
     "EventInput",
+    "PayloadKeys",
     "check_envelope",
     "check_payload",
     "check_type",
@@ -28,6 +30,7 @@ __all__ = [
     "money",
     "order_id_of",
     "parse_instant",
+    "payload_keys",
 ]
 
 #: Source given to events the program emits itself.
@@ -226,6 +229,44 @@ _VALIDATORS: dict[str, Callable[[dict[str, Any]], None]] = {
     "reward.available": lambda data: None,
 }
 BUILTIN_TYPES = tuple(_VALIDATORS)
+
+
+@dataclass(frozen=True)
+class PayloadKeys:
+    """The data keys of an event type: ``required`` ones are always there, ``optional`` may be."""
+
+    required: tuple[str, ...] = ()
+    optional: tuple[str, ...] = ()
+
+    @property
+    def all(self) -> tuple[str, ...]:
+        return (*self.required, *self.optional)
+
+
+#: The payload of each built-in type, as the shops, the API and the program send it.
+#: Custom types (EVENT_TYPES) declare none: their data is whatever the sender puts in.
+PAYLOAD_KEYS: dict[str, PayloadKeys] = {
+    "order.completed": PayloadKeys(
+        ("order_id", "total", "currency"),
+        ("order_name", "items", "discount_codes", "browser_ip", "shipping_address_hash"),
+    ),
+    "order.refunded": PayloadKeys(("order_id",), ("total", "reason", "refund_id")),
+    "reward.redeemed": PayloadKeys(
+        ("points",),
+        ("redemption_id", "reward", "code", "kind", "value", "currency", "expires_at"),
+    ),
+    "referral.completed": PayloadKeys(
+        (), ("referee", "referee_first_name", "order_id", "fraud_verdict")
+    ),
+    "member.enrolled": PayloadKeys(),
+    "survey.answered": PayloadKeys(("kind", "score"), ("survey_id", "category")),
+    "reward.available": PayloadKeys((), ("reward", "reward_name", "cost", "points")),
+}
+
+
+def payload_keys(event_type: str) -> PayloadKeys | None:
+    """The payload keys of a built-in type; None for a custom type (any keys)."""
+    return PAYLOAD_KEYS.get(event_type)
 
 
 def known_types(settings: Settings) -> set[str]:

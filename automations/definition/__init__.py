@@ -30,6 +30,7 @@ from .models import (
     Wait,
     WaitForEvent,
 )
+from .program import Program
 from .splits import choose_variant
 from .validate import JourneyFile, Problem, journey_files, load_journeys, validate_paths
 from .variables import provided_variables
@@ -52,6 +53,7 @@ __all__ = [
     "Journey",
     "JourneyFile",
     "Problem",
+    "Program",
     "QuietHours",
     "ScheduleTrigger",
     "SendEmail",

@@ -15,11 +15,13 @@ from pydantic import (
     ConfigDict,
     Field,
     PlainSerializer,
+    ValidationInfo,
     WithJsonSchema,
 )
 from pydantic_core import PydanticCustomError
 
 from .fields import suggest
+from .program import program_of, unknown_event_hint
 
 __all__ = [
     "Identifier",
@@ -66,13 +68,22 @@ Identifier = Annotated[
 _EVENT_TYPE = re.compile(r"^[A-Za-z][A-Za-z0-9_.:-]*$")
 
 
-def _event_type(value: Any) -> str:
+def _event_type(value: Any, info: ValidationInfo) -> str:
     if not isinstance(value, str) or not _EVENT_TYPE.match(value):
-        raise problem("event_type", f"{value!r} is not a valid event type", "e.g. order_placed")
+        raise problem("event_type", f"{value!r} is not a valid event type", "e.g. order.completed")
+    program = program_of(info)
+    if program is not None and value not in program.event_types:
+        # The program refuses events of an unknown type: a journey waiting for one waits forever.
+        raise problem(
+            "event_type",
+            f"unknown event type `{value}`",
+            unknown_event_hint(value, program.event_types),
+        )
     return value
 
 
-#: Event type names as the events API receives them (``order_placed``, ``review.created``).
+#: Event type names as the events API receives them (``order.completed``, ``review.created``);
+#: validated with a program, the type must be one it accepts.
 Name = Annotated[
     str,
     BeforeValidator(_event_type),

@@ -14,11 +14,19 @@ from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
-from pydantic import Discriminator, Field, Tag, field_validator, model_validator
+from pydantic import (
+    Discriminator,
+    Field,
+    Tag,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from .base import Name, StrictModel, problem
 from .durations import Duration
 from .fields import DEFAULT_TIERS, MEMBER_FIELDS, suggest
+from .program import program_of
 
 __all__ = [
     "AllCondition",
@@ -97,6 +105,21 @@ class FieldCondition(StrictModel):
         if name not in MEMBER_FIELDS or name == "attributes":
             hint = suggest(name, [*MEMBER_FIELDS, "attributes.<name>", "event.<name>"])
             raise problem("field", f"unknown field `{value}`", hint)
+        return value
+
+    @field_validator("eq", "ne", "gt", "gte", "lt", "lte", "in_", "not_in", "contains")
+    @classmethod
+    def _known_tier(cls, value: Any, info: ValidationInfo) -> Any:
+        program = program_of(info)
+        if program is None or info.data.get("field") not in ("tier", "member.tier"):
+            return value
+        for tier in value if isinstance(value, list) else [value]:
+            if tier is not None and tier not in program.tiers:
+                raise problem(
+                    "tier",
+                    f"unknown tier `{tier}`; the tiers are {', '.join(program.tiers)}",
+                    suggest(str(tier), program.tiers) + " (TIER_THRESHOLDS)",
+                )
         return value
 
     @model_validator(mode="after")

@@ -77,11 +77,26 @@ def _model_at(parent: Any, path: tuple[str | int, ...]) -> type[BaseModel] | Non
     return None
 
 
+def _tag(node: Any) -> str | None:
+    """The union tag pydantic puts in an error's location after this mapping, if any."""
+    if not isinstance(node, dict):
+        return None
+    if isinstance(node.get("type"), str):
+        return str(node["type"])
+    return next((k for k in _CONDITIONS if k in node), None)
+
+
 def _data_path(doc: Document, loc: tuple[str | int, ...]) -> tuple[str | int, ...]:
     """The part of ``loc`` that names real data (skipping pydantic's union tags)."""
     out: tuple[str | int, ...] = ()
     node: Any = doc.data
+    tagged: Any = None
     for segment in loc:
+        # A condition's tag (`field`) is also one of its keys: the first time it
+        # follows the mapping it is the tag, the second time the key.
+        if tagged is not node and segment == _tag(node):
+            tagged = node
+            continue
         inner = child(node, segment)
         if not is_absent(inner):
             node, out = inner, (*out, segment)
@@ -108,8 +123,7 @@ def describe_error(error: ErrorDetails, doc: Document) -> tuple[str, str]:
     if kind == "extra_forbidden":
         parent_path = real[:-1]
         model = _model_at(_node(doc, parent_path), parent_path)
-        hint = suggest(field, _keys(model)) if model else "check the spelling"
-        return f"unknown key `{field}`", hint
+        return f"unknown key `{field}`", _key_hint(field, _keys(model) if model else [])
     if kind == "missing":
         return f"missing `{field}`", f"add `{field}: …`"
     if kind in ("union_tag_invalid", "union_tag_not_found"):
@@ -129,6 +143,35 @@ def describe_error(error: ErrorDetails, doc: Document) -> tuple[str, str]:
     shown = value if isinstance(value, str | int | float | bool) or value is None else None
     suffix = f", got {shown!r}" if shown is not None or value is None else ""
     return f"`{field}`: {message}{suffix}", ""
+
+
+#: Words people write for the comparison operators.
+_OPERATOR_WORDS = {
+    "equals": "eq",
+    "equal": "eq",
+    "is": "eq",
+    "not_equals": "ne",
+    "not_equal": "ne",
+    "greater_than": "gt",
+    "more_than": "gt",
+    "at_least": "gte",
+    "less_than": "lt",
+    "fewer_than": "lt",
+    "at_most": "lte",
+    "one_of": "in",
+    "includes": "contains",
+}
+
+
+def _key_hint(key: str, keys: list[str]) -> str:
+    """Did-you-mean for a wrong key: a near spelling or a known synonym, else the keys."""
+    if not keys:
+        return "check the spelling"
+    word = _OPERATOR_WORDS.get(key.lower())
+    if word in keys:
+        return f"did you mean `{word}`?"
+    hint = suggest(key, keys)
+    return hint if hint.startswith("did you mean") else "use one of: " + ", ".join(keys)
 
 
 def _tag_error(kind: str, loc: tuple[str | int, ...], ctx: dict[str, Any]) -> tuple[str, str]:

@@ -1,4 +1,4 @@
-"""How the parts of a journey fit together: step ids, jump targets, loops, event fields, tiers."""
+"""How the parts of a journey fit together: step ids, jump targets, loops, tiers."""
 
 from __future__ import annotations
 
@@ -14,7 +14,6 @@ from .models import (
     END,
     AwardPoints,
     Branch,
-    EventTrigger,
     Exit,
     Journey,
     SendEmail,
@@ -22,7 +21,7 @@ from .models import (
     Wait,
 )
 
-__all__ = ["Issue", "structure_issues", "targets"]
+__all__ = ["Issue", "structure_issues", "targets", "walk_fields"]
 
 Severity = Literal["error", "warning"]
 
@@ -101,7 +100,6 @@ def structure_issues(journey: Journey, tiers: Sequence[str] = DEFAULT_TIERS) -> 
                 )
     if not issues:
         issues += _loops(journey) + _unreachable(journey)
-    issues += _event_fields(journey)
     return issues
 
 
@@ -215,29 +213,3 @@ def walk_fields(condition: Condition, path: Path_) -> Iterator[tuple[FieldCondit
             yield from walk_fields(child, (*path, "any", i))
     elif isinstance(condition, NotCondition):
         yield from walk_fields(condition.not_, (*path, "not"))
-
-
-def _event_fields(journey: Journey) -> list[Issue]:
-    """``event.X`` needs an event: the trigger's (event triggers), a goal's or an awaited one's."""
-    has_event = isinstance(journey.trigger, EventTrigger)
-    places: list[tuple[Condition | None, Path_, bool]] = [
-        (journey.audience, ("audience",), has_event)
-    ]
-    for index, step in enumerate(journey.steps):
-        if isinstance(step, Branch):
-            places.append((step.if_, ("steps", index, "if"), has_event))
-    issues: list[Issue] = []
-    for condition, path, allowed in places:
-        if condition is None or allowed:
-            continue
-        for field, at in walk_fields(condition, path):
-            if field.field.startswith("event."):
-                issues.append(
-                    Issue(
-                        (*at, "field"),
-                        f"`{field.field}` reads an event, but a {journey.trigger.type} trigger "
-                        "has none",
-                        "use event fields with an event trigger, a goal or wait until_event",
-                    )
-                )
-    return issues

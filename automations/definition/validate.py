@@ -18,17 +18,20 @@ from channels.templates import (
     Channel,
     TemplateError,
     TemplateSource,
+    partial_path,
     read_template,
     template_path,
 )
 from loyalty.rewards import CATALOG_FILE
 from loyalty.yaml_source import Document, Location, YamlError, load_yaml
 
+from .event_flow import event_issues, events_at
 from .fields import DEFAULT_TIERS
 from .messages import describe_error
 from .models import Journey, SendEmail, SendSms, SendSurvey, UpdateCrm
+from .program import Program
 from .structure import structure_issues
-from .template_checks import analyse_template
+from .template_checks import Partials, analyse_template
 from .variables import provided_variables
 
 __all__ = [
@@ -94,20 +97,27 @@ def validate_paths(
     paths: Iterable[Path | str],
     templates_dir: Path | str | None = None,
     tiers: Sequence[str] = DEFAULT_TIERS,
+    *,
+    program: Program | None = None,
 ) -> list[Problem]:
     """Every problem (errors and warnings) in the journey files named by ``paths``."""
-    return load_journeys(paths, templates_dir, tiers)[1]
+    return load_journeys(paths, templates_dir, tiers, program=program)[1]
 
 
 def load_journeys(
     paths: Iterable[Path | str],
     templates_dir: Path | str | None = None,
     tiers: Sequence[str] = DEFAULT_TIERS,
+    *,
+    program: Program | None = None,
 ) -> tuple[list[JourneyFile], list[Problem]]:
     """The journeys without errors, and every problem found.
 
-    ``templates_dir`` defaults to the ``templates`` folder next to each file.
+    ``templates_dir`` defaults to the ``templates`` folder next to each file;
+    ``program`` (tiers and event types, see ``Program.from_settings``) defaults
+    to the built-in event types and ``tiers``.
     """
+    program = program or Program(tiers=tuple(tiers))
     loaded: list[JourneyFile] = []
     problems: list[Problem] = []
     seen_ids: dict[str, Path] = {}
@@ -115,7 +125,7 @@ def load_journeys(
     for path in journey_files(paths):
         templates = Path(templates_dir) if templates_dir else None
         try:
-            journey_file, file_problems = check_file(path, templates, tiers)
+            journey_file, file_problems = check_file(path, templates, program=program)
         except (Exception, RecursionError) as exc:  # one bad file never stops the others
             journey_file = None
             reason = "it nests too deeply" if isinstance(exc, RecursionError) else str(exc)
@@ -144,9 +154,14 @@ def load_journeys(
 
 
 def check_file(
-    path: Path, templates_dir: Path | None, tiers: Sequence[str] = DEFAULT_TIERS
+    path: Path,
+    templates_dir: Path | None,
+    tiers: Sequence[str] = DEFAULT_TIERS,
+    *,
+    program: Program | None = None,
 ) -> tuple[JourneyFile | None, list[Problem]]:
     """Check one journey file; the journey is returned when its schema is valid."""
+    program = program or Program(tiers=tuple(tiers))
     name = str(path)
     try:
         doc = load_yaml(path)
@@ -157,12 +172,12 @@ def check_file(
         hint = "start with `id: …`, `name: …`, `trigger: …`; see journeys/README.md"
         return None, [_at(name, doc.locate(()), f"the file is {what}", hint)]
     try:
-        journey = Journey.model_validate(doc.data)
+        journey = Journey.model_validate(doc.data, context=program.context())
     except ValidationError as exc:
         return None, _schema_problems(name, doc, exc)
     problems = [
         _at(name, doc.locate(i.path, key=i.key), i.message, i.hint, i.severity)
-        for i in structure_issues(journey, tiers)
+        for i in [*structure_issues(journey, program.tiers), *event_issues(journey)]
     ]
     if journey.id != path.stem:
         problems.append(
@@ -216,9 +231,11 @@ def _template_problems(
     name: str, doc: Document, journey: Journey, templates_dir: Path
 ) -> list[Problem]:
     problems: list[Problem] = []
+    reaching = events_at(journey)
     for index, template, channel, survey in _sends(journey):
         where = doc.locate(("steps", index, "template"))
-        contract = provided_variables(journey, channel, survey=survey)
+        events = reaching[journey.steps[index].id]
+        contract = provided_variables(journey, channel, survey=survey, events=events)
         for locale in journey.all_locales:
             path = template_path(templates_dir, locale, template, channel)
             if not path.is_file():
@@ -229,22 +246,42 @@ def _template_problems(
                 problems.append(_at(name, where, message, hint))
                 continue
             source = read_template(path, channel)
+            partials = _partials(templates_dir, [locale, locale.split("-")[0], journey.locale])
             errors = (
                 [source]
                 if isinstance(source, TemplateError)
-                else analyse_template(source, contract)
+                else analyse_template(source, contract, partials)
             )
             problems += [Problem(str(path), e.line, e.column, e.message, e.hint) for e in errors]
-    problems += _crm_problems(name, doc, journey)
+            problems += [
+                Problem(str(p), e.line, e.column, e.message, e.hint) for p, e in partials.problems
+            ]
+    problems += _crm_problems(name, doc, journey, reaching)
     return problems
 
 
-def _crm_problems(name: str, doc: Document, journey: Journey) -> list[Problem]:
+def _partials(templates_dir: Path, locales: list[str]) -> Partials:
+    """Partials of a template in ``locales[0]``: its own locale's, else the default locale's."""
+    chain = list(dict.fromkeys(locales))
+
+    def find(partial: str) -> Path | None:
+        paths = (partial_path(templates_dir, locale, partial) for locale in chain)
+        return next((p for p in paths if p.is_file()), None)
+
+    def missing(partial: str) -> str:
+        return "no file " + " or ".join(str(partial_path(templates_dir, x, partial)) for x in chain)
+
+    return Partials(find, missing)
+
+
+def _crm_problems(
+    name: str, doc: Document, journey: Journey, reaching: dict[str, frozenset[str]]
+) -> list[Problem]:
     problems: list[Problem] = []
-    contract = provided_variables(journey, "sms")
     for index, step in enumerate(journey.steps):
         if not isinstance(step, UpdateCrm):
             continue
+        contract = provided_variables(journey, "sms", events=reaching[step.id])
         for key, value in step.properties.items():
             if not isinstance(value, str) or "{" not in value:
                 continue

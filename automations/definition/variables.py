@@ -11,10 +11,11 @@ from collections.abc import Mapping
 
 from channels.templates import Channel
 
+from .event_flow import NO_EVENT, event_keys
 from .fields import MEMBER_FIELDS, suggest
 from .models import AwardPoints, DateTrigger, EventTrigger, Journey, ScheduleTrigger
 
-__all__ = ["ANY", "Channel", "check_variable", "provided_variables"]
+__all__ = ["ANY", "Channel", "EventKeys", "check_variable", "provided_variables"]
 
 
 #: Marks a variable whose inner keys are free (the event payload, custom attributes).
@@ -27,11 +28,36 @@ LEAF: frozenset[str] = frozenset()
 Contract = Mapping[str, frozenset[str]]
 
 
-def provided_variables(journey: Journey, channel: Channel, *, survey: bool = False) -> Contract:
+class EventKeys(frozenset[str]):
+    """The payload keys ``event.<key>`` may use, and the event types they come from."""
+
+    events: frozenset[str] = frozenset()
+
+
+def _event_variable(events: frozenset[str]) -> frozenset[str] | None:
+    if not events or NO_EVENT in events:
+        return None
+    keys = event_keys(events)
+    if keys is None:
+        return ANY
+    out = EventKeys(keys)
+    out.events = events
+    return out
+
+
+def provided_variables(
+    journey: Journey,
+    channel: Channel,
+    *,
+    survey: bool = False,
+    events: frozenset[str] | None = None,
+) -> Contract:
     """The variables a template sent on ``channel`` by ``journey`` may use.
 
     - always: ``member.<field>`` (``member.attributes.<any>``), ``journey.id``, ``journey.name``
-    - event trigger: ``event.<any payload path>``
+    - an event reaching the step (the trigger's, or one a wait ended on; ``events``,
+      default the trigger's): ``event.<key>`` for the keys of its payload
+      (any key for custom types)
     - date and schedule triggers: ``occurrence`` (the local date, ``YYYY-MM-DD``)
     - date trigger on ``points_expiry``: ``points_expiring``, ``points_expiring_at``
     - a journey with an ``award_points`` step: ``award.points``, ``award.expires_at``
@@ -43,8 +69,11 @@ def provided_variables(journey: Journey, channel: Channel, *, survey: bool = Fal
         "journey": frozenset({"id", "name"}),
     }
     trigger = journey.trigger
-    if isinstance(trigger, EventTrigger):
-        out["event"] = ANY
+    if events is None:
+        events = frozenset({trigger.event if isinstance(trigger, EventTrigger) else NO_EVENT})
+    event = _event_variable(events)
+    if event is not None:
+        out["event"] = event
     if isinstance(trigger, DateTrigger | ScheduleTrigger):
         out["occurrence"] = LEAF
     if isinstance(trigger, DateTrigger) and trigger.field == "points_expiry":
@@ -71,11 +100,15 @@ def check_variable(segments: list[object], contract: Contract) -> tuple[str, str
         return None
     second = segments[1]
     name = f"{root}.{second}"
-    if not allowed:
+    if not allowed and not isinstance(allowed, EventKeys):
         return f"`{root}` has no field `{second}`", f"use `{root}` on its own"
     if not isinstance(second, str):
         return None
     if second not in allowed:
+        if isinstance(allowed, EventKeys):
+            what = " or ".join(f"`{e}`" for e in sorted(allowed.events))
+            hint = suggest(second, sorted(allowed)) if allowed else f"{what} carries no data"
+            return f"unknown variable `{name}`: the data of {what} has no `{second}`", hint
         return f"unknown variable `{name}`", suggest(second, sorted(allowed))
     if len(segments) > 2 and root == "member" and MEMBER_FIELDS.get(second) != "mapping":
         return f"`{name}` has no field `{segments[2]}`", f"use `{name}` on its own"

@@ -15,7 +15,7 @@ id: {id}
 name: Minimal
 trigger:
   type: event
-  event: order_placed
+  event: order.completed
 entry:
   every_time: true
 steps:

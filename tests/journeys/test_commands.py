@@ -124,5 +124,5 @@ def test_hostile_files_each_get_one_problem_and_the_good_journey_stays_valid(
     assert code == 1
     assert f"{bomb}:" in out and "expands to more than 100,000 values" in out
     assert f"{deep_file}:" in out and "nests too deeply" in out
-    assert "`{% render %}` is not supported" in out
+    assert "partial `footer` does not exist" in out
     assert "1 of 4 journeys valid" in err

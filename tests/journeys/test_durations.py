@@ -12,12 +12,14 @@ from automations.definition.durations import DurationError, format_duration, par
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
-        ("30m", timedelta(minutes=30)),
+        ("30min", timedelta(minutes=30)),
         ("2h", timedelta(hours=2)),
         ("3d", timedelta(days=3)),
         ("1w", timedelta(weeks=1)),
         ("1d12h", timedelta(days=1, hours=12)),
-        ("1h30m", timedelta(hours=1, minutes=30)),
+        ("1h30min", timedelta(hours=1, minutes=30)),
+        ("1mo", timedelta(days=30)),
+        ("1y2mo", timedelta(days=365 + 60)),
         ("45s", timedelta(seconds=45)),
         (" 3D ", timedelta(days=3)),
         ("P3D", timedelta(days=3)),
@@ -46,6 +48,7 @@ def test_parses_compact_and_iso_forms(text: str, expected: timedelta) -> None:
         ("0d", '"0d" is zero'),
         ("PT0S", '"PT0S" is zero'),
         ("99999d", '"99999d" is too long'),
+        ("1mo1y", '"1mo1y" is not a duration'),
     ],
 )
 def test_rejects_with_a_message_and_a_hint(text: str, message: str) -> None:
@@ -68,7 +71,7 @@ def test_iso_and_compact_forms_agree(weeks: int, days: int, hours: int, minutes:
     if not (weeks or days or hours or minutes):
         return
     iso = f"P{weeks}W{days}DT{hours}H{minutes}M"
-    compact = f"{weeks}w{days}d{hours}h{minutes}m"
+    compact = f"{weeks}w{days}d{hours}h{minutes}min"
     assert parse_duration(iso) == parse_duration(compact)
 
 
@@ -79,3 +82,17 @@ def test_any_text_either_parses_positive_or_raises_duration_error(text: str) -> 
     except DurationError:
         return
     assert value > timedelta(0)
+
+
+@pytest.mark.parametrize("text", ["1m", "1M", "2h30m", "30 m"])
+def test_a_bare_m_is_ambiguous_and_refused(text: str) -> None:
+    with pytest.raises(DurationError) as caught:
+        parse_duration(text)
+    if text != "30 m":
+        assert "could mean minutes or months" in caught.value.message
+        assert caught.value.hint.startswith("write ") and "min or " in caught.value.hint
+
+
+def test_stored_versions_still_read_m_as_minutes() -> None:
+    # Versions published before `min` were written with `m` for minutes.
+    assert parse_duration("1h30m", minutes_as_m=True) == timedelta(hours=1, minutes=30)

@@ -13,7 +13,7 @@ from .factories import template, write
 EVENT = """\
 id: case
 name: Case
-trigger: {type: event, event: order_placed}
+trigger: {type: event, event: order.completed}
 entry: {every_time: true}
 steps:
   - id: msg
@@ -21,10 +21,12 @@ steps:
     template: msg
 """
 
-BIRTHDAY = EVENT.replace("{type: event, event: order_placed}", "{type: date, field: birthday}")
-EXPIRY = EVENT.replace("{type: event, event: order_placed}", "{type: date, field: points_expiry}")
+BIRTHDAY = EVENT.replace("{type: event, event: order.completed}", "{type: date, field: birthday}")
+EXPIRY = EVENT.replace(
+    "{type: event, event: order.completed}", "{type: date, field: points_expiry}"
+)
 SCHEDULE = EVENT.replace(
-    "{type: event, event: order_placed}", '{type: schedule, cron: "0 9 * * *"}'
+    "{type: event, event: order.completed}", '{type: schedule, cron: "0 9 * * *"}'
 )
 AWARD = EVENT + "  - id: pts\n    type: award_points\n    amount: 5\n    reason: x\n"
 
@@ -40,7 +42,7 @@ def problems_for(tmp_path: Path, journey: str, body: str, channel: str = "sms") 
     ("journey", "body"),
     [
         (EVENT, "{{ member.first_name }} {{ member.attributes.shoe_size }} {{ journey.name }}"),
-        (EVENT, "{{ event.order.lines[0].sku }} {{ event.total | times: 2 }}"),
+        (EVENT, "{{ event.items[0].sku }} {{ event.total | times: 2 }}"),
         (BIRTHDAY, "{{ occurrence }} {{ member.birthday }}"),
         (SCHEDULE, "{{ occurrence }}"),
         (EXPIRY, "{{ points_expiring }} on {{ points_expiring_at | date: '%d.%m' }}"),

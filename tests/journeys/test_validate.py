@@ -36,7 +36,7 @@ def broken_folder(tmp_path: Path) -> Path:
         """\
         id: unknown_step
         name: Unknown step
-        trigger: {type: event, event: order_placed}
+        trigger: {type: event, event: order.completed}
         entry: {every_time: true}
         steps:
           - id: first
@@ -67,7 +67,7 @@ MISSING_TEMPLATE = """\
 id: missing_template
 name: Missing template
 locales: [en, pl]
-trigger: {type: event, event: order_placed}
+trigger: {type: event, event: order.completed}
 entry: {every_time: true}
 steps:
   - id: hello
@@ -103,7 +103,7 @@ steps:
 MISSING_STEP = """\
 id: missing_step
 name: Missing step
-trigger: {type: event, event: order_placed}
+trigger: {type: event, event: order.completed}
 entry: {every_time: true}
 steps:
   - id: check

@@ -13,7 +13,7 @@ from .factories import template, write
 HEAD = """\
 id: case
 name: Case
-trigger: {type: event, event: order_placed}
+trigger: {type: event, event: order.completed}
 entry: {every_time: true}
 """
 
@@ -30,7 +30,7 @@ CASES: dict[str, tuple[str, list[str]]] = {
         ["11:5: unknown key `durration` (did you mean `duration`?)"],
     ),
     "missing key": (
-        "id: case\nname: Case\ntrigger: {type: event, event: x}\n" + HELLO,
+        "id: case\nname: Case\ntrigger: {type: event, event: order.completed}\n" + HELLO,
         ["1:1: missing `entry` (add `entry: …`)"],
     ),
     "wrong status": (
@@ -40,15 +40,15 @@ CASES: dict[str, tuple[str, list[str]]] = {
     "bad duration": (
         HEAD + HELLO + "  - id: later\n    type: wait\n    duration: 3 days\n",
         [
-            '11:15: "3 days" is not a duration (write a number and a unit, e.g. "30m", "2h", '
-            '"3d", "1w", "1d12h", or ISO 8601 "P3D")'
+            '11:15: "3 days" is not a duration (write a number and a unit (min, h, d, w, mo, y), '
+            'e.g. "30min", "2h", "3d", "1w", "1d12h", or ISO 8601 "P3D")'
         ],
     ),
     "months are not durations": (
-        HEAD + "goal: {event: order_placed, within: P1M}\n" + HELLO,
+        HEAD + "goal: {event: order.completed, within: P1M}\n" + HELLO,
         [
-            '5:37: "P1M" uses years or months, which have no fixed length '
-            '(use days or weeks instead, e.g. "P30D" or "4w")'
+            '5:40: "P1M" uses years or months, which have no fixed length '
+            '(write "1mo" (30 days), "1y" (365 days) or days, e.g. "P30D")'
         ],
     ),
     "bad local time": (
@@ -65,7 +65,7 @@ CASES: dict[str, tuple[str, list[str]]] = {
         ],
     ),
     "trigger without type": (
-        "id: case\nname: Case\ntrigger: {event: order_placed}\nentry: {once: true}\n" + HELLO,
+        "id: case\nname: Case\ntrigger: {event: order.completed}\nentry: {once: true}\n" + HELLO,
         ["3:10: this trigger has no `type` (use one of: event, schedule, date)"],
     ),
     "split that does not add up": (
@@ -81,7 +81,7 @@ CASES: dict[str, tuple[str, list[str]]] = {
     ),
     "wait of two kinds": (
         HEAD + HELLO + "  - id: w\n    type: wait\n    duration: 1d\n"
-        "    until_event: {event: x, timeout: 1d}\n",
+        "    until_event: {event: order.refunded, timeout: 1d}\n",
         [
             "9:5: a wait is either timed (duration, until) or for an event (until_event) "
             "(split it into two wait steps)"
