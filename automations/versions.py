@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 from automations.definition import Journey, JourneyFile, Problem, Program, load_journeys
 from automations.definition.durations import STORED
 from automations.definition.models import SendEmail, SendSms, SendSurvey
-from channels.templates import template_path
+from channels.templates import PARTIALS_DIR, partial_names, read_partials, template_path
 from loyalty.app import App
 from loyalty.models import Enrollment, JourneyVersion
 from loyalty.states import IN_FLIGHT
@@ -55,7 +55,8 @@ class Published:
 
 
 def templates_of(journey_file: JourneyFile, templates_dir: Path) -> dict[str, str]:
-    """The text of every template the journey uses, keyed `locale/name.channel`."""
+    """The text of every template the journey uses, keyed `locale/name.channel`, and of the
+    partials those render, keyed `_partials/locale/name`."""
     journey = journey_file.journey
     found: dict[str, str] = {}
     locales = sorted({*journey.all_locales, "en"} | _locale_dirs(templates_dir))
@@ -73,13 +74,15 @@ def templates_of(journey_file: JourneyFile, templates_dir: Path) -> dict[str, st
                 path = template_path(templates_dir, locale, name, channel)  # type: ignore[arg-type]
                 if path.is_file():
                     found[f"{locale}/{name}.{channel}"] = path.read_text(encoding="utf-8")
-    return found
+    # The partials they render, in every locale, so the version needs no file to send.
+    rendered = [n for text in found.values() for n in partial_names(text)]
+    return found | read_partials(templates_dir, rendered) if rendered else found
 
 
 def _locale_dirs(templates_dir: Path) -> set[str]:
     if not templates_dir.is_dir():
         return set()
-    return {p.name for p in templates_dir.iterdir() if p.is_dir()}
+    return {p.name for p in templates_dir.iterdir() if p.is_dir() and p.name != PARTIALS_DIR}
 
 
 def _content(journey_file: JourneyFile, templates_dir: Path) -> dict[str, Any]:

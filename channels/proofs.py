@@ -12,6 +12,7 @@ from channels import outbox
 from channels.render import RenderError, locale_chain, render_message
 from channels.segments import measure
 from channels.sendgrid_sender import OutgoingEmail, SendGridSender
+from channels.templates import read_partials
 from channels.twilio_sender import OutgoingSms, TwilioSender
 from loyalty.app import App
 from loyalty.members import get_member, member_data
@@ -88,6 +89,7 @@ def send_test(
     }
     if not templates:
         raise LookupError(f"no {channel} template {name!r} under {templates_dir}")
+    templates |= read_partials(templates_dir)
     chain = locale_chain(locale or member_locale or app.settings.default_locale, "en")
     try:
         rendered = render_message(templates, name, channel, chain, data)

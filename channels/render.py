@@ -1,7 +1,9 @@
 """Rendering messages from Liquid templates: strict, escaped, bounded.
 
 Templates come from the journey version the enrollment entered with, keyed
-`locale/name.channel`. The locale falls back member → journey → `en`.
+`locale/name.channel`, with the partials they render (`_partials/locale/name`).
+The locale falls back member → journey → `en`; a partial comes from the
+template's locale or the next one in that chain that has it.
 """
 
 from __future__ import annotations
@@ -14,10 +16,10 @@ from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
-from liquid import BoundTemplate, Environment, StrictDefaultUndefined
+from liquid import BoundTemplate, DictLoader, Environment, StrictDefaultUndefined
 from liquid.exceptions import LiquidError
 
-from channels.templates import TemplateError, parse_template
+from channels.templates import PARTIALS_DIR, TemplateError, parse_template
 
 __all__ = ["RenderError", "Rendered", "locale_chain", "render_message", "render_text"]
 
@@ -71,8 +73,9 @@ def render_message(
             break
     else:
         raise RenderError(f"no {channel} template {name!r} in locales {', '.join(chain)}")
+    partials = _partials(templates, chain[chain.index(locale) :])
     try:
-        parts = _compiled(text, f"{locale}/{name}.{channel}", channel)
+        parts = _compiled(text, f"{locale}/{name}.{channel}", channel, partials)
         if isinstance(parts, TemplateError):
             raise RenderError(f"{locale}/{name}: line {parts.line}: {parts.message}")
         body_template, subject_template, preheader_template = parts
@@ -86,20 +89,46 @@ def render_message(
     return Rendered("email", locale, body, subject, preheader, html_to_text(body))
 
 
+Partials = tuple[tuple[str, str], ...]
+
+
+def _partials(templates: dict[str, str], chain: list[str]) -> Partials:
+    """The version's partials (``_partials/<locale>/<name>``), each from the first locale of
+    ``chain`` that has it: the template's own locale, then the fallbacks."""
+    found: dict[str, str] = {}
+    for locale in reversed(chain):
+        prefix = f"{PARTIALS_DIR}/{locale}/"
+        found |= {k.removeprefix(prefix): v for k, v in templates.items() if k.startswith(prefix)}
+    return tuple(sorted(found.items()))
+
+
+@functools.lru_cache(maxsize=64)
+def _environments(partials: Partials) -> tuple[Environment, Environment]:
+    """HTML and text environments whose ``{% render %}`` finds these partials."""
+    if not partials:
+        return _HTML, _TEXT
+    loader = DictLoader(dict(partials))
+    return (
+        _Environment(undefined=StrictDefaultUndefined, autoescape=True, loader=loader),
+        _Environment(undefined=StrictDefaultUndefined, autoescape=False, loader=loader),
+    )
+
+
 @functools.lru_cache(maxsize=256)
 def _compiled(
-    text: str, label: str, channel: str
+    text: str, label: str, channel: str, partials: Partials = ()
 ) -> tuple[BoundTemplate, BoundTemplate | None, BoundTemplate | None] | TemplateError:
     """Parse a template once per text: versions are immutable, so the text is the key."""
     source = parse_template(text, Path(f"{label}.liquid"), channel)  # type: ignore[arg-type]
     if isinstance(source, TemplateError):
         return source
+    html_env, text_env = _environments(partials)
     if channel == "sms":
-        return _TEXT.from_string(source.body), None, None
+        return text_env.from_string(source.body), None, None
     return (
-        _HTML.from_string(source.body),
-        _TEXT.from_string(source.subject or ""),
-        _TEXT.from_string(source.preheader) if source.preheader else None,
+        html_env.from_string(source.body),
+        text_env.from_string(source.subject or ""),
+        text_env.from_string(source.preheader) if source.preheader else None,
     )
 
 

@@ -118,7 +118,7 @@ class FieldCondition(StrictModel):
                 raise problem(
                     "tier",
                     f"unknown tier `{tier}`; the tiers are {', '.join(program.tiers)}",
-                    suggest(str(tier), program.tiers) + " (TIER_THRESHOLDS)",
+                    _tier_hint(str(tier), program.tiers),
                 )
         return value
 
@@ -148,6 +148,11 @@ class FieldCondition(StrictModel):
     @property
     def value(self) -> Any:
         return getattr(self, "in_" if self.operator == "in" else self.operator)
+
+
+def _tier_hint(tier: str, tiers: Sequence[str]) -> str:
+    close = suggest(tier, tuple(tiers))
+    return close if close.startswith("did you mean") else "the tiers come from TIER_THRESHOLDS"
 
 
 class EventCount(StrictModel):

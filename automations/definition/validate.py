@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from pydantic import ValidationError
+from pydantic import TypeAdapter, ValidationError
 
 from channels.templates import (
     Channel,
@@ -26,13 +26,22 @@ from loyalty.rewards import CATALOG_FILE
 from loyalty.yaml_source import Document, Location, YamlError, load_yaml
 
 from .event_flow import event_issues, events_at
-from .fields import DEFAULT_TIERS
+from .fields import DEFAULT_TIERS, MEMBER_FIELDS
 from .messages import describe_error
-from .models import Journey, SendEmail, SendSms, SendSurvey, UpdateCrm
+from .models import (
+    EventTrigger,
+    Journey,
+    SendEmail,
+    SendSms,
+    SendSurvey,
+    Step,
+    Trigger,
+    UpdateCrm,
+)
 from .program import Program
 from .structure import structure_issues
 from .template_checks import Partials, analyse_template
-from .variables import provided_variables
+from .variables import ANY, Contract, event_variable, provided_variables
 
 __all__ = [
     "JourneyFile",
@@ -174,7 +183,13 @@ def check_file(
     try:
         journey = Journey.model_validate(doc.data, context=program.context())
     except ValidationError as exc:
-        return None, _schema_problems(name, doc, exc)
+        # The templates are still checked, so one run shows every problem of the file.
+        broken = _broken_file_sends(doc.data, program)
+        templates = templates_dir if templates_dir is not None else path.parent / "templates"
+        return None, [
+            *_schema_problems(name, doc, exc),
+            *_send_problems(name, doc, broken, *_raw_locales(doc.data), templates),
+        ]
     problems = [
         _at(name, doc.locate(i.path, key=i.key), i.message, i.hint, i.severity)
         for i in [*structure_issues(journey, program.tiers), *event_issues(journey)]
@@ -227,26 +242,108 @@ def _sends(journey: Journey) -> Iterable[tuple[int, str, Channel, bool]]:
             yield index, step.template, step.channel, True
 
 
+#: What a template may use when the journey itself is broken: the member and journey as
+#: always, the trigger's event when it can be told, every other root unchecked.
+_LENIENT: Contract = {
+    **dict.fromkeys(
+        (
+            "event",
+            "occurrence",
+            "points_expiring",
+            "points_expiring_at",
+            "award",
+            "unsubscribe_url",
+            "survey_url",
+        ),
+        ANY,
+    ),
+    "member": frozenset(MEMBER_FIELDS),
+    "journey": frozenset({"id", "name"}),
+}
+
+_TRIGGER: TypeAdapter[Trigger] = TypeAdapter(Trigger)
+
+_STEP: TypeAdapter[Step] = TypeAdapter(Step)
+
+Send = tuple[int, str, Channel, Contract]
+
+
+def _broken_file_sends(data: object, program: Program) -> list[Send]:
+    """The send steps of a file whose schema fails that are fine on their own."""
+    steps = data.get("steps") if isinstance(data, dict) else None
+    contract = dict(_LENIENT)
+    try:
+        trigger = _TRIGGER.validate_python(
+            data.get("trigger") if isinstance(data, dict) else None, context=program.context()
+        )
+    except ValidationError:
+        trigger = None
+    waits = any(isinstance(s, dict) and "until_event" in s for s in steps or [])
+    # Without waits for events, every step sees the trigger's event.
+    event = (
+        event_variable(frozenset({trigger.event})) if isinstance(trigger, EventTrigger) else None
+    )
+    if event is not None and not waits:
+        contract["event"] = event
+    sends: list[Send] = []
+    for index, raw in enumerate(steps if isinstance(steps, list) else []):
+        try:
+            step = _STEP.validate_python(raw, context=program.context())
+        except ValidationError:
+            continue
+        if isinstance(step, SendEmail) and step.template:
+            sends.append((index, step.template, "email", contract))
+        elif isinstance(step, SendSms | SendSurvey):
+            channel: Channel = "sms" if isinstance(step, SendSms) else step.channel
+            sends.append((index, step.template, channel, contract))
+    return sends
+
+
+def _raw_locales(data: object) -> tuple[list[str], str]:
+    """``locales`` and ``locale`` of a file whose schema fails, as far as they read."""
+    raw = data if isinstance(data, dict) else {}
+    locale = raw.get("locale") if isinstance(raw.get("locale"), str) else "en"
+    listed = raw.get("locales")
+    if isinstance(listed, list) and listed and all(isinstance(x, str) for x in listed):
+        return list(listed), str(locale)
+    return [str(locale)], str(locale)
+
+
 def _template_problems(
     name: str, doc: Document, journey: Journey, templates_dir: Path
 ) -> list[Problem]:
-    problems: list[Problem] = []
     reaching = events_at(journey)
+    sends: list[Send] = []
     for index, template, channel, survey in _sends(journey):
-        where = doc.locate(("steps", index, "template"))
         events = reaching[journey.steps[index].id]
         contract = provided_variables(journey, channel, survey=survey, events=events)
-        for locale in journey.all_locales:
+        sends.append((index, template, channel, contract))
+    problems = _send_problems(name, doc, sends, journey.all_locales, journey.locale, templates_dir)
+    return problems + _crm_problems(name, doc, journey, reaching)
+
+
+def _send_problems(
+    name: str,
+    doc: Document,
+    sends: list[Send],
+    locales: list[str],
+    default_locale: str,
+    templates_dir: Path,
+) -> list[Problem]:
+    problems: list[Problem] = []
+    for index, template, channel, contract in sends:
+        where = doc.locate(("steps", index, "template"))
+        for locale in locales:
             path = template_path(templates_dir, locale, template, channel)
             if not path.is_file():
                 hint = "create it, or correct the template name"
-                if len(journey.all_locales) > 1:
+                if len(locales) > 1:
                     hint += f", or remove {locale} from locales"
                 message = f"template `{template}` has no {locale} {channel} version: no file {path}"
                 problems.append(_at(name, where, message, hint))
                 continue
             source = read_template(path, channel)
-            partials = _partials(templates_dir, [locale, locale.split("-")[0], journey.locale])
+            partials = _partials(templates_dir, [locale, locale.split("-")[0], default_locale])
             errors = (
                 [source]
                 if isinstance(source, TemplateError)
@@ -256,7 +353,6 @@ def _template_problems(
             problems += [
                 Problem(str(p), e.line, e.column, e.message, e.hint) for p, e in partials.problems
             ]
-    problems += _crm_problems(name, doc, journey, reaching)
     return problems
 
 

@@ -15,7 +15,7 @@ from .event_flow import NO_EVENT, event_keys
 from .fields import MEMBER_FIELDS, suggest
 from .models import AwardPoints, DateTrigger, EventTrigger, Journey, ScheduleTrigger
 
-__all__ = ["ANY", "Channel", "EventKeys", "check_variable", "provided_variables"]
+__all__ = ["ANY", "Channel", "EventKeys", "check_variable", "event_variable", "provided_variables"]
 
 
 #: Marks a variable whose inner keys are free (the event payload, custom attributes).
@@ -34,7 +34,8 @@ class EventKeys(frozenset[str]):
     events: frozenset[str] = frozenset()
 
 
-def _event_variable(events: frozenset[str]) -> frozenset[str] | None:
+def event_variable(events: frozenset[str]) -> frozenset[str] | None:
+    """The contract of ``event`` when ``events`` can reach a step (None: no event there)."""
     if not events or NO_EVENT in events:
         return None
     keys = event_keys(events)
@@ -71,7 +72,7 @@ def provided_variables(
     trigger = journey.trigger
     if events is None:
         events = frozenset({trigger.event if isinstance(trigger, EventTrigger) else NO_EVENT})
-    event = _event_variable(events)
+    event = event_variable(events)
     if event is not None:
         out["event"] = event
     if isinstance(trigger, DateTrigger | ScheduleTrigger):
