@@ -1,8 +1,11 @@
 """The simulator: the real engine, a virtual clock, a throwaway copy of the data.
 
-Members (and their ledger and suppressions) are copied from the database, or
-read from a members file, into a temporary SQLite database; journeys are
-published there (drafts included, as if active); events from a file are
+The database's state is copied into a temporary SQLite database: members,
+their ledger, consents, referrals, suppressions and processed events, the
+journey versions with every enrollment (those in flight go on from where they
+wait) and the message history (so frequency caps count what was already sent).
+A members file replaces all of that with its members. Journeys are published
+there (drafts included, as if active); events from a file are
 emitted at their `at`. The clock then jumps from one moment that matters to
 the next (an event, a wake-up, a cron or date-journey fire time) and runs the
 scheduler's ticks and the workers there. Messages go to a temporary outbox;
@@ -43,15 +46,19 @@ from loyalty.errors import InvalidEventError
 from loyalty.event_types import EventInput
 from loyalty.importer import import_members
 from loyalty.models import (
+    Consent,
     Enrollment,
+    Event,
+    JourneyVersion,
     LedgerEntry,
     Member,
     Message,
+    Referral,
     Suppression,
 )
 from loyalty.states import IN_FLIGHT, EnrollmentState, MessageState
 
-__all__ = ["Simulation", "simulate"]
+__all__ = ["Simulation", "parse_day", "simulate"]
 
 #: The longest jump of the virtual clock, so that no quiet stretch hides a tick.
 MAX_JUMP = timedelta(hours=6)
@@ -67,10 +74,19 @@ class Simulation:
         for record in self.records:
             row = out.setdefault(
                 record["journey"],
-                {"entries": 0, "sends": {}, "points": 0, "sms_segments": 0, "sms_cost": "0"},
+                {
+                    "entries": 0,
+                    "conversions": 0,
+                    "sends": {},
+                    "points": 0,
+                    "sms_segments": 0,
+                    "sms_cost": "0",
+                },
             )
             if record["action"] == "enter":
                 row["entries"] += 1
+            elif record["action"] == "goal":
+                row["conversions"] += 1
             elif record["action"] == "award_points":
                 row["points"] += record["points"]
             elif (
@@ -94,19 +110,23 @@ def simulate(
     members_file: Path | None = None,
     events_file: Path | None = None,
 ) -> Simulation:
+    """Run the journeys from `start` to `end` (inclusive) on a copy; the timeline and problems."""
+    if start > end:
+        raise ValueError(f"--from ({_iso(start)}) is after --to ({_iso(end)})")
     result = Simulation()
     with _sandbox(source, start) as app:
+        copied = _Copied()
         if members_file is not None:
             report = import_members(app.database, members_file, app.settings, app.clock)
             result.problems += [
                 f"{members_file}:{p.row}: {p.field}: {p.reason}" for p in report.rejected
             ]
         else:
-            _copy_members(source.database, app.database)
+            copied = _copy_state(source.database, app.database)
         _publish_for_simulation(app, journey_id, result)
         events = _read_events(events_file, start, result) if events_file else []
         _run(app, start, end, events, result)
-        result.records = _timeline(app, start, end)
+        result.records = _timeline(app, start, end, copied)
     return result
 
 
@@ -137,22 +157,63 @@ def _sandbox(source: App, start: datetime) -> Iterator[App]:
             database.dispose()
 
 
-def _copy_members(source: Database, target: Database) -> None:
-    """Members, their ledger and suppressions, in batches (ids kept)."""
-    for model in (Member, LedgerEntry, Suppression):
-        columns = [c.key for c in model.__table__.columns]
+@dataclass
+class _Copied:
+    """What the copy brought over, so the timeline shows only what the simulation did."""
+
+    #: Enrollments copied: those already finished, and those still in flight.
+    finished: set[int] = field(default_factory=set)
+    in_flight: set[int] = field(default_factory=set)
+    ledger_up_to: int = 0
+    #: Messages whose fate was settled before the copy (sent, suppressed, failed…).
+    settled_messages: set[int] = field(default_factory=set)
+
+
+#: Copied in this order (foreign keys), ids kept. Events only once processed, so the
+#: simulation replays no real event; the ledger then drops its link to events.
+_COPIED_MODELS: tuple[Any, ...] = (
+    JourneyVersion,
+    Member,
+    Consent,
+    Referral,
+    Event,
+    LedgerEntry,
+    Suppression,
+    Enrollment,
+    Message,
+)
+_UNSETTLED = (MessageState.PENDING, MessageState.DEFERRED, MessageState.CLAIMED)
+
+
+def _copy_state(source: Database, target: Database) -> _Copied:
+    """The database's state as the engine reads it, in batches (ids kept)."""
+    copied = _Copied()
+    for model in _COPIED_MODELS:
+        table = model.__table__
+        columns = [c.key for c in table.columns]
+        query = select(table).order_by(table.c.id)
+        if model is Event:
+            query = query.where(table.c.processed_at.is_not(None))
         with source.sessions() as reader:
-            rows = reader.execute(select(model.__table__)).mappings()
             batch: list[dict[str, Any]] = []
-            for row in rows:
+            for row in reader.execute(query).mappings():
                 values = {c: row[c] for c in columns}
                 if model is LedgerEntry:
-                    values["event_id"] = None  # events are not copied
+                    values["event_id"] = None
+                    copied.ledger_up_to = max(copied.ledger_up_to, values["id"])
+                elif model is Member:
+                    values["referred_by_id"] = None  # a referrer may come later in id order
+                elif model is Enrollment:
+                    going = values["state"] in IN_FLIGHT
+                    (copied.in_flight if going else copied.finished).add(values["id"])
+                elif model is Message and values["state"] not in _UNSETTLED:
+                    copied.settled_messages.add(values["id"])
                 batch.append(values)
                 if len(batch) == 1000:
                     _insert(target, model, batch)
                     batch = []
             _insert(target, model, batch)
+    return copied
 
 
 def _insert(target: Database, model: Any, rows: list[dict[str, Any]]) -> None:
@@ -263,15 +324,29 @@ def _iso(value: datetime) -> str:
     return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
-def _timeline(app: App, start: datetime, end: datetime) -> list[dict[str, Any]]:
-    records: list[dict[str, Any]] = []
+def _timeline(app: App, start: datetime, end: datetime, copied: _Copied) -> list[dict[str, Any]]:
+    """What happened between `start` and `end`; at one instant, in the order it ran."""
+    rows: list[tuple[tuple[Any, ...], dict[str, Any]]] = []
     with app.database.sessions() as session:
         externals = dict(session.execute(select(Member.id, Member.external_id)).all())
+        orders = {
+            v.id: {step.id: n for n, step in enumerate(load_version(v).journey.steps)}
+            for v in session.scalars(select(JourneyVersion))
+        }
         enrollments = {e.id: e for e in session.scalars(select(Enrollment))}
+
+        def add(record: dict[str, Any], enrollment_id: int | None, phase: int) -> None:
+            e = enrollments.get(enrollment_id) if enrollment_id is not None else None
+            step = orders.get(e.journey_version_id, {}).get(record["step"], -1) if e else -1
+            key = (record["at"], record["member"], record["journey"], phase, step)
+            rows.append((key, record))
+
         for e in enrollments.values():
+            if e.id in copied.finished:
+                continue
             member = externals[e.member_id]
-            records.append(
-                {
+            if e.id not in copied.in_flight:
+                enter = {
                     "at": _iso(e.entered_at),
                     "journey": e.journey_id,
                     "member": member,
@@ -279,17 +354,16 @@ def _timeline(app: App, start: datetime, end: datetime) -> list[dict[str, Any]]:
                     "action": "enter",
                     "occurrence": e.occurrence,
                 }
-            )
+                add(enter, e.id, 0)
             if e.state == EnrollmentState.CONVERTED and e.converted_at:
-                records.append(
-                    {
-                        "at": _iso(e.converted_at),
-                        "journey": e.journey_id,
-                        "member": member,
-                        "step": e.current_step or "",
-                        "action": "goal",
-                    }
-                )
+                goal = {
+                    "at": _iso(e.converted_at),
+                    "journey": e.journey_id,
+                    "member": member,
+                    "step": e.current_step or "",
+                    "action": "goal",
+                }
+                add(goal, e.id, 2)
             elif e.exited_at is not None:
                 record = {
                     "at": _iso(e.exited_at),
@@ -300,26 +374,32 @@ def _timeline(app: App, start: datetime, end: datetime) -> list[dict[str, Any]]:
                 }
                 if e.exit_reason:
                     record["reason"] = e.exit_reason
-                records.append(record)
+                add(record, e.id, 2)
         for entry in session.scalars(
-            select(LedgerEntry).where(LedgerEntry.idempotency_key.like("enrollment:%"))
+            select(LedgerEntry).where(
+                LedgerEntry.idempotency_key.like("enrollment:%"),
+                LedgerEntry.id > copied.ledger_up_to,
+            )
         ):
             _, enrollment_id, step = entry.idempotency_key.split(":", 2)
-            e = enrollments[int(enrollment_id)]
-            records.append(
-                {
-                    "at": _iso(entry.created_at),
-                    "journey": e.journey_id,
-                    "member": externals[entry.member_id],
-                    "step": step,
-                    "action": "award_points",
-                    "points": entry.delta,
-                }
-            )
+            owner = enrollments.get(int(enrollment_id)) if enrollment_id.isdigit() else None
+            if owner is None:
+                continue
+            award = {
+                "at": _iso(entry.created_at),
+                "journey": owner.journey_id,
+                "member": externals[entry.member_id],
+                "step": step,
+                "action": "award_points",
+                "points": entry.delta,
+            }
+            add(award, owner.id, 1)
         for message in session.scalars(select(Message)):
-            records.append(_message_record(message, externals, app))
-    records = [r for r in records if _iso(start) <= r["at"] <= _iso(end)]
-    return sorted(records, key=lambda r: (r["at"], r["member"], r["step"], r["action"]))
+            if message.id not in copied.settled_messages:
+                add(_message_record(message, externals, app), message.enrollment_id, 1)
+    low, high = _iso(start), _iso(end)
+    rows = [(key, r) for key, r in rows if low <= r["at"] <= high]
+    return [r for _, r in sorted(rows, key=lambda row: row[0])]
 
 
 def _message_record(message: Message, externals: dict[int, str], app: App) -> dict[str, Any]:

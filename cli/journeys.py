@@ -12,7 +12,13 @@ from automations.definition import Program, journey_files, load_journeys
 from automations.preview import preview
 from automations.simulate import parse_day, simulate
 from automations.versions import journey_summaries, latest_versions, publish
-from cli.context import app_from_environment, guard, print_publish_report, settings_from_environment
+from cli.context import (
+    app_from_environment,
+    fail,
+    guard,
+    print_publish_report,
+    settings_from_environment,
+)
 
 __all__ = ["journeys"]
 
@@ -113,7 +119,7 @@ def list_command(as_json: bool) -> None:
     type=click.Path(exists=True, path_type=Path),
     help="JSONL events to emit at their `at`",
 )
-@click.option("--json", "as_json", is_flag=True, help="print the timeline as JSON")
+@click.option("--json", "as_json", is_flag=True, help="print the timeline and the summary as JSON")
 @guard
 def simulate_command(
     start: str,
@@ -124,11 +130,17 @@ def simulate_command(
     as_json: bool,
 ) -> None:
     """Run the journeys over a period with a virtual clock; nothing is sent or stored."""
+    try:
+        period = parse_day(start), parse_day(end, end=True)
+    except ValueError as exc:
+        fail(f"--from/--to: {exc}; use YYYY-MM-DD or an ISO instant", 2)
+    if period[0] > period[1]:
+        fail(f"--from {start} is after --to {end}", 2)
     app = app_from_environment()
     result = simulate(
         app,
-        start=parse_day(start),
-        end=parse_day(end, end=True),
+        start=period[0],
+        end=period[1],
         journey_id=journey_id,
         members_file=members_file,
         events_file=events_file,
@@ -136,11 +148,8 @@ def simulate_command(
     for problem in result.problems:
         click.echo(problem, err=True)
     if as_json:
-        click.echo(
-            json.dumps(
-                [r for r in result.records if r["action"] != "enter"], indent=2, ensure_ascii=False
-            )
-        )
+        document = {"timeline": result.records, "summary": result.summary()}
+        click.echo(json.dumps(document, indent=2, ensure_ascii=False))
         return
     for r in result.records:
         extra = " ".join(
@@ -165,7 +174,8 @@ def simulate_command(
     for journey, row in sorted(result.summary().items()):
         sends = ", ".join(f"{n} {c}" for c, n in sorted(row["sends"].items())) or "no sends"
         click.echo(
-            f"{journey}: {row['entries']} entries, {sends}, {row['points']} points, "
+            f"{journey}: {row['entries']} entries, {row['conversions']} conversions, {sends}, "
+            f"{row['points']} points, "
             f"{row['sms_segments']} SMS segments (~{row['sms_cost']})"
         )
 

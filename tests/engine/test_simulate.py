@@ -89,17 +89,23 @@ def test_simulate_prints_a_sorted_timeline_and_touches_nothing(app: App, tmp_pat
         env=env(app, folder),
     )
     assert result.exit_code == 0, result.output
-    records = json.loads(result.stdout)
-    assert records == sorted(records, key=lambda r: (r["at"], r["member"], r["step"]))
+    document = json.loads(result.stdout)
+    records = document["timeline"]
+    assert [r["at"] for r in records] == sorted(r["at"] for r in records)
     assert all(r["at"].endswith("Z") for r in records)
     ann = [(r["at"], r["action"], r["step"]) for r in records if r["member"] == "ann"]
     # 09:00Z is 05:00 in New York: the SMS waits for the end of quiet hours (09:00 local).
+    # At one instant the rows come in the order they ran: entry, the step, then the exit.
     assert ann == [
+        ("2026-04-01T09:00:00Z", "enter", ""),
         ("2026-04-01T09:00:00Z", "award_points", "bonus"),
         ("2026-04-01T13:00:00Z", "send_sms", "thanks_sms"),
-        ("2026-04-03T09:00:00Z", "exit", "thanks_mail"),
         ("2026-04-03T09:00:00Z", "send_email", "thanks_mail"),
+        ("2026-04-03T09:00:00Z", "exit", "thanks_mail"),
     ]
+    assert document["summary"]["nudge"]["entries"] == 2
+    assert document["summary"]["nudge"]["conversions"] == 0
+    assert document["summary"]["nudge"]["sends"] == {"email": 2, "sms": 1}
     bob_sms = next(r for r in records if r["member"] == "bob" and r["action"] == "send_sms")
     assert bob_sms["suppressed"] == "no_consent"
     ann_sms = next(r for r in records if r["member"] == "ann" and r["action"] == "send_sms")
@@ -155,7 +161,7 @@ def test_simulate_summary_counts_entries_sends_points_and_sms_cost(
     )
     assert result.exit_code == 0, result.output
     assert result.output.splitlines()[-1] == (
-        "nudge: 1 entries, 1 email, 1 sms, 25 points, 1 SMS segments (~0.0079)"
+        "nudge: 1 entries, 0 conversions, 1 email, 1 sms, 25 points, 1 SMS segments (~0.0079)"
     )
 
 
