@@ -79,7 +79,13 @@ def enter(
         if last is not None and last > now - journey.entry.cooldown:
             return None
     if journey.audience is not None:
-        data = member_data(session, member, now=now, public_base_url=settings.public_base_url)
+        data = member_data(
+            session,
+            member,
+            now=now,
+            public_base_url=settings.public_base_url,
+            default_zone=settings.default_time_zone,
+        )
         audience = Context(
             member=data,
             now=now,

@@ -48,7 +48,13 @@ def preview(
     now = app.clock.now()
     with app.database.sessions() as session:
         member = get_member(session, external_id)
-        fields = member_data(session, member, now=now, public_base_url=app.settings.public_base_url)
+        fields = member_data(
+            session,
+            member,
+            now=now,
+            public_base_url=app.settings.public_base_url,
+            default_zone=app.settings.default_time_zone,
+        )
         context: dict[str, Any] = {"occurrence": now.date().isoformat()}
         trigger = journey.trigger
         if isinstance(trigger, EventTrigger):

@@ -123,7 +123,13 @@ def render_data(
     journey: StoredJourney,
     now: datetime,
 ) -> dict[str, Any]:
-    fields = member_data(session, member, now=now, public_base_url=app.settings.public_base_url)
+    fields = member_data(
+        session,
+        member,
+        now=now,
+        public_base_url=app.settings.public_base_url,
+        default_zone=app.settings.default_time_zone,
+    )
     survey = message.decisions.get("survey")
     base = app.settings.public_base_url.rstrip("/")
     return template_data(

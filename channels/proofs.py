@@ -68,7 +68,11 @@ def send_test(
         with app.database.sessions() as session:
             row = get_member(session, external_id)
             member = member_data(
-                session, row, now=now, public_base_url=app.settings.public_base_url
+                session,
+                row,
+                now=now,
+                public_base_url=app.settings.public_base_url,
+                default_zone=app.settings.default_time_zone,
             )
             member_locale = row.locale
     base = app.settings.public_base_url.rstrip("/")

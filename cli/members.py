@@ -86,7 +86,11 @@ def members_show(external_id: str, as_json: bool) -> None:
     with app.database.sessions() as session:
         member = get_member(session, external_id)
         view = member_view(
-            session, member, now=app.clock.now(), public_base_url=app.settings.public_base_url
+            session,
+            member,
+            now=app.clock.now(),
+            public_base_url=app.settings.public_base_url,
+            default_zone=app.settings.default_time_zone,
         )
     if as_json:
         click.echo(json.dumps(view, indent=2, ensure_ascii=False))

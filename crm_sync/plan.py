@@ -101,7 +101,13 @@ def changed_members(
                     select(CrmLink).where(CrmLink.crm == crm, CrmLink.member_id.in_(ids))
                 )
             }
-            values = member_values(session, members, now=now, public_base_url=base_url)
+            values = member_values(
+                session,
+                members,
+                now=now,
+                public_base_url=base_url,
+                default_zone=app.settings.default_time_zone,
+            )
         after = members[-1].id
         for member in members:
             pushed, refused = links.get(member.id, (None, None))

@@ -15,6 +15,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from loyalty.members import first_expiring_day
 from loyalty.models import Enrollment, LedgerEntry, Member, Referral, Survey
 from loyalty.referrals import referral_link
 from loyalty.states import ReferralStatus
@@ -64,13 +65,19 @@ MEMBER_FIELDS = frozenset(
 
 
 def member_values(
-    session: Session, members: Sequence[Member], *, now: datetime, public_base_url: str
+    session: Session,
+    members: Sequence[Member],
+    *,
+    now: datetime,
+    public_base_url: str,
+    default_zone: str = "UTC",
 ) -> dict[int, dict[str, Any]]:
     """Member id → field → native value (aware datetimes, ints, Decimals, bools, None)."""
     ids = [m.id for m in members]
     if not ids:
         return {}
-    expiring = _next_expiring(session, ids, now)
+    zones = {m.id: m.time_zone or default_zone for m in members}
+    expiring = _next_expiring(session, zones, now)
     referrals = dict(
         session.execute(
             select(Referral.referrer_id, func.count(Referral.id))
@@ -113,23 +120,23 @@ def member_values(
 
 
 def _next_expiring(
-    session: Session, ids: list[int], now: datetime
+    session: Session, zones: dict[int, str], now: datetime
 ) -> dict[int, tuple[int, datetime]]:
-    """Per member: the points in the lots that expire first, and when (as ledger.next_expiring)."""
-    found: dict[int, tuple[int, datetime]] = {}
+    """Per member: the points expiring on their next local expiry day (as `member_data`)."""
+    lots: dict[int, list[tuple[datetime, int]]] = {}
     rows = session.execute(
-        select(LedgerEntry.member_id, LedgerEntry.expires_at, func.sum(LedgerEntry.remaining))
-        .where(
-            LedgerEntry.member_id.in_(ids),
+        select(LedgerEntry.member_id, LedgerEntry.expires_at, LedgerEntry.remaining).where(
+            LedgerEntry.member_id.in_(list(zones)),
             LedgerEntry.remaining > 0,
             LedgerEntry.expires_at > now,
         )
-        .group_by(LedgerEntry.member_id, LedgerEntry.expires_at)
     )
-    for member_id, expires_at, points in rows:
-        if expires_at is None:
-            continue
-        current = found.get(member_id)
-        if current is None or expires_at < current[1]:
-            found[member_id] = (int(points or 0), expires_at)
+    for member_id, expires_at, remaining in rows:
+        if expires_at is not None:
+            lots.setdefault(member_id, []).append((expires_at, remaining))
+    found: dict[int, tuple[int, datetime]] = {}
+    for member_id, member_lots in lots.items():
+        first = first_expiring_day(member_lots, zones[member_id])
+        if first is not None:
+            found[member_id] = first
     return found

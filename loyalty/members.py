@@ -2,21 +2,34 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from collections.abc import Iterable
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from loyalty import ledger
+from loyalty.clock import ensure_utc
 from loyalty.errors import UnknownMemberError
-from loyalty.models import Member, Referral
+from loyalty.models import LedgerEntry, Member, Referral
 from loyalty.referrals import referral_link
 from loyalty.settings import Settings
 from loyalty.states import ReferralStatus
 
-__all__ = ["get_member", "member_data", "member_view", "member_zone"]
+__all__ = [
+    "first_expiring_day",
+    "get_member",
+    "member_data",
+    "member_view",
+    "member_zone",
+    "next_expiring_on_local_day",
+]
+
+#: A local day lasts at most this long (a DST change adds an hour), so every lot of the
+#: first expiring day expires within this much of the first one.
+_LONGEST_DAY = timedelta(hours=26)
 
 
 def get_member(session: Session, external_id: str) -> Member:
@@ -26,11 +39,64 @@ def get_member(session: Session, external_id: str) -> Member:
     return member
 
 
+def first_expiring_day(
+    lots: Iterable[tuple[datetime, int]], zone: str
+) -> tuple[int, datetime] | None:
+    """The points of the lots that expire on the first local day any expire, and its first instant.
+
+    Two orders on one day in the member's zone expire together in the member's eyes, even
+    if their lots expire hours apart: a reminder says their sum.
+    """
+    tz = ZoneInfo(zone)
+    ordered = sorted((ensure_utc(at), points) for at, points in lots if points > 0)
+    if not ordered:
+        return None
+    first = ordered[0][0]
+    day = first.astimezone(tz).date()
+    total = sum(points for at, points in ordered if at.astimezone(tz).date() == day)
+    return total, first
+
+
+def next_expiring_on_local_day(
+    session: Session, member: Member, *, now: datetime, default_zone: str
+) -> tuple[int, datetime] | None:
+    """The points expiring on the member's next local expiry day, and when the first go."""
+    first = session.scalar(
+        select(func.min(LedgerEntry.expires_at)).where(
+            LedgerEntry.member_id == member.id,
+            LedgerEntry.remaining > 0,
+            LedgerEntry.expires_at > now,
+        )
+    )
+    if first is None:
+        return None
+    lots = session.execute(
+        select(LedgerEntry.expires_at, LedgerEntry.remaining).where(
+            LedgerEntry.member_id == member.id,
+            LedgerEntry.remaining > 0,
+            LedgerEntry.expires_at >= first,
+            LedgerEntry.expires_at < first + _LONGEST_DAY,
+        )
+    ).all()
+    return first_expiring_day(
+        [(at, remaining) for at, remaining in lots if at is not None],
+        member.time_zone or default_zone,
+    )
+
+
 def member_data(
-    session: Session, member: Member, *, now: datetime, public_base_url: str
+    session: Session,
+    member: Member,
+    *,
+    now: datetime,
+    public_base_url: str,
+    default_zone: str = "UTC",
 ) -> dict[str, Any]:
-    """The member with derived loyalty fields; datetimes aware UTC, money as Decimal."""
-    expiring = ledger.next_expiring(session, member, now=now)
+    """The member with derived loyalty fields; datetimes aware UTC, money as Decimal.
+
+    `default_zone` is the program's zone, for members without one of their own.
+    """
+    expiring = next_expiring_on_local_day(session, member, now=now, default_zone=default_zone)
     referrals_completed = session.scalar(
         select(func.count(Referral.id)).where(
             Referral.referrer_id == member.id, Referral.status == ReferralStatus.COMPLETED
@@ -76,10 +142,17 @@ def _plain(value: Any) -> Any:
 
 
 def member_view(
-    session: Session, member: Member, *, now: datetime, public_base_url: str
+    session: Session,
+    member: Member,
+    *,
+    now: datetime,
+    public_base_url: str,
+    default_zone: str = "UTC",
 ) -> dict[str, Any]:
     """`member_data` as JSON-ready values."""
-    data = member_data(session, member, now=now, public_base_url=public_base_url)
+    data = member_data(
+        session, member, now=now, public_base_url=public_base_url, default_zone=default_zone
+    )
     for key in ("birth_month", "birth_day", "birth_year"):
         data.pop(key)
     return {key: _plain(value) for key, value in data.items()}
