@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 
 from automations.definition import Program, journey_files, load_journeys
-from automations.preview import preview
+from automations.preview import OutsideAudience, preview
 from automations.simulate import parse_day, simulate
 from automations.versions import journey_summaries, latest_versions, publish
 from cli.context import (
@@ -184,12 +184,37 @@ def simulate_command(
 @click.argument("journey_id")
 @click.option("--member", "external_id", required=True)
 @click.option("--step", "step_id", help="only this send step")
+@click.option(
+    "--event",
+    "event_json",
+    metavar="JSON",
+    help="the triggering event's data as a JSON object (or a whole event: type and data) "
+    "[default: the member's latest event of the trigger's type]",
+)
 @click.option("--json", "as_json", is_flag=True)
 @guard
-def preview_command(journey_id: str, external_id: str, step_id: str | None, as_json: bool) -> None:
-    """Render what a member would get from a journey's send steps, with the data used."""
+def preview_command(
+    journey_id: str, external_id: str, step_id: str | None, event_json: str | None, as_json: bool
+) -> None:
+    """Render what a member would get from a journey's send steps, with the data used.
+
+    A member outside the journey's audience (or an event outside its trigger's
+    conditions) gets one line saying so, and exit status 1.
+    """
+    event = None
+    if event_json is not None:
+        try:
+            event = json.loads(event_json)
+        except ValueError as exc:
+            fail(f"--event is not JSON ({exc})", 2)
+        if not isinstance(event, dict):
+            fail('--event must be a JSON object, e.g. \'{"order_id": "1001", "total": 40}\'', 2)
     app = app_from_environment()
-    previews = preview(app, journey_id, external_id, step_id)
+    try:
+        previews = preview(app, journey_id, external_id, step_id, event=event)
+    except OutsideAudience as exc:
+        click.echo(str(exc))
+        sys.exit(1)
     if as_json:
         click.echo(json.dumps(previews, indent=2, ensure_ascii=False, default=str))
         return
