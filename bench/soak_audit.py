@@ -317,12 +317,14 @@ def _messages(session: Session, found: Findings, providers: dict[str, ProviderLo
 def _walk(journey: Journey, enrollment: Enrollment) -> list[str]:
     """The steps this enrollment has run, as far as its notes tell (a wait ends the walk)."""
     finished = enrollment.state not in (EnrollmentState.ACTIVE, EnrollmentState.WAITING)
+    # Reaching the goal stops an enrollment where it stands: its current step did not run.
+    stopped_before = enrollment.state == EnrollmentState.CONVERTED
     notes = enrollment.context.get("notes", {})
     ran: list[str] = []
     step_id = journey.steps[0].id
     while step_id != END and step_id not in ran:
         if step_id == enrollment.current_step:
-            if finished or enrollment.state == EnrollmentState.WAITING:
+            if (finished and not stopped_before) or enrollment.state == EnrollmentState.WAITING:
                 ran.append(step_id)
             break
         ran.append(step_id)
