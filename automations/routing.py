@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -14,7 +16,31 @@ from loyalty.models import Enrollment, Event, Member
 from loyalty.settings import Settings
 from loyalty.states import IN_FLIGHT, EnrollmentState
 
-__all__ = ["route_event"]
+__all__ = ["occurrence_of", "route_event"]
+
+#: Longest occurrence kept as written (the column holds 128); longer ones are hashed.
+MAX_OCCURRENCE_CHARS = 100
+
+
+def occurrence_of(event: Event) -> str:
+    """What entering on this event is, for the entry rule: the order for orders and refunds.
+
+    A shop may send one order under two event ids (a webhook and an import, say):
+    the ledger earns once by order id, and so an `every_time` journey enters once.
+    A refund is one refund of its order (by `refund_id` when the shop names it).
+    """
+    payload = event.payload
+    if event.type == "order.completed" and payload.get("order_id") is not None:
+        name = f"order:{payload['order_id']}"
+    elif event.type == "order.refunded" and payload.get("order_id") is not None:
+        refund = payload.get("refund_id")
+        name = f"refund:{payload['order_id']}" + (f":{refund}" if refund is not None else "")
+    else:
+        return f"event:{event.id}"
+    if len(name) > MAX_OCCURRENCE_CHARS:
+        kind = name.split(":", 1)[0]
+        name = f"{kind}:sha256:{hashlib.sha256(name.encode()).hexdigest()[:40]}"
+    return name
 
 
 def route_event(session: Session, event: Event, *, settings: Settings) -> list[int]:
@@ -49,7 +75,7 @@ def route_event(session: Session, event: Event, *, settings: Settings) -> list[i
                 session,
                 published,
                 member,
-                occurrence=f"event:{event.id}",
+                occurrence=occurrence_of(event),
                 now=now,
                 settings=settings,
                 context={"event": event.payload, "event_id": event.id},

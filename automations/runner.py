@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import secrets
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
@@ -30,7 +30,7 @@ from loyalty.models import Enrollment, JourneyVersion, Member, Message, Survey
 from loyalty.settings import Settings
 from loyalty.states import EnrollmentState, LedgerKind, MessageState
 
-__all__ = ["run_enrollment"]
+__all__ = ["Ran", "run_enrollment"]
 
 log = logging.getLogger(__name__)
 
@@ -38,15 +38,26 @@ log = logging.getLogger(__name__)
 MAX_STEPS_PER_RUN = 100
 
 
-def run_enrollment(app: App, enrollment_id: int) -> list[int]:
-    """Run the enrollment until it waits or ends; returns the ids of messages to deliver."""
-    messages: list[int] = []
+@dataclass
+class Ran:
+    """What a run left to queue: messages to deliver, and events its steps caused."""
+
+    messages: list[int] = field(default_factory=list)
+    #: `points.changed` / `tier.changed` of the points its steps awarded.
+    events: list[int] = field(default_factory=list)
+
+
+def run_enrollment(app: App, enrollment_id: int) -> Ran:
+    """Run the enrollment until it waits or ends; returns what to queue."""
+    ran = Ran()
     for _ in range(MAX_STEPS_PER_RUN):
         with app.database.transaction() as session:
-            progressed = _step(session, app, enrollment_id, messages)
+            progressed = _step(session, app, enrollment_id, ran.messages)
+            caused = ledger.take_emitted(session)
+        ran.events += caused
         if not progressed:
             break
-    return messages
+    return ran
 
 
 def _step(session: Session, app: App, enrollment_id: int, messages: list[int]) -> bool:

@@ -7,7 +7,8 @@ import uuid
 
 import click
 
-from cli.context import app_from_environment, guard
+from automations.intake import queue_events
+from cli.context import app_from_environment, guard, workers
 from loyalty import ledger
 from loyalty.members import get_member
 from loyalty.states import LedgerKind
@@ -76,18 +77,22 @@ def points_adjust(external_id: str, delta: int, reason: str, key: str | None) ->
     """Add (positive) or take (negative) points by hand."""
     app = app_from_environment()
     now = app.clock.now()
-    with app.database.transaction() as session:
-        member = ledger.lock_member(session, get_member(session, external_id).id)
-        posting = ledger.apply(
-            session,
-            member,
-            LedgerKind.ADJUST,
-            delta,
-            key=key or f"manual:{uuid.uuid4()}",
-            reason=reason,
-            now=now,
-            thresholds=app.settings.tier_thresholds,
-            expires_at=ledger.default_expiry(now, app.settings.points_expiry_days),
-        )
+    # The points.changed / tier.changed events of the entry journeys may start on.
+    with workers(app, False):
+        with app.database.transaction() as session:
+            member = ledger.lock_member(session, get_member(session, external_id).id)
+            posting = ledger.apply(
+                session,
+                member,
+                LedgerKind.ADJUST,
+                delta,
+                key=key or f"manual:{uuid.uuid4()}",
+                reason=reason,
+                now=now,
+                thresholds=app.settings.tier_thresholds,
+                expires_at=ledger.default_expiry(now, app.settings.points_expiry_days),
+            )
+            caused = ledger.take_emitted(session)
+        queue_events(caused)
     state = "applied" if posting.applied else "already applied"
     click.echo(f"{state}: {posting.entry.delta:+d}; balance {member.points_balance}")

@@ -147,6 +147,8 @@ def rewards_redeem(
             # A pending one asked again is queued again: the code is made once either way.
             try:
                 actors.send("create_reward_code", redemption.id)
+                for event_id in redeemed.caused:
+                    actors.send("process_event", event_id)
             except BROKER_OUTAGES:
                 click.echo(
                     "note: the broker (REDIS_URL) is unreachable; the points are taken and the "

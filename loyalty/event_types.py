@@ -21,6 +21,7 @@ __all__ = [
     "BUILTIN_TYPES",
     "INTERNAL_SOURCE",
     "PAYLOAD_KEYS",
+    "PROGRAM_TYPES",
     "EventInput",
     "PayloadKeys",
     "check_envelope",
@@ -227,8 +228,13 @@ _VALIDATORS: dict[str, Callable[[dict[str, Any]], None]] = {
     "member.enrolled": lambda data: None,
     "survey.answered": _validate_survey_answer,
     "reward.available": lambda data: None,
+    "points.changed": lambda data: None,
+    "tier.changed": lambda data: None,
 }
 BUILTIN_TYPES = tuple(_VALIDATORS)
+#: Built-in types the program emits itself (source INTERNAL_SOURCE) as a consequence of
+#: other work: rewards the balance reached, and every move of the balance and the tier.
+PROGRAM_TYPES = ("reward.available", "points.changed", "tier.changed")
 
 
 @dataclass(frozen=True)
@@ -261,6 +267,11 @@ PAYLOAD_KEYS: dict[str, PayloadKeys] = {
     "member.enrolled": PayloadKeys(),
     "survey.answered": PayloadKeys(("kind", "score"), ("survey_id", "category")),
     "reward.available": PayloadKeys((), ("reward", "reward_name", "cost", "points")),
+    # One per ledger entry: delta and the balance after it; kind is earn, redeem, expire,
+    # adjust or bonus; reason is the entry's (an order, a refund, a journey, by hand).
+    "points.changed": PayloadKeys(("delta", "balance", "kind", "reason")),
+    # The tier moved with lifetime points; direction is up or down (refunds, adjustments).
+    "tier.changed": PayloadKeys(("from", "to", "direction")),
 }
 
 

@@ -136,6 +136,7 @@ def process_event(
         record_event(session, effect, settings=settings, now=now)[0].id
         for effect in apply_effect(session, event, member, settings, now)
     ]
+    caused += ledger.take_emitted(session)
     event.processed_at = now
     return caused
 

@@ -4,6 +4,12 @@ Positive entries (earn, bonus, positive adjust) are *lots*: their `remaining`
 points are consumed first-expiring-first by redeems, negative adjusts and
 expiry. The member's `points_balance` is a cache of the sum of all deltas,
 updated in the same transaction, and never goes below zero.
+
+Every entry that moves the balance records a `points.changed` event, and one
+that moves the tier a `tier.changed` event, in the same transaction and named
+after the entry (`points.changed:<entry id>`): once per change, whichever path
+posted it. `take_emitted` hands their ids to the caller, which queues them; the
+relay tick picks up any that nobody queued.
 """
 
 from __future__ import annotations
@@ -17,7 +23,8 @@ from sqlalchemy import Select, func, nulls_last, or_, select
 from sqlalchemy.orm import Session
 
 from loyalty.errors import InsufficientPointsError
-from loyalty.models import LedgerEntry, Member
+from loyalty.event_types import INTERNAL_SOURCE
+from loyalty.models import Event, LedgerEntry, Member
 from loyalty.states import LedgerKind
 from loyalty.tiers import tier_for
 
@@ -31,11 +38,14 @@ __all__ = [
     "lock_member",
     "next_expiring",
     "redeemable",
+    "take_emitted",
 ]
 
 #: A movement's kind: a LedgerKind, or its plain value.
 Kind = LedgerKind | Literal["earn", "redeem", "expire", "adjust", "bonus"]
 _LIFETIME_KINDS = (LedgerKind.EARN, LedgerKind.BONUS, LedgerKind.ADJUST)
+#: Where a session keeps the ids of the change events it recorded, until taken.
+_EMITTED = "ledger.emitted_events"
 
 
 @dataclass(frozen=True)
@@ -107,13 +117,62 @@ def apply(
         created_at=now,
     )
     session.add(entry)
+    tier_before = member.tier
     member.points_balance += delta
     if kind in _LIFETIME_KINDS:
         member.lifetime_points = max(0, member.lifetime_points + delta)
         member.tier = tier_for(member.lifetime_points, thresholds)
     member.updated_at = now
     session.flush()
+    _emit_changes(session, member, entry, tier_before, thresholds, now)
     return Posting(entry, applied=True)
+
+
+def _emit_changes(
+    session: Session,
+    member: Member,
+    entry: LedgerEntry,
+    tier_before: str,
+    thresholds: Mapping[str, int],
+    now: datetime,
+) -> None:
+    """Record `points.changed` (and `tier.changed` when the tier moved) for one posted entry."""
+    events: list[tuple[str, dict[str, object]]] = []
+    if entry.delta != 0:
+        points = {
+            "delta": entry.delta,
+            "balance": member.points_balance,
+            "kind": str(LedgerKind(entry.kind).value),
+            "reason": entry.reason,
+        }
+        events.append(("points.changed", points))
+    if member.tier != tier_before:
+        up = thresholds.get(member.tier, -1) > thresholds.get(tier_before, -1)
+        direction = "up" if up else "down"
+        events.append(
+            ("tier.changed", {"from": tier_before, "to": member.tier, "direction": direction})
+        )
+    rows = [
+        Event(
+            source=INTERNAL_SOURCE,
+            external_id=f"{event_type}:{entry.id}",
+            type=event_type,
+            member_id=member.id,
+            payload=payload,
+            occurred_at=now,
+            received_at=now,
+        )
+        for event_type, payload in events
+    ]
+    session.add_all(rows)
+    session.flush()
+    session.info.setdefault(_EMITTED, []).extend(row.id for row in rows)
+
+
+def take_emitted(session: Session) -> list[int]:
+    """The ids of the change events recorded in `session` since the last call, to queue."""
+    ids: list[int] = session.info.pop(_EMITTED, [])
+    return ids
 
 
 def _live_lots(member: Member, now: datetime) -> Select[LedgerEntry]:
@@ -160,21 +219,23 @@ def expire_due(session: Session, member: Member, *, now: datetime) -> int:
         points = min(points, member.points_balance)
         if points <= 0:
             continue
-        session.add(
-            LedgerEntry(
-                member_id=member.id,
-                delta=-points,
-                kind=LedgerKind.EXPIRE,
-                reason=f"lot {lot.id} expired",
-                idempotency_key=f"expire:{lot.id}",
-                expires_at=None,
-                remaining=0,
-                created_at=lot.expires_at,
-            )
+        entry = LedgerEntry(
+            member_id=member.id,
+            delta=-points,
+            kind=LedgerKind.EXPIRE,
+            reason=f"lot {lot.id} expired",
+            idempotency_key=f"expire:{lot.id}",
+            expires_at=None,
+            remaining=0,
+            created_at=lot.expires_at,
         )
+        session.add(entry)
         member.points_balance -= points
         member.updated_at = now
         expired += points
+        session.flush()
+        # Expiry never moves the tier (lifetime points stay), so thresholds are not needed.
+        _emit_changes(session, member, entry, member.tier, {}, now)
     session.flush()
     return expired
 

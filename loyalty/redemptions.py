@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from decimal import Decimal
 
@@ -68,6 +68,8 @@ class Redeemed:
     redemption: Redemption
     #: False when the idempotency key had already made it.
     created: bool
+    #: Events the points taken caused (`points.changed`, from `redeem_member`), to queue.
+    caused: tuple[int, ...] = ()
 
 
 def ledger_key(member_id: int, idempotency_key: str) -> str:
@@ -189,7 +191,7 @@ def redeem_member(
         try:
             with database.transaction() as session:
                 member = get_member(session, external_id)
-                return redeem(
+                redeemed = redeem(
                     session,
                     member,
                     reward_id,
@@ -199,6 +201,7 @@ def redeem_member(
                     now=now,
                     currency=currency,
                 )
+                return replace(redeemed, caused=tuple(ledger.take_emitted(session)))
         except IntegrityError:
             if attempt == 2:
                 raise

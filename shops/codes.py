@@ -28,6 +28,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Protocol
 
+from loyalty import ledger
 from loyalty.app import App
 from loyalty.errors import ConfigError, RetriableError
 from loyalty.event_types import INTERNAL_SOURCE, EventInput
@@ -280,4 +281,7 @@ def _failed(app: App, redemption_id: int, reason: str, shop: str) -> list[int]:
             expiry_days=settings.points_expiry_days,
             now=now,
         )
-        return [record_event(session, event, settings=settings, now=now)[0].id for event in caused]
+        recorded = [
+            record_event(session, event, settings=settings, now=now)[0].id for event in caused
+        ]
+        return recorded + ledger.take_emitted(session)

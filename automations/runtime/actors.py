@@ -58,7 +58,10 @@ def process_event(event_id: int) -> None:
 
 def run_enrollment(enrollment_id: int) -> None:
     """Run an enrollment's steps until it waits or ends; queue the messages it made."""
-    for message_id in runner.run_enrollment(runtime.current(), enrollment_id):
+    ran = runner.run_enrollment(runtime.current(), enrollment_id)
+    for event_id in ran.events:
+        send("process_event", event_id)
+    for message_id in ran.messages:
         send("deliver_message", message_id)
 
 
@@ -82,6 +85,9 @@ def expire_points(member_id: int) -> None:
     with app.database.transaction() as session:
         member = ledger.lock_member(session, member_id)
         ledger.expire_due(session, member, now=app.clock.now())
+        caused = ledger.take_emitted(session)
+    for event_id in caused:
+        send("process_event", event_id)
 
 
 def crm_push(crm: str) -> None:

@@ -157,7 +157,7 @@ def test_trigger_conditions_and_entry_rules(app: App, tmp_path: Path) -> None:
     assert enrollments(app) == []
     send_event(app, order("m-1", "2"))
     send_event(app, order("m-1", "3"))
-    assert [e.occurrence for e in enrollments(app)] == ["event:2", "event:3"]
+    assert [e.occurrence for e in enrollments(app)] == ["order:2", "order:3"]
 
 
 def test_no_consent_suppresses_and_says_why(app: App, tmp_path: Path) -> None:

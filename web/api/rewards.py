@@ -157,7 +157,7 @@ async def post_redemption(
         raise ApiError(422, ["body", "reward"], str(exc), "not_redeemable") from None
     redemption = redeemed.redemption
     if redemption.state == RedemptionState.PENDING:
-        await run_in_threadpool(_make_code, app, redemption.id)
+        await run_in_threadpool(_make_code, app, redemption.id, redeemed.caused)
         redemption = await run_in_threadpool(_reload, app, redemption)
     if not redeemed.created:
         response.status_code = 200
@@ -173,10 +173,11 @@ async def post_redemption(
     return _out(redemption, external_id)
 
 
-def _make_code(app: App, redemption_id: int) -> None:
-    """Queue the code on Redis; on the embedded default make it here.
+def _make_code(app: App, redemption_id: int, caused: tuple[int, ...] = ()) -> None:
+    """Queue the code (and the events the points taken caused) on Redis; else make it here.
 
     A pending redemption asked for again is queued again: the code is made once either way.
+    On the embedded default the caused events are queued by the scheduler's relay.
     """
     if app.settings.redis_url:
         try:
@@ -185,6 +186,8 @@ def _make_code(app: App, redemption_id: int) -> None:
                     build_broker(app.settings)
                     _broker_built.add(app.settings.redis_url)
             actors.send("create_reward_code", redemption_id)
+            for event_id in caused:
+                actors.send("process_event", event_id)
         except BROKER_OUTAGES:
             log.warning("api.redemption_queue_later", extra={"redemption_id": redemption_id})
         return
