@@ -102,12 +102,40 @@ class ScheduleTrigger(StrictModel):
 
 
 class DateTrigger(StrictModel):
-    """Enter ``days_before`` a member date at local time ``at`` in the member's zone."""
+    """Enter ``days_before`` a member date at local time ``at`` in the member's zone.
+
+    ``last_order_at`` (inactivity, win-back) counts ``days_after`` the last order
+    instead, once per lapse: a new order starts a new one.
+    """
 
     type: Literal["date"]
-    field: Literal["birthday", "enrolled_at", "points_expiry"]
+    field: Literal["birthday", "enrolled_at", "points_expiry", "last_order_at"]
     days_before: Annotated[int, Field(ge=0, le=366)] = 0
+    days_after: Annotated[int, Field(ge=1, le=3660)] | None = None
     at: LocalTime = time(9, 0)
+
+    @model_validator(mode="after")
+    def _days(self) -> DateTrigger:
+        if self.field == "last_order_at":
+            if self.days_after is None:
+                raise problem(
+                    "days_after",
+                    "a last_order_at trigger needs `days_after`: the days without an order",
+                    "e.g. days_after: 60 for members who have not ordered for 60 days",
+                )
+            if self.days_before:
+                raise problem(
+                    "days_before",
+                    "the last order lies in the past: count `days_after` it, not days_before",
+                    "remove days_before",
+                )
+        elif self.days_after is not None:
+            raise problem(
+                "days_after",
+                f"`days_after` counts from the last order; {self.field} counts `days_before`",
+                "use days_before, or field: last_order_at for inactivity",
+            )
+        return self
 
 
 Trigger = Annotated[EventTrigger | ScheduleTrigger | DateTrigger, Field(discriminator="type")]

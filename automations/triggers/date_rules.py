@@ -11,7 +11,10 @@ Pure functions of (member date, member zone, trigger, instant); the scan in
 - 29 February is celebrated on 28 February (or 1 March, a setting) in common years;
 - the occurrence key, unique per (journey, member) in ``enrollments``, is the
   celebration's year (``"2026"``) for birthdays and enrolment anniversaries, and
-  the local expiry date (``"2026-12-31"``) for points expiry.
+  the local expiry date (``"2026-12-31"``) for points expiry;
+- inactivity (``last_order_at``) fires ``days_after`` the local date of the last
+  order; its occurrence is the last order's instant, so each lapse enters once
+  and a new order starts a new lapse.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from automations.definition.models import DateTrigger
-from loyalty.clock import local_instant
+from loyalty.clock import ensure_utc, local_instant
 
 __all__ = [
     "EARLIEST_OFFSET",
@@ -37,6 +40,8 @@ __all__ = [
     "expiry_firing",
     "firing_for",
     "is_due",
+    "lapse_firing",
+    "lapse_occurrence",
     "local_date",
     "local_day_bounds",
     "member_zone",
@@ -44,7 +49,7 @@ __all__ = [
     "occurrence_for",
 ]
 
-DateField = Literal["birthday", "enrolled_at", "points_expiry"]
+DateField = Literal["birthday", "enrolled_at", "points_expiry", "last_order_at"]
 LeapDayRule = Literal["feb28", "mar1"]
 
 #: The westernmost and easternmost UTC offsets in use (Etc/GMT+12, Pacific/Kiritimati).
@@ -126,8 +131,15 @@ def celebrations_at(instant: datetime, days_before: int) -> list[date]:
 
 
 def occurrence_for(field: DateField, celebration: date) -> str:
-    """The enrollment occurrence key of a celebration."""
-    return celebration.isoformat() if field == "points_expiry" else str(celebration.year)
+    """The enrollment occurrence key of a celebration (a lapse's is `lapse_occurrence`)."""
+    if field in ("points_expiry", "last_order_at"):
+        return celebration.isoformat()
+    return str(celebration.year)
+
+
+def lapse_occurrence(last_order_at: datetime) -> str:
+    """The occurrence key of one lapse: the instant of the order it follows (UTC, ISO 8601)."""
+    return ensure_utc(last_order_at).isoformat()
 
 
 # -- firings ------------------------------------------------------------------------------------
@@ -195,6 +207,23 @@ def expiry_firing(
     if local_date(expires_at, zone) != celebration:
         return None
     return firing_for(trigger, celebration, zone)
+
+
+def lapse_firing(
+    last_order_at: datetime, zone: ZoneInfo, trigger: DateTrigger, instant: datetime
+) -> Firing | None:
+    """The inactivity firing ``days_after`` the last order, if its fire day is the local today."""
+    ordered = local_date(last_order_at, zone)
+    fire_day = ordered + timedelta(days=trigger.days_after or 0)
+    if fire_day != local_date(instant, zone):
+        return None
+    return Firing(
+        occurrence=lapse_occurrence(last_order_at),
+        celebration=ordered,
+        fire_day=fire_day,
+        fire_at=local_instant(fire_day, trigger.at, zone),
+        day_ends_at=local_instant(fire_day + _DAY, time(0), zone),
+    )
 
 
 def is_due(firing: Firing, instant: datetime, *, catch_up: bool, grace: timedelta) -> bool:

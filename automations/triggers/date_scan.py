@@ -9,7 +9,11 @@ members whose date falls on one of those (shifted by ``days_before``):
 - ``enrolled_at``: the local enrolment date is within a day of the UTC one, so
   one short ``enrolled_at`` range per past year (index ``ix_members_enrolled_at``);
 - ``points_expiry``: lots with points left whose ``expires_at`` lies in a window
-  of about three days (index ``ix_points_ledger_expires_at``).
+  of about three days (index ``ix_points_ledger_expires_at``);
+- ``last_order_at`` (inactivity): members whose last order lies in a window of
+  about three days, ``days_after`` ago. Its occurrence is each member's own
+  (the last order's instant), so the already-entered are left out by a second
+  query over the candidates rather than in the first.
 
 The query over-selects by at most a day on each side; the exact decision (the
 member's zone, DST, 29 February) is taken in Python by ``date_triggers``. Members
@@ -40,6 +44,7 @@ from automations.triggers.date_rules import (
     celebrations_at,
     expiry_firing,
     is_due,
+    lapse_firing,
     member_zone,
     month_days_celebrated_on,
     occurrence_for,
@@ -97,6 +102,8 @@ def due_date_entries(
         return scan.birthdays(session)
     if trigger.field == "enrolled_at":
         return scan.anniversaries(session)
+    if trigger.field == "last_order_at":
+        return scan.lapses(session)
     return scan.expiries(session)
 
 
@@ -186,6 +193,30 @@ class _Scan:
             return expiry_firing(row.expires_at, zone, self.trigger, self.now)
 
         return self._decide(rows, groups, firing)
+
+    def lapses(self, session: Session) -> list[DueEntry]:
+        ordered_on = celebrations_at(self.now, -(self.trigger.days_after or 0))
+        query = select(Member.id, Member.time_zone, Member.last_order_at).where(
+            Member.erased_at.is_(None), _local_dates_in(Member.last_order_at, ordered_on)
+        )
+
+        def firing(row: Any, zone: ZoneInfo) -> Firing | None:
+            return lapse_firing(row.last_order_at, zone, self.trigger, self.now)
+
+        entries = self._decide(session.execute(query).all(), [], firing)
+        if not self.exclude_enrolled or not entries:
+            return entries
+        entered = {
+            (member_id, occurrence)
+            for member_id, occurrence in session.execute(
+                select(Enrollment.member_id, Enrollment.occurrence).where(
+                    Enrollment.journey_id == self.journey_id,
+                    Enrollment.member_id.in_(sorted({e.member_id for e in entries})),
+                    Enrollment.occurrence.in_(sorted({e.occurrence for e in entries})),
+                )
+            )
+        }
+        return [e for e in entries if (e.member_id, e.occurrence) not in entered]
 
     # -- shared steps -----------------------------------------------------------------------
 

@@ -60,8 +60,8 @@ CASES: dict[str, tuple[str, list[str]]] = {
         "id: case\nname: Case\ntrigger: {type: date, field: anniversary}\n"
         "entry: {once_per: year}\n" + HELLO,
         [
-            "3:30: `field` cannot be 'anniversary' (use 'birthday', 'enrolled_at' or "
-            "'points_expiry')"
+            "3:30: `field` cannot be 'anniversary' (use 'birthday', 'enrolled_at', "
+            "'points_expiry' or 'last_order_at')"
         ],
     ),
     "trigger without type": (
