@@ -8,10 +8,7 @@ ledger through a worker: the web process queued them on Redis after the commit
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -19,29 +16,16 @@ import pytest
 import redis
 from sqlalchemy import select
 
-from bench.soak_processes import Supervisor, loyalty_command
+from bench.soak_processes import Supervisor, free_port, loyalty_command
 from loyalty.app import App
 from loyalty.db import Database
 from loyalty.models import Event, LedgerEntry, Member
 from tests.conftest import REDIS_URL
+from tests.processes import answers, wait_for
 
 #: A Redis database of this test's own: other suites' fixtures flush database 15 and
 #: their workers read its queues, which would take this test's messages.
 OWN_REDIS_URL = REDIS_URL.rsplit("/", 1)[0] + "/13"
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def wait_for(check: Callable[[], bool], what: str, timeout: float = 120.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out waiting for {what}")
-        time.sleep(0.2)
 
 
 def balance(database: Database, external_id: str) -> int | None:
@@ -49,13 +33,6 @@ def balance(database: Database, external_id: str) -> int | None:
         return session.scalar(
             select(Member.points_balance).where(Member.external_id == external_id)
         )
-
-
-def answers(url: str) -> bool:
-    try:
-        return httpx.get(url, timeout=1).status_code == 200
-    except httpx.TransportError:
-        return False
 
 
 @pytest.mark.integration
@@ -118,14 +95,18 @@ def test_events_posted_to_loyalty_serve_reach_the_ledger_through_loyalty_worker(
         assert (posted.json()["stored"], posted.json()["duplicates"]) == (4, 1)
 
         # Then the worker applies them: the orders' points land in the ledger once
-        wait_for(lambda: balance(postgres, "m-1") == 75, "the points of three orders")
+        def settled() -> bool:
+            with postgres.sessions() as session:
+                unprocessed = session.scalar(select(Event.id).where(Event.processed_at.is_(None)))
+            return balance(postgres, "m-1") == 75 and unprocessed is None
+
+        # (the orders, and the points.changed events their ledger entries caused)
+        wait_for(settled, "the points of three orders, every event processed", logs=tmp_path)
         with postgres.sessions() as session:
             entries = session.scalars(
                 select(LedgerEntry.delta).join(Member).where(Member.external_id == "m-1")
             ).all()
-            unprocessed = session.scalar(select(Event.id).where(Event.processed_at.is_(None)))
         assert sorted(entries) == [25, 25, 25]
-        assert unprocessed is None
         assert balance(postgres, "new-1") == 0
 
         # And the API shows them

@@ -10,7 +10,6 @@ import json
 import os
 import subprocess
 import threading
-import time
 from collections.abc import Mapping
 from datetime import timedelta
 from pathlib import Path
@@ -35,6 +34,7 @@ from loyalty.event_types import EventInput
 from loyalty.models import Event, Member
 from tests.conftest import REDIS_URL, make_settings
 from tests.factories import make_member
+from tests.processes import wait_for
 
 ORDER = {"order_id": "1001", "total": "40", "currency": "EUR"}
 #: `points` must be a whole number: processing this one raises ValueError.
@@ -167,15 +167,6 @@ def test_an_event_out_of_retries_on_a_lost_database_is_not_parked(
 # -- the production shape -----------------------------------------------------------------
 
 
-def wait_for(check: object, timeout: float = 120.0) -> None:
-    assert callable(check)
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            pytest.fail("timed out waiting for the processes")
-        time.sleep(0.2)
-
-
 @pytest.mark.integration
 def test_loyalty_worker_parks_a_failing_event_and_the_scheduler_relay_leaves_it(
     postgres_app: App, redis_url: str, tmp_path: Path
@@ -204,7 +195,7 @@ def test_loyalty_worker_parks_a_failing_event_and_the_scheduler_relay_leaves_it(
         supervisor.start("worker", [*loyalty, "worker", "--processes", "1", "--threads", "2"])
         # The scheduler's relay queues the stored event (its first run is at start-up)
         scheduler = supervisor.start("scheduler", [*loyalty, "scheduler"])
-        wait_for(lambda: event_row(postgres, bad_id).parked_at is not None)
+        wait_for(lambda: event_row(postgres, bad_id).parked_at is not None, logs=tmp_path)
         supervisor.kill(scheduler)
 
         # A later order of the same member is applied at once, not held behind it
@@ -222,7 +213,7 @@ def test_loyalty_worker_parks_a_failing_event_and_the_scheduler_relay_leaves_it(
             postgres, member_id, "e-3", ORDER | {"order_id": "1002"}, "order.completed"
         )
         scheduler = supervisor.start("scheduler", [*loyalty, "scheduler"])
-        wait_for(lambda: event_row(postgres, waiting_id).processed_at is not None)
+        wait_for(lambda: event_row(postgres, waiting_id).processed_at is not None, logs=tmp_path)
         assert balance(postgres, "m-1") == 80
         listed = subprocess.run(
             [*loyalty, "dlq", "list"], env=env, capture_output=True, text=True, check=True

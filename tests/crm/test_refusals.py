@@ -7,7 +7,6 @@ time; the operator needs one line that says what is wrong and when the next try 
 from __future__ import annotations
 
 import os
-import time
 from datetime import timedelta
 from pathlib import Path
 
@@ -30,6 +29,7 @@ from sandbox.hubspot import HubSpotSandbox
 from sandbox.salesforce import SalesforceSandbox
 from tests.conftest import REDIS_URL
 from tests.crm.support import add_members, crm_app
+from tests.processes import wait_for
 
 
 def cursor(database: Database, crm_name: str, direction: str) -> SyncCursor | None:
@@ -128,14 +128,12 @@ def test_loyalty_worker_and_scheduler_with_a_revoked_token_leave_no_dead_letter(
     try:
         supervisor.start("worker", [*loyalty, "worker", "--processes", "1", "--threads", "2"])
         supervisor.start("scheduler", [*loyalty, "scheduler"])
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
+
+        def refused_both_ways() -> bool:
             pushed, pulled = (cursor(database, "hubspot", d) for d in ("push", "pull"))
-            if pushed and pulled and pushed.refusals and pulled.refusals:
-                break
-            time.sleep(0.2)
-        else:
-            pytest.fail("the worker never recorded the refusals")
+            return bool(pushed and pulled and pushed.refusals and pulled.refusals)
+
+        wait_for(refused_both_ways, "the worker to record the refusals", logs=tmp_path)
     finally:
         supervisor.stop_all()
     assert list_dead_letters(database) == []

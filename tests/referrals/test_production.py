@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -19,14 +18,8 @@ from loyalty.models import Event, Member, Referral
 from loyalty.referral_review import approve
 from sandbox.shopify import ShopifySandbox
 from tests.conftest import REDIS_URL
+from tests.processes import answers, wait_for
 from tests.referrals.support import FRIEND_REWARD, REFERRAL_POINTS, SHOP_URL, program
-
-
-def wait_for(condition: Callable[[], bool], timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.2)
 
 
 @pytest.mark.integration
@@ -76,7 +69,7 @@ def test_a_flagged_referral_is_paid_once_after_approval_by_the_scheduler(
     try:
         supervisor.start("worker", [*loyalty, "worker", "--processes", "1", "--threads", "2"])
         supervisor.start("serve", [*loyalty, "serve", "--port", str(port)])
-        wait_for(lambda: _answers(f"http://127.0.0.1:{port}/healthz"))
+        wait_for(lambda: answers(f"http://127.0.0.1:{port}/healthz"))
 
         # Given a referrer who ordered, and her friend code from her link
         anna = shopify_sandbox.customer_payload(7001, email="anna@example.com")
@@ -122,10 +115,3 @@ def test_a_flagged_referral_is_paid_once_after_approval_by_the_scheduler(
     logs = "".join(path.read_text() for path in tmp_path.glob("*.log"))
     assert "anna@example.com" not in logs and "bob@example.org" not in logs
     assert "Traceback" not in logs
-
-
-def _answers(url: str) -> bool:
-    try:
-        return httpx.get(url, timeout=1).status_code == 200
-    except httpx.TransportError:
-        return False

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
@@ -17,16 +16,8 @@ from loyalty.models import Event, Member
 from loyalty.rewards import RedemptionState
 from sandbox.shopify import ShopifySandbox
 from tests.conftest import REDIS_URL
+from tests.processes import wait_for
 from tests.rewards.support import journeys_dir, redemptions
-
-
-def wait_for(check: object, timeout: float = 120.0) -> None:
-    assert callable(check)
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            pytest.fail("timed out waiting for the worker")
-        time.sleep(0.2)
 
 
 @pytest.mark.integration
@@ -82,7 +73,7 @@ def test_a_worker_makes_the_code_at_shopify_after_loyalty_rewards_redeem(
                 event = session.scalar(select(Event).where(Event.type == "reward.redeemed"))
                 return event is not None and event.processed_at is not None
 
-        wait_for(redeemed_processed)
+        wait_for(redeemed_processed, "the worker to process reward.redeemed", logs=tmp_path)
     finally:
         supervisor.stop_all()
     (code,) = shopify_sandbox.codes()
