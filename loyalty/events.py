@@ -29,7 +29,7 @@ from loyalty.errors import (
     SkippableError,
     UnknownMemberError,
 )
-from loyalty.event_effects import apply_effect
+from loyalty.event_effects import HANDLERS, apply_effect
 from loyalty.event_types import (
     INTERNAL_SOURCE,
     EventInput,
@@ -148,15 +148,18 @@ ORDERING_WINDOW = timedelta(seconds=60)
 def _wait_for_earlier(session: Session, event: Event, now: datetime) -> None:
     """Keep one member's events in the order they arrived (a redeem after its order, say).
 
-    A parked event (one that failed for good) never holds the later ones back, and
-    one still unprocessed after the window (its message lost with Redis, say) no
-    longer does either.
+    Only events with a ledger effect (orders, refunds, redemptions) hold the later
+    ones back: the order of the rest (`points.changed`, a sign-up, a survey answer)
+    changes no balance. A parked event (one that failed for good) never holds them,
+    and one still unprocessed after the window (its message lost with Redis, say)
+    no longer does either.
     """
     earlier = session.scalar(
         select(Event.id)
         .where(
             Event.member_id == event.member_id,
             Event.id < event.id,
+            Event.type.in_(HANDLERS),
             Event.processed_at.is_(None),
             Event.parked_at.is_(None),
             Event.received_at > now - ORDERING_WINDOW,
