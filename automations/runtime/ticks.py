@@ -14,7 +14,8 @@ from sqlalchemy import and_, or_, select, update
 
 from automations.runtime import actors
 from loyalty.app import App
-from loyalty.models import Enrollment, Event, LedgerEntry, Member, Message
+from loyalty.models import Enrollment, Event, LedgerEntry, Member, Message, Redemption
+from loyalty.rewards import RedemptionState
 from loyalty.settings import Settings
 from loyalty.states import EnrollmentState, MessageState, SyncDirection
 
@@ -136,8 +137,28 @@ def relay_shop_deliveries(app: App) -> int:
     return len(ids)
 
 
+def relay_redemptions(app: App) -> int:
+    """Queue redemptions still waiting for their shop code (their queued job lost with Redis)."""
+    cutoff = app.clock.now() - timedelta(seconds=app.settings.event_relay_after_seconds)
+    with app.database.sessions() as session:
+        ids = session.scalars(
+            select(Redemption.id)
+            .where(Redemption.state == RedemptionState.PENDING, Redemption.updated_at <= cutoff)
+            .order_by(Redemption.id)
+            .limit(TICK_BATCH)
+        ).all()
+    for redemption_id in ids:
+        actors.send("create_reward_code", redemption_id)
+    return len(ids)
+
+
 def relay(app: App) -> int:
-    return relay_shop_deliveries(app) + relay_events(app) + relay_messages(app)
+    return (
+        relay_shop_deliveries(app)
+        + relay_events(app)
+        + relay_messages(app)
+        + relay_redemptions(app)
+    )
 
 
 def fire_schedules(app: App) -> int:
@@ -216,7 +237,9 @@ def pay_referrals(app: App) -> int:
 
 
 TICKS = (
-    Tick("outbox_relay", 30, relay, "queue stored events and messages not yet processed"),
+    Tick(
+        "outbox_relay", 30, relay, "queue stored events, messages and redemptions not yet processed"
+    ),
     Tick("expire_points", 3600, expire_points, "post expiry entries for lots past expires_at"),
     Tick("due_enrollments", 30, wake_enrollments, "wake enrollments whose wait is over"),
     Tick("date_triggers", 60, enter_date_journeys, "enter members into date journeys"),

@@ -83,3 +83,62 @@ def test_a_worker_makes_the_code_at_shopify_after_loyalty_rewards_redeem(
     with postgres.sessions() as session:
         member = session.scalar(select(Member).where(Member.external_id == "5001"))
         assert member is not None and member.points_balance == 200
+
+
+@pytest.mark.integration
+def test_the_scheduler_relays_a_redemption_whose_queued_job_was_lost(
+    postgres_app: App, redis_url: str, shopify_sandbox: ShopifySandbox, tmp_path: Path
+) -> None:
+    """Redis lost the job that makes the code: the relay tick queues the pending redemption."""
+    import redis
+
+    postgres = postgres_app.database
+    env = {
+        **os.environ,
+        "DATABASE_URL": postgres.url,
+        "REDIS_URL": REDIS_URL,
+        "EVENT_RELAY_AFTER_SECONDS": "1",
+        "JOURNEYS_DIR": str(journeys_dir(tmp_path)),
+        "OUTBOX_DIR": str(tmp_path / "outbox"),
+        "SHOPIFY_SHOP_DOMAIN": shopify_sandbox.shop_domain,
+        "SHOPIFY_ACCESS_TOKEN": shopify_sandbox.access_token,
+        "SHOPIFY_API_VERSION": shopify_sandbox.api_version,
+        "SHOPIFY_CA_BUNDLE": str(shopify_sandbox.ca_file),
+        "REWARD_CODE_SECRET": "worker-secret",
+    }
+    loyalty = loyalty_command()
+    members = tmp_path / "members.csv"
+    members.write_text("external_id,email\n5002,bea@example.com\n")
+    subprocess.run([*loyalty, "members", "import", str(members)], env=env, check=True)
+    subprocess.run(
+        [*loyalty, "points", "adjust", "5002", "300", "--reason", "seed", "--key", "seed-2"],
+        env=env,
+        check=True,
+    )
+    redeemed = subprocess.run(
+        [*loyalty, "rewards", "redeem", "5002", "ten_off", "--key", "k-2", "--currency", "PLN"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert redeemed.returncode == 0, redeemed.stderr
+    (pending,) = redemptions(postgres)
+    assert pending.state == RedemptionState.PENDING
+    redis.Redis.from_url(REDIS_URL).flushdb()  # the queued job is gone
+
+    supervisor = Supervisor(env, tmp_path, tmp_path)
+    try:
+        supervisor.start("worker", [*loyalty, "worker", "--processes", "1", "--threads", "2"])
+        supervisor.start("scheduler", [*loyalty, "scheduler"])
+
+        def issued() -> bool:
+            (row,) = redemptions(postgres)
+            return row.state == RedemptionState.ISSUED
+
+        wait_for(issued, "the relayed redemption to be issued", logs=tmp_path)
+    finally:
+        supervisor.stop_all()
+    (code,) = shopify_sandbox.codes()
+    (done,) = redemptions(postgres)
+    assert done.code == code["code"] and code["customers"] == ["gid://shopify/Customer/5002"]
