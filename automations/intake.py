@@ -32,6 +32,7 @@ __all__ = [
     "emit",
     "ingest_file",
     "queue_events",
+    "queue_together",
     "store_and_queue",
     "store_batch",
     "wait_processed",
@@ -124,6 +125,19 @@ def queue_events(ids: Sequence[int], actor: str = "process_event") -> list[int]:
         except BROKER_OUTAGES as exc:
             log.info("event.queue_later", extra={"event_id": event_id, "error": type(exc).__name__})
             return list(ids[position:])
+    return []
+
+
+def queue_together(ids: Sequence[int], actor: str) -> list[int]:
+    """Hand stored rows to the workers in one message (`actor` takes the list of ids);
+    those left for the relay (all of them when the broker is unreachable)."""
+    if not ids:
+        return []
+    try:
+        actors.send(actor, list(ids))
+    except BROKER_OUTAGES as exc:
+        log.info("event.queue_later", extra={"rows": len(ids), "error": type(exc).__name__})
+        return list(ids)
     return []
 
 

@@ -2,8 +2,9 @@
 
 `loyalty serve` keeps each verified delivery once by its delivery id
 (`X-Shopify-Webhook-Id`, `X-WC-Webhook-Delivery-ID`) in `provider_events` with
-its body, in one short transaction, and answers (`store_delivery`): well within
-Shopify's five seconds however busy the database is. A worker then applies it
+its body, in one short transaction, and answers (`store_deliveries`; deliveries
+arriving together share one statement and one commit): well within Shopify's
+five seconds however busy the database is. A worker then applies it
 (`apply_delivery`, the `apply_shop_delivery` actor), queued over Redis by the web
 process or, on the embedded default and after a Redis outage, by the scheduler's
 relay tick (`pending_deliveries`).
@@ -24,7 +25,7 @@ from __future__ import annotations
 import json
 import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from functools import partial
@@ -44,7 +45,7 @@ from loyalty.events import record
 from loyalty.export import export_member, outbox_bodies
 from loyalty.member_upsert import upsert_member
 from loyalty.models import Event, Member, ProviderEvent
-from loyalty.provider_events import keep_provider_event, mark_applied
+from loyalty.provider_events import Delivery, keep_provider_events, mark_applied
 from loyalty.settings import Settings
 from shops.webhooks import (
     SHOPIFY,
@@ -61,7 +62,7 @@ __all__ = [
     "apply_delivery",
     "delivery_actions",
     "pending_deliveries",
-    "store_delivery",
+    "store_deliveries",
     "write_export",
 ]
 
@@ -100,12 +101,11 @@ def delivery_actions(
     return shopify_actions(topic, payload)
 
 
-def store_delivery(
-    app: App, shop: str, delivery_id: str, topic: str, payload: Mapping[str, Any]
-) -> int | None:
-    """Keep a verified delivery once, with its body; its row id, or None for a repeat."""
+def store_deliveries(app: App, deliveries: Sequence[Delivery]) -> list[int | None]:
+    """Keep verified deliveries once, with their bodies, in one short transaction: per
+    delivery its row id, or None for a repeat."""
     with app.database.transaction() as session:
-        return keep_provider_event(session, shop, delivery_id, topic, payload, app.clock.now())
+        return keep_provider_events(session, deliveries, app.clock.now())
 
 
 def pending_deliveries(app: App, older_than: timedelta, limit: int) -> list[int]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -18,7 +18,8 @@ from loyalty.models import ProviderEvent
 
 __all__ = [
     "BatchOutcome",
-    "keep_provider_event",
+    "Delivery",
+    "keep_provider_events",
     "mark_applied",
     "provider_event_id",
     "store_provider_event",
@@ -58,32 +59,58 @@ def store_provider_event(
     return insert_ignore(session, ProviderEvent, [row], ["provider", "provider_event_id"]) > 0
 
 
-def keep_provider_event(
-    session: Session,
-    provider: str,
-    event_id: str,
-    kind: str,
-    payload: Mapping[str, Any],
-    now: datetime,
-) -> int | None:
-    """Insert an unapplied provider event in one statement; its row id, or None when seen."""
+@dataclass(frozen=True)
+class Delivery:
+    """One verified webhook delivery to keep: who sent it, its id, its topic and its body."""
+
+    provider: str
+    event_id: str
+    kind: str
+    payload: Mapping[str, Any]
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return self.provider, self.event_id[:EVENT_ID_MAX]
+
+
+def keep_provider_events(
+    session: Session, deliveries: Sequence[Delivery], now: datetime
+) -> list[int | None]:
+    """Insert unapplied provider events in one statement: per delivery its new row id, or
+    None when it was seen before (in an earlier statement or earlier in `deliveries`)."""
+    first: dict[tuple[str, str], Delivery] = {}
+    for delivery in deliveries:
+        first.setdefault(delivery.key, delivery)
+    if not first:
+        return []
     dialect = session.get_bind().dialect.name
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
     statement = (
         insert(ProviderEvent)
         .values(
-            provider=provider,
-            provider_event_id=event_id[:EVENT_ID_MAX],
-            kind=kind[:64],
-            payload=dict(payload),
-            received_at=now,
-            applied_at=None,
+            [
+                {
+                    "provider": provider,
+                    "provider_event_id": event_id,
+                    "kind": delivery.kind[:64],
+                    "payload": dict(delivery.payload),
+                    "received_at": now,
+                    "applied_at": None,
+                }
+                for (provider, event_id), delivery in first.items()
+            ]
         )
         .on_conflict_do_nothing(index_elements=["provider", "provider_event_id"])
-        .returning(ProviderEvent.id)
+        .returning(ProviderEvent.id, ProviderEvent.provider, ProviderEvent.provider_event_id)
     )
-    found = session.scalar(statement)
-    return None if found is None else int(found)
+    kept = {
+        (row.provider, row.provider_event_id): int(row.id) for row in session.execute(statement)
+    }
+    ids: list[int | None] = []
+    for delivery in deliveries:
+        # Only the first of a repeated key in this batch is the new row.
+        ids.append(kept.pop(delivery.key, None))
+    return ids
 
 
 def mark_applied(session: Session, provider: str, event_id: str, now: datetime) -> None:

@@ -16,10 +16,11 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from loyalty.app import App
 from web.api import mount_api
 from web.common import SlowBody, slow_body
+from web.deliveries import DeliveryKeeper
 from web.hubspot import hubspot_events
 from web.referrals import referral_link
 from web.sendgrid import sendgrid_events
-from web.shopify import shopify_webhook
+from web.shopify import queue_deliveries, shopify_webhook
 from web.surveys import survey_page
 from web.twilio import twilio_inbound, twilio_status
 from web.unsubscribe import unsubscribe_page
@@ -96,4 +97,5 @@ def create_app(app: App) -> Starlette:
         exception_handlers={SlowBody: slow_body},
     )
     web.state.loyalty = app
+    web.state.deliveries = DeliveryKeeper(app, queue_deliveries)
     return web

@@ -4,8 +4,8 @@ The WooCommerce handler (`web.woocommerce`) shares everything below its own chec
 
 A delivery is verified on its raw bytes, then kept once by its delivery id
 (`X-Shopify-Webhook-Id`, the same for every retry) with its body, in one short
-transaction (`automations.shop_deliveries.store_delivery`); a retry answers 200
-and stores nothing. The answer goes out as soon as that commits, well within
+transaction shared with the deliveries that arrive beside it (`web.deliveries`);
+a retry answers 200 and stores nothing. The answer goes out as soon as that commits, well within
 Shopify's five seconds, and a worker applies the delivery (member upserts,
 events, privacy requests: `automations.shop_deliveries.apply_delivery`). It is
 handed over as /api/v1 hands its events (`web.api.workers`): with `REDIS_URL`
@@ -21,16 +21,16 @@ import logging
 import threading
 from typing import Any
 
-from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 
-from automations.shop_deliveries import delivery_actions, store_delivery
+from automations.shop_deliveries import delivery_actions
 from loyalty.app import App
-from loyalty.provider_events import provider_event_id
+from loyalty.provider_events import Delivery, provider_event_id
 from shops.webhooks import SHOPIFY
 from web.api.workers import EventQueue
 from web.common import BadBody, loyalty_app, parse_json, read_body, refused
+from web.deliveries import DeliveryKeeper
 from web.signatures import shopify_signature_ok
 
 __all__ = ["accept_delivery", "queue_deliveries", "shopify_webhook"]
@@ -39,8 +39,8 @@ log = logging.getLogger(__name__)
 
 #: Shopify sends whole orders; a few megabytes is far above a large one.
 MAX_BODY_BYTES = 4 * 1024 * 1024
-#: The worker actor that applies a stored delivery.
-APPLY_ACTOR = "apply_shop_delivery"
+#: The worker actor that applies stored deliveries (one message per stored batch).
+APPLY_ACTOR = "apply_shop_deliveries"
 
 HMAC_HEADER = "X-Shopify-Hmac-Sha256"
 TOPIC_HEADER = "X-Shopify-Topic"
@@ -68,13 +68,15 @@ async def shopify_webhook(request: Request) -> Response:
         return refused(SHOPIFY, "malformed", 400)
     topic = request.headers.get(TOPIC_HEADER, "").strip()
     delivery = provider_event_id(request.headers.get(WEBHOOK_ID_HEADER), payload)
-    return await accept_delivery(app, SHOPIFY, delivery, topic, payload)
+    return await accept_delivery(request, SHOPIFY, delivery, topic, payload)
 
 
 async def accept_delivery(
-    app: App, shop: str, delivery_id: str, topic: str, payload: dict[str, Any]
+    request: Request, shop: str, delivery_id: str, topic: str, payload: dict[str, Any]
 ) -> Response:
     """Keep a verified delivery once, queue it to the workers, answer 200."""
+    keeper: DeliveryKeeper = request.app.state.deliveries
+    app = keeper.app
     actions = delivery_actions(app.settings, shop, topic, payload)
     if actions.ignored is not None:
         log.info(
@@ -82,18 +84,15 @@ async def accept_delivery(
             extra={"shop": shop, "topic": topic[:64], "reason": actions.ignored, **actions.ids},
         )
         return PlainTextResponse("ok")
-    row_id = await run_in_threadpool(store_delivery, app, shop, delivery_id, topic, payload)
-    queued = 0
-    if row_id is not None:
-        queued = await run_in_threadpool(queue_deliveries, app, [row_id])
+    kept = await keeper.keep(Delivery(shop, delivery_id, topic, payload))
     log.info(
         "shop.webhook",
         extra={
             "shop": shop,
             "topic": topic[:64],
             "delivery_id": delivery_id,
-            "duplicate": row_id is None,
-            "queued": queued,
+            "duplicate": kept.row_id is None,
+            "queued": kept.queued,
             **actions.ids,
         },
     )
@@ -105,14 +104,14 @@ _queues: dict[str, EventQueue] = {}
 _queues_lock = threading.Lock()
 
 
-def queue_deliveries(app: App, row_ids: list[int]) -> int:
+def queue_deliveries(app: App, row_ids: list[int]) -> list[int]:
     """Queue stored deliveries to the workers over Redis (as /api/v1 queues events).
 
-    Returns how many were queued. On the embedded default, and while Redis is
-    unreachable, nothing is queued here: the scheduler's relay tick queues them.
+    Returns those left for the scheduler's relay tick: all of them on the embedded
+    default and while Redis is unreachable.
     """
     if not app.settings.redis_url:
-        return 0
+        return list(row_ids)
     with _queues_lock:
         queue = _queues.setdefault(app.settings.redis_url, EventQueue(app.settings))
-    return len(row_ids) - len(queue.send(row_ids, APPLY_ACTOR))
+    return queue.send_together(row_ids, APPLY_ACTOR)

@@ -51,4 +51,4 @@ async def woocommerce_webhook(request: Request) -> Response:
     if not isinstance(payload, dict):
         return refused(WOOCOMMERCE, "malformed", 400)
     delivery = provider_event_id(request.headers.get(DELIVERY_HEADER), payload)
-    return await accept_delivery(app, WOOCOMMERCE, delivery, topic, payload)
+    return await accept_delivery(request, WOOCOMMERCE, delivery, topic, payload)

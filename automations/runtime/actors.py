@@ -147,9 +147,27 @@ def apply_shop_delivery(row_id: int) -> None:
         send("process_event", event_id)
 
 
+def apply_shop_deliveries(row_ids: list[int]) -> None:
+    """Apply stored shop deliveries the web process queued together (one message a batch).
+
+    Each is applied on its own, as `apply_shop_delivery` does; one that fails is queued
+    again on its own, with that actor's retries and dead letter, and never holds the rest.
+    """
+    for row_id in row_ids:
+        try:
+            apply_shop_delivery(row_id)
+        except Exception as exc:
+            log.warning(
+                "shop.delivery_retried_alone",
+                extra={"row_id": row_id, "error": type(exc).__name__},
+            )
+            send("apply_shop_delivery", row_id)
+
+
 _ACTORS: dict[str, tuple[Callable[..., None], str]] = {
     "process_event": (process_event, "events"),
     "apply_shop_delivery": (apply_shop_delivery, "events"),
+    "apply_shop_deliveries": (apply_shop_deliveries, "events"),
     "expire_points": (expire_points, "points"),
     "run_enrollment": (run_enrollment, "journeys"),
     retries.ACTOR: (deliver_message, retries.QUEUE),

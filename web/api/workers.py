@@ -13,7 +13,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Sequence
 
-from automations.intake import BROKER_OUTAGES, queue_events
+from automations.intake import BROKER_OUTAGES, queue_events, queue_together
 from automations.runtime.broker import build_broker
 from loyalty.settings import Settings
 
@@ -51,3 +51,9 @@ class EventQueue:
         if not ids or not ensure_broker(self._settings):
             return list(ids)
         return queue_events(ids, actor)
+
+    def send_together(self, ids: Sequence[int], actor: str) -> list[int]:
+        """Queue `ids` in one message to `actor` (which takes the list); those left over."""
+        if not ids or not ensure_broker(self._settings):
+            return list(ids)
+        return queue_together(ids, actor)
