@@ -175,9 +175,13 @@ def _apply(app: App, row_id: int) -> Applied:
                         settings=app.settings,
                         now=now,
                         source=shop,
+                        as_of=upsert.as_of,
                     )
             except SkippableError as exc:
                 stored.skipped.append(f"member: {type(exc).__name__}")
+                continue
+            if result.stale:
+                stored.skipped.append("member: an update older than the one applied")
                 continue
             stored.upserted += int(result.changed)
             stored.members_created += int(result.created)

@@ -63,6 +63,8 @@ class UpsertResult:
     changed: bool
     #: Optional fields left out because their value was invalid.
     warnings: list[RowError] = field(default_factory=list)
+    #: The profile was made before the one applied (`as_of`): nothing was changed.
+    stale: bool = False
 
 
 def upsert_member(
@@ -73,8 +75,14 @@ def upsert_member(
     settings: Settings,
     now: datetime,
     source: str,
+    as_of: datetime | None = None,
 ) -> UpsertResult:
     """Create or update the member `external_id` from `profile` (see the module docstring).
+
+    `as_of` is when a source that may deliver out of order made this profile (a shop
+    customer's `updated_at`): one made before the newest such profile applied changes
+    nothing, so a late delivery never overwrites a newer one. Without `as_of` (the
+    API, imports) the profile is applied as it comes.
 
     Raises InvalidProfileError for an unusable external_id or a corrupt value, and
     ErasedMemberError for an erased member. Runs in the caller's transaction.
@@ -95,6 +103,11 @@ def upsert_member(
         member, created = _create(session, row, settings, now)
     if member.erased_at is not None:
         raise ErasedMemberError(external_id)
+    if as_of is not None:
+        if not created and member.profile_as_of is not None and as_of < member.profile_as_of:
+            return UpsertResult(member, False, False, list(row.warnings), stale=True)
+        if member.profile_as_of is None or as_of > member.profile_as_of:
+            member.profile_as_of = as_of
     changed = created or _update(member, row, now)
     for channel in ("email", "sms"):
         wanted = getattr(row, f"{channel}_consent")

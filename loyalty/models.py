@@ -140,6 +140,9 @@ class Member(Base):
     email_consent: Mapped[bool | None] = mapped_column(Boolean)
     sms_consent: Mapped[bool | None] = mapped_column(Boolean)
     attributes: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    #: When the newest profile applied was made at its source (a shop's `updated_at`):
+    #: a profile update made before it changes nothing.
+    profile_as_of: Mapped[datetime | None]
     enrolled_at: Mapped[datetime]
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]

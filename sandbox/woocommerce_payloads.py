@@ -175,16 +175,18 @@ def customer_payload(
     billing: dict[str, Any] | None = None,
     is_paying_customer: bool = False,
     date_created: datetime | None = None,
+    date_modified: datetime | None = None,
 ) -> dict[str, Any]:
     """A customer.created / customer.updated body."""
     address = billing or billing_address(email=email, first_name=first_name, last_name=last_name)
     created = _date(date_created)
+    modified = _date(date_modified)
     return {
         "id": customer_id,
         "date_created": created,
         "date_created_gmt": created,
-        "date_modified": _date(None),
-        "date_modified_gmt": _date(None),
+        "date_modified": modified,
+        "date_modified_gmt": modified,
         "email": email,
         "first_name": first_name,
         "last_name": last_name,

@@ -96,6 +96,8 @@ class ShopEvent:
 class Upsert:
     external_id: str
     profile: dict[str, Any]
+    #: When the shop last changed the customer (deliveries may come out of order).
+    as_of: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -140,7 +142,13 @@ def shopify_actions(topic: str, payload: Mapping[str, Any]) -> ShopActions:
         if customer_id is None:
             return _ignored("customer without an id")
         return ShopActions(
-            upserts=(Upsert(shopify_member(customer_id), shopify_profile(payload)),),
+            upserts=(
+                Upsert(
+                    shopify_member(customer_id),
+                    shopify_profile(payload),
+                    _instant(payload.get("updated_at")),
+                ),
+            ),
             ids={"customer_id": customer_id},
         )
     if topic in ("customers/redact", "customers/data_request"):
@@ -269,7 +277,13 @@ def woocommerce_actions(
         if customer_id is None or customer_id == "0":
             return _ignored("customer without an id")
         return ShopActions(
-            upserts=(Upsert(woocommerce_member(customer_id), woocommerce_profile(payload)),),
+            upserts=(
+                Upsert(
+                    woocommerce_member(customer_id),
+                    woocommerce_profile(payload),
+                    _gmt(payload.get("date_modified_gmt")),
+                ),
+            ),
             ids={"customer_id": customer_id},
         )
     return _ignored("topic not used")

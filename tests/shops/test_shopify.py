@@ -166,6 +166,33 @@ def test_a_new_customer_arrives_with_consents_and_updates_change_them(
     )
 
 
+def test_a_late_delivery_of_an_older_customer_update_changes_nothing(
+    shop_app: App, shop_client: TestClient
+) -> None:
+    # Shopify does not promise order: the update made at 11:00 arrives after the one of 12:00
+    newer = customer_payload(
+        ANNA,
+        first_name="Anna-Maria",
+        email_consent="unsubscribed",
+        updated_at=START + timedelta(hours=2),
+    )
+    older = customer_payload(
+        ANNA, first_name="Ann", email_consent="subscribed", updated_at=START + timedelta(hours=1)
+    )
+    post_shopify(shop_client, "customers/create", anna())
+    post_shopify(shop_client, "customers/update", newer)
+    post_shopify(shop_client, "customers/update", older)
+    process_stored_events(shop_app)
+
+    kept = member(shop_app, f"shopify:{ANNA}")
+    assert (kept.first_name, kept.email_consent) == ("Anna-Maria", False)
+    assert consents(shop_app, f"shopify:{ANNA}") == [
+        ("email", True, "shopify"),
+        ("email", False, "shopify"),
+    ]
+    assert counts(shop_app)["deliveries"] == 3
+
+
 def test_a_pending_double_opt_in_changes_no_consent(shop_app: App, shop_client: TestClient) -> None:
     post_shopify(shop_client, "customers/create", anna(email_consent="pending"))
     process_stored_events(shop_app)

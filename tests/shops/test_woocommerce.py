@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 from starlette.testclient import TestClient
@@ -134,6 +135,23 @@ def test_a_customer_is_created_and_updated(shop_app: App, shop_client: TestClien
     post_woocommerce(
         shop_client, "customer.updated", customer_payload(ANNA, email="anna.nowak@example.com")
     )
+    process_stored_events(shop_app)
+
+    assert member(shop_app, f"woocommerce:{ANNA}").email == "anna.nowak@example.com"
+    assert counts(shop_app)["deliveries"] == 2
+
+
+def test_a_late_delivery_of_an_older_customer_update_changes_nothing(
+    shop_app: App, shop_client: TestClient
+) -> None:
+    newer = customer_payload(
+        ANNA, email="anna.nowak@example.com", date_modified=START + timedelta(hours=2)
+    )
+    older = customer_payload(
+        ANNA, email="anna@example.com", date_modified=START + timedelta(hours=1)
+    )
+    post_woocommerce(shop_client, "customer.updated", newer)
+    post_woocommerce(shop_client, "customer.updated", older)  # WooCommerce retried it late
     process_stored_events(shop_app)
 
     assert member(shop_app, f"woocommerce:{ANNA}").email == "anna.nowak@example.com"
