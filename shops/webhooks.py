@@ -374,10 +374,20 @@ def address_hash(address: Mapping[str, Any]) -> str | None:
     """A digest of a shipping address for referral checks (same address, different names).
 
     Case, spacing and punctuation do not count; names and phone numbers are not part of it.
+    Shopify names the street lines `address1`/`address2`, WooCommerce `address_1`/`address_2`.
     """
+    keys: tuple[tuple[str, ...], ...] = (
+        ("address1", "address_1"),
+        ("address2", "address_2"),
+        ("city",),
+        ("zip",),
+        ("postcode",),
+        ("country_code",),
+        ("country",),
+    )
     parts = [
-        re.sub(r"[\W_]+", "", str(address.get(key) or "").casefold())
-        for key in ("address1", "address2", "city", "zip", "postcode", "country_code", "country")
+        re.sub(r"[\W_]+", "", " ".join(str(address.get(k) or "") for k in names).casefold())
+        for names in keys
     ]
     if not any(parts):
         return None
