@@ -16,7 +16,9 @@ from automations.definition import (
     AwardPoints,
     Branch,
     Context,
+    CrmTask,
     Exit,
+    HttpCall,
     Journey,
     SendEmail,
     SendSms,
@@ -32,6 +34,8 @@ from loyalty.clock import next_local_time
 __all__ = [
     "Award",
     "CrmUpdate",
+    "FollowUpTask",
+    "HttpRequest",
     "Outcome",
     "Send",
     "StepState",
@@ -63,7 +67,29 @@ class CrmUpdate:
     properties: dict[str, Any]
 
 
-Action = Award | Send | CrmUpdate
+@dataclass(frozen=True)
+class HttpRequest:
+    """A signed POST to a named endpoint; `data` text is rendered when the step runs."""
+
+    endpoint: str
+    member_fields: tuple[str, ...]
+    include_event: bool
+    data: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class FollowUpTask:
+    """A task on the member's contact in each of `crms` that can take it, due at `due_at`."""
+
+    subject: str
+    body: str | None
+    due_at: datetime
+    priority: str
+    owners: dict[str, str]
+    crms: tuple[str, ...]
+
+
+Action = Award | Send | CrmUpdate | HttpRequest | FollowUpTask
 
 
 @dataclass(frozen=True)
@@ -121,6 +147,21 @@ def decide(journey: Journey, step_id: str, state: StepState) -> Outcome:
         return Outcome(step.id, (send,), following)
     if isinstance(step, UpdateCrm):
         return Outcome(step.id, (CrmUpdate(dict(step.properties)),), following)
+    if isinstance(step, HttpCall):
+        fields = tuple(dict.fromkeys(("external_id", *step.member_fields)))
+        request = HttpRequest(step.endpoint, fields, step.include_event, dict(step.data))
+        return Outcome(step.id, (request,), following)
+    if isinstance(step, CrmTask):
+        owners = step.owner.model_dump(exclude_none=True) if step.owner else {}
+        task = FollowUpTask(
+            step.subject,
+            step.body,
+            state.now + step.due_in,
+            step.priority,
+            owners,
+            tuple(step.crms),
+        )
+        return Outcome(step.id, (task,), following)
     if isinstance(step, Branch):
         taken = evaluate(step.if_, _context(state))
         target = step.then if taken else (step.else_ or following)

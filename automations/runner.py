@@ -7,17 +7,29 @@ itself locked and compared before it moves.
 
 from __future__ import annotations
 
+import json
 import logging
 import secrets
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
+from pydantic_core import to_jsonable_python
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from automations.definition import END
-from automations.engine import Award, CrmUpdate, Outcome, Send, StepState, decide
+from automations.engine import (
+    Award,
+    CrmUpdate,
+    FollowUpTask,
+    HttpRequest,
+    Outcome,
+    Send,
+    StepState,
+    decide,
+)
 from automations.enrollments import count_events_for
 from automations.versions import Published, load_version
 from channels.render import RenderError, render_text
@@ -26,7 +38,7 @@ from loyalty import ledger
 from loyalty.app import App
 from loyalty.db import insert_ignore
 from loyalty.members import member_data, member_zone
-from loyalty.models import Enrollment, JourneyVersion, Member, Message, Survey
+from loyalty.models import Enrollment, Event, JourneyVersion, Member, Message, Survey
 from loyalty.settings import Settings
 from loyalty.states import EnrollmentState, LedgerKind, MessageState
 
@@ -194,6 +206,56 @@ def _apply(
             properties = _render_properties(action.properties, member_fields, published, enrollment)
             update = CrmUpdate(properties)
             _queue_crm(session, enrollment, member, outcome.step, update, key, now)
+        elif isinstance(action, HttpRequest):
+            body = _http_body(action, key, outcome.step, member_fields, published)
+            body["data"] = _render_properties(action.data, member_fields, published, enrollment)
+            if action.include_event:
+                body["event"] = _event_of(session, enrollment)
+            decisions = {"endpoint": action.endpoint, "body": _canonical_json(body, now)}
+            row = _outbox_row(
+                enrollment,
+                member,
+                outcome.step,
+                key,
+                now,
+                channel="http",
+                purpose="transactional",
+                template=None,
+                decisions=decisions,
+            )
+            message_id = _insert_outbox(session, row)
+            if message_id is not None:
+                messages.append(message_id)
+        elif isinstance(action, FollowUpTask):
+            zone = member_zone(member, settings)
+            texts = _render_properties(
+                {"subject": action.subject, "body": action.body or ""},
+                member_fields,
+                published,
+                enrollment,
+            )
+            task = {
+                "subject": texts["subject"] or action.subject,
+                "body": texts["body"] or "",
+                "due_at": action.due_at.isoformat(),
+                "due_date": action.due_at.astimezone(ZoneInfo(zone)).date().isoformat(),
+                "priority": action.priority,
+                "owners": action.owners,
+            }
+            row = _outbox_row(
+                enrollment,
+                member,
+                outcome.step,
+                key,
+                now,
+                channel="crm_task",
+                purpose="transactional",
+                template=None,
+                decisions={"task": task, "crms": list(action.crms)},
+            )
+            message_id = _insert_outbox(session, row)
+            if message_id is not None:
+                messages.append(message_id)
     if outcome.note:
         notes = dict(enrollment.context.get("notes", {}))
         notes[outcome.step] = outcome.note
@@ -270,6 +332,53 @@ def _queue_crm(
         decisions={"properties": update.properties},
     )
     insert_ignore(session, Message, [row], ["idempotency_key"])
+
+
+def _insert_outbox(session: Session, row: dict[str, Any]) -> int | None:
+    """Insert one outbox row once; its id, or None when the step already queued it."""
+    if not insert_ignore(session, Message, [row], ["idempotency_key"]):
+        return None
+    return session.scalar(
+        select(Message.id).where(Message.idempotency_key == row["idempotency_key"])
+    )
+
+
+def _http_body(
+    request: HttpRequest,
+    key: str,
+    step: str,
+    member_fields: dict[str, Any],
+    published: Published,
+) -> dict[str, Any]:
+    """The JSON an `http` step posts: who, which journey and step, and the chosen fields."""
+    member: dict[str, Any] = {}
+    for name in request.member_fields:
+        if name.startswith("attributes."):
+            member[name] = (member_fields.get("attributes") or {}).get(name.split(".", 1)[1])
+        else:
+            member[name] = member_fields.get(name)
+    return {
+        "idempotency_key": key,
+        "journey": {"id": published.journey.id, "name": published.journey.name},
+        "step": step,
+        "member": member,
+    }
+
+
+def _event_of(session: Session, enrollment: Enrollment) -> dict[str, Any] | None:
+    """The event that started (or last woke) the enrollment: its type and data."""
+    data = enrollment.context.get("event")
+    if data is None:
+        return None
+    event_id = enrollment.context.get("event_id")
+    event = session.get(Event, event_id) if isinstance(event_id, int) else None
+    return {"type": event.type if event else None, "data": data}
+
+
+def _canonical_json(body: dict[str, Any], now: datetime) -> str:
+    """The body as the bytes that are signed and sent on every try (stable key order)."""
+    body = {**body, "created_at": now.isoformat()}
+    return json.dumps(to_jsonable_python(body), sort_keys=True, separators=(",", ":"))
 
 
 def _render_properties(

@@ -20,9 +20,20 @@ from loyalty.models import DeadLetter, Message
 from loyalty.settings import Settings
 from loyalty.states import MessageState
 
-__all__ = ["ACTOR", "QUEUE", "next_retry", "retry_delay", "retry_failed", "retry_later"]
+__all__ = [
+    "ACTOR",
+    "DELIVERED_CHANNELS",
+    "QUEUE",
+    "next_retry",
+    "retry_delay",
+    "retry_failed",
+    "retry_later",
+]
 
 log = logging.getLogger("channels.delivery")
+
+#: Outbox channels the `deliver_message` actor delivers (`crm` rows go with the CRM push).
+DELIVERED_CHANNELS = ("email", "sms", "http", "crm_task")
 
 #: The worker actor that delivers one message, and its queue (automations.runtime.actors
 #: declares it under these names): a message given up on is dead-lettered as a call of it.
@@ -56,9 +67,19 @@ def retry_delay(
 
 
 def retry_later(
-    session: Session, settings: Settings, ids: list[int], outcome: Outcome, now: datetime
+    session: Session,
+    settings: Settings,
+    ids: list[int],
+    outcome: Outcome,
+    now: datetime,
+    *,
+    max_attempts: int | None = None,
 ) -> str:
-    """Back to pending after a backoff, or failed and dead-lettered once out of attempts."""
+    """Back to pending after a backoff, or failed and dead-lettered once out of attempts.
+
+    `max_attempts` defaults to SEND_MAX_ATTEMPTS (journey calls pass their own).
+    """
+    limit = settings.send_max_attempts if max_attempts is None else max_attempts
     claimed = session.execute(
         select(Message.id, Message.attempts)
         .where(Message.id.in_(ids), Message.state == MessageState.CLAIMED)
@@ -68,7 +89,7 @@ def retry_later(
     dead: list[dict[str, Any]] = []
     state = MessageState.PENDING
     for message_id, attempts in claimed:
-        if attempts < settings.send_max_attempts:
+        if attempts < limit:
             state = MessageState.PENDING
             due = now + retry_delay(attempts, settings, outcome.retry_after)
             changes.append(
@@ -133,7 +154,7 @@ def next_retry(app: App, message_id: int) -> float | None:
 
 
 def retry_failed(session: Session, message_id: int, *, now: datetime) -> bool:
-    """Put a failed email or SMS back to pending, due now, with its attempts counted afresh.
+    """Put a failed message or journey call back to pending, due now, attempts counted afresh.
 
     What an operator's replay of its dead letter does before it queues the delivery
     again. Only a failed message changes (True when it did), so running it twice, or
@@ -144,7 +165,7 @@ def retry_failed(session: Session, message_id: int, *, now: datetime) -> bool:
         .where(
             Message.id == message_id,
             Message.state == MessageState.FAILED,
-            Message.channel.in_(("email", "sms")),
+            Message.channel.in_(DELIVERED_CHANNELS),
         )
         .with_for_update()
     )

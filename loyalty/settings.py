@@ -14,14 +14,47 @@ from typing import Annotated, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import phonenumbers
-from pydantic import Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    HttpUrl,
+    SecretStr,
+    ValidationError,
+    field_validator,
+)
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from loyalty.errors import ConfigError
 
-__all__ = ["DEFAULT_RATE", "Settings", "get_settings", "load_settings", "parse_rates"]
+__all__ = [
+    "DEFAULT_RATE",
+    "HttpEndpoint",
+    "Settings",
+    "get_settings",
+    "load_settings",
+    "parse_rates",
+]
 
 _LOCALE = re.compile(r"^[a-z]{2,3}(-[A-Z]{2})?$")
+
+
+class HttpEndpoint(BaseModel):
+    """One endpoint that journeys' `http` steps may call, by name (HTTP_ENDPOINTS)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    url: HttpUrl
+    #: Signs every request (`X-Loyalty-Signature`); share it with the receiver only.
+    secret: SecretStr
+    timeout_seconds: float = Field(10.0, gt=0, le=120)
+
+    @field_validator("secret")
+    @classmethod
+    def _long_enough(cls, value: SecretStr) -> SecretStr:
+        if len(value.get_secret_value()) < 16:
+            raise ValueError("an endpoint's secret needs at least 16 characters")
+        return value
 
 
 class Settings(BaseSettings):
@@ -87,6 +120,18 @@ class Settings(BaseSettings):
     send_retry_max_seconds: int = Field(3600, ge=1, description="longest wait between tries")
     twilio_messages_per_second: float = Field(1.0, gt=0)
     provider_timeout_seconds: float = Field(15.0, gt=0, description="longer: outcome unknown")
+
+    # Journey `http` steps
+    http_endpoints: dict[str, HttpEndpoint] = Field(
+        default_factory=dict,
+        description='endpoints by name, JSON: {"name": {"url": ..., "secret": ...}}',
+    )
+    http_max_attempts: int = Field(
+        8, ge=1, description="tries of one http step on 408/429/5xx/timeouts before it fails"
+    )
+    journey_calls_local: bool = Field(
+        False, description="http and crm_task steps write to the local outbox, calling nothing"
+    )
 
     # Providers (used once the channels and CRM parts are configured)
     sendgrid_api_key: str | None = None
@@ -240,6 +285,16 @@ class Settings(BaseSettings):
             return [v.strip() for v in value.split(",") if v.strip()]
         return value
 
+    @field_validator("http_endpoints")
+    @classmethod
+    def _endpoint_names(cls, value: dict[str, HttpEndpoint]) -> dict[str, HttpEndpoint]:
+        for name in value:
+            if not re.fullmatch(r"[a-z][a-z0-9_]{0,63}", name):
+                raise ValueError(
+                    f"endpoint name {name!r} must be lower case letters, digits and underscores"
+                )
+        return value
+
     @property
     def is_sqlite(self) -> bool:
         return self.database_url.startswith("sqlite")
@@ -289,7 +344,8 @@ def load_settings(**overrides: object) -> Settings:
             name = str(error["loc"][0]).upper() if error["loc"] else "SETTINGS"
             reason = str(error["msg"]).removeprefix("Value error, ")
             # Values that may carry credentials are never echoed.
-            if any(hint in name for hint in ("KEY", "TOKEN", "SECRET", "URL", "SID")):
+            sensitive = ("KEY", "TOKEN", "SECRET", "URL", "SID", "ENDPOINTS")
+            if any(hint in name for hint in sensitive):
                 lines.append(f"{name}: {reason}")
             else:
                 lines.append(f"{name}: {reason} (got {error.get('input')!r})")

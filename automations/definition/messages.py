@@ -29,6 +29,8 @@ _STEPS: dict[str, type[BaseModel]] = {
     "split": m.Split,
     "update_crm": m.UpdateCrm,
     "send_survey": m.SendSurvey,
+    "http": m.HttpCall,
+    "crm_task": m.CrmTask,
     "exit": m.Exit,
 }
 _BY_KEY: dict[str, type[BaseModel]] = {
@@ -38,6 +40,7 @@ _BY_KEY: dict[str, type[BaseModel]] = {
     "quiet_hours": m.QuietHours,
     "until_event": m.WaitForEvent,
     "variants": m.Variant,
+    "owner": m.TaskOwner,
 }
 _CONDITIONS: dict[str, type[BaseModel]] = {
     "all": c.AllCondition,

@@ -1,6 +1,7 @@
-"""What the program knows that journeys refer to: its tiers and its event types.
+"""What the program knows that journeys refer to: its tiers, event types and http endpoints.
 
-Validation reads them from the settings (``TIER_THRESHOLDS``, ``EVENT_TYPES``), so
+Validation reads them from the settings (``TIER_THRESHOLDS``, ``EVENT_TYPES``,
+``HTTP_ENDPOINTS``), so
 a journey is judged against the program it will run in. The models receive the
 program through pydantic's validation context; without one (a stored version
 parsed back) nothing is checked against it again.
@@ -25,15 +26,22 @@ __all__ = ["Program", "program_of", "unknown_event_hint"]
 
 @dataclass(frozen=True)
 class Program:
-    """Tier names from lowest to highest, and every event type the program accepts."""
+    """Tier names from lowest to highest, every event type the program accepts, and the
+    names of the endpoints `http` steps may call (None: not checked)."""
 
     tiers: tuple[str, ...] = DEFAULT_TIERS
     event_types: tuple[str, ...] = BUILTIN_TYPES
+    http_endpoints: tuple[str, ...] | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Program:
-        """Tiers ranked by their lifetime-points threshold; built-in and declared event types."""
-        return cls(tiers_by_rank(settings.tier_thresholds), tuple(sorted(known_types(settings))))
+        """Tiers ranked by their lifetime-points threshold; built-in and declared event types;
+        the configured http endpoints."""
+        return cls(
+            tiers_by_rank(settings.tier_thresholds),
+            tuple(sorted(known_types(settings))),
+            tuple(sorted(settings.http_endpoints)),
+        )
 
     def context(self) -> dict[str, Any]:
         """The pydantic validation context that carries this program."""

@@ -2,20 +2,25 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from .base import Identifier, LocalTime, Name, StrictModel, Text, Zone, problem
 from .conditions import Condition
 from .durations import Duration
+from .fields import MEMBER_FIELDS, suggest
+from .program import program_of
 
 __all__ = [
     "END",
     "AwardPoints",
     "Branch",
     "ContactPolicy",
+    "CrmTask",
     "Exit",
+    "HttpCall",
     "QuietHours",
     "SendEmail",
     "SendSms",
@@ -23,6 +28,7 @@ __all__ = [
     "SendSurvey",
     "Split",
     "Step",
+    "TaskOwner",
     "UpdateCrm",
     "Variant",
     "Wait",
@@ -211,6 +217,81 @@ class SendSurvey(_Step):
     policy: ContactPolicy | None = None
 
 
+class HttpCall(_Step):
+    """POST a signed JSON body to an endpoint named in HTTP_ENDPOINTS, once per member and step.
+
+    The body carries the journey and step ids, the chosen member fields, the event
+    (when ``include_event``) and ``data``, whose text values may use template variables.
+    """
+
+    type: Literal["http"]
+    endpoint: Identifier = Field(description="an endpoint name from the HTTP_ENDPOINTS setting")
+    member_fields: list[str] = Field(
+        default_factory=lambda: ["external_id"],
+        description="member fields the body carries (external_id is always sent)",
+    )
+    include_event: bool = Field(
+        default=True, description="send the data of the event that started the journey"
+    )
+    data: dict[str, Scalar] = Field(
+        default_factory=dict, description="extra values; text may use template variables"
+    )
+
+    @field_validator("endpoint")
+    @classmethod
+    def _known_endpoint(cls, value: str, info: ValidationInfo) -> str:
+        program = program_of(info)
+        if program is None or program.http_endpoints is None or value in program.http_endpoints:
+            return value
+        if not program.http_endpoints:
+            hint = 'configure it in HTTP_ENDPOINTS, e.g. {"' + value + '": {"url": …, "secret": …}}'
+        else:
+            hint = suggest(value, list(program.http_endpoints), listed="HTTP_ENDPOINTS")
+        raise problem("endpoint", f"unknown http endpoint `{value}`", hint)
+
+    @field_validator("member_fields")
+    @classmethod
+    def _known_fields(cls, value: list[str]) -> list[str]:
+        for name in value:
+            if name not in MEMBER_FIELDS and not name.startswith("attributes."):
+                raise problem(
+                    "member_field",
+                    f"unknown member field `{name}`",
+                    suggest(name, sorted(MEMBER_FIELDS)),
+                )
+        return value
+
+
+CrmName = Literal["hubspot", "salesforce"]
+_CRMS: tuple[CrmName, ...] = ("hubspot", "salesforce")
+
+
+class TaskOwner(StrictModel):
+    """Who the task is assigned to, per CRM (the CRM's user or owner id)."""
+
+    hubspot: str | None = Field(default=None, description="HubSpot owner id (hubspot_owner_id)")
+    salesforce: str | None = Field(default=None, description="Salesforce user id (OwnerId)")
+
+
+class CrmTask(_Step):
+    """Open a follow-up task on the member's contact in each connected CRM, once per step.
+
+    ``subject`` and ``body`` may use template variables. A CRM that is not configured,
+    or where the member has no contact yet, is skipped with the reason recorded.
+    """
+
+    type: Literal["crm_task"]
+    subject: Annotated[str, Field(min_length=1, max_length=255)]
+    body: str | None = None
+    due_in: Duration = Field(default=timedelta(days=1), description="due this long after the step")
+    priority: Literal["low", "medium", "high"] = "medium"
+    owner: TaskOwner | None = None
+    crms: Annotated[list[CrmName], Field(min_length=1)] = Field(
+        default_factory=lambda: list(_CRMS),
+        description="which CRMs get the task (default: every connected one)",
+    )
+
+
 class Exit(_Step):
     """End the journey here."""
 
@@ -219,7 +300,17 @@ class Exit(_Step):
 
 
 Step = Annotated[
-    AwardPoints | SendEmail | SendSms | Wait | Branch | Split | UpdateCrm | SendSurvey | Exit,
+    AwardPoints
+    | SendEmail
+    | SendSms
+    | Wait
+    | Branch
+    | Split
+    | UpdateCrm
+    | SendSurvey
+    | HttpCall
+    | CrmTask
+    | Exit,
     Field(discriminator="type"),
 ]
 
@@ -238,6 +329,8 @@ def step_types() -> tuple[str, ...]:
         Split,
         UpdateCrm,
         SendSurvey,
+        HttpCall,
+        CrmTask,
         Exit,
     )
     return tuple(m.model_fields["type"].annotation.__args__[0] for m in models)

@@ -29,7 +29,9 @@ from .event_flow import event_issues, events_at
 from .fields import DEFAULT_TIERS, MEMBER_FIELDS
 from .messages import describe_error
 from .models import (
+    CrmTask,
     EventTrigger,
+    HttpCall,
     Journey,
     SendEmail,
     SendSms,
@@ -373,15 +375,23 @@ def _partials(templates_dir: Path, locales: list[str]) -> Partials:
 def _crm_problems(
     name: str, doc: Document, journey: Journey, reaching: dict[str, frozenset[str]]
 ) -> list[Problem]:
+    """Template variables in `update_crm` properties, `http` data and `crm_task` texts."""
     problems: list[Problem] = []
     for index, step in enumerate(journey.steps):
-        if not isinstance(step, UpdateCrm):
+        texts: dict[tuple[str | int, ...], object] = {}
+        if isinstance(step, UpdateCrm):
+            texts = {("properties", key): value for key, value in step.properties.items()}
+        elif isinstance(step, HttpCall):
+            texts = {("data", key): value for key, value in step.data.items()}
+        elif isinstance(step, CrmTask):
+            texts = {("subject",): step.subject, ("body",): step.body}
+        else:
             continue
         contract = provided_variables(journey, "sms", events=reaching[step.id])
-        for key, value in step.properties.items():
+        for path, value in texts.items():
             if not isinstance(value, str) or "{" not in value:
                 continue
-            where = doc.value_start(("steps", index, "properties", key))
+            where = doc.value_start(("steps", index, *path))
             source = TemplateSource(Path(name), "sms", value, where.line)
             for error in analyse_template(source, contract):
                 column = where.column + error.column - 1 if error.line == where.line else 1

@@ -17,10 +17,10 @@ from dramatiq import Actor, Broker
 from dramatiq.brokers.stub import StubBroker
 from sqlalchemy.exc import OperationalError
 
-from automations import runner, runtime
+from automations import deliveries, runner, runtime
 from automations.routing import route_event
 from automations.runtime.limits import one_at_a_time
-from channels import delivery, retries
+from channels import retries
 from loyalty import events, ledger
 from loyalty.errors import FatalError, RetriableError, SkippableError
 from loyalty.settings import Settings
@@ -66,9 +66,10 @@ def run_enrollment(enrollment_id: int) -> None:
 
 
 def deliver_message(message_id: int) -> None:
-    """Claim, check, render and send one message; queue its retry when the provider said wait."""
+    """Claim, check, render and send one message (or journey call, or CRM task); queue its
+    retry when the provider said wait."""
     app = runtime.current()
-    if delivery.deliver(app, message_id) != MessageState.PENDING:
+    if deliveries.deliver(app, message_id) != MessageState.PENDING:
         return  # sent, settled, or not due yet: nothing for this run to follow up
     wait = retries.next_retry(app, message_id)
     embedded = isinstance(dramatiq.get_broker(), StubBroker)

@@ -97,7 +97,9 @@ def wake_enrollments(app: App) -> int:
 
 def relay_messages(app: App) -> int:
     """Queue messages whose time has come: deferred past quiet hours, retries, lost ones."""
+    from automations.deliveries import retry_unknown
     from channels.delivery import settle_stale
+    from channels.retries import DELIVERED_CHANNELS
 
     now = app.clock.now()
     cutoff = now - timedelta(seconds=app.settings.event_relay_after_seconds)
@@ -111,7 +113,7 @@ def relay_messages(app: App) -> int:
             select(Message.id)
             .where(
                 Message.state == MessageState.PENDING,
-                Message.channel.in_(("email", "sms")),
+                Message.channel.in_(DELIVERED_CHANNELS),
                 or_(
                     Message.next_attempt_at <= now,
                     and_(Message.next_attempt_at.is_(None), Message.created_at <= cutoff),
@@ -121,6 +123,7 @@ def relay_messages(app: App) -> int:
             .limit(TICK_BATCH)
         ).all()
     settle_stale(app)
+    ids = [*ids, *retry_unknown(app)]
     for message_id in ids:
         actors.send("deliver_message", message_id)
     return len(ids)

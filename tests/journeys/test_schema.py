@@ -32,5 +32,7 @@ def test_the_module_writes_the_schema(tmp_path: Path) -> None:
         "split",
         "update_crm",
         "send_survey",
+        "http",
+        "crm_task",
         "exit",
     }
