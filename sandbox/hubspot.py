@@ -1,4 +1,4 @@
-"""HubSpot CRM v3 emulator: contacts, properties, search, gdpr-delete, rate limits."""
+"""HubSpot CRM v3 emulator: contacts, properties, search, gdpr-delete, tasks, rate limits."""
 
 from __future__ import annotations
 
@@ -24,6 +24,7 @@ from sandbox.hubspot_shapes import (
     rate_limited,
 )
 from sandbox.hubspot_store import CrmError, HubSpotStore, iso_now
+from sandbox.hubspot_tasks import TaskStore
 
 __all__ = ["HubSpotSandbox"]
 
@@ -34,6 +35,7 @@ SEARCH_PAGE_LIMIT = 200
 SEARCH_RESULT_CAP = 10_000
 CONTACTS = "/crm/v3/objects/contacts"
 PROPERTIES = "/crm/v3/properties/contacts"
+TASKS = "/crm/v3/objects/tasks"
 
 Handler = Callable[[Request], Awaitable[Response]]
 
@@ -67,6 +69,7 @@ class HubSpotSandbox(Emulator):
 
     def reset_state(self) -> None:
         self.store = HubSpotStore()
+        self.task_store = TaskStore()
         self.apply_limits()
 
     def apply_limits(self) -> None:
@@ -95,6 +98,14 @@ class HubSpotSandbox(Emulator):
                     return c.to_json(sorted(c.properties))
         return None
 
+    def tasks(self) -> list[dict[str, Any]]:
+        """Every task as {id, properties, contacts (associated contact ids)}."""
+        with self.lock:
+            return [
+                {"id": t.id, "properties": dict(t.properties), "contacts": list(t.contacts)}
+                for t in self.task_store.tasks.values()
+            ]
+
     # -- provider error shapes -------------------------------------------------------
 
     def error_response(self, status: int) -> Response:
@@ -120,6 +131,9 @@ class HubSpotSandbox(Emulator):
             Route(f"{CONTACTS}/gdpr-delete", e(self.gdpr_delete), methods=["POST"]),
             Route(CONTACTS, e(self.create_one), methods=["POST"]),
             Route(f"{CONTACTS}/{{contact_id}}", e(self.one), methods=["GET", "PATCH", "DELETE"]),
+            Route(f"{TASKS}/search", e(self.search_tasks, search=True), methods=["POST"]),
+            Route(TASKS, e(self.create_task), methods=["POST"]),
+            Route(f"{TASKS}/{{task_id}}", e(self.read_task), methods=["GET"]),
             Route(f"{PROPERTIES}/groups", e(self.groups), methods=["GET", "POST"]),
             Route(PROPERTIES, e(self.properties), methods=["GET", "POST"]),
             Route(
@@ -327,6 +341,38 @@ class HubSpotSandbox(Emulator):
             else:
                 raise CrmError(404, "OBJECT_NOT_FOUND", "Object not found.")
         return Response(status_code=204)
+
+    # -- tasks ---------------------------------------------------------------------------
+
+    async def create_task(self, request: Request) -> Response:
+        body = await request.json()
+        with self.lock:
+            task = self.task_store.create(body, lambda cid: cid in self.store.contacts)
+            return JSONResponse(task.to_json(sorted(task.properties)), 201)
+
+    async def read_task(self, request: Request) -> Response:
+        names = [n for n in request.query_params.get("properties", "").split(",") if n] or None
+        with self.lock:
+            task = self.task_store.tasks.get(request.path_params["task_id"])
+            if task is None:
+                raise CrmError(404, "OBJECT_NOT_FOUND", "Object not found.")
+            return JSONResponse(task.to_json(names))
+
+    async def search_tasks(self, request: Request) -> Response:
+        body = await request.json()
+        limit, after = int(body.get("limit") or 10), int(body.get("after") or 0)
+        if limit > SEARCH_PAGE_LIMIT:
+            raise CrmError(400, "VALIDATION_ERROR", f"limit must be at most {SEARCH_PAGE_LIMIT}")
+        with self.lock:
+            matches = self.task_store.search(body)
+            names = body.get("properties") or None
+            result: dict[str, Any] = {
+                "total": len(matches),
+                "results": [t.to_json(names) for t in matches[after : after + limit]],
+            }
+        if after + limit < len(matches):
+            result["paging"] = {"next": {"after": str(after + limit)}}
+        return JSONResponse(result)
 
     def _problems(self, props: dict[str, Any], own_id: str | None) -> dict[str, Any] | None:
         """The 207 error entry for one input, or None when it is valid."""

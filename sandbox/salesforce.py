@@ -1,4 +1,4 @@
-"""Salesforce REST emulator over TLS: Contact upserts, describe, SOQL, Bulk 2.0, limits."""
+"""Salesforce REST emulator over TLS: Contact upserts, Tasks, describe, SOQL, Bulk 2.0, limits."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from sandbox.emulator import Emulator
 from sandbox.faults import FaultConfig
 from sandbox.salesforce_bulk import BulkIngest
 from sandbox.salesforce_store import FieldSpec, SalesforceStore, SfError, default_custom_fields
+from sandbox.salesforce_tasks import TaskStore
 from sandbox.soql import parse_soql, run_query
 from sandbox.tls import LoopbackTLS
 
@@ -77,6 +78,7 @@ class SalesforceSandbox(Emulator):
     def reset_state(self) -> None:
         self.tokens = set(self._initial_tokens)
         self.store = SalesforceStore(self.custom_fields)
+        self.task_store = TaskStore()
         self.bulk = BulkIngest(self.store, self.bulk_processing_delay_s)
         self.api_used = 0
         self._cursors: dict[str, list[dict[str, Any]]] = {}
@@ -97,6 +99,11 @@ class SalesforceSandbox(Emulator):
     def contacts(self) -> list[dict[str, Any]]:
         with self.lock:
             return [dict(r) for r in self.store.records.values()]
+
+    def tasks(self) -> list[dict[str, Any]]:
+        """Every Task record as stored."""
+        with self.lock:
+            return [dict(r) for r in self.task_store.records.values()]
 
     def add_contact(self, **values: Any) -> str:
         with self.lock:
@@ -133,6 +140,8 @@ class SalesforceSandbox(Emulator):
                 e(self.collection_upsert),
                 methods=["PATCH"],
             ),
+            Route(f"{d}/sobjects/Task", e(self.create_task), methods=["POST"]),
+            Route(f"{d}/sobjects/Task/", e(self.create_task), methods=["POST"]),
             Route(f"{d}/sobjects/{{sobject}}/describe", e(self.describe), methods=["GET"]),
             Route(f"{d}/sobjects/{{sobject}}/describe/", e(self.describe), methods=["GET"]),
             Route(
@@ -299,6 +308,10 @@ class SalesforceSandbox(Emulator):
     async def query(self, request: Request) -> Response:
         soql = request.query_params.get("q", "")
         parsed = parse_soql(soql)
+        if parsed.sobject == "Task":
+            with self.lock:
+                rows = self.task_store.query(parsed)
+            return self._records_page(rows, parsed.fields, "Task", request)
         if parsed.sobject != "Contact":
             raise SfError(400, "INVALID_TYPE", f"sObject type '{parsed.sobject}' is not supported.")
         with self.lock:
@@ -312,6 +325,31 @@ class SalesforceSandbox(Emulator):
             fields = {k: v for k, v in row.items() if k in selected}
             records.append({"attributes": {"type": "Contact", "url": url}, **fields})
         return self._page(records, 0, page, version)
+
+    def _records_page(
+        self, rows: list[dict[str, Any]], fields: tuple[str, ...], sobject: str, request: Request
+    ) -> Response:
+        version = request.path_params["version"]
+        records = [
+            {
+                "attributes": {
+                    "type": sobject,
+                    "url": f"/services/data/v{version}/sobjects/{sobject}/{row['Id']}",
+                },
+                **{k: v for k, v in row.items() if k in fields},
+            }
+            for row in rows
+        ]
+        page = _batch_size(request.headers.get("sforce-query-options"), self.query_page_size)
+        return self._page(records, 0, page, version)
+
+    async def create_task(self, request: Request) -> Response:
+        values = await request.json()
+        if not isinstance(values, dict):
+            raise SfError(400, "JSON_PARSER_ERROR", "Expected a JSON object")
+        with self.lock:
+            task_id = self.task_store.create(values, set(self.store.records))
+        return JSONResponse({"id": task_id, "success": True, "errors": []}, status_code=201)
 
     async def query_more(self, request: Request) -> Response:
         locator = request.path_params["locator"]
