@@ -144,6 +144,7 @@ def _sandbox(source: App, start: datetime) -> Iterator[App]:
                 "twilio_auth_token": None,
                 "hubspot_access_token": None,
                 "salesforce_access_token": None,
+                "journey_calls_local": True,  # http and crm_task steps call nothing
             }
         )
         database = Database(settings.database_url)
@@ -406,6 +407,8 @@ def _message_record(message: Message, externals: dict[int, str], app: App) -> di
     at = message.sent_at or message.updated_at
     if message.channel == "crm":
         action = "update_crm"
+    elif message.channel in ("http", "crm_task"):
+        action = message.channel
     elif message.decisions.get("survey"):
         action = "send_survey"
     else:
@@ -438,6 +441,10 @@ def _message_record(message: Message, externals: dict[int, str], app: App) -> di
         record["cost"] = str(message.cost)
     if message.channel == "crm":
         record["properties"] = message.decisions.get("properties")
+    elif message.channel == "http":
+        record["endpoint"] = message.decisions.get("endpoint")
+    elif message.channel == "crm_task":
+        record["subject"] = (message.decisions.get("task") or {}).get("subject")
     return record
 
 

@@ -23,7 +23,7 @@ def messages() -> None:
 
 @messages.command("list")
 @click.option("--state", help="pending, deferred, sent, unknown, suppressed, failed…")
-@click.option("--channel", type=click.Choice(["email", "sms", "crm"]))
+@click.option("--channel", type=click.Choice(["email", "sms", "crm", "http", "crm_task"]))
 @click.option("--member", "external_id", help="one member's messages")
 @click.option("--limit", default=50, show_default=True)
 @click.option("--json", "as_json", is_flag=True)

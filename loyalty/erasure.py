@@ -295,10 +295,16 @@ def _scrub_messages(session: Session, member: Member, redactor: _Redactor) -> No
         error = redactor.text(message.error)
         if error != message.error:
             message.error = error
-        if "properties" in message.decisions:
-            # A CRM update's values were rendered for this member (names, say).
-            decisions = dict(message.decisions)
+        # A CRM update's values, a journey call's body and a CRM task's texts were
+        # rendered for this member (names, say).
+        decisions = dict(message.decisions)
+        if "properties" in decisions:
             decisions["properties"] = {}
+        if "body" in decisions:
+            decisions["body"] = "{}"
+        if "task" in decisions:
+            decisions["task"] = {**decisions["task"], "subject": "", "body": ""}
+        if decisions != message.decisions:
             message.decisions = decisions
 
 

@@ -8,16 +8,19 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from click.testing import CliRunner
 
 from automations.deliveries import deliver, retry_unknown
 from channels.delivery import settle_stale
 from channels.http_calls import SIGNATURE_HEADER, verify
+from cli import main
 from crm_sync.adapters import make_adapter
 from crm_sync.runs import run_push
 from loyalty.app import App
 from loyalty.clock import FrozenClock
+from loyalty.erasure import erase_member
 from loyalty.event_types import EventInput
-from loyalty.models import Message
+from loyalty.models import Member, Message
 from loyalty.pacing import forget_local_windows
 from loyalty.states import MessageState
 from sandbox.hubspot import HubSpotSandbox
@@ -340,3 +343,70 @@ def test_journey_calls_local_writes_the_outbox_and_calls_nothing(
     assert written["idempotency_key"] == f"enrollment:{call.enrollment_id}:notify"
     tasks = json.loads((app.settings.outbox_dir / "crm_tasks" / f"{task.id}.json").read_text())
     assert sorted(tasks) == ["hubspot", "salesforce"]
+
+
+def test_erasure_stops_queued_calls_and_blanks_what_was_rendered(
+    app: App, webhook_sink: WebhookSink, tmp_path: Path
+) -> None:
+    app = sink_app(app, webhook_sink)
+    member = make_member(app, external_id="m-1", email="ann@example.com", first_name="Annabel")
+    published(app, detractor_journey(tmp_path, HTTP_STEP, TASK_STEP))
+    webhook_sink.answer_next(503)  # the call waits for its retry
+    send_event(app, answered("m-1", 6))
+
+    with app.database.transaction() as session:
+        stored = session.get(Member, member.id)
+        assert stored is not None
+        erase_member(session, stored, now=app.clock.now())
+
+    call, task = messages(app)
+    assert (call.state, call.error) == (MessageState.SUPPRESSED, "erased")
+    assert call.decisions["body"] == "{}"
+    assert (task.decisions["task"]["subject"], task.decisions["task"]["body"]) == ("", "")
+    assert "Annabel" not in json.dumps([call.decisions, task.decisions])
+
+
+def test_the_simulator_shows_both_steps_and_calls_nothing(
+    app: App, webhook_sink: WebhookSink, hubspot_sandbox: HubSpotSandbox, tmp_path: Path
+) -> None:
+    folder = detractor_journey(tmp_path, HTTP_STEP, TASK_STEP)
+    members = tmp_path / "members.csv"
+    members.write_text("external_id,first_name\nann,Ann\n")
+    events = tmp_path / "events.jsonl"
+    answer = {
+        "type": "survey.answered",
+        "member": "ann",
+        "id": "s-1",
+        "at": "2026-04-01T09:00:00Z",
+        "data": {"kind": "nps", "score": 2},
+    }
+    events.write_text(json.dumps(answer) + "\n")
+    endpoint = {"url": webhook_sink.url("/hooks/loyalty"), "secret": SECRET}
+    environment = {
+        "DATABASE_URL": app.database.url,
+        "JOURNEYS_DIR": str(folder),
+        "OUTBOX_DIR": str(app.settings.outbox_dir),
+        "HTTP_ENDPOINTS": json.dumps({"helpdesk": endpoint}),
+        "HUBSPOT_ACCESS_TOKEN": hubspot_sandbox.access_token,
+        "HUBSPOT_BASE_URL": hubspot_sandbox.base_url,
+        "LOG_LEVEL": "ERROR",
+    }
+    arguments = ["journeys", "simulate", "--from", "2026-04-01", "--to", "2026-04-02"]
+    arguments += ["--members", str(members), "--events", str(events), "--json"]
+
+    result = CliRunner().invoke(main, arguments, env=environment)
+
+    assert result.exit_code == 0, result.output
+    timeline = json.loads(result.stdout)["timeline"]
+    steps = [(r["action"], r["step"], r.get("state")) for r in timeline if r["member"] == "ann"]
+    assert steps == [
+        ("enter", "", None),
+        ("http", "notify", "sent"),
+        ("crm_task", "follow_up", "sent"),
+        ("exit", "follow_up", None),
+    ]
+    call = next(r for r in timeline if r["action"] == "http")
+    task = next(r for r in timeline if r["action"] == "crm_task")
+    assert (call["endpoint"], task["subject"]) == ("helpdesk", "Call Ann (NPS 2)")
+    assert webhook_sink.requests() == []
+    assert hubspot_sandbox.requests() == []
