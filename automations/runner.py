@@ -235,7 +235,7 @@ def _apply(
                 enrollment,
             )
             task = {
-                "subject": texts["subject"] or action.subject,
+                "subject": (texts["subject"] or action.subject)[:255],
                 "body": texts["body"] or "",
                 "due_at": action.due_at.isoformat(),
                 "due_date": action.due_at.astimezone(ZoneInfo(zone)).date().isoformat(),

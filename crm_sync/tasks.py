@@ -57,6 +57,8 @@ SEARCH_LIMIT = 100
 HUBSPOT_PRIORITY = {"low": "LOW", "medium": "MEDIUM", "high": "HIGH"}
 SALESFORCE_PRIORITY = {"low": "Low", "medium": "Normal", "high": "High"}
 REFERENCE_PREFIX = "Loyalty reference: "
+#: Connect and read timeouts of one CRM call, in seconds.
+TIMEOUT = (5.0, 60.0)
 
 
 class TaskRetry(Exception):
@@ -137,7 +139,8 @@ class HubSpotTasks:
             properties=["hs_task_subject", "hs_task_body"],
             limit=SEARCH_LIMIT,
         )
-        page = _hubspot_call(lambda: self.client.crm.objects.tasks.search_api.do_search(request))
+        search = self.client.crm.objects.tasks.search_api
+        page = _hubspot_call(lambda: search.do_search(request, _request_timeout=TIMEOUT))
         for task in page.results or []:
             if spec.reference in ((task.properties or {}).get("hs_task_body") or ""):
                 return str(task.id)
@@ -168,7 +171,8 @@ class HubSpotTasks:
                 )
             ],
         )
-        created = _hubspot_call(lambda: self.client.crm.objects.tasks.basic_api.create(task))
+        basic = self.client.crm.objects.tasks.basic_api
+        created = _hubspot_call(lambda: basic.create(task, _request_timeout=TIMEOUT))
         return str(created.id)
 
 
@@ -212,7 +216,7 @@ class SalesforceTasks:
             spec.subject,
             SEARCH_LIMIT,
         )
-        result = _salesforce_call(lambda: self.client.query(soql))
+        result = _salesforce_call(lambda: self.client.query(soql, timeout=TIMEOUT))
         for record in result.get("records") or []:
             if spec.reference in (record.get("Description") or ""):
                 return str(record["Id"])
@@ -229,8 +233,11 @@ class SalesforceTasks:
         }
         if spec.owner:
             values["OwnerId"] = spec.owner
-        tasks: Any = self.client.Task
-        created = _salesforce_call(lambda: tasks.create(values))
+        created = _salesforce_call(
+            lambda: self.client.restful(
+                "sobjects/Task/", method="POST", json=values, timeout=TIMEOUT
+            )
+        )
         return str(created["id"])
 
 
