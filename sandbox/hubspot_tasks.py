@@ -89,14 +89,19 @@ class TaskStore:
 
 
 def _check_properties(properties: dict[str, Any]) -> None:
-    problems = []
-    unknown = [n for n in properties if n not in KNOWN]
-    problems += [f'Property "{n}" does not exist' for n in unknown]
+    problems: list[dict[str, Any]] = []
+
+    def refuse(name: str, error: str, message: str) -> None:
+        problems.append({"isValid": False, "message": message, "error": error, "name": name})
+
+    for name in properties:
+        if name not in KNOWN:
+            refuse(name, "PROPERTY_DOESNT_EXIST", f'Property "{name}" does not exist')
     stamp = properties.get("hs_timestamp")
     if stamp in (None, ""):
-        problems.append('Property "hs_timestamp" is required')
+        refuse("hs_timestamp", "REQUIRED_FIELD", "hs_timestamp is required")
     elif not _is_timestamp(str(stamp)):
-        problems.append(f"{stamp} is not a valid date; use epoch milliseconds or ISO 8601.")
+        refuse("hs_timestamp", "INVALID_DATE", f"{stamp} is not a valid date")
     for name, allowed in (
         ("hs_task_status", STATUSES),
         ("hs_task_priority", PRIORITIES),
@@ -104,7 +109,8 @@ def _check_properties(properties: dict[str, Any]) -> None:
     ):
         value = properties.get(name)
         if value is not None and value not in allowed:
-            problems.append(f"{value} was not one of the allowed options: {sorted(allowed)}")
+            message = f"{value} was not one of the allowed options: {sorted(allowed)}"
+            refuse(name, "INVALID_OPTION", message)
     if problems:
         raise CrmError(
             400, "VALIDATION_ERROR", "Property values were not valid: " + json.dumps(problems)
