@@ -35,7 +35,7 @@ from sqlalchemy import update
 
 from channels.delivery import request_left
 from channels.outcomes import Outcome, OutcomeKind, retry_after_seconds
-from channels.retries import retry_later
+from channels.retries import give_up, retry_later
 from loyalty.app import App
 from loyalty.models import Message
 from loyalty.settings import HttpEndpoint
@@ -126,11 +126,11 @@ def _claim(app: App, message_id: int) -> _Claimed | str | None:
         endpoint = app.settings.http_endpoints.get(name)
         message.updated_at = now
         if endpoint is None:
-            message.state = MessageState.FAILED
-            message.error = (
+            error = (
                 f"endpoint `{name}` is not in HTTP_ENDPOINTS; configure it, then replay "
                 "the dead letter (loyalty dlq replay)"
             )
+            give_up(session, message, error, now)
             return message.state
         message.attempts += 1
         message.state = MessageState.CLAIMED

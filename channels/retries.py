@@ -114,16 +114,7 @@ def retry_later(
                 "updated_at": now,
             }
         )
-        dead.append(
-            {
-                "message_id": str(uuid.uuid4()),
-                "queue": QUEUE,
-                "actor": ACTOR,
-                "args": {"args": [message_id], "kwargs": {}},
-                "error": error,
-                "failed_at": now,
-            }
-        )
+        dead.append(_dead_letter(message_id, error, now))
     if changes:
         session.execute(update(Message), changes)
     if dead:
@@ -134,6 +125,25 @@ def retry_later(
         extra={"messages": len(ids), "outcome": outcome.kind, "given_up": len(dead)},
     )
     return state
+
+
+def _dead_letter(message_id: int, error: str, now: datetime) -> dict[str, Any]:
+    return {
+        "message_id": str(uuid.uuid4()),
+        "queue": QUEUE,
+        "actor": ACTOR,
+        "args": {"args": [message_id], "kwargs": {}},
+        "error": error,
+        "failed_at": now,
+    }
+
+
+def give_up(session: Session, message: Message, error: str, now: datetime) -> None:
+    """Fail a message for good with a dead letter, so that `loyalty dlq replay` can retry it."""
+    message.state, message.error, message.updated_at = MessageState.FAILED, error, now
+    message.next_attempt_at = None
+    insert_ignore(session, DeadLetter, [_dead_letter(message.id, error, now)], ["message_id"])
+    log.warning("message.gave_up", extra={"messages": 1, "error": error})
 
 
 def next_retry(app: App, message_id: int) -> float | None:

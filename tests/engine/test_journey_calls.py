@@ -11,6 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 from automations.deliveries import deliver, retry_unknown
+from automations.runtime.dead_letters import list_dead_letters
 from channels.delivery import settle_stale
 from channels.http_calls import SIGNATURE_HEADER, verify
 from cli import main
@@ -202,6 +203,19 @@ def test_an_unconfigured_endpoint_fails_the_step_with_a_reason(
     assert row.state == MessageState.FAILED
     assert row.error is not None and "endpoint `helpdesk` is not in HTTP_ENDPOINTS" in row.error
     assert webhook_sink.requests(method="POST") == []
+
+    # Once the endpoint is configured, replaying the dead letter sends it
+    [dead] = list_dead_letters(app.database)
+    endpoint = configured.settings.http_endpoints["helpdesk"]
+    environment = {
+        "DATABASE_URL": app.database.url,
+        "OUTBOX_DIR": str(app.settings.outbox_dir),
+        "HTTP_ENDPOINTS": json.dumps({"helpdesk": {"url": str(endpoint.url), "secret": SECRET}}),
+    }
+    result = CliRunner().invoke(main, ["dlq", "replay", str(dead.id)], env=environment)
+    assert result.exit_code == 0, result.output
+    assert only_row(app).state == MessageState.SENT
+    assert [p.status for p in webhook_sink.requests(method="POST")] == [200]
 
 
 # -- crm_task ------------------------------------------------------------------------------------
