@@ -3,8 +3,9 @@
 A `crm_task` row goes through the outbox states as the others do: claimed, "request
 left" committed before the first CRM request, then settled. Its decisions keep each
 CRM's result (`tasks`: the task id, or why the CRM was skipped or refused it), so a
-retry only does what is left. Every try after the first may follow a lost answer:
-it looks for the step's task on the contact before opening one (`crm_sync.tasks`).
+retry only does what is left, and the CRMs a try asked (`asked`, committed with the
+claim): a later try there may follow a lost answer, so it looks for the step's task on
+the contact before opening one (`crm_sync.tasks`), also after a dead-letter replay.
 A CRM that is configured but has no contact for the member yet is waited for (the
 CRM push links it) until SEND_MAX_ATTEMPTS tries, then skipped with that reason.
 """
@@ -52,7 +53,7 @@ def deliver_task(app: App, message_id: int) -> str | None:
     claimed = _claim_task(app, message_id)
     if claimed is None:
         return None
-    specs, targets, first_try = claimed
+    specs, targets, look_first = claimed
     if app.settings.journey_calls_local:
         return _write_locally(app, message_id, specs)
     results: dict[str, dict[str, Any]] = {}
@@ -63,7 +64,9 @@ def deliver_task(app: App, message_id: int) -> str | None:
         openers = task_openers(app)
         for crm, contact_id in targets.items():
             try:
-                task_id = open_task(openers[crm], contact_id, specs[crm], look_first=not first_try)
+                task_id = open_task(
+                    openers[crm], contact_id, specs[crm], look_first=look_first[crm]
+                )
             except TaskRetry as exc:
                 retry.append(f"{crm}: {exc}")
                 continue
@@ -76,9 +79,9 @@ def deliver_task(app: App, message_id: int) -> str | None:
 
 def _claim_task(
     app: App, message_id: int
-) -> tuple[dict[str, TaskSpec], dict[str, str], bool] | None:
-    """Claim a due row; per CRM still to get it, the task and the contact; and whether this
-    is the first try. CRMs that cannot take it are recorded as skipped here."""
+) -> tuple[dict[str, TaskSpec], dict[str, str], dict[str, bool]] | None:
+    """Claim a due row; per CRM still to get it, the task, the contact and whether an
+    earlier try asked that CRM already. CRMs that cannot take it are recorded as skipped."""
     now = app.clock.now()
     with app.database.transaction() as session:
         message = session.get(Message, message_id, with_for_update=True)
@@ -88,7 +91,6 @@ def _claim_task(
             return None
         if message.next_attempt_at is not None and message.next_attempt_at > now:
             return None
-        first_try = message.attempts == 0
         message.attempts += 1
         message.state = MessageState.CLAIMED
         message.request_at = None
@@ -108,7 +110,14 @@ def _claim_task(
                 targets[crm] = contact or "local"
             elif last_try:
                 results[crm] = {"skipped": f"the member has no {crm} contact (not pushed yet)"}
-        message.decisions = {**message.decisions, "tasks": results}
+        # CRMs an earlier try asked (its answer may be lost): look before opening there.
+        asked = set(message.decisions.get("asked") or [])
+        look_first = {crm: crm in asked for crm in targets}
+        message.decisions = {
+            **message.decisions,
+            "tasks": results,
+            "asked": sorted(asked | set(targets)),
+        }
         task = message.decisions["task"]
         spec = TaskSpec(
             key=message.idempotency_key,
@@ -120,7 +129,7 @@ def _claim_task(
         )
         owners = task.get("owners") or {}
         specs = {crm: replace(spec, owner=owners.get(crm)) for crm in targets}
-        return specs, targets, first_try
+        return specs, targets, look_first
 
 
 def _contact_id(session: Session, member_id: int, crm: str) -> str | None:

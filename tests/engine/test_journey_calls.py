@@ -6,6 +6,7 @@ import json
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs
 
 import pytest
 from click.testing import CliRunner
@@ -14,6 +15,7 @@ from automations.deliveries import deliver, retry_unknown
 from automations.runtime.dead_letters import list_dead_letters
 from channels.delivery import settle_stale
 from channels.http_calls import SIGNATURE_HEADER, verify
+from channels.retries import retry_failed
 from cli import main
 from crm_sync.adapters import make_adapter
 from crm_sync.runs import run_push
@@ -424,3 +426,32 @@ def test_the_simulator_shows_both_steps_and_calls_nothing(
     assert (call["endpoint"], task["subject"]) == ("helpdesk", "Call Ann (NPS 2)")
     assert webhook_sink.requests() == []
     assert hubspot_sandbox.requests() == []
+
+
+def test_a_replayed_task_looks_before_opening_where_an_answer_was_lost(
+    crms: App, salesforce_sandbox: SalesforceSandbox, tmp_path: Path
+) -> None:
+    app = with_settings(crms, send_max_attempts=1)
+    make_member(app, external_id="m-1", first_name="Ann", last_name="Lee")
+    run_push(app, "salesforce")
+    published(
+        app,
+        detractor_journey(tmp_path, TASK_STEP.replace("owner:", "crms: [salesforce]\n    owner:")),
+    )
+    salesforce_sandbox.set_faults(drop_rate=1.0, drop_hold_s=0.5)
+
+    send_event(app, answered("m-1", 5))
+
+    row = only_row(app)
+    assert row.state == MessageState.FAILED  # out of attempts, with a dead letter
+    assert len(salesforce_sandbox.tasks()) == 1  # the task was opened; its answer was lost
+    salesforce_sandbox.set_faults(drop_rate=0.0)
+    with app.database.transaction() as session:
+        assert retry_failed(session, row.id, now=app.clock.now())
+
+    assert deliver(app, row.id) == MessageState.SENT
+
+    [task] = salesforce_sandbox.tasks()
+    assert only_row(app).decisions["tasks"]["salesforce"]["id"] == task["Id"]
+    [query] = salesforce_sandbox.requests(path="/services/data/v59.0/query")
+    assert parse_qs(query.query)["q"][0].startswith("SELECT Id, Description FROM Task WHERE")
