@@ -32,6 +32,7 @@ from loyalty.errors import (
 from loyalty.event_effects import HANDLERS, apply_effect
 from loyalty.event_types import (
     INTERNAL_SOURCE,
+    PROGRAM_TYPES,
     EventInput,
     check_envelope,
     check_payload,
@@ -80,6 +81,11 @@ def record_event(
 def record(session: Session, event: EventInput, *, settings: Settings, now: datetime) -> Recorded:
     """Store the event once per (source, id), creating its member from its profile if new."""
     check_type(event.type, settings)
+    if event.type in PROGRAM_TYPES and event.source != INTERNAL_SOURCE:
+        raise InvalidEventError(
+            f"type {event.type} is recorded by the program itself when the balance, tier or "
+            "rewards change; send what causes it instead (an order, a refund, a points adjustment)"
+        )
     check_envelope(event)
     found = session.execute(
         select(Member.id, Member.erased_at).where(Member.external_id == event.member)

@@ -31,6 +31,9 @@ def order(member: str, order_id: str, total: str = "10", **extra: Any) -> dict[s
     }
 
 
+FAKE_CHANGE = {"delta": 5000, "balance": 5000, "kind": "adjust", "reason": "gift"}
+
+
 def stored_events(app: App) -> list[Event]:
     with app.database.sessions() as session:
         return list(session.scalars(select(Event).order_by(Event.id)))
@@ -52,6 +55,8 @@ def test_a_batch_stores_each_event_once_and_answers_each_item(
         order("m-1", "5", source="loyalty"),  # the reserved source
         "not an object",
         order("m-1", "6"),
+        # the program records balance moves itself: a sender cannot fake one
+        {"type": "points.changed", "member": "m-1", "id": "p-1", "data": FAKE_CHANGE},
     ]
 
     # When it is posted
@@ -72,8 +77,10 @@ def test_a_batch_stores_each_event_once_and_answers_each_item(
         (7, "rejected", "source"),
         (8, "rejected", None),
         (9, "stored", None),
+        (10, "rejected", "type"),
     ]
-    assert (body["stored"], body["duplicates"], body["rejected"]) == (2, 1, 7)
+    assert "recorded by the program itself" in body["results"][10]["reason"]
+    assert (body["stored"], body["duplicates"], body["rejected"]) == (2, 1, 8)
     assert all(r["reason"] for r in body["results"] if r["status"] == "rejected")
     assert body["results"][0]["event_id"] == "o-1" and body["results"][0]["source"] == "shop"
     events = stored_events(app)
