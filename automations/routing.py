@@ -50,7 +50,13 @@ def route_event(session: Session, event: Event, *, settings: Settings) -> list[i
         return []
     now = event.processed_at or event.received_at
     to_run: list[int] = []
-    data = member_data(session, member, now=now, public_base_url=settings.public_base_url)
+    data = member_data(
+        session,
+        member,
+        now=now,
+        public_base_url=settings.public_base_url,
+        default_zone=settings.default_time_zone,
+    )
     context = Context(
         member=data,
         now=now,

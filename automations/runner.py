@@ -98,7 +98,13 @@ def _step(session: Session, app: App, enrollment_id: int, messages: list[int]) -
         _finish(enrollment, now, EnrollmentState.EXITED, "erased")
         return False
     state = StepState(
-        member=member_data(session, member, now=now, public_base_url=app.settings.public_base_url),
+        member=member_data(
+            session,
+            member,
+            now=now,
+            public_base_url=app.settings.public_base_url,
+            default_zone=app.settings.default_time_zone,
+        ),
         zone=member_zone(member, app.settings),
         now=now,
         event=enrollment.context.get("event"),

@@ -421,7 +421,13 @@ def _entries(session: Session, settings: Settings, now: datetime, found: Finding
                 continue
             at = event.processed_at or event.received_at
             if trigger.conditions is not None:
-                data = member_data(session, member, now=at, public_base_url="")
+                data = member_data(
+                    session,
+                    member,
+                    now=at,
+                    public_base_url="",
+                    default_zone=settings.default_time_zone,
+                )
                 context = ConditionContext(member=data, now=at, event=event.payload)
                 if not evaluate(trigger.conditions, context):
                     continue

@@ -90,7 +90,7 @@ def member_data(
     *,
     now: datetime,
     public_base_url: str,
-    default_zone: str = "UTC",
+    default_zone: str,
 ) -> dict[str, Any]:
     """The member with derived loyalty fields; datetimes aware UTC, money as Decimal.
 
@@ -147,7 +147,7 @@ def member_view(
     *,
     now: datetime,
     public_base_url: str,
-    default_zone: str = "UTC",
+    default_zone: str,
 ) -> dict[str, Any]:
     """`member_data` as JSON-ready values."""
     data = member_data(

@@ -9,8 +9,10 @@ from automations.preview import preview
 from crm_sync.values import member_values
 from loyalty import ledger
 from loyalty.app import App
+from loyalty.event_types import EventInput
 from loyalty.members import first_expiring_day, member_data
 from loyalty.models import Member
+from tests.engine.helpers import journey_folder, messages, published, send_event
 from tests.factories import make_member
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -77,7 +79,9 @@ def test_members_without_a_zone_count_days_in_the_programs_zone(app: App) -> Non
         local = member_data(
             session, row, now=now, public_base_url="https://x.test", default_zone="America/New_York"
         )
-        utc = member_data(session, row, now=now, public_base_url="https://x.test")
+        utc = member_data(
+            session, row, now=now, public_base_url="https://x.test", default_zone="UTC"
+        )
         bulk = member_values(
             session,
             [row],
@@ -88,3 +92,35 @@ def test_members_without_a_zone_count_days_in_the_programs_zone(app: App) -> Non
     assert (local["points_expiring"], local["points_expiring_at"]) == (550, EVENING)
     assert (utc["points_expiring"], utc["points_expiring_at"]) == (300, EVENING)
     assert bulk[member.id]["points_expiring"] == 550
+
+
+def test_journeys_count_a_zoneless_members_expiry_day_in_the_programs_zone(
+    app: App, tmp_path: Path
+) -> None:
+    # Given a member without a zone of their own, in a program that lives in New York
+    _member_with_two_orders_on_new_years_eve(app, None)
+    app = App(
+        app.settings.model_copy(update={"default_time_zone": "America/New_York"}),
+        app.database,
+        app.clock,
+    )
+    journey = """
+id: expiry_note
+name: Expiry note
+status: active
+trigger: {type: event, event: member.enrolled}
+audience: {field: points_expiring, gte: 550}
+entry: {every_time: true}
+steps:
+  - id: note
+    type: update_crm
+    properties: {loyalty_expiring: "{{ member.points_expiring }}"}
+"""
+    published(app, journey_folder(tmp_path, {"expiry_note": journey}, {}))
+
+    # When an event enters them (the audience is read by the router, the step by the runner)
+    send_event(app, EventInput(type="member.enrolled", member="ann", id="e-1"))
+
+    # Then both read New York's evening as one day: 300 + 250
+    [note] = messages(app)
+    assert note.decisions["properties"] == {"loyalty_expiring": "550"}

@@ -126,7 +126,9 @@ def test_bulk_values_match_member_data(app: App) -> None:
         members = list(session.scalars(select(Member).order_by(Member.id)))
         bulk = member_values(session, members, now=now, public_base_url="https://x.test")
         for member in members:
-            one = member_data(session, member, now=now, public_base_url="https://x.test")
+            one = member_data(
+                session, member, now=now, public_base_url="https://x.test", default_zone="UTC"
+            )
             assert {k: bulk[member.id][k] for k in SHARED} == {k: one[k] for k in SHARED}
     assert bulk[referrer]["points_expiring"] == 100
     assert bulk[referrer]["referrals_completed"] == 1
