@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 
 import click
@@ -26,21 +27,22 @@ __all__ = ["run", "scheduler_command", "worker"]
 @guard
 def worker(processes: int | None, threads: int | None) -> None:
     """Run Dramatiq workers on Redis (needs REDIS_URL)."""
-    from dramatiq.cli import main as dramatiq_main
-
     app = app_from_environment()
     if not app.settings.redis_url:
         fail("`loyalty worker` needs REDIS_URL; without it use `loyalty run`")
     check_sending_setup(app)  # against the journeys the scheduler published
-    sys.argv = [
-        "loyalty worker",
+    # Dramatiq reads how long an idle consumer waits from its environment when its worker
+    # module is first imported, which has happened here: the workers start in a fresh
+    # interpreter that reads it.
+    os.environ["dramatiq_worker_timeout"] = str(app.settings.worker_timeout_ms)  # noqa: SIM112 (its name)
+    argv = [
         "automations.runtime.worker_entry",
         "--processes",
         str(processes or app.settings.worker_processes),
         "--threads",
         str(threads or app.settings.worker_threads),
     ]
-    sys.exit(dramatiq_main())  # type: ignore[no-untyped-call]
+    os.execv(sys.executable, [sys.executable, "-m", "dramatiq", *argv])
 
 
 @click.command("scheduler")

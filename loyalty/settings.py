@@ -94,6 +94,12 @@ class Settings(BaseSettings):
     # Runtime
     worker_threads: int = Field(4, ge=1, le=64)
     worker_processes: int = Field(2, ge=1, le=64)
+    worker_timeout_ms: int = Field(
+        20,
+        ge=1,
+        le=10_000,
+        description="longest wait of an idle worker before it looks at its queues again, in ms",
+    )
     max_retries: int = Field(10, ge=0, description="retries of a transient failure")
     retry_min_backoff_ms: int = Field(1_000, ge=1)
     retry_max_backoff_ms: int = Field(15 * 60_000, ge=1)
