@@ -32,6 +32,7 @@ from automations.definition import (
 from loyalty.clock import next_local_time
 
 __all__ = [
+    "HOLDOUT",
     "Award",
     "CrmUpdate",
     "FollowUpTask",
@@ -42,6 +43,10 @@ __all__ = [
     "decide",
     "next_local_time",
 ]
+
+
+#: The variant name of a split's control group (members who get nothing).
+HOLDOUT = "holdout"
 
 
 @dataclass(frozen=True)
@@ -103,6 +108,9 @@ class StepState:
     count_events: Callable[[str, datetime], int] | None = None
     tiers: Sequence[str] = ("bronze", "silver", "gold")
     default_expiry_days: int = 365
+    count_engagements: Callable[[str, str | None, str | None, datetime], int] | None = None
+    #: When the member entered: a holdout waits out the goal window from then.
+    entered_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -169,13 +177,28 @@ def decide(journey: Journey, step_id: str, state: StepState) -> Outcome:
     if isinstance(step, Split):
         variant = choose_variant(step, journey.id, str(state.member["external_id"]))
         if variant is None:
-            return Outcome(step.id, (), END, exit_reason="holdout", note={"variant": "holdout"})
+            return _holdout(journey, step.id, state)
         return Outcome(step.id, (), variant.next, note={"variant": variant.name})
     if isinstance(step, Wait):
         return _wait(step, following, state)
     if isinstance(step, Exit):
         return Outcome(step.id, (), END, exit_reason=step.reason or "exit")
     raise TypeError(f"no decision for step type {type(step).__name__}")
+
+
+def _holdout(journey: Journey, step_id: str, state: StepState) -> Outcome:
+    """The control group receives nothing but stays until the goal window ends.
+
+    So its conversions count like everyone else's; without a goal there is
+    nothing to measure, and the member leaves at once.
+    """
+    note: dict[str, Any] = {"variant": HOLDOUT}
+    if journey.goal is not None:
+        until = (state.entered_at or state.now) + journey.goal.within
+        if until > state.now:
+            note["resume"] = END
+            return Outcome(step_id, wake_at=until, exit_reason=HOLDOUT, note=note)
+    return Outcome(step_id, (), END, exit_reason=HOLDOUT, note=note)
 
 
 def _context(state: StepState) -> Context:
@@ -185,6 +208,7 @@ def _context(state: StepState) -> Context:
         event=state.event,
         count_events=state.count_events,
         tiers=state.tiers,
+        count_engagements=state.count_engagements,
     )
 
 

@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 
 from automations.definition import Context, Journey, evaluate
 from automations.versions import Published
+from channels.engagement import engagement_counter
 from loyalty.db import insert_ignore
 from loyalty.members import member_data, member_zone
 from loyalty.models import Enrollment, Event, Member
@@ -91,6 +92,7 @@ def enter(
             now=now,
             event=event,
             count_events=count_events_for(session, member.id),
+            count_engagements=engagement_counter(session, member.id),
             tiers=tuple(settings.tier_thresholds),
         )
         if not evaluate(journey.audience, audience):

@@ -27,6 +27,7 @@ from automations.definition import (
 )
 from automations.enrollments import count_events_for
 from automations.versions import templates_of
+from channels.engagement import engagement_counter
 from channels.render import RenderError, locale_chain, render_message
 from channels.segments import measure
 from channels.template_data import template_data
@@ -93,6 +94,7 @@ def preview(
             now=now,
             event=context.get("event"),
             count_events=count_events_for(session, member.id),
+            count_engagements=engagement_counter(session, member.id),
             tiers=tuple(app.settings.tier_thresholds),
         )
         if journey.audience is not None and not evaluate(journey.audience, judged):

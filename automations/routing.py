@@ -11,6 +11,7 @@ from automations.definition import Context, EventTrigger, evaluate
 from automations.definition.conditions import Condition
 from automations.enrollments import count_events_for, enter
 from automations.versions import latest_versions, load_version
+from channels.engagement import engagement_counter
 from loyalty.members import member_data
 from loyalty.models import Enrollment, Event, Member
 from loyalty.settings import Settings
@@ -62,6 +63,7 @@ def route_event(session: Session, event: Event, *, settings: Settings) -> list[i
         now=now,
         event=event.payload,
         count_events=count_events_for(session, member.id),
+        count_engagements=engagement_counter(session, member.id),
         tiers=tuple(settings.tier_thresholds),
     )
 

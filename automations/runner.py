@@ -32,6 +32,7 @@ from automations.engine import (
 )
 from automations.enrollments import count_events_for
 from automations.versions import Published, load_version
+from channels.engagement import engagement_counter
 from channels.render import RenderError, render_text
 from channels.template_data import template_data
 from loyalty import ledger
@@ -83,7 +84,10 @@ def _step(session: Session, app: App, enrollment_id: int, messages: list[int]) -
             return False
         _wake(enrollment)
         if enrollment.current_step == END:
-            _finish(enrollment, now, EnrollmentState.COMPLETED, None)
+            # A holdout waited out the goal window: it leaves as it came, as the control.
+            reason = enrollment.context.get("exit_reason")
+            ended = EnrollmentState.EXITED if reason else EnrollmentState.COMPLETED
+            _finish(enrollment, now, ended, reason)
             return False
     if enrollment.state != EnrollmentState.ACTIVE or enrollment.current_step is None:
         return False
@@ -111,6 +115,8 @@ def _step(session: Session, app: App, enrollment_id: int, messages: list[int]) -
         count_events=count_events_for(session, member.id),
         tiers=tuple(app.settings.tier_thresholds),
         default_expiry_days=app.settings.points_expiry_days,
+        count_engagements=engagement_counter(session, member.id),
+        entered_at=enrollment.entered_at,
     )
     outcome = decide(published.journey, enrollment.current_step, state)
     _apply(
@@ -124,9 +130,13 @@ def _step(session: Session, app: App, enrollment_id: int, messages: list[int]) -
         messages,
         dict(state.member),
     )
+    if outcome.note.get("variant") and enrollment.variant is None:
+        enrollment.variant = outcome.note["variant"]
     if outcome.wake_at is not None:
         context = {**enrollment.context, "resume": outcome.note.get("resume")}
         context["waiting_for"] = outcome.waiting_for
+        if outcome.exit_reason:
+            context["exit_reason"] = outcome.exit_reason
         enrollment.context = context
         enrollment.state = EnrollmentState.WAITING
         enrollment.next_run_at = outcome.wake_at

@@ -30,6 +30,7 @@ from sqlalchemy import func, insert, select
 from automations import runtime
 from automations.definition import DateTrigger, ScheduleTrigger
 from automations.intake import emit
+from automations.report import JourneyReport, journey_report
 from automations.runtime.broker import build_broker, drain, embedded_worker
 from automations.runtime.ticks import (
     enter_date_journeys,
@@ -68,8 +69,11 @@ MAX_JUMP = timedelta(hours=6)
 class Simulation:
     records: list[dict[str, Any]] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
+    #: `journeys report` of each journey with a split, on the simulated data (when asked).
+    reports: list[JourneyReport] = field(default_factory=list)
 
     def summary(self) -> dict[str, dict[str, Any]]:
+        """Per journey: entries, conversions, sends, points, SMS; per split variant too."""
         out: dict[str, dict[str, Any]] = {}
         for record in self.records:
             row = out.setdefault(
@@ -81,12 +85,22 @@ class Simulation:
                     "points": 0,
                     "sms_segments": 0,
                     "sms_cost": "0",
+                    "variants": {},
                 },
             )
+            counted = [row]
+            if record.get("variant"):
+                counted.append(
+                    row["variants"].setdefault(
+                        record["variant"], {"entries": 0, "sends": 0, "conversions": 0}
+                    )
+                )
             if record["action"] == "enter":
-                row["entries"] += 1
+                for figures in counted:
+                    figures["entries"] += 1
             elif record["action"] == "goal":
-                row["conversions"] += 1
+                for figures in counted:
+                    figures["conversions"] += 1
             elif record["action"] == "award_points":
                 row["points"] += record["points"]
             elif (
@@ -95,6 +109,8 @@ class Simulation:
                 and (record.get("state") == MessageState.SENT)
             ):
                 row["sends"][record["channel"]] = row["sends"].get(record["channel"], 0) + 1
+                for figures in counted[1:]:
+                    figures["sends"] += 1
                 if record["channel"] == "sms":
                     row["sms_segments"] += record.get("segments", 0)
                     row["sms_cost"] = str(Decimal(row["sms_cost"]) + Decimal(record["cost"]))
@@ -109,8 +125,13 @@ def simulate(
     journey_id: str | None = None,
     members_file: Path | None = None,
     events_file: Path | None = None,
+    with_reports: bool = False,
 ) -> Simulation:
-    """Run the journeys from `start` to `end` (inclusive) on a copy; the timeline and problems."""
+    """Run the journeys from `start` to `end` (inclusive) on a copy; the timeline and problems.
+
+    `with_reports`: also the split report of each journey with a split (of `journey_id`
+    only, when given), counting the members who entered in the period.
+    """
     if start > end:
         raise ValueError(f"--from ({_iso(start)}) is after --to ({_iso(end)})")
     result = Simulation()
@@ -127,7 +148,16 @@ def simulate(
         events = _read_events(events_file, start, result) if events_file else []
         _run(app, start, end, events, result)
         result.records = _timeline(app, start, end, copied)
+        if with_reports:
+            result.reports = _reports(app, journey_id, start)
     return result
+
+
+def _reports(app: App, journey_id: str | None, start: datetime) -> list[JourneyReport]:
+    with app.database.sessions() as session:
+        ids = [journey_id] if journey_id else [v.journey_id for v in latest_versions(session)]
+        reports = [journey_report(session, i, entered_since=start) for i in ids]
+    return [r for r in reports if r.has_splits or r.journey_id == journey_id]
 
 
 @contextmanager
@@ -340,6 +370,8 @@ def _timeline(app: App, start: datetime, end: datetime, copied: _Copied) -> list
             e = enrollments.get(enrollment_id) if enrollment_id is not None else None
             step = orders.get(e.journey_version_id, {}).get(record["step"], -1) if e else -1
             key = (record["at"], record["member"], record["journey"], phase, step)
+            if e is not None and e.variant:
+                record["variant"] = e.variant
             rows.append((key, record))
 
         for e in enrollments.values():

@@ -157,6 +157,8 @@ def _apply_sendgrid(
         status = "blocked" if event.get("type") == "blocked" else "bounced"
     if status is not None:
         _set_status(message, status, at, now)
+    if kind in ("open", "click"):
+        _engaged(message, kind, at)
     if kind in ("bounce", "dropped"):
         parts = ("sendgrid", kind, event.get("type"), event.get("status"))
         message.error = " ".join(str(p) for p in parts if p)
@@ -342,6 +344,14 @@ def _set_status(message: Message, status: str, at: datetime, now: datetime) -> N
         message.provider_status = status
         message.provider_status_at = at
         message.updated_at = now
+
+
+def _engaged(message: Message, kind: str, at: datetime) -> None:
+    """Keep the latest open and click (a click counts as an open: images may be blocked)."""
+    if message.last_opened_at is None or at > message.last_opened_at:
+        message.last_opened_at = at
+    if kind == "click" and (message.last_clicked_at is None or at > message.last_clicked_at):
+        message.last_clicked_at = at
 
 
 def _suppress(

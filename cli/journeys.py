@@ -1,4 +1,4 @@
-"""`loyalty journeys validate|publish|list|preview|simulate`."""
+"""`loyalty journeys validate|publish|list|preview|simulate|report`."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import click
 
 from automations.definition import Program, journey_files, load_journeys
 from automations.preview import OutsideAudience, preview
+from automations.report import JourneyReport, format_report, journey_report
 from automations.simulate import parse_day, simulate
 from automations.versions import journey_summaries, latest_versions, publish
 from cli.context import (
@@ -25,7 +26,7 @@ __all__ = ["journeys"]
 
 @click.group()
 def journeys() -> None:
-    """Journey definitions: validate, publish, list, preview and simulate."""
+    """Journey definitions: validate, publish, list, preview, simulate and report."""
 
 
 @journeys.command()
@@ -103,6 +104,33 @@ def list_command(as_json: bool) -> None:
         )
 
 
+@journeys.command("report")
+@click.argument("journey_id")
+@click.option("--json", "as_json", is_flag=True)
+@guard
+def report_command(journey_id: str, as_json: bool) -> None:
+    """Per split variant: entries, sends, conversions, rate, and the lift over the holdout."""
+    app = app_from_environment()
+    with app.database.sessions() as session:
+        report = journey_report(session, journey_id)
+    if as_json:
+        click.echo(json.dumps(report.as_json(), indent=2))
+        return
+    print_report(report)
+
+
+def print_report(report: JourneyReport) -> None:
+    """The report as text; a journey without splits gets one line saying so, then its totals."""
+    if not report.has_splits:
+        click.echo(
+            f"journey `{report.journey_id}` has no split step, so no variants to compare "
+            "(add a split with a holdout); its totals:",
+            err=True,
+        )
+    for line in format_report(report):
+        click.echo(line)
+
+
 @journeys.command("simulate")
 @click.option("--from", "start", required=True, help="YYYY-MM-DD or an ISO instant (UTC)")
 @click.option("--to", "end", required=True, help="YYYY-MM-DD (inclusive) or an ISO instant")
@@ -120,6 +148,12 @@ def list_command(as_json: bool) -> None:
     help="JSONL events to emit at their `at`",
 )
 @click.option("--json", "as_json", is_flag=True, help="print the timeline and the summary as JSON")
+@click.option(
+    "--report",
+    "with_report",
+    is_flag=True,
+    help="also print `journeys report` of each journey with a split, on the simulated data",
+)
 @guard
 def simulate_command(
     start: str,
@@ -128,6 +162,7 @@ def simulate_command(
     members_file: Path | None,
     events_file: Path | None,
     as_json: bool,
+    with_report: bool,
 ) -> None:
     """Run the journeys over a period with a virtual clock; nothing is sent or stored."""
     try:
@@ -144,11 +179,14 @@ def simulate_command(
         journey_id=journey_id,
         members_file=members_file,
         events_file=events_file,
+        with_reports=with_report,
     )
     for problem in result.problems:
         click.echo(problem, err=True)
     if as_json:
-        document = {"timeline": result.records, "summary": result.summary()}
+        document: dict[str, object] = {"timeline": result.records, "summary": result.summary()}
+        if with_report:
+            document["reports"] = [r.as_json() for r in result.reports]
         click.echo(json.dumps(document, indent=2, ensure_ascii=False))
         return
     for r in result.records:
@@ -178,6 +216,14 @@ def simulate_command(
             f"{row['points']} points, "
             f"{row['sms_segments']} SMS segments (~{row['sms_cost']})"
         )
+        for variant, figures in sorted(row["variants"].items()):
+            click.echo(
+                f"  {variant}: {figures['entries']} entries, {figures['sends']} sends, "
+                f"{figures['conversions']} conversions"
+            )
+    for report in result.reports:
+        click.echo("")
+        print_report(report)
 
 
 @journeys.command("preview")

@@ -232,6 +232,7 @@ class Enrollment(Base):
     __table_args__ = (
         UniqueConstraint("journey_id", "member_id", "occurrence"),
         _one_of("state", EnrollmentState),
+        Index("ix_enrollments_variant", "journey_id", "variant"),
     )
 
     id: Mapped[int] = mapped_column(Id, primary_key=True)
@@ -248,6 +249,8 @@ class Enrollment(Base):
     exited_at: Mapped[datetime | None]
     exit_reason: Mapped[str | None] = mapped_column(String(64))
     converted_at: Mapped[datetime | None]
+    #: The split variant the member got (its name, or `holdout`); reports count by it.
+    variant: Mapped[str | None] = mapped_column(String(64))
 
 
 class Message(Base):
@@ -258,7 +261,7 @@ class Message(Base):
 
     id: Mapped[int] = mapped_column(Id, primary_key=True)
     idempotency_key: Mapped[str] = mapped_column(String(255), unique=True)
-    enrollment_id: Mapped[int | None] = mapped_column(Id, ForeignKey("enrollments.id"))
+    enrollment_id: Mapped[int | None] = mapped_column(Id, ForeignKey("enrollments.id"), index=True)
     member_id: Mapped[int] = _member_fk()
     journey_id: Mapped[str | None] = mapped_column(String(128))
     step_id: Mapped[str | None] = mapped_column(String(128))
@@ -286,6 +289,9 @@ class Message(Base):
     provider_status_at: Mapped[datetime | None]
     #: Names this message (and so its member) in the one-click unsubscribe link.
     unsubscribe_token: Mapped[str | None] = mapped_column(String(64), unique=True)
+    #: The latest open (a click counts as one) and click the provider reported.
+    last_opened_at: Mapped[datetime | None]
+    last_clicked_at: Mapped[datetime | None]
 
 
 class Suppression(Base):

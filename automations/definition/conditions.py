@@ -23,7 +23,7 @@ from pydantic import (
     model_validator,
 )
 
-from .base import Name, StrictModel, problem
+from .base import Identifier, Name, StrictModel, problem
 from .durations import Duration
 from .fields import DEFAULT_TIERS, MEMBER_FIELDS, suggest
 from .program import program_of
@@ -35,6 +35,8 @@ __all__ = [
     "ConditionError",
     "ConsentCondition",
     "Context",
+    "EmailEngagement",
+    "EngagedCondition",
     "EventCount",
     "EventCountCondition",
     "FieldCondition",
@@ -194,7 +196,50 @@ class ConsentCondition(StrictModel):
     consent: Literal["email", "sms"]
 
 
-_KINDS = ("all", "any", "not", "field", "events", "consent")
+class EmailEngagement(StrictModel):
+    """The member's emails opened (or clicked) within ``within``: any, a journey's, or a step's."""
+
+    event: Literal["opened", "clicked"] = Field(
+        description="opened (a click counts as an open) or clicked"
+    )
+    journey: Identifier | None = Field(default=None, description="only this journey's emails")
+    step: Identifier | None = Field(
+        default=None, description="only this send step's emails (needs `journey`)"
+    )
+    within: Duration
+
+
+class EngagedCondition(StrictModel):
+    """Email engagement: ``{engaged: {event: opened, journey: …, step: …, within: 30d}}``.
+
+    True when at least one such email was opened (clicked) in the window, or
+    when the count of them compares as written (``gte: 3``).
+    """
+
+    engaged: EmailEngagement
+    eq: int | None = None
+    ne: int | None = None
+    gt: int | None = None
+    gte: int | None = None
+    lt: int | None = None
+    lte: int | None = None
+
+    @model_validator(mode="after")
+    def _at_most_one_operator(self) -> EngagedCondition:
+        if len(self.operators) > 1:
+            raise problem(
+                "operator",
+                "an engagement condition takes at most one comparison",
+                "none means at least one email; or one of: " + ", ".join(COUNT_OPS),
+            )
+        return self
+
+    @property
+    def operators(self) -> list[str]:
+        return [op for op in COUNT_OPS if op in self.model_fields_set]
+
+
+_KINDS = ("all", "any", "not", "field", "events", "consent", "engaged")
 
 
 def _kind(value: Any) -> str | None:
@@ -212,12 +257,13 @@ Condition = Annotated[
     | Annotated[NotCondition, Tag("not")]
     | Annotated[FieldCondition, Tag("field")]
     | Annotated[EventCountCondition, Tag("events")]
-    | Annotated[ConsentCondition, Tag("consent")],
+    | Annotated[ConsentCondition, Tag("consent")]
+    | Annotated[EngagedCondition, Tag("engaged")],
     Discriminator(
         _kind,
         custom_error_type="condition",
         custom_error_message=(
-            "a condition needs one of the keys all, any, not, field, events, consent"
+            "a condition needs one of the keys all, any, not, field, events, consent, engaged"
         ),
     ),
 ]
@@ -229,6 +275,7 @@ _MODELS = (
     FieldCondition,
     EventCountCondition,
     ConsentCondition,
+    EngagedCondition,
 )
 for _model in _MODELS:
     _model.model_rebuild()
@@ -259,7 +306,9 @@ class Context:
 
     ``member`` holds the member fields (``attributes`` a dict); ``event`` the
     payload of the event being judged, if any; ``count_events(type, since)``
-    counts the member's events of a type since an aware UTC instant.
+    counts the member's events of a type since an aware UTC instant;
+    ``count_engagements(opened|clicked, journey, step, since)`` counts the
+    member's emails (of that journey and step, when given) opened or clicked since.
     """
 
     member: Mapping[str, Any]
@@ -267,6 +316,7 @@ class Context:
     event: Mapping[str, Any] | None = None
     count_events: Callable[[str, datetime], int] | None = None
     tiers: Sequence[str] = DEFAULT_TIERS
+    count_engagements: Callable[[str, str | None, str | None, datetime], int] | None = None
 
 
 class _Missing:
@@ -294,7 +344,21 @@ def evaluate(condition: Condition, context: Context) -> bool:
         count = context.count_events(condition.events.type, since)
         op = condition.operators[0]
         return _compare(count, op, getattr(condition, op), ())
+    if isinstance(condition, EngagedCondition):
+        return _engaged(condition, context)
     return _field(condition, context)
+
+
+def _engaged(condition: EngagedCondition, context: Context) -> bool:
+    if context.count_engagements is None:
+        raise ConditionError("this condition reads email engagement but the context cannot")
+    wanted = condition.engaged
+    since = context.now - wanted.within
+    count = context.count_engagements(wanted.event, wanted.journey, wanted.step, since)
+    if not condition.operators:
+        return count >= 1
+    op = condition.operators[0]
+    return _compare(count, op, getattr(condition, op), ())
 
 
 def resolve(path: str, context: Context) -> Any:

@@ -49,6 +49,7 @@ _CONDITIONS: dict[str, type[BaseModel]] = {
     "field": c.FieldCondition,
     "events": c.EventCountCondition,
     "consent": c.ConsentCondition,
+    "engaged": c.EngagedCondition,
 }
 
 _CONDITION_HINT = "e.g. {field: tier, in: [silver, gold]} or {all: [...]}"
@@ -71,6 +72,8 @@ def _model_at(parent: Any, path: tuple[str | int, ...]) -> type[BaseModel] | Non
         return _STEPS.get(str(kind))
     if last == "events" and path[-1] == "events":
         return c.EventCount
+    if last == "engaged" and path[-1] == "engaged":
+        return c.EmailEngagement
     if last in _BY_KEY:
         return _BY_KEY[last]
     if isinstance(parent, dict):

@@ -19,7 +19,7 @@ def bucket(journey_id: str, step_id: str, member_key: str) -> int:
 
 
 def choose_variant(split: Split, journey_id: str, member_key: str) -> Variant | None:
-    """The variant for the member, or None for the holdout (who exit and form the control)."""
+    """The variant for the member, or None for the holdout (the control: they get nothing)."""
     point = bucket(journey_id, split.id, member_key)
     edge = 0
     for variant in split.variants:

@@ -179,7 +179,7 @@ class Variant(StrictModel):
 
 
 class Split(_Step):
-    """Deterministic split by a hash of journey, step and member; the holdout exits."""
+    """Deterministic split by a hash of journey, step and member; the holdout is the control."""
 
     type: Literal["split"]
     variants: Annotated[list[Variant], Field(min_length=1)]

@@ -86,6 +86,16 @@ def structure_issues(journey: Journey, tiers: Sequence[str] = DEFAULT_TIERS) -> 
                         suggest(target, [*sorted(ids), END]),
                     )
                 )
+        if isinstance(step, Split):
+            issues += [
+                Issue(
+                    ("steps", index, "variants", j, "name"),
+                    "`holdout` names the control group, not a variant",
+                    "rename the variant, or use `holdout: <percent>` for a control group",
+                )
+                for j, variant in enumerate(step.variants)
+                if variant.name == "holdout"
+            ]
         if isinstance(step, AwardPoints) and isinstance(step.amount, dict):
             issues += _tier_amounts(step, index, tiers)
         if isinstance(step, SendEmail) and isinstance(step.template_id, dict):

@@ -25,6 +25,7 @@ from channels.templates import (
 from loyalty.rewards import CATALOG_FILE
 from loyalty.yaml_source import Document, Location, YamlError, load_yaml
 
+from .engagement import Catalog, catalog_of, engagement_issues
 from .event_flow import event_issues, events_at
 from .fields import DEFAULT_TIERS, MEMBER_FIELDS
 from .messages import describe_error
@@ -133,10 +134,15 @@ def load_journeys(
     problems: list[Problem] = []
     seen_ids: dict[str, Path] = {}
     reported: set[Problem] = set()
-    for path in journey_files(paths):
+    files = journey_files(paths)
+    # Engagement conditions may name any journey of the program: the files' folders hold them.
+    catalog = catalog_of(files)
+    for path in files:
         templates = Path(templates_dir) if templates_dir else None
         try:
-            journey_file, file_problems = check_file(path, templates, program=program)
+            journey_file, file_problems = check_file(
+                path, templates, program=program, catalog=catalog
+            )
         except (Exception, RecursionError) as exc:  # one bad file never stops the others
             journey_file = None
             reason = "it nests too deeply" if isinstance(exc, RecursionError) else str(exc)
@@ -170,9 +176,15 @@ def check_file(
     tiers: Sequence[str] = DEFAULT_TIERS,
     *,
     program: Program | None = None,
+    catalog: Catalog | None = None,
 ) -> tuple[JourneyFile | None, list[Problem]]:
-    """Check one journey file; the journey is returned when its schema is valid."""
+    """Check one journey file; the journey is returned when its schema is valid.
+
+    ``catalog`` (the program's journeys and their steps) defaults to the journey
+    files of the file's folder.
+    """
     program = program or Program(tiers=tuple(tiers))
+    catalog = catalog if catalog is not None else catalog_of([path])
     name = str(path)
     try:
         doc = load_yaml(path)
@@ -194,7 +206,11 @@ def check_file(
         ]
     problems = [
         _at(name, doc.locate(i.path, key=i.key), i.message, i.hint, i.severity)
-        for i in [*structure_issues(journey, program.tiers), *event_issues(journey)]
+        for i in [
+            *structure_issues(journey, program.tiers),
+            *event_issues(journey),
+            *engagement_issues(journey, catalog),
+        ]
     ]
     if journey.id != path.stem:
         problems.append(

@@ -137,9 +137,42 @@ CASES: dict[str, tuple[str, list[str]]] = {
     "condition without a kind": (
         HEAD + "audience: {tier: gold}\n" + HELLO,
         [
-            "5:11: a condition needs one of the keys all, any, not, field, events, consent "
-            "(e.g. {field: tier, in: [silver, gold]} or {all: [...]})"
+            "5:11: a condition needs one of the keys all, any, not, field, events, consent, "
+            "engaged (e.g. {field: tier, in: [silver, gold]} or {all: [...]})"
         ],
+    ),
+    "engagement with an unknown journey": (
+        HEAD + "audience: {engaged: {event: opened, journey: case_x, within: 30d}}\n" + HELLO,
+        ["5:46: unknown journey `case_x` (did you mean `case`?)"],
+    ),
+    "engagement with an unknown step": (
+        HEAD
+        + "audience:\n  not: {engaged: {event: clicked, journey: case, step: helo, within: 7d}}\n"
+        + HELLO,
+        ["6:56: journey `case` has no step `helo` (did you mean `hello`?)"],
+    ),
+    "engagement with a step that sends no email": (
+        HEAD
+        + HELLO
+        + "  - id: pause\n    type: wait\n    duration: 1d\n"
+        + "  - id: opened\n    type: branch\n"
+        + "    if: {engaged: {event: opened, journey: case, step: pause, within: 1d}}\n"
+        + "    then: end\n",
+        [
+            "14:56: step `pause` of journey `case` sends no email (it is a wait step) "
+            "(name an email step: hello)"
+        ],
+    ),
+    "engagement step without its journey": (
+        HEAD + "audience: {engaged: {event: opened, step: hello, within: 30d}}\n" + HELLO,
+        [
+            "5:43: `step: hello` needs `journey`: the journey the step belongs to "
+            "(add `journey: case`, or the id of the journey whose step it is)"
+        ],
+    ),
+    "engagement with an unknown event": (
+        HEAD + "audience: {engaged: {event: read, within: 30d}}\n" + HELLO,
+        ["5:29: `event` cannot be 'read' (use 'opened' or 'clicked')"],
     ),
     "tier amounts": (
         HEAD + HELLO + "  - id: pts\n    type: award_points\n    reason: x\n"
