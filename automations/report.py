@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import func, select
@@ -153,12 +153,15 @@ def journey_report(
             arm = Arm(arm.variant, arm.entries, arm.sends, arm.conversions, _lift(arm, control))
         arms.append(arm)
     total = Arm(None, sum(entries.values()), sum(sends.values()), sum(conversions.values()))
-    goal = (
-        f"{journey.goal.event} within {format_duration(journey.goal.within)}"
-        if journey.goal
-        else None
-    )
+    goal = f"{journey.goal.event} within {_days(journey.goal.within)}" if journey.goal else None
     return JourneyReport(journey.id, journey.name, goal, splits, tuple(arms), total)
+
+
+def _days(window: timedelta) -> str:
+    """A goal window as marketers write it: whole days as days (14d, not 2w)."""
+    if window.days and window == timedelta(days=window.days):
+        return f"{window.days}d"
+    return format_duration(window)
 
 
 def _journey(session: Session, journey_id: str) -> Journey:

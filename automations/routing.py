@@ -19,6 +19,9 @@ from loyalty.states import IN_FLIGHT, EnrollmentState
 
 __all__ = ["occurrence_of", "route_event"]
 
+#: Enrollments a goal event converts: in flight (it ends them) or already through the steps.
+GOAL_OPEN = (*IN_FLIGHT, EnrollmentState.COMPLETED, EnrollmentState.EXITED)
+
 #: Longest occurrence kept as written (the column holds 128); longer ones are hashed.
 MAX_OCCURRENCE_CHARS = 100
 
@@ -96,22 +99,26 @@ def route_event(session: Session, event: Event, *, settings: Settings) -> list[i
             and journey.goal.event == event.type
             and holds(journey.goal.conditions)
         ):
+            # Members who already went through the steps convert too while the window
+            # lasts, so that a variant is measured over the same window as its holdout.
             for enrollment in session.scalars(
                 select(Enrollment)
                 .where(
                     Enrollment.journey_id == journey.id,
                     Enrollment.member_id == member.id,
-                    Enrollment.state.in_(IN_FLIGHT),
+                    Enrollment.state.in_(GOAL_OPEN),
+                    Enrollment.converted_at.is_(None),
                     Enrollment.entered_at >= event.occurred_at - journey.goal.within,
                     Enrollment.entered_at <= event.occurred_at,
                 )
                 .with_for_update()
             ):
+                if enrollment.state in IN_FLIGHT:
+                    enrollment.exited_at = now
+                    enrollment.exit_reason = "goal"
+                    enrollment.next_run_at = None
                 enrollment.state = EnrollmentState.CONVERTED
                 enrollment.converted_at = now
-                enrollment.exited_at = now
-                enrollment.exit_reason = "goal"
-                enrollment.next_run_at = None
     for enrollment in session.scalars(
         select(Enrollment)
         .where(Enrollment.member_id == member.id, Enrollment.state == EnrollmentState.WAITING)
