@@ -164,7 +164,7 @@ def test_engagement_steers_a_split_journey_and_the_report_reads_the_database(
             for mail in sendgrid_sandbox.sent:
                 for person in mail.body["personalizations"]:
                     member = person["to"][0]["email"].split("@")[0].split("+")[0]
-                    got[member].append(person.get("subject") or mail.body.get("subject"))
+                    got[member].append(str(person.get("subject") or mail.body.get("subject")))
             return got
 
         def followed_up() -> bool:
