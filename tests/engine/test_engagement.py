@@ -136,3 +136,20 @@ def test_an_audience_of_members_who_clicked(app: App, tmp_path: Path) -> None:
 def member_ids(app: App) -> dict[str, int]:
     with app.database.sessions() as session:
         return {m.external_id: m.id for m in session.scalars(select(Member))}
+
+
+def test_the_latest_open_is_kept_whatever_order_the_events_arrive_in(
+    app: App, tmp_path: Path, clock: FrozenClock
+) -> None:
+    published(app, journey_folder(tmp_path, {"promo": PROMO}, {"en/offer.email": BODY}))
+    make_member(app, external_id="ann", email="ann@example.com", email_consent=True)
+    send_event(app, order("ann", "1"))
+    [first] = messages(app)
+    clock.advance(timedelta(hours=3))
+    sendgrid(app, first, "open", "sg-late")
+    clock.advance(timedelta(hours=-2))
+    sendgrid(app, first, "open", "sg-early")  # an earlier open, delivered after the later one
+
+    [first] = messages(app)
+    assert first.last_opened_at == clock.now() + timedelta(hours=2)
+    assert first.last_clicked_at is None

@@ -110,9 +110,49 @@ def test_event_counts_without_a_counter_are_a_programming_error() -> None:
 
 
 @pytest.mark.parametrize(
+    ("data", "opened", "expected"),
+    [
+        ({"engaged": {"event": "opened", "within": "30d"}}, 1, True),
+        ({"engaged": {"event": "opened", "within": "30d"}}, 0, False),
+        ({"not": {"engaged": {"event": "clicked", "within": "7d"}}}, 0, True),
+        ({"engaged": {"event": "opened", "within": "90d"}, "gte": 3}, 2, False),
+        ({"engaged": {"event": "opened", "within": "90d"}, "gte": 3}, 3, True),
+        ({"engaged": {"event": "opened", "within": "90d"}, "eq": 0}, 0, True),
+    ],
+)
+def test_engagement_counts_emails_opened_or_clicked(data: Any, opened: int, expected: bool) -> None:
+    def count_engagements(kind: str, journey: str | None, step: str | None, since: datetime) -> int:
+        return opened
+
+    assert evaluate(cond(data), ctx(count_engagements=count_engagements)) is expected
+
+
+def test_engagement_asks_about_the_journey_and_step_since_the_window() -> None:
+    asked: list[tuple[str, str | None, str | None, datetime]] = []
+
+    def count_engagements(kind: str, journey: str | None, step: str | None, since: datetime) -> int:
+        asked.append((kind, journey, step, since))
+        return 0
+
+    condition = cond(
+        {"engaged": {"event": "clicked", "journey": "welcome", "step": "hi", "within": "3d"}}
+    )
+
+    assert not evaluate(condition, ctx(count_engagements=count_engagements))
+    assert asked == [("clicked", "welcome", "hi", NOW - timedelta(days=3))]
+    with pytest.raises(ConditionError):
+        evaluate(condition, ctx())
+
+
+@pytest.mark.parametrize(
     ("data", "message"),
     [
         ({"field": "tierr", "eq": 1}, "unknown field `tierr`"),
+        (
+            {"engaged": {"event": "opened", "within": "1d"}, "gte": 1, "lte": 3},
+            "an engagement condition takes at most one comparison",
+        ),
+        ({"engaged": {"event": "opened"}}, "Field required"),
         ({"field": "tier"}, "a field condition needs exactly one operator, found none"),
         ({"field": "tier", "eq": 1, "ne": 2}, "exactly one operator, found eq, ne"),
         ({"colour": "red"}, "a condition needs one of the keys all, any"),
