@@ -82,10 +82,13 @@ def _step(session: Session, app: App, enrollment_id: int, messages: list[int]) -
     if enrollment.state == EnrollmentState.WAITING:
         if enrollment.next_run_at is None or enrollment.next_run_at > now:
             return False
+        waited_at = enrollment.current_step
         _wake(enrollment)
         if enrollment.current_step == END:
-            # A holdout waited out the goal window: it leaves as it came, as the control.
+            # A holdout waited out the goal window: it leaves from its split, as the control.
             reason = enrollment.context.get("exit_reason")
+            if reason:
+                enrollment.current_step = waited_at
             ended = EnrollmentState.EXITED if reason else EnrollmentState.COMPLETED
             _finish(enrollment, now, ended, reason)
             return False

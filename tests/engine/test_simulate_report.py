@@ -108,7 +108,9 @@ def test_simulated_nps_report_matches_the_timeline(app: App, tmp_path: Path) -> 
     # The holdout waited out the 14-day goal window receiving nothing.
     held = [m for m in MEMBERS if arms[m] == "holdout" and m not in answering]
     exits = [r for r in timeline if r["member"] in held and r["action"] == "exit"]
-    assert {(r["at"], r["reason"]) for r in exits} == {("2026-04-15T08:00:00Z", "holdout")}
+    assert {(r["at"], r["step"], r["reason"]) for r in exits} == {
+        ("2026-04-15T08:00:00Z", "pick_channel", "holdout")
+    }
     assert len(exits) == len(held)
 
     text = CliRunner().invoke(main, args, env=env)

@@ -118,7 +118,8 @@ def test_the_holdout_stays_enrolled_receiving_nothing_until_the_goal_window_ends
     offer = {names[e.member_id]: e for e in enrollments(app) if e.journey_id == "offer"}
     assert (offer[held[0]].state, offer[held[0]].exit_reason) == ("converted", "goal")
     for member in held[1:]:
-        assert (offer[member].state, offer[member].exit_reason) == ("exited", "holdout")
+        left = offer[member]
+        assert (left.state, left.exit_reason, left.current_step) == ("exited", "holdout", "pick")
     assert {names[m.member_id] for m in messages(app) if m.journey_id == "offer"} == sent_to
 
 
