@@ -115,7 +115,7 @@ def _check(wanted: EmailEngagement, at: Path_, own_id: str, known: Catalog) -> I
         return Issue(
             (*at, "step"),
             f"step `{wanted.step}` of journey `{wanted.journey}` sends no email "
-            f"(it is a {steps[wanted.step]} step)",
+            f"(type: {steps[wanted.step]})",
             "name an email step: " + ", ".join(emails) if emails else "that journey sends no email",
         )
     return None

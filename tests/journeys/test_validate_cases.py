@@ -159,7 +159,7 @@ CASES: dict[str, tuple[str, list[str]]] = {
         + "    if: {engaged: {event: opened, journey: case, step: pause, within: 1d}}\n"
         + "    then: end\n",
         [
-            "14:56: step `pause` of journey `case` sends no email (it is a wait step) "
+            "14:56: step `pause` of journey `case` sends no email (type: wait) "
             "(name an email step: hello)"
         ],
     ),
