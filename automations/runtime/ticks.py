@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import ColumnElement, and_, or_, select, update
 
 from automations.runtime import actors
 from loyalty.app import App
@@ -40,23 +41,32 @@ class Tick:
         return int(getattr(settings, self.minutes_setting)) * 60
 
 
-def relay_events(app: App) -> int:
-    """Queue stored events that no worker has processed (lost with Redis, say); not parked ones."""
-    cutoff = app.clock.now() - timedelta(seconds=app.settings.event_relay_after_seconds)
+def _relay_cutoff(app: App) -> datetime:
+    """Rows older than this and still waiting were queued once and lost (with Redis, say)."""
+    return app.clock.now() - timedelta(seconds=app.settings.event_relay_after_seconds)
+
+
+def _queue_ids(app: App, actor: str, id_column: Any, *waiting: ColumnElement[bool]) -> int:
+    """Queue to `actor` the first TICK_BATCH ids of the rows that match `waiting`."""
     with app.database.sessions() as session:
         ids = session.scalars(
-            select(Event.id)
-            .where(
-                Event.processed_at.is_(None),
-                Event.parked_at.is_(None),
-                Event.received_at <= cutoff,
-            )
-            .order_by(Event.id)
-            .limit(TICK_BATCH)
+            select(id_column).where(*waiting).order_by(id_column).limit(TICK_BATCH)
         ).all()
-    for event_id in ids:
-        actors.send("process_event", event_id)
+    for row_id in ids:
+        actors.send(actor, row_id)
     return len(ids)
+
+
+def relay_events(app: App) -> int:
+    """Queue stored events that no worker has processed (lost with Redis, say); not parked ones."""
+    return _queue_ids(
+        app,
+        "process_event",
+        Event.id,
+        Event.processed_at.is_(None),
+        Event.parked_at.is_(None),
+        Event.received_at <= _relay_cutoff(app),
+    )
 
 
 def expire_points(app: App) -> int:
@@ -142,17 +152,13 @@ def relay_shop_deliveries(app: App) -> int:
 
 def relay_redemptions(app: App) -> int:
     """Queue redemptions still waiting for their shop code (their queued job lost with Redis)."""
-    cutoff = app.clock.now() - timedelta(seconds=app.settings.event_relay_after_seconds)
-    with app.database.sessions() as session:
-        ids = session.scalars(
-            select(Redemption.id)
-            .where(Redemption.state == RedemptionState.PENDING, Redemption.updated_at <= cutoff)
-            .order_by(Redemption.id)
-            .limit(TICK_BATCH)
-        ).all()
-    for redemption_id in ids:
-        actors.send("create_reward_code", redemption_id)
-    return len(ids)
+    return _queue_ids(
+        app,
+        "create_reward_code",
+        Redemption.id,
+        Redemption.state == RedemptionState.PENDING,
+        Redemption.updated_at <= _relay_cutoff(app),
+    )
 
 
 def relay(app: App) -> int:

@@ -20,32 +20,39 @@ from tests.processes import wait_for
 from tests.rewards.support import journeys_dir, redemptions
 
 
+def _seeded(
+    database_url: str, shopify: ShopifySandbox, tmp_path: Path, member: str, **settings: str
+) -> dict[str, str]:
+    """The processes' environment, with `member` imported and given 300 points."""
+    env = {
+        **os.environ,
+        "DATABASE_URL": database_url,
+        "REDIS_URL": REDIS_URL,
+        "JOURNEYS_DIR": str(journeys_dir(tmp_path)),
+        "OUTBOX_DIR": str(tmp_path / "outbox"),
+        "SHOPIFY_SHOP_DOMAIN": shopify.shop_domain,
+        "SHOPIFY_ACCESS_TOKEN": shopify.access_token,
+        "SHOPIFY_API_VERSION": shopify.api_version,
+        "SHOPIFY_CA_BUNDLE": str(shopify.ca_file),
+        "REWARD_CODE_SECRET": "worker-secret",
+        **settings,
+    }
+    loyalty = loyalty_command()
+    members = tmp_path / "members.csv"
+    members.write_text(f"external_id,email\n{member},m{member}@example.com\n")
+    subprocess.run([*loyalty, "members", "import", str(members)], env=env, check=True)
+    seed = ["points", "adjust", member, "300", "--reason", "seed", "--key", f"seed-{member}"]
+    subprocess.run([*loyalty, *seed], env=env, check=True)
+    return env
+
+
 @pytest.mark.integration
 def test_a_worker_makes_the_code_at_shopify_after_loyalty_rewards_redeem(
     postgres_app: App, redis_url: str, shopify_sandbox: ShopifySandbox, tmp_path: Path
 ) -> None:
     postgres = postgres_app.database
-    env = {
-        **os.environ,
-        "DATABASE_URL": postgres.url,
-        "REDIS_URL": REDIS_URL,
-        "JOURNEYS_DIR": str(journeys_dir(tmp_path)),
-        "OUTBOX_DIR": str(tmp_path / "outbox"),
-        "SHOPIFY_SHOP_DOMAIN": shopify_sandbox.shop_domain,
-        "SHOPIFY_ACCESS_TOKEN": shopify_sandbox.access_token,
-        "SHOPIFY_API_VERSION": shopify_sandbox.api_version,
-        "SHOPIFY_CA_BUNDLE": str(shopify_sandbox.ca_file),
-        "REWARD_CODE_SECRET": "worker-secret",
-    }
+    env = _seeded(postgres.url, shopify_sandbox, tmp_path, "5001")
     loyalty = loyalty_command()
-    members = tmp_path / "members.csv"
-    members.write_text("external_id,email\n5001,ada@example.com\n")
-    subprocess.run([*loyalty, "members", "import", str(members)], env=env, check=True)
-    subprocess.run(
-        [*loyalty, "points", "adjust", "5001", "300", "--reason", "seed", "--key", "seed-1"],
-        env=env,
-        check=True,
-    )
     supervisor = Supervisor(env, tmp_path, tmp_path)
     try:
         supervisor.start("worker", [*loyalty, "worker", "--processes", "1", "--threads", "2"])
@@ -93,28 +100,8 @@ def test_the_scheduler_relays_a_redemption_whose_queued_job_was_lost(
     import redis
 
     postgres = postgres_app.database
-    env = {
-        **os.environ,
-        "DATABASE_URL": postgres.url,
-        "REDIS_URL": REDIS_URL,
-        "EVENT_RELAY_AFTER_SECONDS": "1",
-        "JOURNEYS_DIR": str(journeys_dir(tmp_path)),
-        "OUTBOX_DIR": str(tmp_path / "outbox"),
-        "SHOPIFY_SHOP_DOMAIN": shopify_sandbox.shop_domain,
-        "SHOPIFY_ACCESS_TOKEN": shopify_sandbox.access_token,
-        "SHOPIFY_API_VERSION": shopify_sandbox.api_version,
-        "SHOPIFY_CA_BUNDLE": str(shopify_sandbox.ca_file),
-        "REWARD_CODE_SECRET": "worker-secret",
-    }
+    env = _seeded(postgres.url, shopify_sandbox, tmp_path, "5002", EVENT_RELAY_AFTER_SECONDS="1")
     loyalty = loyalty_command()
-    members = tmp_path / "members.csv"
-    members.write_text("external_id,email\n5002,bea@example.com\n")
-    subprocess.run([*loyalty, "members", "import", str(members)], env=env, check=True)
-    subprocess.run(
-        [*loyalty, "points", "adjust", "5002", "300", "--reason", "seed", "--key", "seed-2"],
-        env=env,
-        check=True,
-    )
     redeemed = subprocess.run(
         [*loyalty, "rewards", "redeem", "5002", "ten_off", "--key", "k-2", "--currency", "PLN"],
         env=env,
