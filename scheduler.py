@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 
 import redis
@@ -17,6 +18,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from automations.runtime.leader import LeaderLock, build_leader_lock
 from automations.runtime.ticks import TICKS, Tick
 from loyalty.app import App
+from loyalty.metrics import TICK_FAILURES, TICK_LAST_RUN, TICK_SECONDS
 from loyalty.settings import Settings
 
 __all__ = ["Scheduler"]
@@ -38,11 +40,16 @@ class Scheduler:
         self._jobs: BackgroundScheduler | None = None
 
     def _run_tick(self, tick: Tick) -> None:
+        started = time.monotonic()
         try:
             queued = tick.run(self.app)
         except Exception:
+            TICK_FAILURES.labels(tick.name).inc()
             log.exception("scheduler.tick_failed", extra={"tick": tick.name})
             return
+        finally:
+            TICK_SECONDS.labels(tick.name).observe(time.monotonic() - started)
+        TICK_LAST_RUN.labels(tick.name).set(time.time())
         if queued:
             log.info("scheduler.tick", extra={"tick": tick.name, "queued": queued})
 

@@ -17,6 +17,7 @@ it `unknown`, settled by provider webhooks or given up after UNKNOWN_EXPIRY_HOUR
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections import Counter
 from dataclasses import dataclass
@@ -28,7 +29,7 @@ from sqlalchemy.orm import Session
 
 from channels import outbox, policy
 from channels.compose import message_headers, render_for, with_compliance
-from channels.outcomes import Outcome, OutcomeKind
+from channels.outcomes import Outcome, OutcomeKind, measured
 from channels.render import Rendered, RenderError
 from channels.retries import retry_later
 from channels.segments import measure
@@ -156,7 +157,7 @@ def deliver(app: App, message_id: int) -> str | None:
             sms = OutgoingSms(message.id, prepared.member.phone or "", prepared.rendered.body)
         if not request_left(app, [message_id]):
             return None  # the claim lapsed (this worker stalled) and is another's now
-        outcome = sender.send_now(sms)
+        outcome = measured("twilio", functools.partial(sender.send_now, sms))
     if outcome.throttled:
         sender.pause(outcome.retry_after or THROTTLE_PAUSE_SECONDS)
     with app.database.transaction() as session:
@@ -222,7 +223,7 @@ def flush_emails(app: App) -> int:
             batch = [e for e in batch if e.message_id in left]
             if not batch:
                 continue
-            outcome = sender.send(batch)
+            outcome = measured("sendgrid", functools.partial(sender.send, batch))
             with app.database.transaction() as session:
                 _record(session, app, [e.message_id for e in batch], outcome, app.clock.now())
         sent += len(outgoing)

@@ -21,6 +21,7 @@ left unknown by a worker that died mid-request goes back to pending
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import json
@@ -34,7 +35,7 @@ import requests
 from sqlalchemy import update
 
 from channels.delivery import request_left
-from channels.outcomes import Outcome, OutcomeKind, retry_after_seconds
+from channels.outcomes import Outcome, OutcomeKind, measured, retry_after_seconds
 from channels.retries import give_up, retry_later
 from loyalty.app import App
 from loyalty.models import Message
@@ -89,7 +90,7 @@ def deliver_call(app: App, message_id: int) -> str | None:
         return _write_locally(app, message_id, claimed)
     if not request_left(app, [message_id]):
         return None  # the claim lapsed (this worker stalled) and is another's now
-    outcome = _post(claimed)
+    outcome = measured("http", functools.partial(_post, claimed))
     now = app.clock.now()
     with app.database.transaction() as session:
         message = session.get(Message, message_id, with_for_update=True)
@@ -160,12 +161,12 @@ def _post(claimed: _Claimed) -> Outcome:
         return Outcome(OutcomeKind.RETRY, error=f"connection: {type(exc).__name__}")
     status = response.status_code
     if 200 <= status < 300:
-        return Outcome(OutcomeKind.SENT, provider_id=f"http:{status}")
+        return Outcome(OutcomeKind.SENT, provider_id=f"http:{status}", status=status)
     error = f"HTTP {status}: {response.text[:ERROR_TEXT_LIMIT].strip()}".rstrip(": ")
     if status in RETRIABLE_STATUSES or status >= 500:
         after = retry_after_seconds(response.headers.get("Retry-After"))
-        return Outcome(OutcomeKind.RETRY, retry_after=after, error=error)
-    return Outcome(OutcomeKind.FAILED, error=error)
+        return Outcome(OutcomeKind.RETRY, retry_after=after, error=error, status=status)
+    return Outcome(OutcomeKind.FAILED, error=error, status=status)
 
 
 def _write_locally(app: App, message_id: int, claimed: _Claimed) -> str:

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC
 from email.utils import parsedate_to_datetime
 from enum import StrEnum
 
-__all__ = ["Outcome", "OutcomeKind", "retry_after_seconds"]
+from loyalty.metrics import record_provider_request
+
+__all__ = ["Outcome", "OutcomeKind", "measured", "retry_after_seconds"]
 
 
 class OutcomeKind(StrEnum):
@@ -38,6 +41,16 @@ class Outcome:
     error: str | None = None
     #: The provider refused for rate (429): everyone sharing its window should wait.
     throttled: bool = False
+    #: The HTTP status the provider answered with; None when no answer came.
+    status: int | None = None
+
+
+def measured(provider: str, request: Callable[[], Outcome]) -> Outcome:
+    """Run one provider request, counting its outcome, status and duration."""
+    started = time.perf_counter()
+    outcome = request()
+    record_provider_request(provider, outcome.kind, outcome.status, time.perf_counter() - started)
+    return outcome
 
 
 def retry_after_seconds(value: str | None, *, now: float | None = None) -> float | None:

@@ -127,7 +127,11 @@ class SendGridSender:
             # The request left; its answer did not come back. Never resend blindly.
             return Outcome(OutcomeKind.UNKNOWN, error=f"no response: {type(exc).__name__}")
         headers = {k.lower(): v for k, v in dict(response.headers).items()}
-        return Outcome(OutcomeKind.SENT, provider_id=headers.get("x-message-id"))
+        return Outcome(
+            OutcomeKind.SENT,
+            provider_id=headers.get("x-message-id"),
+            status=int(response.status_code),
+        )
 
 
 def _classify(exc: HTTPError) -> Outcome:
@@ -139,13 +143,14 @@ def _classify(exc: HTTPError) -> Outcome:
             retry_after=_wait(headers),
             error=f"HTTP {status}",
             throttled=status == 429,
+            status=status,
         )
     try:
         errors = json.loads(exc.body)["errors"]
         reason = "; ".join(f"{e.get('field')}: {e.get('message')}" for e in errors)
     except (ValueError, KeyError, TypeError):
         reason = str(exc.body)[:300]
-    return Outcome(OutcomeKind.FAILED, error=f"HTTP {status}: {reason}")
+    return Outcome(OutcomeKind.FAILED, error=f"HTTP {status}: {reason}", status=status)
 
 
 def _wait(headers: dict[str, str]) -> float | None:

@@ -116,20 +116,22 @@ class TwilioSender:
             return Outcome(OutcomeKind.UNKNOWN, error=f"no response: {type(exc).__name__}")
         except requests.exceptions.Timeout as exc:
             return Outcome(OutcomeKind.UNKNOWN, error=f"no response: {type(exc).__name__}")
-        return Outcome(OutcomeKind.SENT, provider_id=created.sid)
+        return Outcome(OutcomeKind.SENT, provider_id=created.sid, status=201)
 
 
 def _classify(exc: TwilioRestException, headers: dict[str, str]) -> Outcome:
     code = exc.code or 0
+    status = exc.status
     if code == OPTED_OUT:
-        return Outcome(OutcomeKind.OPTED_OUT, error=f"{code}: recipient opted out")
+        return Outcome(OutcomeKind.OPTED_OUT, error=f"{code}: recipient opted out", status=status)
     if code in INVALID_NUMBER:
-        return Outcome(OutcomeKind.FAILED, error=f"{code}: invalid number")
+        return Outcome(OutcomeKind.FAILED, error=f"{code}: invalid number", status=status)
     if exc.status == 429 or code == 20429 or exc.status >= 500:
         return Outcome(
             OutcomeKind.RETRY,
             retry_after=retry_after_seconds(headers.get("retry-after")),
             error=f"HTTP {exc.status} ({code})",
             throttled=exc.status == 429 or code == 20429,
+            status=status,
         )
-    return Outcome(OutcomeKind.FAILED, error=f"{code}: {exc.msg}")
+    return Outcome(OutcomeKind.FAILED, error=f"{code}: {exc.msg}", status=status)

@@ -36,6 +36,7 @@ from crm_sync.runs import touch_cursor
 from loyalty.app import App
 from loyalty.consent import Channel, record_consent
 from loyalty.member_rows import MAX_CELL, unusable_text
+from loyalty.metrics import CRM_RECORDS
 from loyalty.models import CrmLink, Member, SyncCursor
 from loyalty.states import SyncDirection
 
@@ -104,6 +105,8 @@ def run_pull(app: App, crm: str, *, adapter: CrmPort | None = None) -> PullRepor
     if chunk:
         _apply_chunk(app, name, mapping, chunk, report)
     touch_cursor(app, name, SyncDirection.PULL, cursor=report.cursor)
+    CRM_RECORDS.labels(name, "pull", "seen").inc(report.seen)
+    CRM_RECORDS.labels(name, "pull", "updated").inc(report.updated)
     log.info("crm.pull", extra={"crm": name, "seen": report.seen, "updated": report.updated})
     return report
 

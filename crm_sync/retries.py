@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from crm_sync.errors import CrmUnavailable
+from loyalty.metrics import CRM_REQUESTS, CRM_THROTTLED
 from loyalty.pacing import Pacer
 
 __all__ = ["Verdict", "backoff_s", "call"]
@@ -58,12 +59,21 @@ def call(
     while True:
         token = pacer.acquire()
         try:
-            return fn()
+            result = fn()
         except Exception as exc:
             failure = exc
+        else:
+            CRM_REQUESTS.labels(crm, "ok").inc()
+            return result
         finally:
             pacer.release(token)
         verdict = judge(failure)
+        if verdict.rate_limited:
+            CRM_THROTTLED.labels(crm).inc()
+        if not verdict.retry or attempt >= max_retries:
+            CRM_REQUESTS.labels(crm, "failed").inc()
+        else:
+            CRM_REQUESTS.labels(crm, "retried").inc()
         if not verdict.retry:
             raise failure
         if attempt >= max_retries:

@@ -30,6 +30,7 @@ from loyalty.app import App
 from loyalty.erasure import erase_member as erase_personal_data
 from loyalty.errors import ConfigError, FatalError, RetriableError
 from loyalty.ledger import lock_member
+from loyalty.metrics import CRM_RECORDS
 from loyalty.models import Base, CrmLink, Member, Message, SyncCursor
 from loyalty.states import CrmAnswer, MessageState, SyncDirection
 
@@ -132,6 +133,8 @@ def run_push(
                 if result.stop and not report.stopped:
                     report.stopped = result.stop
     touch_cursor(app, name, SyncDirection.PUSH, error=report.stopped)
+    CRM_RECORDS.labels(name, "push", "landed").inc(report.landed)
+    CRM_RECORDS.labels(name, "push", "failed").inc(report.failed)
     log.info(
         "crm.push",
         extra={

@@ -1,5 +1,5 @@
-"""The ASGI app: the API (/api/v1), provider webhooks, the unsubscribe and survey pages and a
-health check."""
+"""The ASGI app: the API (/api/v1), provider webhooks, the unsubscribe and survey pages,
+health and readiness checks, and the Prometheus metrics."""
 
 from __future__ import annotations
 
@@ -17,7 +17,9 @@ from loyalty.app import App
 from web.api import mount_api
 from web.common import SlowBody, slow_body
 from web.deliveries import DeliveryKeeper
+from web.health import readyz
 from web.hubspot import hubspot_events
+from web.metrics import metrics_endpoint, metrics_registry
 from web.referrals import referral_link
 from web.sendgrid import sendgrid_events
 from web.shopify import queue_deliveries, shopify_webhook
@@ -80,6 +82,8 @@ def create_app(app: App) -> Starlette:
     """The web app for one App (settings, database, clock)."""
     routes = [
         Route("/healthz", healthz, methods=["GET"]),
+        Route("/readyz", readyz, methods=["GET"]),
+        Route("/metrics", metrics_endpoint, methods=["GET"]),
         Route("/webhooks/sendgrid", sendgrid_events, methods=["POST"]),
         Route("/webhooks/twilio/status", twilio_status, methods=["POST"]),
         Route("/webhooks/twilio/inbound", twilio_inbound, methods=["POST"]),
@@ -97,5 +101,6 @@ def create_app(app: App) -> Starlette:
         exception_handlers={SlowBody: slow_body},
     )
     web.state.loyalty = app
+    web.state.metrics = metrics_registry(app)
     web.state.deliveries = DeliveryKeeper(app, queue_deliveries)
     return web

@@ -178,6 +178,11 @@ _ACTORS: dict[str, tuple[Callable[..., None], str]] = {
 }
 
 
+def queue_names() -> list[str]:
+    """The Dramatiq queues the actors use, sorted."""
+    return sorted({queue for _, queue in _ACTORS.values()})
+
+
 def transient(exception: BaseException | None) -> bool:
     """A failure that a later try may not meet again (a lost connection, a busy provider)."""
     return isinstance(exception, (RetriableError, OperationalError, dramatiq.Retry))
