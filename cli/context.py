@@ -50,7 +50,7 @@ def settings_from_environment() -> Settings:
 def app_from_environment(*, migrate: bool = True) -> App:
     """The App from settings, migrated (SQLite) or checked to be current (PostgreSQL)."""
     settings = settings_from_environment()
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
     app = App.from_settings(settings, pacers=pacers_for(settings))
     if migrate and not app.database.is_migrated():
         if not app.database.is_sqlite:

@@ -1,4 +1,8 @@
-"""Structured logs: an event name plus key=value fields, never personal data or secrets.
+"""Structured logs: an event name plus fields, never personal data or secrets.
+
+Lines are `key=value` text by default; `LOG_FORMAT=json` writes one JSON object a
+line through structlog, with the fields code passes as `extra=` (member and
+message ids) and any bound with `structlog.contextvars` as keys of their own.
 
 Every line passes through `redact`, whatever logged it (our code, a provider's
 client at DEBUG, a traceback): email addresses, phone numbers, API keys, bearer
@@ -11,8 +15,11 @@ from __future__ import annotations
 import logging
 import re
 import sys
+from typing import Any
 
-__all__ = ["configure_logging", "redact"]
+import structlog
+
+__all__ = ["JsonFormatter", "configure_logging", "redact"]
 
 _STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
 
@@ -59,9 +66,8 @@ def redact(text: str) -> str:
 
 class KeyValueFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
-        fields = " ".join(
-            f"{key}={value}" for key, value in vars(record).items() if key not in _STANDARD
-        )
+        values = {**structlog.contextvars.get_contextvars(), **vars(record)}
+        fields = " ".join(f"{key}={value}" for key, value in values.items() if key not in _STANDARD)
         base = f"{self.formatTime(record)} {record.levelname:<7} {record.getMessage()}"
         text = f"{base} {fields}" if fields else base
         if record.exc_info:
@@ -69,9 +75,34 @@ class KeyValueFormatter(logging.Formatter):
         return redact(text)
 
 
-def configure_logging(level: str) -> None:
+class JsonFormatter(structlog.stdlib.ProcessorFormatter):
+    """One JSON object a line for every record, ours and the libraries', redacted like text."""
+
+    def __init__(self) -> None:
+        pre_chain: list[Any] = [
+            structlog.contextvars.merge_contextvars,
+            structlog.stdlib.add_log_level,
+            structlog.stdlib.add_logger_name,
+            structlog.stdlib.ExtraAdder(),
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+        ]
+        super().__init__(
+            foreign_pre_chain=pre_chain,
+            processors=[
+                structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+                structlog.processors.format_exc_info,
+                structlog.processors.JSONRenderer(default=str),
+            ],
+        )
+
+    def format(self, record: logging.LogRecord) -> str:
+        return redact(super().format(record))
+
+
+def configure_logging(level: str, fmt: str = "text") -> None:
+    """Every record to stderr, as `key=value` text or (`fmt="json"`) JSON lines."""
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(KeyValueFormatter())
+    handler.setFormatter(JsonFormatter() if fmt == "json" else KeyValueFormatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)

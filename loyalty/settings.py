@@ -72,6 +72,9 @@ class Settings(BaseSettings):
     outbox_dir: Path = Field(Path("./outbox"), description="local outbox folder")
     public_base_url: str = Field("http://127.0.0.1:8000", description="public URL of `serve`")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_format: Literal["text", "json"] = Field(
+        "text", description="text (key=value lines) or json (one object a line)"
+    )
 
     # Points and members
     tier_thresholds: Annotated[dict[str, int], NoDecode] = Field(

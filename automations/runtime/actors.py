@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 import dramatiq
+import structlog
 from dramatiq import Actor, Broker
 from dramatiq.brokers.stub import StubBroker
 from sqlalchemy.exc import OperationalError
@@ -195,10 +196,25 @@ def _retry_when(max_retries: int) -> Callable[[int, BaseException], bool]:
     return retry_when
 
 
-def _honour_retry_after(fn: Callable[..., None]) -> Callable[..., None]:
+#: The field each actor's id is logged under: every line it logs carries it.
+_ID_FIELDS = {
+    "process_event": "event_id",
+    "run_enrollment": "enrollment_id",
+    retries.ACTOR: "message_id",
+    "expire_points": "member_id",
+    "create_reward_code": "redemption_id",
+    "apply_shop_delivery": "delivery_id",
+}
+
+
+def _honour_retry_after(fn: Callable[..., None], name: str) -> Callable[..., None]:
+    field = _ID_FIELDS.get(name)
+
     def run(*args: Any, **kwargs: Any) -> None:
+        bound = {field: args[0]} if field and args else {}
         try:
-            fn(*args, **kwargs)
+            with structlog.contextvars.bound_contextvars(**bound):
+                fn(*args, **kwargs)
         except RetriableError as exc:
             if exc.retry_after is None:
                 raise
@@ -214,7 +230,7 @@ def declare(broker: Broker, settings: Settings) -> None:
     _declared.clear()
     for name, (fn, queue) in _ACTORS.items():
         _declared[name] = dramatiq.Actor(
-            _honour_retry_after(fn),
+            _honour_retry_after(fn, name),
             broker=broker,
             actor_name=name,
             queue_name=queue,

@@ -10,6 +10,6 @@ from loyalty.logs import configure_logging
 from loyalty.settings import get_settings
 
 app = App.from_settings(pacers=pacers_for(get_settings()))
-configure_logging(app.settings.log_level)
+configure_logging(app.settings.log_level, app.settings.log_format)
 runtime.configure(app)
 broker = build_broker(app.settings)

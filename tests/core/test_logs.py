@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import json
+import logging
 import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+import structlog
 
 from loyalty.app import App
-from loyalty.logs import redact
+from loyalty.logs import JsonFormatter, redact
 from sandbox.sendgrid import SendGridSandbox
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -59,3 +62,32 @@ def test_a_test_send_at_debug_level_logs_neither_the_address_nor_the_api_key(
     assert len(sendgrid_sandbox.requests(path="/v3/mail/send")) == 1
     assert "ann@example.com" not in result.stderr
     assert sendgrid_sandbox.api_key not in result.stderr
+
+
+def test_json_lines_carry_the_fields_and_bound_ids_and_stay_redacted() -> None:
+    # Given a record as our code logs it, inside an actor that bound its message id
+    record = logging.makeLogRecord(
+        {
+            "name": "channels.delivery",
+            "levelno": logging.WARNING,
+            "levelname": "WARNING",
+            "msg": "message.render_failed",
+            "member_id": 7,
+            "error": "to ann@example.com failed, api_key=abc123",
+        }
+    )
+    # When it is written as JSON
+    with structlog.contextvars.bound_contextvars(message_id=42):
+        line = JsonFormatter().format(record)
+
+    # Then it is one object with the event, the ids and no address or secret
+    fields = json.loads(line)
+    assert "\n" not in line
+    assert (fields["event"], fields["level"], fields["logger"]) == (
+        "message.render_failed",
+        "warning",
+        "channels.delivery",
+    )
+    assert (fields["member_id"], fields["message_id"]) == (7, 42)
+    assert fields["error"] == "to <email> failed, api_key=<secret>"
+    assert fields["timestamp"].endswith("Z")

@@ -102,6 +102,7 @@ def test_metrics_scraped_after_a_run_match_the_database(
         "RETRY_MIN_BACKOFF_MS": "10",
         "PROMETHEUS_MULTIPROC_DIR": str(multiproc),
         "LOG_LEVEL": "INFO",
+        "LOG_FORMAT": "json",
     }
     loyalty = loyalty_command()
 
@@ -235,6 +236,14 @@ def test_metrics_scraped_after_a_run_match_the_database(
     queues = by_labels(samples(text, "loyalty_queue_messages"), "queue", "kind")
     assert ("events", "ready") in queues
 
+    # ... and the logs are JSON lines, each worker line with the id of what it worked on
     logs = "".join(path.read_text() for path in tmp_path.glob("*.log"))
     assert "Traceback" not in logs
-    assert "day@example.com" not in logs
+    assert "day@example.com" not in logs and "+14155550101" not in logs
+    [worker_log] = tmp_path.glob("worker-*.log")
+    lines = [
+        json.loads(line) for line in worker_log.read_text().splitlines() if line.startswith("{")
+    ]
+    outcomes = [line for line in lines if line["event"] == "message.outcome"]
+    assert outcomes and all(isinstance(line["message_id"], int) for line in outcomes)
+    assert {line["level"] for line in lines} <= {"debug", "info", "warning", "error"}
