@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+from pathlib import Path
 
 import click
 
@@ -24,13 +25,27 @@ __all__ = ["run", "scheduler_command", "worker"]
 @click.command()
 @click.option("--processes", type=int, help="default: WORKER_PROCESSES")
 @click.option("--threads", type=int, help="default: WORKER_THREADS")
+@click.option(
+    "--metrics-port",
+    type=click.IntRange(1, 65535),
+    help="serve this host's metrics (ours and Dramatiq's per actor) on this port; "
+    "needs PROMETHEUS_MULTIPROC_DIR (default: WORKER_METRICS_PORT)",
+)
+@click.option(
+    "--metrics-host", default="127.0.0.1", show_default=True, help="interface for --metrics-port"
+)
 @guard
-def worker(processes: int | None, threads: int | None) -> None:
+def worker(
+    processes: int | None, threads: int | None, metrics_port: int | None, metrics_host: str
+) -> None:
     """Run Dramatiq workers on Redis (needs REDIS_URL)."""
     app = app_from_environment()
     if not app.settings.redis_url:
         fail("`loyalty worker` needs REDIS_URL; without it use `loyalty run`")
     check_sending_setup(app)  # against the journeys the scheduler published
+    port = metrics_port or app.settings.worker_metrics_port
+    if port:
+        _serve_worker_metrics(port, metrics_host)
     # Dramatiq reads how long an idle consumer waits from its environment when its worker
     # module is first imported, which has happened here: the workers start in a fresh
     # interpreter that reads it.
@@ -43,6 +58,30 @@ def worker(processes: int | None, threads: int | None) -> None:
         str(threads or app.settings.worker_threads),
     ]
     os.execv(sys.executable, [sys.executable, "-m", "dramatiq", *argv])
+
+
+def _serve_worker_metrics(port: int, host: str) -> None:
+    """Have the worker processes count into PROMETHEUS_MULTIPROC_DIR and serve it on `port`.
+
+    The folder must be set before `loyalty worker` starts, and before the other
+    processes of the host that share it: prometheus-client chooses where counts go
+    when it is first imported.
+    """
+    folder = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if not folder or not Path(folder).is_dir():
+        fail(
+            "--metrics-port needs PROMETHEUS_MULTIPROC_DIR set to an existing folder for this "
+            "host's loyalty processes (empty it before they start)"
+        )
+    # Read by the worker processes' settings and (lower case) by Dramatiq's middleware.
+    os.environ.update(
+        {
+            "WORKER_METRICS_PORT": str(port),
+            "dramatiq_prom_db": folder,
+            "dramatiq_prom_port": str(port),
+            "dramatiq_prom_host": host,
+        }
+    )
 
 
 @click.command("scheduler")

@@ -103,6 +103,9 @@ class Settings(BaseSettings):
         le=10_000,
         description="longest wait of an idle worker before it looks at its queues again, in ms",
     )
+    worker_metrics_port: int | None = Field(
+        None, ge=1, le=65535, description="`loyalty worker` serves its processes' metrics here"
+    )
     max_retries: int = Field(10, ge=0, description="retries of a transient failure")
     retry_min_backoff_ms: int = Field(1_000, ge=1)
     retry_max_backoff_ms: int = Field(15 * 60_000, ge=1)

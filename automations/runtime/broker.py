@@ -34,6 +34,12 @@ def build_broker(settings: Settings) -> Broker:
         broker = StubBroker()
         broker.emit_after("process_boot")
     broker.add_middleware(DeadLetters())
+    if settings.redis_url and settings.worker_metrics_port:
+        # Dramatiq's own counts per actor, served with ours by a process it forks
+        # (`loyalty worker --metrics-port`, which points it at PROMETHEUS_MULTIPROC_DIR).
+        from dramatiq.middleware.prometheus import Prometheus
+
+        broker.add_middleware(Prometheus())
     dramatiq.set_broker(broker)
     actors.declare(broker, settings)
     return broker

@@ -80,7 +80,7 @@ def test_metrics_scraped_after_a_run_match_the_database(
         (journeys / "templates" / f"{key}.liquid").write_text(body, encoding="utf-8")
     multiproc = tmp_path / "metrics"
     multiproc.mkdir()
-    port = free_port()
+    port, worker_port = free_port(), free_port()
     env = {
         **os.environ,
         "DATABASE_URL": database.url,
@@ -144,9 +144,15 @@ def test_metrics_scraped_after_a_run_match_the_database(
     base = f"http://127.0.0.1:{port}"
     try:
         supervisor.start("scheduler", [*loyalty, "scheduler"])
-        supervisor.start("worker", [*loyalty, "worker", "--processes", "1", "--threads", "2"])
+        supervisor.start(
+            "worker",
+            [*loyalty, "worker", "--processes", "1", "--threads", "2",
+             "--metrics-port", str(worker_port)],
+        )  # fmt: skip
         supervisor.start("serve", [*loyalty, "serve", "--port", str(port)])
         wait_for(lambda: answers(f"{base}/healthz"), "loyalty serve", logs=tmp_path)
+        worker_metrics = f"http://127.0.0.1:{worker_port}/metrics"
+        wait_for(lambda: answers(worker_metrics), "the worker's metrics port", logs=tmp_path)
 
         # When they enrol and the journey's email and SMS steps run
         run("events", "ingest", str(events))
@@ -158,6 +164,7 @@ def test_metrics_scraped_after_a_run_match_the_database(
         wait_for(settled, "eight messages sent, deferred or suppressed", logs=tmp_path)
         ready = httpx.get(f"{base}/readyz", timeout=10)
         scraped = httpx.get(f"{base}/metrics", timeout=30)
+        from_worker = httpx.get(worker_metrics, timeout=30)
     finally:
         supervisor.stop_all()
 
@@ -228,6 +235,17 @@ def test_metrics_scraped_after_a_run_match_the_database(
         samples(text, "loyalty_provider_request_duration_seconds_count"), "provider"
     )
     assert latency == {("twilio",): 1.0, ("sendgrid",): float(sendgrid_calls)}
+    # ... and the worker's own port serves Dramatiq's counts per actor with the same requests
+    assert from_worker.status_code == 200
+    worker_text = from_worker.text
+    handled = by_labels(samples(worker_text, "dramatiq_messages_total"), "actor_name")
+    assert handled[("process_event",)] >= 4 and handled[("deliver_message",)] >= 1
+    assert (
+        by_labels(
+            samples(worker_text, "loyalty_provider_requests_total"), "provider", "outcome", "status"
+        )
+        == requests
+    )
     # ... and the scheduler's ticks, with their intervals for the lag
     ticks = by_labels(samples(text, "loyalty_scheduler_tick_last_run_timestamp_seconds"), "tick")
     assert ticks[("outbox_relay",)] > 0
