@@ -24,7 +24,7 @@ def _database(app: App) -> None:
     with app.database.engine.connect() as connection:
         if not app.database.is_sqlite:
             timeout_ms = int(CHECK_TIMEOUT_SECONDS * 1000)
-            connection.execute(text(f"SET statement_timeout = {timeout_ms}"))
+            connection.execute(text(f"SET LOCAL statement_timeout = {timeout_ms}"))
         connection.execute(text("SELECT 1"))
         connection.rollback()
 

@@ -19,7 +19,7 @@ from automations.runtime import actors
 from automations.runtime.dead_letters import DeadLetters
 from loyalty.settings import Settings
 
-__all__ = ["build_broker", "embedded_worker", "is_embedded"]
+__all__ = ["build_broker", "embedded_worker", "is_embedded", "serve_worker_metrics"]
 
 #: Milliseconds an idle worker thread waits for a message before checking for shutdown.
 WORKER_TIMEOUT_MS = 100
@@ -34,15 +34,22 @@ def build_broker(settings: Settings) -> Broker:
         broker = StubBroker()
         broker.emit_after("process_boot")
     broker.add_middleware(DeadLetters())
-    if settings.redis_url and settings.worker_metrics_port:
-        # Dramatiq's own counts per actor, served with ours by a process it forks
-        # (`loyalty worker --metrics-port`, which points it at PROMETHEUS_MULTIPROC_DIR).
-        from dramatiq.middleware.prometheus import Prometheus
-
-        broker.add_middleware(Prometheus())
     dramatiq.set_broker(broker)
     actors.declare(broker, settings)
     return broker
+
+
+def serve_worker_metrics(broker: Broker, settings: Settings) -> None:
+    """In `loyalty worker --metrics-port`: Dramatiq's per-actor counts, served with ours.
+
+    Dramatiq's Prometheus middleware forks a process that serves the multiprocess
+    folder (`loyalty worker` pointed it at PROMETHEUS_MULTIPROC_DIR); only worker
+    processes add it, since its hooks expect the worker's boot.
+    """
+    if settings.worker_metrics_port and not is_embedded(broker):
+        from dramatiq.middleware.prometheus import Prometheus
+
+        broker.add_middleware(Prometheus())
 
 
 def is_embedded(broker: Broker) -> bool:

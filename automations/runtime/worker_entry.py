@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from automations import runtime
-from automations.runtime.broker import build_broker
+from automations.runtime.broker import build_broker, serve_worker_metrics
 from automations.runtime.pacing import pacers_for
 from loyalty.app import App
 from loyalty.logs import configure_logging
@@ -13,3 +13,4 @@ app = App.from_settings(pacers=pacers_for(get_settings()))
 configure_logging(app.settings.log_level, app.settings.log_format)
 runtime.configure(app)
 broker = build_broker(app.settings)
+serve_worker_metrics(broker, app.settings)

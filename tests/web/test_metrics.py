@@ -7,11 +7,13 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import select, update
 from starlette.testclient import TestClient
 
 from bench.outbox_rows import due_messages, promo_version
+from cli import main
 from loyalty.app import App
 from loyalty.clock import FrozenClock
 from loyalty.db import Database
@@ -141,3 +143,19 @@ def test_readyz_checks_redis_when_it_is_configured(app: App, redis_url: str) -> 
     assert response.json() == {"status": "ready", "database": "ok", "redis": "ok"}
     assert found["loyalty_redis_up"] == {(): 1.0}
     assert found["loyalty_queue_messages"][(("kind", "ready"), ("queue", "events"))] == 0.0
+
+
+def test_a_worker_metrics_port_without_the_multiprocess_folder_is_refused_in_one_line(
+    app: App, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("PROMETHEUS_MULTIPROC_DIR", raising=False)
+    result = CliRunner().invoke(
+        main,
+        ["worker", "--metrics-port", "9191"],
+        env={"DATABASE_URL": app.database.url, "REDIS_URL": DOWN_REDIS},
+    )
+    assert result.exit_code == 2
+    assert result.output.strip().splitlines() == [
+        "error: --metrics-port needs PROMETHEUS_MULTIPROC_DIR set to an existing folder for "
+        "this host's loyalty processes (empty it before they start)"
+    ]
