@@ -45,7 +45,7 @@ def worker(
     check_sending_setup(app)  # against the journeys the scheduler published
     port = metrics_port or app.settings.worker_metrics_port
     if port:
-        _serve_worker_metrics(port, metrics_host)
+        _serve_worker_metrics(port, metrics_host, app.settings.prometheus_multiproc_dir)
     # Dramatiq reads how long an idle consumer waits from its environment when its worker
     # module is first imported, which has happened here: the workers start in a fresh
     # interpreter that reads it.
@@ -60,15 +60,14 @@ def worker(
     os.execv(sys.executable, [sys.executable, "-m", "dramatiq", *argv])
 
 
-def _serve_worker_metrics(port: int, host: str) -> None:
+def _serve_worker_metrics(port: int, host: str, folder: Path | None) -> None:
     """Have the worker processes count into PROMETHEUS_MULTIPROC_DIR and serve it on `port`.
 
     The folder must be set before `loyalty worker` starts, and before the other
     processes of the host that share it: prometheus-client chooses where counts go
     when it is first imported.
     """
-    folder = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
-    if not folder or not Path(folder).is_dir():
+    if folder is None or not folder.is_dir():
         fail(
             "--metrics-port needs PROMETHEUS_MULTIPROC_DIR set to an existing folder for this "
             "host's loyalty processes (empty it before they start)"
@@ -77,7 +76,7 @@ def _serve_worker_metrics(port: int, host: str) -> None:
     os.environ.update(
         {
             "WORKER_METRICS_PORT": str(port),
-            "dramatiq_prom_db": folder,
+            "dramatiq_prom_db": str(folder),
             "dramatiq_prom_port": str(port),
             "dramatiq_prom_host": host,
         }

@@ -106,6 +106,10 @@ class Settings(BaseSettings):
     worker_metrics_port: int | None = Field(
         None, ge=1, le=65535, description="`loyalty worker` serves its processes' metrics here"
     )
+    #: Read by prometheus-client itself at import; here so `/metrics` knows to merge it.
+    prometheus_multiproc_dir: Path | None = Field(
+        None, description="folder the processes of one host share their metrics through"
+    )
     max_retries: int = Field(10, ge=0, description="retries of a transient failure")
     retry_min_backoff_ms: int = Field(1_000, ge=1)
     retry_max_backoff_ms: int = Field(15 * 60_000, ge=1)

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import time
 from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
@@ -86,7 +85,9 @@ class ProgramCollector(Collector):
                     session.execute(text(f"SET LOCAL statement_timeout = {STATEMENT_TIMEOUT_MS}"))
                 families = list(_database_figures(session, self.app.clock.now()))
         except SQLAlchemyError as exc:
-            log.warning("metrics.database_unavailable", extra={"error": type(exc).__name__})
+            # QueryCanceled: a figure took longer than STATEMENT_TIMEOUT_MS.
+            error = type(getattr(exc, "orig", None) or exc).__name__
+            log.warning("metrics.database_unavailable", extra={"error": error})
             up.add_metric([], 0)
             yield up
             return
@@ -310,8 +311,9 @@ def metrics_registry(app: App) -> CollectorRegistry:
     """The registry `/metrics` exposes for `app`."""
     registry = CollectorRegistry(auto_describe=False)
     registry.register(ProgramCollector(app))
-    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+    folder = app.settings.prometheus_multiproc_dir
+    if folder is not None:
+        MultiProcessCollector(registry, path=str(folder))  # type: ignore[no-untyped-call]
     else:
         registry.register(_ThisProcess())
     return registry
