@@ -17,8 +17,9 @@ from cli import main
 from loyalty.app import App
 from loyalty.clock import FrozenClock
 from loyalty.db import Database
-from loyalty.models import DeadLetter, Enrollment, Message
+from loyalty.models import DeadLetter, Enrollment, Event, Message, SyncCursor
 from tests.conftest import make_settings
+from tests.factories import make_member
 from web.app import create_app
 
 #: Nothing listens on port 1 of the loopback.
@@ -159,3 +160,50 @@ def test_a_worker_metrics_port_without_the_multiprocess_folder_is_refused_in_one
         "error: --metrics-port needs PROMETHEUS_MULTIPROC_DIR set to an existing folder for "
         "this host's loyalty processes (empty it before they start)"
     ]
+
+
+def test_crm_sync_status_and_events_are_the_rows(app: App, clock: FrozenClock) -> None:
+    # Given a HubSpot push that landed, a Salesforce push refused twice, and parked events
+    with app.database.transaction() as session:
+        session.add(SyncCursor(crm="hubspot", direction="push", last_run_at=clock.now()))
+        session.add(
+            SyncCursor(
+                crm="salesforce",
+                direction="push",
+                last_run_at=clock.now() - timedelta(minutes=5),
+                last_error="INVALID_FIELD",
+                refusals=2,
+            )
+        )
+    member = make_member(app)
+    with app.database.transaction() as session:
+        for n, (processed, parked) in enumerate([(True, False), (False, True), (False, False)]):
+            session.add(
+                Event(
+                    source="shop",
+                    external_id=f"e-{n}",
+                    type="order.completed",
+                    member_id=member.id,
+                    payload={},
+                    occurred_at=clock.now(),
+                    received_at=clock.now(),
+                    processed_at=clock.now() if processed else None,
+                    parked_at=clock.now() if parked else None,
+                )
+            )
+
+    with TestClient(create_app(app)) as client:
+        found = scrape(client)
+
+    hubspot = (("crm", "hubspot"), ("direction", "push"))
+    salesforce = (("crm", "salesforce"), ("direction", "push"))
+    assert found["loyalty_crm_sync_last_run_timestamp_seconds"] == {
+        hubspot: clock.now().timestamp(),
+        salesforce: (clock.now() - timedelta(minutes=5)).timestamp(),
+    }
+    assert found["loyalty_crm_sync_failing"] == {hubspot: 0.0, salesforce: 1.0}
+    assert found["loyalty_crm_sync_refusals"] == {hubspot: 0.0, salesforce: 2.0}
+    orders = (("type", "order.completed"),)
+    assert found["loyalty_events_received_total"] == {orders: 3.0}
+    assert found["loyalty_events_processed_total"] == {orders: 1.0}
+    assert found["loyalty_events_parked"] == {orders: 1.0}
