@@ -15,25 +15,27 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from channels.render import Rendered, RenderError, locale_chain, render_message
+from channels.system_texts import system_texts
 from channels.template_data import StoredJourney, stored_journey, template_data
 from loyalty.app import App
 from loyalty.members import member_data
 from loyalty.models import Enrollment, JourneyVersion, Member, Message
 from loyalty.states import POSSIBLY_SENT
 
-__all__ = ["SMS_OPT_OUT", "message_headers", "render_data", "render_for", "with_compliance"]
-
-
-#: Added to a member's first marketing SMS when the template does not say how to stop.
-SMS_OPT_OUT = "Reply STOP to opt out."
+__all__ = ["message_headers", "render_data", "render_for", "with_compliance"]
 
 
 def with_compliance(session: Session, app: App, message: Message, rendered: Rendered) -> Rendered:
     """What the law asks of marketing messages, added where the template left it out.
 
     Email: a visible unsubscribe link and the postal address (CAN-SPAM, RFC 8058
-    headers are added separately). SMS: opt-out wording on the first contact.
+    headers are added separately). SMS: opt-out wording on the first contact. Both in the
+    message's language (`channels.system_texts`: ``email.unsubscribe``, ``sms.opt_out``).
     """
+    texts = system_texts(
+        app.settings.journeys_dir / "templates", rendered.locale, app.settings.default_locale
+    )
+    program = app.settings.program_name
     if message.channel == "sms":
         if "STOP" in rendered.body.upper():
             return rendered
@@ -49,12 +51,14 @@ def with_compliance(session: Session, app: App, message: Message, rendered: Rend
         )
         if earlier is not None:
             return rendered
-        return replace(rendered, body=f"{rendered.body} {SMS_OPT_OUT}")
+        opt_out = texts("sms.opt_out", program=program)
+        return replace(rendered, body=f"{rendered.body} {opt_out}")
     url = _unsubscribe_url(app, message)
     html_parts, text_parts = [], []
     if url not in rendered.body:
-        html_parts.append(f'<a href="{html.escape(url)}">Unsubscribe</a>')
-        text_parts.append(f"Unsubscribe: {url}")
+        label = texts("email.unsubscribe", program=program)
+        html_parts.append(f'<a href="{html.escape(url)}">{html.escape(label)}</a>')
+        text_parts.append(f"{label}: {url}")
     address = app.settings.postal_address
     if address and address not in rendered.body:
         html_parts.append(html.escape(address))

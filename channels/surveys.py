@@ -63,9 +63,11 @@ _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 class InvalidAnswer(SkippableError):
     """The score is not a whole number on the survey's scale, or the comment is too long."""
 
-    def __init__(self, message: str, kind: str) -> None:
+    def __init__(self, message: str, kind: str, *, comment: bool = False) -> None:
         super().__init__(message)
         self.kind = kind
+        #: The comment was refused (too long), not the score.
+        self.comment = comment
 
 
 @dataclass(frozen=True)
@@ -155,7 +157,9 @@ def record_answer(
         comment = _CONTROL.sub("", comment).strip()
         if len(comment) > MAX_COMMENT_CHARS:
             raise InvalidAnswer(
-                f"Comments can be at most {MAX_COMMENT_CHARS} characters long.", survey.kind
+                f"Comments can be at most {MAX_COMMENT_CHARS} characters long.",
+                survey.kind,
+                comment=True,
             )
         survey.comment = comment or None
     first = survey.answered_at is None

@@ -39,6 +39,7 @@ __all__ = [
     "apply_sendgrid_events",
     "apply_twilio_inbound",
     "apply_twilio_status",
+    "phone_locale",
     "sms_keyword",
     "unsubscribe",
     "unsubscribe_erased",
@@ -282,6 +283,16 @@ def apply_twilio_inbound(
         extra={"member_ids": list(member_ids), "changed": changed},
     )
     return InboundOutcome(keyword, duplicate=False, changed=changed, member_ids=member_ids)
+
+
+def phone_locale(session: Session, phone: str) -> str | None:
+    """The locale of the (first, not erased) member with this number: replies speak it."""
+    return session.scalar(
+        select(Member.locale)
+        .where(Member.phone == phone.strip(), Member.erased_at.is_(None))
+        .order_by(Member.id)
+        .limit(1)
+    )
 
 
 # -- One-click unsubscribe --------------------------------------------------------------

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 from html import escape
 
+from starlette.requests import Request
 from starlette.responses import HTMLResponse
 
-__all__ = ["page"]
+from channels.system_texts import SystemTexts, system_texts
+from loyalty.app import App
+
+__all__ = ["PRIVATE_HEADERS", "page", "texts_for"]
 
 #: Pages name members by link token only: keep them out of caches, indexes and referrers.
 PRIVATE_HEADERS = {
@@ -24,8 +28,24 @@ _STYLE = (
 )
 
 
+def texts_for(app: App, locale: str | None, request: Request | None = None) -> SystemTexts:
+    """The page texts for a member of ``locale``; for no member, the visitor's browser
+    language (Accept-Language) among those with texts, else DEFAULT_LOCALE."""
+    accept = request.headers.get("accept-language") if request is not None else None
+    return system_texts(
+        app.settings.journeys_dir / "templates",
+        locale,
+        app.settings.default_locale,
+        accept_language=accept,
+    )
+
+
 def page(
-    title: str, *paragraphs: str, button: str | None = None, status: int = 200
+    title: str,
+    *paragraphs: str,
+    button: str | None = None,
+    status: int = 200,
+    lang: str = "en",
 ) -> HTMLResponse:
     """A page with a heading, escaped paragraphs and an optional POST-to-self button."""
     body = "".join(f"<p>{escape(text)}</p>" for text in paragraphs)
@@ -33,7 +53,7 @@ def page(
         # No action attribute: the form posts back to the URL the page was loaded from.
         body += f'<form method="post"><button type="submit">{escape(button)}</button></form>'
     html = (
-        '<!doctype html><html lang="en"><head><meta charset="utf-8">'
+        f'<!doctype html><html lang="{escape(lang)}"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width,initial-scale=1">'
         f"<title>{escape(title)}</title><style>{_STYLE}</style></head>"
         f"<body><h1>{escape(title)}</h1>{body}</body></html>"

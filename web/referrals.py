@@ -4,7 +4,8 @@ The friend lands on the storefront (SHOP_URL) with the referrer's friend discoun
 code applied (`shops.friend_codes.landing_url`); the code is made at the shop on
 the first visit. The visit is kept as digests of the IP address and user agent,
 never the values. An unknown or erased member's code gets a neutral 404 page that
-names no one. HEAD (link previews, scanners) answers the same way and records nothing.
+names no one, in the visitor's browser language. HEAD (link previews, scanners) answers
+the same way and records nothing.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from loyalty.referrals import CLICK_KEY, record_click, referrer_by_code
 from loyalty.rewards import RedemptionState
 from shops.friend_codes import friend_code, landing_url
 from web.common import loyalty_app
-from web.pages import PRIVATE_HEADERS, page
+from web.pages import PRIVATE_HEADERS, page, texts_for
 
 __all__ = ["referral_link"]
 
@@ -34,18 +35,18 @@ async def referral_link(request: Request) -> Response:
     app = loyalty_app(request)
     code = str(request.path_params["code"]).strip().upper()
     if not code or len(code) > MAX_CODE_CHARS or not code.isalnum():
-        return _not_found(app)
+        return _not_found(app, request)
     if request.method == "HEAD":
         known = await run_in_threadpool(_known, app, code)
-        return _redirect(app, None) if known else _not_found(app)
+        return _redirect(app, request, None) if known else _not_found(app, request)
     client = request.client.host if request.client else None
     user_agent = request.headers.get("user-agent")
     referrer_id = await run_in_threadpool(_record, app, code, client, user_agent)
     if referrer_id is None:
-        return _not_found(app)
+        return _not_found(app, request)
     friend = await run_in_threadpool(_friend_code, app, referrer_id)
     log.info("referral.click", extra={"referrer_id": referrer_id, "friend_code": bool(friend)})
-    return _redirect(app, friend)
+    return _redirect(app, request, friend)
 
 
 def _known(app: App, code: str) -> bool:
@@ -81,18 +82,21 @@ def _friend_code(app: App, referrer_id: int) -> str | None:
     return made.code  # pending too: the code is known, the next visit makes it at the shop
 
 
-def _redirect(app: App, code: str | None) -> Response:
+def _redirect(app: App, request: Request, code: str | None) -> Response:
     target = landing_url(app.settings, code)
     if target is None:
         log.warning("referral.no_shop_url", extra={})
-        return _not_found(app)
+        return _not_found(app, request)
     return RedirectResponse(target, status_code=303, headers=PRIVATE_HEADERS)
 
 
-def _not_found(app: App) -> Response:
+def _not_found(app: App, request: Request) -> Response:
+    """Names no one, so it speaks the visitor's language (Accept-Language)."""
+    texts = texts_for(app, None, request)
+    program = app.settings.program_name
     return page(
-        "Link not found",
-        f"This link is not valid. You can still visit {app.settings.program_name} "
-        "and shop as usual.",
+        texts("referral.not_found_title", program=program),
+        texts("referral.not_found", program=program),
         status=404,
+        lang=texts.locale,
     )

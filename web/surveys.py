@@ -22,7 +22,9 @@ commit together or not at all, whatever runs next to this process.
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from html import escape
+from typing import Any
 from urllib.parse import parse_qsl
 
 from starlette.concurrency import run_in_threadpool
@@ -38,9 +40,11 @@ from channels.surveys import (
     checked_score,
     find_survey,
 )
+from channels.system_texts import SystemTexts
 from loyalty.app import App
+from loyalty.models import Member
 from web.common import loyalty_app, read_body
-from web.pages import PRIVATE_HEADERS, page
+from web.pages import PRIVATE_HEADERS, page, texts_for
 
 __all__ = ["survey_page"]
 
@@ -48,16 +52,6 @@ log = logging.getLogger(__name__)
 
 #: A form with a score and a comment of MAX_COMMENT_CHARS, percent-encoded, fits easily.
 MAX_BODY_BYTES = 32 * 1024
-
-#: Per kind: the question and what the ends of the scale mean.
-QUESTIONS = {
-    "nps": (
-        "How likely are you to recommend us to a friend?",
-        "not at all likely",
-        "extremely likely",
-    ),
-    "csat": ("How satisfied are you?", "very dissatisfied", "very satisfied"),
-}
 
 _STYLE = (
     "body{font-family:system-ui,sans-serif;max-width:36rem;margin:3rem auto;padding:0 1rem;"
@@ -71,36 +65,50 @@ _STYLE = (
 
 
 async def survey_page(request: Request) -> Response:
-    """GET shows the question (or the score a link carries); POST records score and comment."""
+    """GET shows the question (or the score a link carries); POST records score and comment.
+
+    Pages come in the member's language (`channels.system_texts`).
+    """
     app = loyalty_app(request)
     token = request.path_params["token"]
-    program = app.settings.program_name
     if request.method == "POST":
         body = await read_body(request, MAX_BODY_BYTES)
         if body is None:
-            return page("Request too large", status=413)
+            texts = texts_for(app, None, request)
+            return page(texts("page.too_large"), status=413, lang=texts.locale)
         fields = _form(body)
-        return await _answer(app, token, fields.get("score"), fields.get("comment"))
+        return await _answer(app, request, token, fields.get("score"), fields.get("comment"))
 
-    def kind() -> str | None:
-        with app.database.sessions() as session:
-            survey = find_survey(session, token)
-            return None if survey is None else survey.kind
-
-    found = await run_in_threadpool(kind)
+    found = await run_in_threadpool(_find, app, token)
     if found is None:
-        return _not_found(program)
+        return _not_found(_Page(app, texts_for(app, None, request)))
+    kind, locale = found
+    view = _Page(app, texts_for(app, locale, request))
     score = request.query_params.get("score")
     if score is None:
-        return _question(program, found)
+        return _question(view, kind)
     try:
-        chosen = checked_score(found, score)
+        chosen = checked_score(kind, score)
     except InvalidAnswer as exc:
-        return _question(program, found, error=str(exc), status=400)
-    return _confirm(program, found, chosen, request.url.path)
+        return _question(view, kind, error=exc, status=400)
+    return _confirm(view, kind, chosen, request.url.path)
 
 
-async def _answer(app: App, token: str, score: str | None, comment: str | None) -> Response:
+def _find(app: App, token: str) -> tuple[str, str | None] | None:
+    """The survey's kind and its member's locale, or None for an unknown link."""
+    with app.database.sessions() as session:
+        survey = find_survey(session, token)
+        if survey is None:
+            return None
+        member = session.get(Member, survey.member_id)
+        return survey.kind, member.locale if member is not None else None
+
+
+async def _answer(
+    app: App, request: Request, token: str, score: str | None, comment: str | None
+) -> Response:
+    found = await run_in_threadpool(_find, app, token)
+
     def apply() -> Answer | InvalidAnswer | None:
         try:
             with app.database.transaction() as session:
@@ -111,74 +119,114 @@ async def _answer(app: App, token: str, score: str | None, comment: str | None) 
             return exc
 
     outcome = await run_in_threadpool(apply)
-    program = app.settings.program_name
+    view = _Page(app, texts_for(app, found[1] if found else None, request))
     if outcome is None:
-        return _not_found(program)
+        return _not_found(view)
     if isinstance(outcome, InvalidAnswer):
         log.info("survey.refused", extra={"kind": outcome.kind})
-        return _question(program, outcome.kind, error=str(outcome), status=400)
-    return _thanks(program, outcome, commented=bool(comment and comment.strip()))
+        return _question(view, outcome.kind, error=outcome, status=400)
+    return _thanks(view, outcome, commented=bool(comment and comment.strip()))
 
 
-def _question(program: str, kind: str, *, error: str | None = None, status: int = 200) -> Response:
-    question, low, high = QUESTIONS.get(kind, QUESTIONS["nps"])
-    scale = SCALES.get(kind, SCALES["nps"])
+#: Stands for a value that the page sets in markup after escaping the text around it.
+_MARK = "\ue000"
+
+
+@dataclass(frozen=True)
+class _Page:
+    """The texts of one member's survey page, with the program's name at hand."""
+
+    app: App
+    texts: SystemTexts
+
+    def __call__(self, key: str, **values: Any) -> str:
+        return self.texts(key, program=self.app.settings.program_name, **values)
+
+
+def _kind(kind: str) -> str:
+    return kind if kind in SCALES else "nps"
+
+
+def _error(view: _Page, error: InvalidAnswer, kind: str) -> str:
+    if error.comment:
+        return view("survey.long_comment", max_chars=view.texts.number(MAX_COMMENT_CHARS))
+    scale = SCALES[_kind(kind)]
+    return view("survey.bad_score", lowest=scale[0], highest=scale[-1])
+
+
+def _question(
+    view: _Page, kind: str, *, error: InvalidAnswer | None = None, status: int = 200
+) -> Response:
+    kind = _kind(kind)
+    scale = SCALES[kind]
     buttons = "".join(f'<button type="submit" name="score" value="{n}">{n}</button>' for n in scale)
-    alert = f'<p class="error" role="alert">{escape(error)}</p>' if error else ""
+    alert = (
+        f'<p class="error" role="alert">{escape(_error(view, error, kind))}</p>' if error else ""
+    )
+    hint = view(
+        "survey.scale_hint",
+        lowest=scale[0],
+        highest=scale[-1],
+        low=view(f"survey.{kind}.low"),
+        high=view(f"survey.{kind}.high"),
+    )
     body = (
-        f'{alert}<form method="post"><fieldset><legend>{escape(question)}</legend>'
-        f'<p class="hint">{scale[0]} means {escape(low)}, {scale[-1]} means {escape(high)}. '
-        "Choosing a number sends your answer, with the comment below if you write one.</p>"
+        f'{alert}<form method="post"><fieldset><legend>'
+        f"{escape(view(f'survey.{kind}.question'))}</legend>"
+        f'<p class="hint">{escape(hint)}</p>'
         f'<div class="scale">{buttons}</div></fieldset>'
-        f"{_comment_box()}</form>"
+        f"{_comment_box(view)}</form>"
     )
-    return _document(f"A quick question from {program}", body, status)
+    return _document(view, view("survey.title"), body, status)
 
 
-def _confirm(program: str, kind: str, score: int, path: str) -> Response:
-    question = QUESTIONS.get(kind, QUESTIONS["nps"])[0]
+def _confirm(view: _Page, kind: str, score: int, path: str) -> Response:
+    question = view(f"survey.{_kind(kind)}.question")
+    # The score is shown bold wherever the text puts it.
+    chosen = escape(view("survey.chosen", score=_MARK)).replace(_MARK, f"<strong>{score}</strong>")
     body = (
-        f"<p>{escape(question)} You chose <strong>{score}</strong>.</p>"
+        f"<p>{escape(question)} {chosen}</p>"
         f'<form method="post"><input type="hidden" name="score" value="{score}">'
-        f'<button type="submit">Send my answer: {score}</button></form>'
-        f'<p class="hint"><a href="{escape(path)}">Choose another number</a></p>'
+        f'<button type="submit">{escape(view("survey.send_answer", score=score))}</button></form>'
+        f'<p class="hint"><a href="{escape(path)}">{escape(view("survey.choose_another"))}</a></p>'
     )
-    return _document(f"A quick question from {program}", body, 200)
+    return _document(view, view("survey.title"), body, 200)
 
 
-def _thanks(program: str, answer: Answer, *, commented: bool) -> Response:
+def _thanks(view: _Page, answer: Answer, *, commented: bool) -> Response:
     if commented:
-        body = "<p>Your answer and comment are saved.</p>"
+        body = f"<p>{escape(view('survey.saved_with_comment'))}</p>"
     else:
         body = (
-            "<p>Your answer is saved. Would you like to tell us more?</p>"
+            f"<p>{escape(view('survey.saved'))}</p>"
             f'<form method="post"><input type="hidden" name="score" value="{answer.score}">'
-            f'{_comment_box()}<button type="submit">Send comment</button></form>'
+            f'{_comment_box(view)}<button type="submit">{escape(view("survey.send_comment"))}'
+            "</button></form>"
         )
-    return _document(f"Thank you from {program}", body, 200)
+    return _document(view, view("survey.thanks_title"), body, 200)
 
 
-def _comment_box() -> str:
+def _comment_box(view: _Page) -> str:
     return (
-        '<p><label for="comment">Comment (optional)</label>'
+        f'<p><label for="comment">{escape(view("survey.comment_label"))}</label>'
         f'<textarea id="comment" name="comment" rows="4" maxlength="{MAX_COMMENT_CHARS}">'
         "</textarea></p>"
     )
 
 
-def _not_found(program: str) -> Response:
+def _not_found(view: _Page) -> Response:
     return page(
-        "Survey not found",
-        f"This survey link is not valid. Thank you for wanting to answer; "
-        f"reply to any message from {program} to tell us what you think.",
+        view("survey.not_found_title"),
+        view("survey.not_found"),
         status=404,
+        lang=view.texts.locale,
     )
 
 
-def _document(title: str, body: str, status: int) -> HTMLResponse:
+def _document(view: _Page, title: str, body: str, status: int) -> HTMLResponse:
     """A page like `web.pages.page`, with a form of our own; `body` is already escaped HTML."""
     html = (
-        '<!doctype html><html lang="en"><head><meta charset="utf-8">'
+        f'<!doctype html><html lang="{escape(view.texts.locale)}"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width,initial-scale=1">'
         f"<title>{escape(title)}</title><style>{_STYLE}</style></head>"
         f"<body><main><h1>{escape(title)}</h1>{body}</main></body></html>"

@@ -11,16 +11,19 @@ from starlette.requests import Request
 from starlette.responses import Response
 from twilio.twiml.messaging_response import MessagingResponse
 
+from channels.system_texts import SystemTexts
 from channels.webhooks import (
     BatchOutcome,
     InboundOutcome,
     Keyword,
     apply_twilio_inbound,
     apply_twilio_status,
+    phone_locale,
 )
 from loyalty.app import App
 from loyalty.settings import Settings
 from web.common import loyalty_app, public_url, read_body, refused
+from web.pages import texts_for
 from web.signatures import twilio_signature_ok
 
 __all__ = ["keyword_reply", "twilio_inbound", "twilio_status", "twiml"]
@@ -69,11 +72,14 @@ async def twilio_inbound(request: Request) -> Response:
         return refused("twilio", "malformed", 400)
     fields = dict(params)
 
-    def apply() -> InboundOutcome:
+    def apply() -> tuple[InboundOutcome, str | None]:
         with app.database.transaction() as session:
-            return apply_twilio_inbound(session, fields, settings=app.settings, now=app.clock.now())
+            outcome = apply_twilio_inbound(
+                session, fields, settings=app.settings, now=app.clock.now()
+            )
+            return outcome, phone_locale(session, fields["From"])
 
-    outcome = await run_in_threadpool(apply)
+    outcome, locale = await run_in_threadpool(apply)
     log.info(
         "twilio.inbound",
         extra={
@@ -84,32 +90,24 @@ async def twilio_inbound(request: Request) -> Response:
             "survey_id": outcome.survey_id,
         },
     )
+    texts = texts_for(app, locale)
     if outcome.survey_id is not None:
-        return twiml(f"{app.settings.program_name}: thank you for your answer!")
+        return twiml(texts("survey.sms_thanks", program=app.settings.program_name))
     if outcome.keyword is None or outcome.duplicate or "OptOutType" in params:
         # With Advanced Opt-Out on (OptOutType present) Twilio has answered already.
         return twiml(None)
     if outcome.keyword == "stop" and not outcome.changed:
         return twiml(None)  # STOP is confirmed once; a repeat gets silence.
-    return twiml(keyword_reply(outcome.keyword, app.settings))
+    return twiml(keyword_reply(outcome.keyword, app.settings, texts))
 
 
-def keyword_reply(keyword: Keyword, settings: Settings) -> str:
-    """The text that answers STOP, START or HELP."""
-    program, frequency = settings.program_name, settings.sms_frequency
-    if keyword == "stop":
-        return (
-            f"{program}: you are unsubscribed and will receive no more messages. "
-            "Reply START to resubscribe."
-        )
-    if keyword == "start":
-        return (
-            f"{program}: you are subscribed again. {frequency}. "
-            "Msg&data rates may apply. Reply HELP for help, STOP to cancel."
-        )
-    return (
-        f"{program}: help at {settings.support_contact}. {frequency}. "
-        "Msg&data rates may apply. Reply STOP to cancel."
+def keyword_reply(keyword: Keyword, settings: Settings, texts: SystemTexts) -> str:
+    """The text that answers STOP, START or HELP, in the language of the number's member."""
+    return texts(
+        f"sms.{keyword}",
+        program=settings.program_name,
+        support=settings.support_contact,
+        frequency=settings.sms_frequency,
     )
 
 

@@ -267,7 +267,7 @@ def test_a_comment_longer_than_2000_characters_gets_a_400(
 ) -> None:
     too_long = client.post(f"/s/{TOKEN}", data={"score": "9", "comment": "x" * 2001})
     assert too_long.status_code == 400
-    assert "at most 2000 characters" in too_long.text
+    assert "at most 2,000 characters" in too_long.text
     assert survey_state(web_app) == [(survey.id, None, None, None)]
 
     just_right = client.post(f"/s/{TOKEN}", data={"score": "9", "comment": "x" * 2000})
