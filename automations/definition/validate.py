@@ -43,6 +43,7 @@ from .models import (
 )
 from .program import Program
 from .structure import structure_issues
+from .system_checks import system_text_problems
 from .template_checks import Partials, analyse_template
 from .variables import ANY, Contract, event_variable, provided_variables
 
@@ -137,8 +138,10 @@ def load_journeys(
     files = journey_files(paths)
     # Engagement conditions may name any journey of the program: the files' folders hold them.
     catalog = catalog_of(files)
+    system_dirs: set[Path] = set()
     for path in files:
         templates = Path(templates_dir) if templates_dir else None
+        system_dirs.add(templates if templates is not None else path.parent / "templates")
         try:
             journey_file, file_problems = check_file(
                 path, templates, program=program, catalog=catalog
@@ -167,6 +170,12 @@ def load_journeys(
         problems += fresh
         if journey_file is not None and not any(p.severity == "error" for p in file_problems):
             loaded.append(journey_file)
+    # The texts the program says itself (pages, SMS replies), as marketers override them.
+    for folder in sorted(system_dirs):
+        problems += sorted(
+            Problem(str(p), e.line, e.column, e.message, e.hint)
+            for p, e in system_text_problems(folder, program.tiers)
+        )
     return loaded, problems
 
 
