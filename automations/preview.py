@@ -27,6 +27,7 @@ from automations.definition import (
 )
 from automations.enrollments import count_events_for
 from automations.versions import templates_of
+from channels.compose import tier_name
 from channels.engagement import engagement_counter
 from channels.render import RenderError, locale_chain, render_message
 from channels.segments import measure
@@ -138,6 +139,9 @@ def preview(
             context,
             unsubscribe_url=f"{base}/u/PREVIEW",
             survey_url=f"{base}/s/PREVIEW" if isinstance(step, SendSurvey) else None,
+            tier_name=tier_name(
+                app, member.tier, _template_locale(templates, step, channel, chain)
+            ),
         )
         item: dict[str, Any] = {"step": step.id, "channel": channel, "zone": zone, "data": data}
         try:
@@ -177,3 +181,9 @@ def _event_data(
         data: dict[str, Any] = event["data"]
         return data
     return event
+
+
+def _template_locale(templates: dict[str, str], step: Any, channel: str, chain: list[str]) -> str:
+    """The locale whose template the member gets (the first of ``chain`` that has it)."""
+    key = f"{step.template}.{channel}"
+    return next((x for x in chain if f"{x}/{key}" in templates), chain[0])

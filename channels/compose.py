@@ -22,7 +22,7 @@ from loyalty.members import member_data
 from loyalty.models import Enrollment, JourneyVersion, Member, Message
 from loyalty.states import POSSIBLY_SENT
 
-__all__ = ["message_headers", "render_data", "render_for", "with_compliance"]
+__all__ = ["message_headers", "render_data", "render_for", "tier_name", "with_compliance"]
 
 
 def with_compliance(session: Session, app: App, message: Message, rendered: Rendered) -> Rendered:
@@ -136,10 +136,20 @@ def render_data(
     )
     survey = message.decisions.get("survey")
     base = app.settings.public_base_url.rstrip("/")
+    chain = locale_chain(member.locale or app.settings.default_locale, journey.locale)
+    key = f"{message.template}.{message.channel}"
+    locale = next((x for x in chain if f"{x}/{key}" in journey.templates), chain[0])
     return template_data(
         fields,
         journey,
         enrollment.context,
         unsubscribe_url=_unsubscribe_url(app, message),
         survey_url=f"{base}/s/{survey['token']}" if survey else None,
+        tier_name=tier_name(app, member.tier, locale),
     )
+
+
+def tier_name(app: App, tier: str, locale: str) -> str:
+    """The name of ``tier`` in ``locale`` (``tiers.<tier>`` of the system texts)."""
+    templates = app.settings.journeys_dir / "templates"
+    return system_texts(templates, locale, app.settings.default_locale).tier(tier)

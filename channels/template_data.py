@@ -52,10 +52,15 @@ def template_data(
     *,
     unsubscribe_url: str,
     survey_url: str | None,
+    tier_name: str | None = None,
 ) -> dict[str, Any]:
-    """The variables a template sees (the contract of automations.definition.variables)."""
+    """The variables a template sees (the contract of automations.definition.variables).
+
+    ``tier_name`` is the member's tier in the message's language (default: the tier's id).
+    """
     data: dict[str, Any] = {
         "member": member_fields,
+        "tier_name": tier_name if tier_name is not None else member_fields["tier"],
         "journey": {"id": journey.id, "name": journey.name},
         "occurrence": context.get("occurrence"),
         "event": context.get("event") or {},

@@ -55,7 +55,8 @@ def provided_variables(
 ) -> Contract:
     """The variables a template sent on ``channel`` by ``journey`` may use.
 
-    - always: ``member.<field>`` (``member.attributes.<any>``), ``journey.id``, ``journey.name``
+    - always: ``member.<field>`` (``member.attributes.<any>``), ``journey.id``, ``journey.name``,
+      ``tier_name`` (the member's tier in the message's language)
     - an event reaching the step (the trigger's, or one a wait ended on; ``events``,
       default the trigger's): ``event.<key>`` for the keys of its payload
       (any key for custom types)
@@ -68,6 +69,7 @@ def provided_variables(
     out: dict[str, frozenset[str]] = {
         "member": frozenset(MEMBER_FIELDS),
         "journey": frozenset({"id", "name"}),
+        "tier_name": LEAF,
     }
     trigger = journey.trigger
     if events is None:

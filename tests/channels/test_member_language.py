@@ -30,14 +30,17 @@ steps:
 @pytest.mark.parametrize(
     ("locale", "body"),
     [
-        ("pl-PL", "Cześć! Rezygnacja: odpowiedz STOP."),
-        ("xx", "Hi! Reply STOP to opt out."),
+        ("pl-PL", "Cześć! Poziom: Brązowy. Rezygnacja: odpowiedz STOP."),
+        ("xx", "Hi! Tier: Bronze. Reply STOP to opt out."),
     ],
 )
-def test_the_first_marketing_sms_says_how_to_stop_in_the_members_language(
+def test_the_first_marketing_sms_names_the_tier_and_how_to_stop_in_the_members_language(
     app: App, tmp_path: Path, locale: str, body: str
 ) -> None:
-    templates = {"en/hello.sms": "Hi!", "pl/hello.sms": "Cześć!"}
+    templates = {
+        "en/hello.sms": "Hi! Tier: {{ tier_name }}.",
+        "pl/hello.sms": "Cześć! Poziom: {{ tier_name }}.",
+    }
     published(app, journey_folder(tmp_path, {"hello": JOURNEY}, templates))
     app.settings = app.settings.model_copy(update={"sms_quiet_hours": ""})
     make_member(app, external_id="m-1", phone="+48600100200", sms_consent=True, locale=locale)

@@ -64,13 +64,13 @@ def test_variables_the_trigger_provides_are_accepted(
             BIRTHDAY,
             "Hi\n  {{ event.total }}",
             "templates/en/msg.sms.liquid:2:6: unknown variable `event` "
-            "(use one of: journey, member, occurrence)",
+            "(use one of: journey, member, occurrence, tier_name)",
         ),
         (
             EVENT,
             "{{ points_expiring }}",
             "templates/en/msg.sms.liquid:1:4: unknown variable `points_expiring` "
-            "(use one of: event, journey, member)",
+            "(use one of: event, journey, member, tier_name)",
         ),
         (
             EVENT,
@@ -88,7 +88,7 @@ def test_variables_the_trigger_provides_are_accepted(
             EVENT,
             "{{ unsubscribe_url }}",
             "templates/en/msg.sms.liquid:1:4: unknown variable `unsubscribe_url` "
-            "(use one of: event, journey, member)",
+            "(use one of: event, journey, member, tier_name)",
         ),
         (
             EVENT,
