@@ -140,10 +140,10 @@ def test_one_point_is_singular_in_both_languages(client: TestClient, web_app: Ap
     assert "you have 1 point." in text_of(client.get(f"/u/{TOKEN.upper()}").text)
 
 
-def make_survey(app: App, member: Member, kind: str = "nps") -> Survey:
+def make_survey(app: App, member: Member, kind: str = "nps", channel: str = "email") -> Survey:
     with app.database.transaction() as session:
         survey = Survey(
-            member_id=member.id, kind=kind, channel="email", token=SURVEY, sent_at=app.clock.now()
+            member_id=member.id, kind=kind, channel=channel, token=SURVEY, sent_at=app.clock.now()
         )
         session.add(survey)
     return survey
@@ -278,3 +278,13 @@ def test_an_unknown_number_is_answered_in_the_programs_language(
     response = post_twilio(client, INBOUND, inbound_params("HELP", "+48600999999"))
 
     assert "<Message>Acme Rewards: help at help@acme.example. Up to 4 msgs/month." in response.text
+
+
+def test_a_survey_answered_by_sms_is_thanked_in_polish(client: TestClient, web_app: App) -> None:
+    member = make_member(web_app, phone=PHONE, sms_consent=True, locale="pl")
+    survey = make_survey(web_app, member, channel="sms")
+
+    response = post_twilio(client, INBOUND, inbound_params("9", PHONE))
+
+    assert "<Message>Acme Rewards: dziękujemy za odpowiedź!</Message>" in response.text
+    assert load(web_app, Survey, survey.id).score == 9
