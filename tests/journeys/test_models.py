@@ -64,6 +64,7 @@ def test_the_variable_contract_of_a_points_expiry_email() -> None:
         "occurrence",
         "points_expiring",
         "points_expiring_at",
+        "tier_name",
         "unsubscribe_url",
     ]
 
