@@ -112,3 +112,16 @@ def test_an_override_adds_a_language_and_a_tier_name(tmp_path: Path) -> None:
     assert texts("sms.opt_out", program="Klub") == "STOP zum Abmelden."
     assert texts("sms.help", program="Klub", support="s", frequency="f").startswith("Klub: help")
     assert texts.number(1250) == "1.250"
+
+
+@pytest.mark.parametrize("keyword", ["stop", "start", "help"])
+def test_the_polish_keyword_replies_cost_at_most_two_segments(keyword: str) -> None:
+    # Polish letters make them UCS-2 (67 characters a part when split): kept short.
+    reply = system_texts(None, "pl", "en")(
+        f"sms.{keyword}",
+        program="Loyalty Club",
+        support="support@example.com",
+        frequency="up to 4 msgs/month",
+    )
+    size = measure(reply)
+    assert (size.encoding, size.segments) == ("UCS-2", 2)

@@ -245,18 +245,18 @@ def test_a_referral_link_that_names_no_one_speaks_the_browsers_language(
     [
         (
             "STOP",
-            "Acme Rewards: wypisaliśmy Twój numer, nie dostaniesz od nas więcej wiadomości. "
-            "Aby zapisać się ponownie, odpowiedz START.",
+            "Acme Rewards: wypisaliśmy Twój numer, nie wyślemy już SMS-ów. "
+            "Aby wrócić, odpowiedz START.",
         ),
         (
             "start",
-            "Acme Rewards: Twój numer jest znów zapisany. Koszt wiadomości według taryfy "
-            "operatora. Pomoc: odpowiedz HELP. Rezygnacja: odpowiedz STOP.",
+            "Acme Rewards: Twój numer jest znów zapisany. Koszt SMS wg taryfy operatora. "
+            "Pomoc: odpowiedz HELP, rezygnacja: STOP.",
         ),
         (
             "Help",
-            f"Acme Rewards: pomoc {DASH} help@acme.example. Koszt wiadomości według taryfy "
-            "operatora. Rezygnacja: odpowiedz STOP.",
+            f"Acme Rewards: pomoc {DASH} help@acme.example. Koszt SMS wg taryfy operatora. "
+            "Rezygnacja: odpowiedz STOP.",
         ),
     ],
 )
