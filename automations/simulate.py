@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import json
 import tempfile
-from collections.abc import Iterator
+from collections import deque
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, time, timedelta
@@ -31,9 +32,10 @@ from automations import runtime
 from automations.definition import DateTrigger, ScheduleTrigger
 from automations.intake import emit
 from automations.report import JourneyReport, journey_report
-from automations.runtime.broker import build_broker, drain, embedded_worker
+from automations.runtime.broker import build_inline_broker
 from automations.runtime.ticks import (
     enter_date_journeys,
+    expire_points,
     fire_schedules,
     relay_messages,
     wake_enrollments,
@@ -41,7 +43,7 @@ from automations.runtime.ticks import (
 from automations.triggers.schedules import fire_times
 from automations.versions import latest_versions, load_version, publish
 from loyalty.app import App
-from loyalty.clock import FrozenClock, next_local_time
+from loyalty.clock import FrozenClock, ensure_utc, next_local_time
 from loyalty.db import Database, upgrade
 from loyalty.errors import InvalidEventError
 from loyalty.event_types import EventInput
@@ -126,11 +128,13 @@ def simulate(
     members_file: Path | None = None,
     events_file: Path | None = None,
     with_reports: bool = False,
+    progress: Callable[[datetime], None] | None = None,
 ) -> Simulation:
     """Run the journeys from `start` to `end` (inclusive) on a copy; the timeline and problems.
 
     `with_reports`: also the split report of each journey with a split (of `journey_id`
-    only, when given), counting the members who entered in the period.
+    only, when given), counting the members who entered in the period. `progress` is
+    called with the virtual clock at each moment the simulation reaches.
     """
     if start > end:
         raise ValueError(f"--from ({_iso(start)}) is after --to ({_iso(end)})")
@@ -146,7 +150,7 @@ def simulate(
             copied = _copy_state(source.database, app.database)
         _publish_for_simulation(app, journey_id, result)
         events = _read_events(events_file, start, result) if events_file else []
-        _run(app, start, end, events, result)
+        _run(app, start, end, events, result, progress)
         result.records = _timeline(app, start, end, copied)
         if with_reports:
             result.reports = _reports(app, journey_id, start)
@@ -284,71 +288,163 @@ def _read_events(path: Path, start: datetime, result: Simulation) -> list[EventI
 
 
 def _run(
-    app: App, start: datetime, end: datetime, events: list[EventInput], result: Simulation
+    app: App,
+    start: datetime,
+    end: datetime,
+    events: list[EventInput],
+    result: Simulation,
+    progress: Callable[[datetime], None] | None = None,
 ) -> None:
+    """Walk the virtual clock from one moment that matters to the next, running what is due.
+
+    Work runs in this thread, in the order it was queued (`InlineBroker`); each
+    tick runs only at the moments it has something to do: a date journey's scan at
+    its `at` in each zone in use, a cron journey at its fire times, the wake-ups,
+    retries and expiries when the earliest of them is due.
+    """
     clock = app.clock
     assert isinstance(clock, FrozenClock)
-    broker = build_broker(app.settings)
-    pending = list(events)
-    with embedded_worker(broker, threads=1):
-        now = start
-        while now <= end:
-            clock.set(now)
-            while pending and (pending[0].at or start) <= now:
-                event = pending.pop(0)
-                try:
-                    emit(app, event)
-                except Exception as exc:
-                    result.problems.append(f"event {event.id or event.type}: {exc}")
-            drain(broker)
-            enter_date_journeys(app)
+    broker = build_inline_broker(app.settings)
+    moments = _Moments(app, start, end)
+    pending = deque(events)
+    now = start
+    while True:
+        clock.set(now)
+        while pending and (pending[0].at or start) <= now:
+            event = pending.popleft()
+            try:
+                emit(app, event)
+            except Exception as exc:
+                result.problems.append(f"event {event.id or event.type}: {exc}")
+        broker.run_queued()
+        dates, schedules = moments.journeys_due(now)
+        if dates:
+            for journey_id in dates:
+                enter_date_journeys(
+                    app, only=(journey_id,), fired_after=moments.scanned(journey_id)
+                )
+                moments.scanned_at(journey_id, now)
+            broker.run_queued()
+        if schedules:
             fire_schedules(app)
-            drain(broker)
+            broker.run_queued()
+        due = moments.work_due(now)
+        if due.expiries:
+            expire_points(app)
+            broker.run_queued()
+        if due.wakes:
             wake_enrollments(app)
-            drain(broker)
+            broker.run_queued()
+        if due.retries:
             relay_messages(app)
-            drain(broker)
-            now = _next_moment(app, now, end, pending)
+            broker.run_queued()
+        if progress is not None:
+            progress(now)
+        following = moments.next_after(now, pending[0].at if pending else None)
+        if following is None:
+            break
+        now = following
+    result.problems += broker.failures
 
 
-def _next_moment(app: App, now: datetime, end: datetime, pending: list[EventInput]) -> datetime:
-    candidates = [min(now + MAX_JUMP, end + timedelta(seconds=1))]
-    if pending and pending[0].at:
-        candidates.append(pending[0].at)
-    with app.database.sessions() as session:
-        wake = session.scalar(
-            select(func.min(Enrollment.next_run_at)).where(
-                Enrollment.state.in_(IN_FLIGHT), Enrollment.next_run_at > now
+@dataclass(frozen=True)
+class _Due:
+    wakes: bool
+    retries: bool
+    expiries: bool
+
+
+class _Moments:
+    """When each tick next has work: the journeys and zones are read once, the rest per moment.
+
+    The published versions do not change during a simulation, nor do the zones in
+    use (members only change through events, which carry no zone).
+    """
+
+    def __init__(self, app: App, start: datetime, end: datetime) -> None:
+        self.app = app
+        self.end = end
+        with app.database.sessions() as session:
+            zones = {
+                z or app.settings.default_time_zone
+                for z in session.scalars(select(func.distinct(Member.time_zone)))
+            }
+            journeys = [load_version(v).journey for v in latest_versions(session)]
+        self.zones = sorted(zones | {app.settings.default_time_zone})
+        active = [j for j in journeys if j.status == "active"]
+        #: Date journey id → its `at`; a scan is due at that wall time in each zone.
+        self.date_at = {j.id: j.trigger.at for j in active if isinstance(j.trigger, DateTrigger)}
+        self.schedules = [j.trigger for j in active if isinstance(j.trigger, ScheduleTrigger)]
+        self._last_scan: dict[str, datetime] = {}
+        # The first moment scans every date journey (catching up on today's earlier fires).
+        self._next_scan = {journey_id: start for journey_id in self.date_at}
+        self._next_fire: datetime | None = self._schedule_after(start - timedelta(seconds=1))
+        self._next_work: datetime | None = start
+
+    # -- the journeys' own moments ----------------------------------------------------------
+
+    def journeys_due(self, now: datetime) -> tuple[list[str], bool]:
+        """The date journeys whose scan is due, and whether a cron journey fires now."""
+        dates = [j for j, at in sorted(self._next_scan.items()) if at <= now]
+        for journey_id in dates:
+            at = self.date_at[journey_id]
+            after = now + timedelta(seconds=1)
+            self._next_scan[journey_id] = min(next_local_time(after, at, z) for z in self.zones)
+        fires = self._next_fire is not None and self._next_fire <= now
+        if fires:
+            self._next_fire = self._schedule_after(now)
+        return dates, fires
+
+    def scanned(self, journey_id: str) -> datetime | None:
+        return self._last_scan.get(journey_id)
+
+    def scanned_at(self, journey_id: str, now: datetime) -> None:
+        self._last_scan[journey_id] = now
+
+    def _schedule_after(self, now: datetime) -> datetime | None:
+        upcoming: list[datetime] = []
+        for trigger in self.schedules:
+            zones = self.zones if trigger.zone == "member" else [trigger.zone]
+            for zone in zones:
+                # The next fire within a year (a cron may fire only once a year).
+                upcoming += fire_times(trigger.cron, zone, now, now + timedelta(days=366))[:1]
+        return min(upcoming, default=None)
+
+    # -- the rows' moments ------------------------------------------------------------------
+
+    def work_due(self, now: datetime) -> _Due:
+        """Which of wake-ups, retries and expiries are due now (read from the rows)."""
+        with self.app.database.sessions() as session:
+            wake = session.scalar(
+                select(func.min(Enrollment.next_run_at)).where(Enrollment.state.in_(IN_FLIGHT))
             )
-        )
-        retry = session.scalar(
-            select(func.min(Message.next_attempt_at)).where(
-                Message.state.in_((MessageState.DEFERRED, MessageState.PENDING)),
-                Message.next_attempt_at > now,
+            retry = session.scalar(
+                select(func.min(Message.next_attempt_at)).where(
+                    Message.state.in_((MessageState.DEFERRED, MessageState.PENDING))
+                )
             )
+            expiry = session.scalar(
+                select(func.min(LedgerEntry.expires_at)).where(LedgerEntry.remaining > 0)
+            )
+        due = _Due(
+            wakes=wake is not None and ensure_utc(wake) <= now,
+            retries=retry is not None and ensure_utc(retry) <= now,
+            expiries=expiry is not None and ensure_utc(expiry) <= now,
         )
-        zones = {
-            z or app.settings.default_time_zone
-            for z in session.scalars(select(func.distinct(Member.time_zone)))
-        }
-        journeys = [load_version(v).journey for v in latest_versions(session)]
-    if wake is not None:
-        candidates.append(wake)
-    if retry is not None:
-        candidates.append(retry)
-    for journey in journeys:
-        if journey.status != "active":
-            continue
-        trigger = journey.trigger
-        if isinstance(trigger, DateTrigger):
-            candidates += [
-                next_local_time(now + timedelta(seconds=1), trigger.at, z) for z in zones
-            ]
-        elif isinstance(trigger, ScheduleTrigger):
-            for zone in zones if trigger.zone == "member" else {trigger.zone}:
-                upcoming = fire_times(trigger.cron, zone, now, now + MAX_JUMP)
-                candidates += upcoming[:1]
-    return max(now + timedelta(seconds=1), min(c for c in candidates if c > now))
+        self._next_work = min(
+            (ensure_utc(t) for t in (wake, retry, expiry) if t is not None and ensure_utc(t) > now),
+            default=None,
+        )
+        return due
+
+    def next_after(self, now: datetime, event_at: datetime | None) -> datetime | None:
+        """The next moment that matters after `now`, or None past the end."""
+        candidates = [now + MAX_JUMP, *self._next_scan.values()]
+        for moment in (event_at, self._next_fire, self._next_work):
+            if moment is not None:
+                candidates.append(moment)
+        following = max(now + timedelta(seconds=1), min(candidates))
+        return following if following <= self.end else None
 
 
 def _iso(value: datetime) -> str:

@@ -8,18 +8,29 @@ calling process (the embedded default).
 from __future__ import annotations
 
 import contextlib
+from collections import deque
 from collections.abc import Iterator
+from typing import Any
 
 import dramatiq
-from dramatiq import Broker, Worker
+from dramatiq import Broker, Message, Worker
+from dramatiq.broker import MessageProxy
 from dramatiq.brokers.redis import RedisBroker
 from dramatiq.brokers.stub import StubBroker
+from dramatiq.middleware import Retries
 
 from automations.runtime import actors
 from automations.runtime.dead_letters import DeadLetters
 from loyalty.settings import Settings
 
-__all__ = ["build_broker", "embedded_worker", "is_embedded", "serve_worker_metrics"]
+__all__ = [
+    "InlineBroker",
+    "build_broker",
+    "build_inline_broker",
+    "embedded_worker",
+    "is_embedded",
+    "serve_worker_metrics",
+]
 
 #: Milliseconds an idle worker thread waits for a message before checking for shutdown.
 WORKER_TIMEOUT_MS = 100
@@ -76,3 +87,71 @@ def drain(broker: Broker) -> None:
         for queue in list(broker.get_declared_queues()):
             if not queue.endswith(".DQ"):
                 broker.join(queue, fail_fast=False)
+
+
+class InlineBroker(Broker):
+    """Work run in the calling thread, in the order it was queued, when `run_queued` is called.
+
+    The simulator's broker: one thread, so a run is repeatable, and no hand-over
+    between threads. A message sent with a delay (a send retry) is not kept: the
+    relay tick queues it again once its time has come, as it does any retry past
+    the worker's horizon. A message that fails goes to the dead letters at once
+    (no retry), as one whose retries ran out.
+    """
+
+    def __init__(self) -> None:
+        # Retries only declares the options the actors carry; it never runs here.
+        super().__init__(middleware=[Retries()])
+        self._queued: deque[Message[Any]] = deque()
+        #: "actor(args): error" of each message that failed.
+        self.failures: list[str] = []
+
+    def declare_queue(self, queue_name: str) -> None:
+        if queue_name not in self.queues:
+            self.emit_before("declare_queue", queue_name)
+            self.queues[queue_name] = None
+            self.emit_after("declare_queue", queue_name)
+
+    def enqueue(self, message: Message[Any], *, delay: int | None = None) -> Message[Any]:
+        if not delay:
+            self.emit_before("enqueue", message, delay)
+            self._queued.append(message)
+            self.emit_after("enqueue", message, delay)
+        return message
+
+    def run_queued(self) -> int:
+        """Run every queued message, and what they queue, until none is left; how many ran."""
+        ran = 0
+        while self._queued:
+            message = self._queued.popleft()
+            ran += 1
+            try:
+                self.get_actor(message.actor_name).fn(*message.args, **message.kwargs)
+            except Exception as exc:
+                self.failures.append(f"{message.actor_name}{message.args}: {exc}")
+                proxy = MessageProxy(message)
+                proxy.stuff_exception(exc)
+                proxy.fail()
+                self.emit_after("nack", proxy)
+        return ran
+
+    def consume(self, queue_name: str, prefetch: int = 1, timeout: int = 30000) -> Any:
+        raise NotImplementedError("an InlineBroker runs its work in run_queued, not in workers")
+
+    def flush(self, queue_name: str) -> None:
+        self._queued = deque(m for m in self._queued if m.queue_name != queue_name)
+
+    def flush_all(self) -> None:
+        self._queued.clear()
+
+    def join(self, queue_name: str, *, timeout: int | None = None) -> None:
+        self.run_queued()
+
+
+def build_inline_broker(settings: Settings) -> InlineBroker:
+    """An `InlineBroker` with the dead letters and the actors declared."""
+    broker = InlineBroker()
+    broker.add_middleware(DeadLetters())
+    dramatiq.set_broker(broker)
+    actors.declare(broker, settings)
+    return broker

@@ -6,7 +6,7 @@ queues act only when the rows say so.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -179,8 +179,15 @@ def fire_schedules(app: App) -> int:
     )
 
 
-def enter_date_journeys(app: App) -> int:
-    """Enter the members whose date-journey moment (e.g. 09:00 on their birthday) has come."""
+def enter_date_journeys(
+    app: App, *, only: Collection[str] | None = None, fired_after: datetime | None = None
+) -> int:
+    """Enter the members whose date-journey moment (e.g. 09:00 on their birthday) has come.
+
+    `only`: these journeys, not every date journey. `fired_after`: only the
+    moments after this instant (the simulator, which ran the tick then, leaves
+    out the members it already saw that day).
+    """
     from automations.definition import DateTrigger
     from automations.enrollments import enter
     from automations.triggers.date_scan import due_date_entries
@@ -194,8 +201,17 @@ def enter_date_journeys(app: App) -> int:
         trigger = published.journey.trigger
         if not isinstance(trigger, DateTrigger) or published.journey.status != "active":
             continue
+        if only is not None and published.journey.id not in only:
+            continue
         with app.database.transaction() as session:
-            for due in due_date_entries(session, published.journey.id, trigger, now, app.settings):
+            for due in due_date_entries(
+                session,
+                published.journey.id,
+                trigger,
+                now,
+                app.settings,
+                fired_after=fired_after,
+            ):
                 member = session.get(Member, due.member_id)
                 if member is None:
                     continue

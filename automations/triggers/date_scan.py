@@ -88,16 +88,19 @@ def due_date_entries(
     *,
     grace: timedelta = DEFAULT_GRACE,
     exclude_enrolled: bool = True,
+    fired_after: datetime | None = None,
 ) -> list[DueEntry]:
     """The members whose firing of `trigger` is due at `now`, sorted by member id.
 
     Due: ``fire_at <= now`` and the member's local fire day not over (with
     ``settings.date_triggers_catch_up``), else ``now - fire_at < grace``. Erased
     members never; members already enrolled for the occurrence not when
-    `exclude_enrolled`.
+    `exclude_enrolled`; with `fired_after`, only firings after that instant (a
+    scan that saw every earlier one).
     """
     now = ensure_utc(now)
     scan = _Scan(journey_id, trigger, now, settings, grace, exclude_enrolled)
+    scan.fired_after = ensure_utc(fired_after) if fired_after is not None else None
     if trigger.field == "birthday":
         return scan.birthdays(session)
     if trigger.field == "enrolled_at":
@@ -129,6 +132,7 @@ class _Scan:
         self.exclude_enrolled = exclude_enrolled
         self.celebrations = celebrations_at(now, trigger.days_before)
         self._zones: dict[str | None, ZoneInfo] = {}
+        self.fired_after: datetime | None = None
 
     # -- the three fields -------------------------------------------------------------------
 
@@ -273,6 +277,8 @@ class _Scan:
             if firing is None:
                 continue
             if checked_columns and not getattr(row, open_column[firing.occurrence]):
+                continue
+            if self.fired_after is not None and firing.fire_at <= self.fired_after:
                 continue
             if is_due(firing, self.now, catch_up=self.catch_up, grace=self.grace):
                 entries.add(DueEntry(row.id, firing.occurrence, firing.fire_at))
