@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 from automations.definition import Context, EventTrigger, evaluate
 from automations.definition.conditions import Condition
 from automations.enrollments import count_events_for, enter
-from automations.versions import latest_versions, load_version
+from automations.versions import latest_published
 from channels.engagement import engagement_counter
 from loyalty.members import member_data
 from loyalty.models import Enrollment, Event, Member
@@ -54,27 +54,34 @@ def route_event(session: Session, event: Event, *, settings: Settings) -> list[i
         return []
     now = event.processed_at or event.received_at
     to_run: list[int] = []
-    data = member_data(
-        session,
-        member,
-        now=now,
-        public_base_url=settings.public_base_url,
-        default_zone=settings.default_time_zone,
-    )
-    context = Context(
-        member=data,
-        now=now,
-        event=event.payload,
-        count_events=count_events_for(session, member.id),
-        count_engagements=engagement_counter(session, member.id),
-        tiers=tuple(settings.tier_thresholds),
-    )
+    contexts: list[Context] = []
+
+    def context() -> Context:
+        # Built when a condition first asks: most events meet none (points.changed, say).
+        if not contexts:
+            data = member_data(
+                session,
+                member,
+                now=now,
+                public_base_url=settings.public_base_url,
+                default_zone=settings.default_time_zone,
+            )
+            contexts.append(
+                Context(
+                    member=data,
+                    now=now,
+                    event=event.payload,
+                    count_events=count_events_for(session, member.id),
+                    count_engagements=engagement_counter(session, member.id),
+                    tiers=tuple(settings.tier_thresholds),
+                )
+            )
+        return contexts[0]
 
     def holds(condition: Condition | None) -> bool:
-        return condition is None or evaluate(condition, context)
+        return condition is None or evaluate(condition, context())
 
-    for version in latest_versions(session):
-        published = load_version(version)
+    for published in latest_published(session):
         journey = published.journey
         trigger = journey.trigger
         if (
@@ -134,7 +141,7 @@ def route_event(session: Session, event: Event, *, settings: Settings) -> list[i
             from automations.definition.durations import STORED
 
             stored = TypeAdapter(Condition).validate_python(conditions, context=STORED)
-            if not evaluate(stored, context):
+            if not evaluate(stored, context()):
                 continue
         new_context = {
             k: v for k, v in enrollment.context.items() if k not in ("waiting_for", "resume")

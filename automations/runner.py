@@ -31,7 +31,7 @@ from automations.engine import (
     decide,
 )
 from automations.enrollments import count_events_for
-from automations.versions import Published, load_version
+from automations.versions import Published, published_version
 from channels.engagement import engagement_counter
 from channels.render import RenderError, render_text
 from channels.template_data import template_data
@@ -39,7 +39,7 @@ from loyalty import ledger
 from loyalty.app import App
 from loyalty.db import insert_ignore
 from loyalty.members import member_data, member_zone
-from loyalty.models import Enrollment, Event, JourneyVersion, Member, Message, Survey
+from loyalty.models import Enrollment, Event, Member, Message, Survey
 from loyalty.settings import Settings
 from loyalty.states import EnrollmentState, LedgerKind, MessageState
 
@@ -97,9 +97,8 @@ def _step(session: Session, app: App, enrollment_id: int, messages: list[int]) -
     if enrollment.current_step == END:  # a wait's branch may point straight at the end
         _finish(enrollment, now, EnrollmentState.COMPLETED, None)
         return False
-    version = session.get(JourneyVersion, enrollment.journey_version_id)
-    assert version is not None
-    published = load_version(version)
+    published = published_version(session, enrollment.journey_version_id)
+    assert published is not None
     member = ledger.lock_member(session, enrollment.member_id)
     if member.erased_at is not None:
         _finish(enrollment, now, EnrollmentState.EXITED, "erased")

@@ -30,9 +30,11 @@ __all__ = [
     "PublishReport",
     "Published",
     "journey_summaries",
+    "latest_published",
     "latest_versions",
     "load_version",
     "publish",
+    "published_version",
     "templates_of",
 ]
 
@@ -177,6 +179,48 @@ def load_version(row: JourneyVersion) -> Published:
         journey = Journey.model_validate(row.definition["journey"], context=STORED)
         _parsed[row.content_hash] = journey
     return Published(row.id, row.version, journey, dict(row.definition["templates"]))
+
+
+#: Parsed versions by (row id, version, content hash): a stored version never changes.
+_published: dict[tuple[int, int, str], Published] = {}
+
+
+def latest_published(session: Session) -> list[Published]:
+    """`load_version` of each of `latest_versions`, reading a definition only the first time."""
+    newest = (
+        select(JourneyVersion.journey_id, func.max(JourneyVersion.version).label("version"))
+        .group_by(JourneyVersion.journey_id)
+        .subquery()
+    )
+    keys = session.execute(
+        select(JourneyVersion.id, JourneyVersion.version, JourneyVersion.content_hash)
+        .join(
+            newest,
+            (JourneyVersion.journey_id == newest.c.journey_id)
+            & (JourneyVersion.version == newest.c.version),
+        )
+        .order_by(JourneyVersion.journey_id)
+    ).all()
+    return [_cached(session, (row_id, version, digest)) for row_id, version, digest in keys]
+
+
+def published_version(session: Session, version_id: int) -> Published | None:
+    """`load_version` of the version with this row id, its definition read only the first time."""
+    key = session.execute(
+        select(JourneyVersion.id, JourneyVersion.version, JourneyVersion.content_hash).where(
+            JourneyVersion.id == version_id
+        )
+    ).first()
+    return _cached(session, (key[0], key[1], key[2])) if key is not None else None
+
+
+def _cached(session: Session, key: tuple[int, int, str]) -> Published:
+    published = _published.get(key)
+    if published is None:
+        row = session.get(JourneyVersion, key[0])
+        assert row is not None
+        published = _published[key] = load_version(row)
+    return published
 
 
 def journey_summaries(session: Session) -> list[dict[str, Any]]:

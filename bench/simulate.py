@@ -5,7 +5,8 @@ Builds a live-looking program in a throwaway SQLite database: the journeys of
 reward-code journeys) plus a win-back journey on `last_order_at`, and members
 with birthdays spread over the year, time zones around the world, consents,
 points lots that expire during the year and a last order. An events file adds
-orders (about two per member over the year) and new members enrolling. Then it
+orders (about two per member over the year) and the enrolment of one member in
+twenty, who joins during the year. Then it
 times `simulate` over 365 days for each size and prints the seconds, the time
 per member and their ratio (goal: 10,000 members under 60 s, and the time per
 member at 10,000 no more than ~1.2 times that at 1,000), and as a ceiling the
@@ -151,6 +152,14 @@ def build(root: Path, members: int, days: int, seed: int = 7) -> tuple[App, Path
     upgrade(database)
     rows = [_member(n, rng) for n in range(members)]
     lots = [lot for row in rows for lot in _lots(row, rng)]
+    # One in twenty joins during the period: no orders yet, and a `member.enrolled` event.
+    newcomers = rows[: members // 20]
+    for row in newcomers:
+        joined = START + timedelta(seconds=rng.randrange(days * 86400))
+        row.update(enrolled_at=joined, created_at=joined, updated_at=joined)
+        row.update(orders_count=0, total_spent=Decimal(0), last_order_at=None)
+        row.update(points_balance=0, lifetime_points=0, tier="bronze")
+    lots = [lot for lot in lots if lot["member_id"] > len(newcomers)]
     with database.transaction() as session:
         for low in range(0, len(rows), 2000):
             session.execute(insert(Member), rows[low : low + 2000])
@@ -165,10 +174,13 @@ def build(root: Path, members: int, days: int, seed: int = 7) -> tuple[App, Path
             data = {"order_id": f"o-{n}", "total": total, "currency": "USD"}
             order = {"type": "order.completed", "member": member, "id": f"o-{n}", "at": _iso(at)}
             out.write(json.dumps({**order, "data": data}) + "\n")
-        for n in range(members // 20):  # newcomers enrolling during the year
-            at = START + timedelta(seconds=rng.randrange(days * 86400))
-            joined = {"type": "member.enrolled", "member": f"new-{n}", "id": f"e-{n}"}
-            out.write(json.dumps({**joined, "at": _iso(at), "data": {}}) + "\n")
+        for row in newcomers:
+            joined = {
+                "type": "member.enrolled",
+                "member": row["external_id"],
+                "id": f"j-{row['id']}",
+            }
+            out.write(json.dumps({**joined, "at": _iso(row["enrolled_at"]), "data": {}}) + "\n")
     settings = load_settings(
         database_url=database.url,
         redis_url=None,

@@ -61,25 +61,21 @@ def next_expiring_on_local_day(
     session: Session, member: Member, *, now: datetime, default_zone: str
 ) -> tuple[int, datetime] | None:
     """The points expiring on the member's next local expiry day, and when the first go."""
-    first = session.scalar(
-        select(func.min(LedgerEntry.expires_at)).where(
+    # One read of the lots still to expire (a member holds a few): the first day's are kept.
+    lots = session.execute(
+        select(LedgerEntry.expires_at, LedgerEntry.remaining)
+        .where(
             LedgerEntry.member_id == member.id,
             LedgerEntry.remaining > 0,
             LedgerEntry.expires_at > now,
         )
-    )
-    if first is None:
-        return None
-    lots = session.execute(
-        select(LedgerEntry.expires_at, LedgerEntry.remaining).where(
-            LedgerEntry.member_id == member.id,
-            LedgerEntry.remaining > 0,
-            LedgerEntry.expires_at >= first,
-            LedgerEntry.expires_at < first + _LONGEST_DAY,
-        )
+        .order_by(LedgerEntry.expires_at)
     ).all()
+    if not lots or lots[0][0] is None:
+        return None
+    first = lots[0][0]
     return first_expiring_day(
-        [(at, remaining) for at, remaining in lots if at is not None],
+        [(at, remaining) for at, remaining in lots if at is not None and at < first + _LONGEST_DAY],
         member.time_zone or default_zone,
     )
 

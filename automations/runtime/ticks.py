@@ -191,11 +191,11 @@ def enter_date_journeys(
     from automations.definition import DateTrigger
     from automations.enrollments import enter
     from automations.triggers.date_scan import due_date_entries
-    from automations.versions import latest_versions, load_version
+    from automations.versions import latest_published
 
     now = app.clock.now()
     with app.database.sessions() as session:
-        journeys = [load_version(v) for v in latest_versions(session)]
+        journeys = latest_published(session)
     entered: list[int] = []
     for published in journeys:
         trigger = published.journey.trigger
