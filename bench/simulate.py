@@ -155,8 +155,8 @@ def build(root: Path, members: int, days: int, seed: int = 7) -> tuple[App, Path
     # One in twenty joins during the period: no orders yet, and a `member.enrolled` event.
     newcomers = rows[: members // 20]
     for row in newcomers:
-        joined = START + timedelta(seconds=rng.randrange(days * 86400))
-        row.update(enrolled_at=joined, created_at=joined, updated_at=joined)
+        joined_at = START + timedelta(seconds=rng.randrange(days * 86400))
+        row.update(enrolled_at=joined_at, created_at=joined_at, updated_at=joined_at)
         row.update(orders_count=0, total_spent=Decimal(0), last_order_at=None)
         row.update(points_balance=0, lifetime_points=0, tier="bronze")
     lots = [lot for lot in lots if lot["member_id"] > len(newcomers)]
@@ -168,8 +168,13 @@ def build(root: Path, members: int, days: int, seed: int = 7) -> tuple[App, Path
     events = root / "events.jsonl"
     with events.open("w", encoding="utf-8") as out:
         for n in range(members * 2):
-            member = rows[rng.randrange(members)]["external_id"]
-            at = START + timedelta(seconds=rng.randrange(days * 86400))
+            buyer = rows[rng.randrange(members)]
+            member = buyer["external_id"]
+            # A newcomer's orders come after they join.
+            at = max(
+                START + timedelta(seconds=rng.randrange(days * 86400)),
+                buyer["enrolled_at"] + timedelta(hours=rng.randint(1, 300)),
+            )
             total = rng.choice([0, 15, 40, 90, 240])
             data = {"order_id": f"o-{n}", "total": total, "currency": "USD"}
             order = {"type": "order.completed", "member": member, "id": f"o-{n}", "at": _iso(at)}
