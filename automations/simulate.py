@@ -356,6 +356,8 @@ def _run(
         if following is None:
             break
         now = following
+    if progress is not None:
+        progress(end)  # nothing more happens before the end
     result.problems += broker.failures
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import sys
+import time
+from datetime import datetime
 from pathlib import Path
 
 import click
@@ -154,6 +156,11 @@ def print_report(report: JourneyReport) -> None:
     is_flag=True,
     help="also print `journeys report` of each journey with a split, on the simulated data",
 )
+@click.option(
+    "--progress/--no-progress",
+    default=None,
+    help="show how far the virtual clock has gone, on stderr [default: when stderr is a terminal]",
+)
 @guard
 def simulate_command(
     start: str,
@@ -163,6 +170,7 @@ def simulate_command(
     events_file: Path | None,
     as_json: bool,
     with_report: bool,
+    progress: bool | None,
 ) -> None:
     """Run the journeys over a period with a virtual clock; nothing is sent or stored."""
     try:
@@ -172,15 +180,22 @@ def simulate_command(
     if period[0] > period[1]:
         fail(f"--from {start} is after --to {end}", 2)
     app = app_from_environment()
-    result = simulate(
-        app,
-        start=period[0],
-        end=period[1],
-        journey_id=journey_id,
-        members_file=members_file,
-        events_file=events_file,
-        with_reports=with_report,
-    )
+    shown = sys.stderr.isatty() if progress is None else progress
+    bar = _ProgressLine(*period) if shown else None
+    try:
+        result = simulate(
+            app,
+            start=period[0],
+            end=period[1],
+            journey_id=journey_id,
+            members_file=members_file,
+            events_file=events_file,
+            with_reports=with_report,
+            progress=bar,
+        )
+    finally:
+        if bar is not None:
+            bar.close()
     for problem in result.problems:
         click.echo(problem, err=True)
     if as_json:
@@ -224,6 +239,36 @@ def simulate_command(
     for report in result.reports:
         click.echo("")
         print_report(report)
+
+
+class _ProgressLine:
+    """One line on stderr, rewritten in place: the simulated date and the share of the period."""
+
+    WIDTH = 30
+
+    def __init__(self, start: datetime, end: datetime) -> None:
+        self.start, self.span = start, max((end - start).total_seconds(), 1.0)
+        self.began = time.monotonic()
+        self.shown = -1
+
+    def __call__(self, now: datetime) -> None:
+        share = min(max((now - self.start).total_seconds() / self.span, 0.0), 1.0)
+        permille = int(share * 1000)
+        if permille == self.shown:
+            return
+        self.shown = permille
+        filled = int(share * self.WIDTH)
+        bar = "#" * filled + "-" * (self.WIDTH - filled)
+        elapsed = time.monotonic() - self.began
+        sys.stderr.write(
+            f"\rsimulating [{bar}] {share:6.1%}  {now:%Y-%m-%d %H:%M}Z  {elapsed:5.0f} s"
+        )
+        sys.stderr.flush()
+
+    def close(self) -> None:
+        if self.shown >= 0:
+            sys.stderr.write("\n")
+            sys.stderr.flush()
 
 
 @journeys.command("preview")
