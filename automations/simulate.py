@@ -394,6 +394,20 @@ class _Moments:
         self._next_scan = {journey_id: start for journey_id in self.date_at}
         self._next_fire: datetime | None = self._schedule_after(start - timedelta(seconds=1))
         self._next_work: datetime | None = start
+        #: The earliest wake-up, retry and expiry, in one round trip.
+        self._earliest = select(
+            select(func.min(Enrollment.next_run_at))
+            .where(Enrollment.state.in_(IN_FLIGHT))
+            .scalar_subquery(),
+            select(func.min(Message.next_attempt_at))
+            .where(Message.state.in_((MessageState.DEFERRED, MessageState.PENDING)))
+            .scalar_subquery(),
+            select(func.min(LedgerEntry.expires_at))
+            .where(LedgerEntry.remaining > 0)
+            .scalar_subquery(),
+        )
+        #: (`at`, zone) → the next instant the wall clock there shows `at`.
+        self._fires: dict[tuple[time, str], datetime] = {}
 
     # -- the journeys' own moments ----------------------------------------------------------
 
@@ -401,13 +415,20 @@ class _Moments:
         """The date journeys whose scan is due, and whether a cron journey fires now."""
         dates = [j for j, at in sorted(self._next_scan.items()) if at <= now]
         for journey_id in dates:
-            at = self.date_at[journey_id]
-            after = now + timedelta(seconds=1)
-            self._next_scan[journey_id] = min(next_local_time(after, at, z) for z in self.zones)
+            self._next_scan[journey_id] = min(
+                self._fire(self.date_at[journey_id], z, now) for z in self.zones
+            )
         fires = self._next_fire is not None and self._next_fire <= now
         if fires:
             self._next_fire = self._schedule_after(now)
         return dates, fires
+
+    def _fire(self, at: time, zone: str, now: datetime) -> datetime:
+        """The first instant after `now` when `zone`'s wall clock shows `at` (kept until passed)."""
+        upcoming = self._fires.get((at, zone))
+        if upcoming is None or upcoming <= now:
+            upcoming = self._fires[at, zone] = next_local_time(now + timedelta(seconds=1), at, zone)
+        return upcoming
 
     def scanned(self, journey_id: str) -> datetime | None:
         return self._last_scan.get(journey_id)
@@ -429,17 +450,7 @@ class _Moments:
     def work_due(self, now: datetime) -> _Due:
         """Which of wake-ups, retries and expiries are due now (read from the rows)."""
         with self.app.database.sessions() as session:
-            wake = session.scalar(
-                select(func.min(Enrollment.next_run_at)).where(Enrollment.state.in_(IN_FLIGHT))
-            )
-            retry = session.scalar(
-                select(func.min(Message.next_attempt_at)).where(
-                    Message.state.in_((MessageState.DEFERRED, MessageState.PENDING))
-                )
-            )
-            expiry = session.scalar(
-                select(func.min(LedgerEntry.expires_at)).where(LedgerEntry.remaining > 0)
-            )
+            wake, retry, expiry = session.execute(self._earliest).one()
         due = _Due(
             wakes=wake is not None and ensure_utc(wake) <= now,
             retries=retry is not None and ensure_utc(retry) <= now,
