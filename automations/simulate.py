@@ -7,9 +7,14 @@ wait) and the message history (so frequency caps count what was already sent).
 A members file replaces all of that with its members. Journeys are published
 there (drafts included, as if active); events from a file are
 emitted at their `at`. The clock then jumps from one moment that matters to
-the next (an event, a wake-up, a cron or date-journey fire time) and runs the
-scheduler's ticks and the workers there. Messages go to a temporary outbox;
-nothing is sent and the real database is untouched.
+the next (an event, a wake-up, a send retry, a points expiry, a cron or
+date-journey fire time in a zone in use) and runs there the scheduler's ticks
+that have work, and the actors they queue, in this thread and in order. A date
+journey's scan enters the members whose moment came since its previous scan,
+so each is decided once, at its moment (the scheduler's catch-up re-checks a
+member left out by the audience for the rest of their day; the simulation
+does not). Messages go to a temporary outbox; nothing is sent and the real
+database is untouched.
 """
 
 from __future__ import annotations

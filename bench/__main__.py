@@ -21,6 +21,7 @@ BENCHES = [
         "Shopify orders/paid webhooks through loyalty serve (accepted/s, p99 to the 2xx)",
         ["bench.shop_webhooks"],
     ),
+    ("journey simulator (a year for 1,000 and 10,000 members, and the ratio)", ["bench.simulate"]),
 ]
 
 
