@@ -46,6 +46,7 @@ from automations.runtime.ticks import (
     relay_messages,
     wake_enrollments,
 )
+from automations.triggers.date_rules import member_zone
 from automations.triggers.schedules import fire_times
 from automations.versions import latest_versions, load_version, publish
 from loyalty.app import App
@@ -384,8 +385,9 @@ class _Moments:
         self.app = app
         self.end = end
         with app.database.sessions() as session:
+            # As the date scan reads them: a zone that cannot be read is the default.
             zones = {
-                z or app.settings.default_time_zone
+                member_zone(z, app.settings.default_time_zone).key
                 for z in session.scalars(select(func.distinct(Member.time_zone)))
             }
             journeys = [load_version(v).journey for v in latest_versions(session)]

@@ -1,0 +1,56 @@
+"""The simulator's clock stops where the engine has work: date journeys at `at` in each zone."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+from automations.simulate import simulate
+from loyalty.app import App
+from tests.engine.helpers import EMAIL, journey_folder
+from tests.factories import make_member
+
+BIRTHDAY = """
+id: birthday
+name: Birthday
+status: active
+locales: [en]
+trigger: {type: date, field: birthday, at: "09:00"}
+entry: {once_per: year}
+steps:
+  - {id: card, type: send_email, template: hello}
+"""
+
+
+def test_each_member_enters_a_date_journey_at_at_in_their_zone_even_an_unreadable_one(
+    app: App, tmp_path: Path
+) -> None:
+    folder = journey_folder(
+        tmp_path, {"birthday": BIRTHDAY}, {"en/hello.email": EMAIL.replace("{{ body }}", "Hi")}
+    )
+    program = App(app.settings.model_copy(update={"journeys_dir": folder}), app.database, app.clock)
+    for name, zone in (("tokyo", "Asia/Tokyo"), ("lima", "America/Lima"), ("odd", "Mars/Base")):
+        make_member(
+            program,
+            external_id=name,
+            email=f"{name}@example.com",
+            email_consent=True,
+            time_zone=zone,
+            birth_month=5,
+            birth_day=2,
+        )
+
+    result = simulate(
+        program,
+        start=datetime(2026, 5, 1, tzinfo=UTC),
+        end=datetime(2026, 5, 3, 23, 59, tzinfo=UTC),
+    )
+
+    assert result.problems == []
+    sends = [(r["at"], r["member"]) for r in result.records if r["action"] == "send_email"]
+    # 09:00 in Tokyo (UTC+9) and Lima (UTC-5); an unreadable zone is the program's (UTC).
+    assert sends == [
+        ("2026-05-02T00:00:00Z", "tokyo"),
+        ("2026-05-02T09:00:00Z", "odd"),
+        ("2026-05-02T14:00:00Z", "lima"),
+    ]
