@@ -37,8 +37,9 @@ __all__ = ["deliver", "deliver_task", "retry_unknown"]
 log = logging.getLogger(__name__)
 
 
-def deliver(app: App, message_id: int) -> str | None:
-    """Deliver one outbox row if it is due; its new state (None: nothing to do here)."""
+def deliver(app: App, message_id: int) -> str | delivery.Gathering | None:
+    """Deliver one outbox row if it is due; its new state (None: nothing to do here), or
+    the wait of the email batch it leads (`channels.delivery.send_email_batch`)."""
     with app.database.sessions() as session:
         channel = session.scalar(select(Message.channel).where(Message.id == message_id))
     if channel == "http":

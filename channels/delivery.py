@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import ColumnElement, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from channels import outbox, policy
@@ -40,9 +40,18 @@ from loyalty.consent import record_consent
 from loyalty.db import insert_ignore
 from loyalty.members import member_zone
 from loyalty.models import Enrollment, JourneyVersion, Member, Message, Suppression
+from loyalty.settings import Settings
 from loyalty.states import MessageState
 
-__all__ = ["deliver", "flush_emails", "request_left", "settle_stale"]
+__all__ = [
+    "Gathering",
+    "deliver",
+    "flush_emails",
+    "gathering_wait",
+    "request_left",
+    "send_email_batch",
+    "settle_stale",
+]
 
 log = logging.getLogger(__name__)
 
@@ -132,15 +141,18 @@ def _prepare(
     return _Prepared(message, member, rendered)
 
 
-def deliver(app: App, message_id: int) -> str | None:
-    """Deliver one message if it is due; returns its new state (None: nothing to do here)."""
+def deliver(app: App, message_id: int) -> str | Gathering | None:
+    """Deliver one message if it is due; returns its new state (None: nothing to do here).
+
+    An email to SendGrid may answer `Gathering` instead: its batch is not complete yet,
+    and this message's delivery is to run again after the wait it names.
+    """
     with app.database.sessions() as session:
         channel = session.scalar(select(Message.channel).where(Message.id == message_id))
     if channel not in ("email", "sms"):
         return None  # CRM updates go with the push; journey calls and tasks have their own
     if channel == "email" and uses_sendgrid(app):
-        flush_emails(app)  # email to SendGrid leaves in batches
-        return None
+        return send_email_batch(app, message_id)  # email to SendGrid leaves in batches
     if channel != "sms" or not uses_twilio(app):
         return _deliver_locally(app, message_id)
     sender = TwilioSender(app.settings, app.pacers)
@@ -206,8 +218,118 @@ def _due(message: Message, now: datetime) -> bool:
     )
 
 
+@dataclass(frozen=True)
+class Gathering:
+    """The due emails of a batch are still coming: deliver `message_id` again in `seconds`."""
+
+    message_id: int
+    seconds: float
+
+
+@dataclass(frozen=True)
+class _Batch:
+    """Emails that may share a SendGrid request: one journey step's template and purpose.
+
+    One step makes the same categories, the same kind of content (dynamic template or
+    rendered body) and the same unsubscribe group for all its messages; `batches` splits
+    what one claim of it holds further where a request would not take them together
+    (a dynamic template per locale, a body too large to share).
+    """
+
+    journey_id: str | None
+    step_id: str | None
+    template: str | None
+    purpose: str
+
+    @classmethod
+    def of(cls, message: Message) -> _Batch:
+        return cls(message.journey_id, message.step_id, message.template, message.purpose)
+
+    def rows(self) -> list[ColumnElement[bool]]:
+        return [
+            Message.channel == "email",
+            Message.journey_id.is_not_distinct_from(self.journey_id),
+            Message.step_id.is_not_distinct_from(self.step_id),
+            Message.template.is_not_distinct_from(self.template),
+            Message.purpose == self.purpose,
+        ]
+
+
+#: The shortest wait before a batch is looked at again after it went (rows another
+#: worker held may still be due): no delivery spins on them.
+REGATHER_SECONDS = 0.1
+
+
+def _due_rows(now: datetime) -> list[ColumnElement[bool]]:
+    return [
+        Message.state == MessageState.PENDING,
+        or_(Message.next_attempt_at.is_(None), Message.next_attempt_at <= now),
+    ]
+
+
+def gathering_wait(
+    count: int, oldest: datetime, newest: datetime, now: datetime, settings: Settings
+) -> float:
+    """Seconds a batch of `count` due emails waits for more of its kind; 0: it goes now.
+
+    It goes once it fills a request, once none of its emails has become due for
+    EMAIL_BATCH_GATHER_MS (the step run that made them is over), or once its oldest
+    has waited EMAIL_BATCH_MAX_WAIT_MS (a steady stream still goes out).
+    """
+    if count >= CLAIM_BATCH:
+        return 0.0
+    quiet = newest + timedelta(milliseconds=settings.email_batch_gather_ms)
+    cap = oldest + timedelta(milliseconds=settings.email_batch_max_wait_ms)
+    return max(0.0, (min(quiet, cap) - now).total_seconds())
+
+
+def _look(app: App, batch: _Batch) -> tuple[int, float] | None:
+    """The lead of a batch's due emails (the first by id) and how long it waits; None: none."""
+    now = app.clock.now()
+    became_due = func.coalesce(Message.next_attempt_at, Message.created_at)
+    with app.database.sessions() as session:
+        count, lead, oldest, newest = session.execute(
+            select(
+                func.count(), func.min(Message.id), func.min(became_due), func.max(became_due)
+            ).where(*batch.rows(), *_due_rows(now))
+        ).one()
+    if lead is None:
+        return None
+    return int(lead), gathering_wait(int(count), oldest, newest, now, app.settings)
+
+
+def send_email_batch(app: App, message_id: int) -> str | Gathering | None:
+    """Send the due emails of this email's batch once gathered, up to CLAIM_BATCH a request.
+
+    Only the batch's lead waits for it (answers `Gathering` until it goes); the other
+    emails' deliveries do nothing, since the lead's takes them. Once it went, emails that
+    became due meanwhile make a new batch, named by its lead. Otherwise the answer is
+    this email's state (None when it was not due).
+    """
+    with app.database.sessions() as session:
+        message = session.get(Message, message_id)
+        if message is None or message.channel != "email" or not _due(message, app.clock.now()):
+            return None
+        batch = _Batch.of(message)
+    look = _look(app, batch)
+    if look is None or look[0] != message_id:
+        return None  # settled meanwhile, or the batch's lead delivers it
+    sender = SendGridSender(app.settings)
+    sent = 0
+    while look is not None and look[1] == 0 and sent < FLUSH_LIMIT:
+        outgoing, claimed = _send_claimed(app, sender, batch)
+        sent += outgoing
+        look = _look(app, batch)
+        if claimed == 0 and look is not None:  # what is due, another worker holds
+            return Gathering(look[0], max(look[1], REGATHER_SECONDS))
+    if look is not None:
+        return Gathering(look[0], max(look[1], REGATHER_SECONDS if sent else 0.0))
+    with app.database.sessions() as session:
+        return session.scalar(select(Message.state).where(Message.id == message_id))
+
+
 def flush_emails(app: App) -> int:
-    """Send the due emails in as few SendGrid requests as the limits allow.
+    """Send every due email now, in as few SendGrid requests as the limits allow.
 
     Claims only what the next requests carry (CLAIM_BATCH), records that each request
     left just before it is sent, and goes on until nothing is due or FLUSH_LIMIT
@@ -217,45 +339,53 @@ def flush_emails(app: App) -> int:
     sender = SendGridSender(app.settings)
     sent = 0
     while sent < FLUSH_LIMIT:
-        outgoing, claimed = _claim_emails(app, CLAIM_BATCH)
-        for batch in batches(outgoing):
-            left = request_left(app, [e.message_id for e in batch])
-            batch = [e for e in batch if e.message_id in left]
-            if not batch:
-                continue
-            outcome = measured("sendgrid", functools.partial(sender.send, batch))
-            with app.database.transaction() as session:
-                _record(session, app, [e.message_id for e in batch], outcome, app.clock.now())
-        sent += len(outgoing)
+        outgoing, claimed = _send_claimed(app, sender, None)
+        sent += outgoing
         if claimed < CLAIM_BATCH:
             break
     return sent
 
 
-def _claim_emails(app: App, limit: int) -> tuple[list[OutgoingEmail], int]:
-    """Claim up to `limit` due emails; those that go now, and how many rows were looked at."""
+def _send_claimed(app: App, sender: SendGridSender, batch: _Batch | None) -> tuple[int, int]:
+    """Claim up to CLAIM_BATCH due emails (of `batch`, or any) and send them.
+
+    Returns how many went out and how many rows the claim looked at.
+    """
+    outgoing, claimed = _claim_emails(app, CLAIM_BATCH, batch)
+    for request in batches(outgoing):
+        left = request_left(app, [e.message_id for e in request])
+        request = [e for e in request if e.message_id in left]
+        if not request:
+            continue
+        outcome = measured("sendgrid", functools.partial(sender.send, request))
+        with app.database.transaction() as session:
+            _record(session, app, [e.message_id for e in request], outcome, app.clock.now())
+    return len(outgoing), claimed
+
+
+def _claim_emails(
+    app: App, limit: int, batch: _Batch | None = None
+) -> tuple[list[OutgoingEmail], int]:
+    """Claim up to `limit` due emails; those that go now, and how many rows were looked at.
+
+    On PostgreSQL rows another worker is claiming are skipped, not waited for.
+    """
     now = app.clock.now()
     outgoing: list[OutgoingEmail] = []
     with app.database.transaction() as session:
-        query = (
-            select(Message)
-            .where(
-                Message.channel == "email",
-                Message.state == MessageState.PENDING,
-                or_(Message.next_attempt_at.is_(None), Message.next_attempt_at <= now),
-            )
-            .order_by(Message.id)
-            .limit(limit)
-        )
+        rows = batch.rows() if batch is not None else [Message.channel == "email"]
+        query = select(Message).where(*rows, *_due_rows(now)).order_by(Message.id).limit(limit)
         if not app.database.is_sqlite:
             query = query.with_for_update(skip_locked=True)
         claimed = list(session.scalars(query))
         # Load what every message needs in a few queries, not several per message; the
         # session's identity map holds them only while referenced, hence `preloaded`.
+        # Members are locked in id order, so two batches that share members never deadlock.
         preloaded: list[object] = [
             *session.scalars(
                 select(Member)
                 .where(Member.id.in_({m.member_id for m in claimed}))
+                .order_by(Member.id)
                 .with_for_update()
             ),
             *session.scalars(

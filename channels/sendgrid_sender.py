@@ -46,12 +46,17 @@ def _fits(email: OutgoingEmail) -> bool:
 
 
 def batches(emails: list[OutgoingEmail]) -> list[list[OutgoingEmail]]:
-    """Group into requests: dynamic templates and small bodies share, large bodies go alone."""
-    shared: dict[str | None, list[OutgoingEmail]] = {}
+    """Group into requests: dynamic templates and small bodies share, large bodies go alone.
+
+    A request's template, categories and unsubscribe group are its first email's, so only
+    emails that agree on them share one.
+    """
+    shared: dict[tuple[str | None, tuple[str, ...], bool], list[OutgoingEmail]] = {}
     alone: list[list[OutgoingEmail]] = []
     for email in emails:
         if email.template_id or _fits(email):
-            shared.setdefault(email.template_id, []).append(email)
+            key = (email.template_id, email.categories, "List-Unsubscribe" in email.headers)
+            shared.setdefault(key, []).append(email)
         else:
             alone.append([email])
     out = [

@@ -156,6 +156,20 @@ class Settings(BaseSettings):
     sendgrid_webhook_public_key: str | None = None
     email_from: str | None = None
     email_reply_to: str | None = None
+    email_batch_gather_ms: int = Field(
+        1_000,
+        ge=0,
+        le=60_000,
+        description="an email waits until its template's due emails stop coming for this "
+        "long (or fill a SendGrid request), so that they leave in one request; 0: at once",
+    )
+    email_batch_max_wait_ms: int = Field(
+        30_000,
+        ge=0,
+        le=15 * 60_000,
+        description="longest an email waits for its request to fill while more of its "
+        "template keep coming",
+    )
     postal_address: str | None = None
     twilio_account_sid: str | None = None
     twilio_auth_token: str | None = None

@@ -22,6 +22,7 @@ from automations import deliveries, runner, runtime
 from automations.routing import route_event
 from automations.runtime.limits import one_at_a_time
 from channels import retries
+from channels.delivery import Gathering
 from loyalty import events, ledger
 from loyalty.errors import FatalError, RetriableError, SkippableError
 from loyalty.settings import Settings
@@ -68,9 +69,16 @@ def run_enrollment(enrollment_id: int) -> None:
 
 def deliver_message(message_id: int) -> None:
     """Claim, check, render and send one message (or journey call, or CRM task); queue its
-    retry when the provider said wait."""
+    retry when the provider said wait, and its batch's next look while an email batch
+    gathers."""
     app = runtime.current()
-    if deliveries.deliver(app, message_id) != MessageState.PENDING:
+    state = deliveries.deliver(app, message_id)
+    if isinstance(state, Gathering):
+        _declared["deliver_message"].send_with_options(
+            args=(state.message_id,), delay=int(state.seconds * 1000) + 1
+        )
+        return
+    if state != MessageState.PENDING:
         return  # sent, settled, or not due yet: nothing for this run to follow up
     wait = retries.next_retry(app, message_id)
     embedded = isinstance(dramatiq.get_broker(), StubBroker)
