@@ -1,7 +1,12 @@
 """Delivering queued messages: claim, check the contact policy, render, send, record.
 
 SMS go one by one (Twilio, paced per sender); email is claimed in batches so
-messages that share a template leave in one SendGrid request. Without
+messages that share a template leave in one SendGrid request. The emails of one
+journey step gather before they go (`send_email_batch`): the batch's lead, its first
+due email, waits until the batch fills a request or none of its emails has become
+due for EMAIL_BATCH_GATHER_MS (or its oldest waited EMAIL_BATCH_MAX_WAIT_MS), then
+claims up to 1,000 (PostgreSQL skips rows another worker holds); the other emails'
+deliveries leave them to it. Without
 provider credentials, "send" writes to the local outbox. The data a template
 sees is built when the message goes out, so amounts such as expiring points
 are the ledger's at sending time.
@@ -312,16 +317,20 @@ def send_email_batch(app: App, message_id: int) -> str | Gathering | None:
             return None
         batch = _Batch.of(message)
     look = _look(app, batch)
-    if look is None or look[0] != message_id:
-        return None  # settled meanwhile, or the batch's lead delivers it
+    if look is None:
+        return None  # settled meanwhile
+    if look[0] != message_id:
+        # The lead's delivery takes this one; a batch ready to go (full, or due again
+        # after a retry) wakes it now.
+        return Gathering(look[0], 0.0) if look[1] == 0 else None
     sender = SendGridSender(app.settings)
     sent = 0
     while look is not None and look[1] == 0 and sent < FLUSH_LIMIT:
-        outgoing, claimed = _send_claimed(app, sender, batch)
+        outgoing, claimed = _send_claimed(app, sender, batch, look[0])
         sent += outgoing
+        if claimed == 0:  # another worker holds the lead: its delivery sends the batch
+            return Gathering(look[0], REGATHER_SECONDS)
         look = _look(app, batch)
-        if claimed == 0 and look is not None:  # what is due, another worker holds
-            return Gathering(look[0], max(look[1], REGATHER_SECONDS))
     if look is not None:
         return Gathering(look[0], max(look[1], REGATHER_SECONDS if sent else 0.0))
     with app.database.sessions() as session:
@@ -339,19 +348,21 @@ def flush_emails(app: App) -> int:
     sender = SendGridSender(app.settings)
     sent = 0
     while sent < FLUSH_LIMIT:
-        outgoing, claimed = _send_claimed(app, sender, None)
+        outgoing, claimed = _send_claimed(app, sender, None, None)
         sent += outgoing
         if claimed < CLAIM_BATCH:
             break
     return sent
 
 
-def _send_claimed(app: App, sender: SendGridSender, batch: _Batch | None) -> tuple[int, int]:
-    """Claim up to CLAIM_BATCH due emails (of `batch`, or any) and send them.
+def _send_claimed(
+    app: App, sender: SendGridSender, batch: _Batch | None, lead: int | None
+) -> tuple[int, int]:
+    """Claim up to CLAIM_BATCH due emails (of `batch` from its `lead`, or any) and send them.
 
     Returns how many went out and how many rows the claim looked at.
     """
-    outgoing, claimed = _claim_emails(app, CLAIM_BATCH, batch)
+    outgoing, claimed = _claim_emails(app, CLAIM_BATCH, batch, lead)
     for request in batches(outgoing):
         left = request_left(app, [e.message_id for e in request])
         request = [e for e in request if e.message_id in left]
@@ -364,15 +375,23 @@ def _send_claimed(app: App, sender: SendGridSender, batch: _Batch | None) -> tup
 
 
 def _claim_emails(
-    app: App, limit: int, batch: _Batch | None = None
+    app: App, limit: int, batch: _Batch | None = None, lead: int | None = None
 ) -> tuple[list[OutgoingEmail], int]:
     """Claim up to `limit` due emails; those that go now, and how many rows were looked at.
 
-    On PostgreSQL rows another worker is claiming are skipped, not waited for.
+    On PostgreSQL rows another worker is claiming are skipped, not waited for. A batch is
+    claimed only while its lead is still due and free: two deliveries of one batch never
+    split it into two requests.
     """
     now = app.clock.now()
     outgoing: list[OutgoingEmail] = []
     with app.database.transaction() as session:
+        if lead is not None:
+            head = select(Message.id).where(Message.id == lead, *_due_rows(now))
+            if not app.database.is_sqlite:
+                head = head.with_for_update(skip_locked=True)
+            if session.scalar(head) is None:
+                return [], 0
         rows = batch.rows() if batch is not None else [Message.channel == "email"]
         query = select(Message).where(*rows, *_due_rows(now)).order_by(Message.id).limit(limit)
         if not app.database.is_sqlite:

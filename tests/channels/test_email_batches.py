@@ -108,7 +108,7 @@ def test_each_step_is_a_batch_of_its_own_with_its_categories(
 
     assert deliver(app, other) == Gathering(other, 1.0)  # a lead too: another step
     clock.advance(timedelta(seconds=1))
-    assert deliver(app, mail[1]) is None
+    assert deliver(app, mail[1]) == Gathering(mail[0], 0.0)  # ready: it wakes its lead
     assert deliver(app, mail[0]) == "sent"
     assert deliver(app, other) == "sent"
     bodies = accepted(sendgrid_sandbox)
@@ -143,3 +143,23 @@ def test_rows_another_worker_is_claiming_are_skipped_then_sent_once(
     ]
     assert sorted(sent) == ids
     assert states(app) == {"sent": 5}
+
+
+def test_a_second_delivery_of_a_batch_another_worker_is_claiming_sends_nothing(
+    mail_app: App, sendgrid_sandbox: SendGridSandbox, tmp_path: Path, clock: FrozenClock
+) -> None:
+    if mail_app.database.is_sqlite:
+        pytest.skip("SQLite has one writer: a claim never meets another")
+    app = gathering(mail_app)
+    ids = due_messages(app, promo_version(app, tmp_path), 4, "email")
+    clock.advance(timedelta(seconds=1))
+
+    # Given another worker claiming the batch: it holds the lead
+    with app.database.transaction() as other:
+        other.scalars(select(Message).where(Message.id == ids[0]).with_for_update()).all()
+        # When the lead's delivery runs twice (a queue message delivered again, say)
+        assert deliver(app, ids[0]) == Gathering(ids[0], 0.1)
+        # Then the second claims nothing: the batch is not split into two requests
+        assert sizes(sendgrid_sandbox) == []
+    assert deliver(app, ids[0]) == "sent"
+    assert sizes(sendgrid_sandbox) == [4]

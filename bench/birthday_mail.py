@@ -1,0 +1,84 @@
+"""A burst of same-template emails due together: members whose birthday is today, and a
+birthday journey whose one step mails them, for the sending benchmark and its test.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import textwrap
+from collections import Counter
+from datetime import UTC, datetime
+from pathlib import Path
+
+from sqlalchemy import func, insert, select
+
+from loyalty.app import App
+from loyalty.models import Member, Message
+from loyalty.settings import Settings
+
+__all__ = ["birthday_journey", "birthdays_today", "message_states", "process_environment"]
+
+JOURNEY = """
+id: birthday_mail
+name: Birthday mail
+status: active
+locale: en
+trigger: {type: date, field: birthday, days_before: 0, at: "00:00"}
+entry: {once_per: year}
+steps:
+  - {id: greeting, type: send_email, template: birthday_mail}
+"""
+TEMPLATE = """---
+subject: "Happy birthday, {{ member.first_name }}!"
+---
+<p>Happy birthday, {{ member.first_name }}! Your balance is {{ member.points_balance }}.</p>
+"""
+
+
+def birthday_journey(folder: Path) -> Path:
+    """Write the journey and its template under `folder`; the folder."""
+    (folder / "templates" / "en").mkdir(parents=True, exist_ok=True)
+    (folder / "birthday_mail.yaml").write_text(textwrap.dedent(JOURNEY).lstrip())
+    (folder / "templates" / "en" / "birthday_mail.email.liquid").write_text(TEMPLATE)
+    return folder
+
+
+def birthdays_today(app: App, count: int) -> None:
+    """`count` members with email consent whose birthday is today (UTC), in one insert."""
+    now = datetime.now(UTC)
+    with app.database.transaction() as session:
+        session.execute(
+            insert(Member),
+            [
+                {
+                    "external_id": f"m-{n}",
+                    "email": f"member{n}@example.com",
+                    "first_name": "Ann",
+                    "tier": "bronze",
+                    "referral_code": secrets.token_hex(8),
+                    "email_consent": True,
+                    "time_zone": "UTC",
+                    "birth_month": now.month,
+                    "birth_day": now.day,
+                    "enrolled_at": now,
+                    "created_at": now,
+                    "updated_at": now,
+                }
+                for n in range(count)
+            ],
+        )
+
+
+def message_states(app: App) -> Counter[str]:
+    with app.database.sessions() as session:
+        rows = session.execute(select(Message.state, func.count()).group_by(Message.state))
+        return Counter({state: count for state, count in rows})
+
+
+def process_environment(**settings: str) -> dict[str, str]:
+    """This environment without any program setting, then `settings` (names in capitals)."""
+    known = {name.upper() for name in Settings.model_fields}
+    env = {k: v for k, v in os.environ.items() if k.upper() not in known}
+    env.update(settings)
+    return env

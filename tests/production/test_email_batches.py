@@ -1,0 +1,94 @@
+"""The production shape of email batching: birthday emails due together leave in full requests.
+
+2,500 members have their birthday today. `loyalty scheduler` enters them into a
+birthday journey whose one step sends an email; two `loyalty worker` processes of
+four threads each run the enrollments and deliver the emails on PostgreSQL and
+Redis, against the SendGrid emulator. Whichever worker picks a delivery up, the
+emails of the step gather into SendGrid's largest requests: 1,000, 1,000 and 500.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select
+
+from automations.versions import publish
+from bench.birthday_mail import (
+    birthday_journey,
+    birthdays_today,
+    message_states,
+    process_environment,
+)
+from bench.soak_processes import Supervisor, loyalty_command
+from loyalty.app import App
+from loyalty.models import Message
+from sandbox.sendgrid import SendGridSandbox
+from tests.processes import wait_for
+
+MEMBERS = 2500
+
+
+def mail_sends(sandbox: SendGridSandbox) -> list[tuple[int | None, dict[str, Any]]]:
+    return [(r.status, json.loads(r.body)) for r in sandbox.requests(path="/v3/mail/send")]
+
+
+@pytest.mark.integration
+@pytest.mark.timeout(900)
+def test_2500_birthday_emails_leave_in_three_requests_through_worker_processes(
+    postgres_app: App, redis_url: str, sendgrid_sandbox: SendGridSandbox, tmp_path: Path
+) -> None:
+    # Given 2,500 members whose birthday is today, and a journey that mails them on it
+    folder = birthday_journey(tmp_path / "journeys")
+    app = postgres_app
+    app.settings = app.settings.model_copy(update={"journeys_dir": folder})
+    publish(app, folder)
+    birthdays_today(app, MEMBERS)
+    env = process_environment(
+        DATABASE_URL=app.database.url,
+        REDIS_URL=redis_url,
+        JOURNEYS_DIR=str(folder),
+        OUTBOX_DIR=str(tmp_path / "outbox"),
+        SENDGRID_API_KEY=sendgrid_sandbox.api_key,
+        SENDGRID_BASE_URL=sendgrid_sandbox.base_url,
+        EMAIL_FROM="club@example.com",
+        POSTAL_ADDRESS="1 Main St, Springfield",
+        # A busy machine (other suites, two cores) must not close a batch early: the
+        # longest wait covers the slowest run of 1,000 enrollments seen here.
+        EMAIL_BATCH_MAX_WAIT_MS="300000",
+        LOG_LEVEL="WARNING",
+    )
+    loyalty = loyalty_command()
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    supervisor = Supervisor(env, tmp_path, logs)
+
+    try:
+        # When the scheduler's date tick enters them and two worker processes run the journey
+        supervisor.start("worker", [*loyalty, "worker", "--processes", "2", "--threads", "4"])
+        supervisor.start("scheduler", [*loyalty, "scheduler"])
+        wait_for(
+            lambda: message_states(app)["sent"] == MEMBERS,
+            "every birthday email sent",
+            timeout=720,
+            logs=logs,
+        )
+    finally:
+        supervisor.stop_all()
+
+    # Then SendGrid got three requests: 1,000, 1,000 and 500 emails, each once
+    sends = mail_sends(sendgrid_sandbox)
+    assert [status for status, _ in sends] == [202, 202, 202]
+    assert sorted(len(body["personalizations"]) for _, body in sends) == [500, 1000, 1000]
+    sent_ids = [
+        int(p["custom_args"]["message_id"]) for _, body in sends for p in body["personalizations"]
+    ]
+    assert len(set(sent_ids)) == MEMBERS
+    assert message_states(app) == Counter({"sent": MEMBERS})
+    with app.database.sessions() as session:
+        assert sorted(sent_ids) == sorted(session.scalars(select(Message.id)).all())
+        assert session.scalar(select(func.count(func.distinct(Message.member_id)))) == MEMBERS
