@@ -307,9 +307,10 @@ def send_email_batch(app: App, message_id: int) -> str | Gathering | None:
     """Send the due emails of this email's batch once gathered, up to CLAIM_BATCH a request.
 
     Only the batch's lead waits for it (answers `Gathering` until it goes); the other
-    emails' deliveries do nothing, since the lead's takes them. Once it went, emails that
-    became due meanwhile make a new batch, named by its lead. Otherwise the answer is
-    this email's state (None when it was not due).
+    emails' deliveries do nothing, since the lead's takes them, or wake the lead when the
+    batch is ready. Once it went, emails that became due meanwhile make a new batch,
+    named by its lead. Otherwise the answer is this email's state (None when it was not
+    due).
     """
     with app.database.sessions() as session:
         message = session.get(Message, message_id)
