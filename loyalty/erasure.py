@@ -193,6 +193,7 @@ def erase_member(session: Session, member: Member, *, now: datetime) -> dict[str
     ):
         setattr(member, field, None)
     member.attributes = {}
+    member.import_digest = None  # a digest of the personal data last imported
     member.email_consent = member.sms_consent = False
     member.erased_at = member.updated_at = now
     messages = session.execute(

@@ -10,23 +10,30 @@ fields are left out and reported as warnings (`loyalty.member_rows`).
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
+import multiprocessing
+import os
+from collections import deque
 from collections.abc import Callable, Iterator
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from sqlalchemy import insert, select, update
+import psycopg
+from sqlalchemy import select, update
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError, StatementError
 from sqlalchemy.orm import Session
 
 from loyalty.clock import Clock
 from loyalty.db import Database, insert_ignore
-from loyalty.errors import FatalError, RowError
-from loyalty.member_rows import MemberRow, parse_row, row_key, unusable_text
-from loyalty.models import Consent, Member, Referral
-from loyalty.referrals import new_referral_code, referral_verdict
+from loyalty.errors import FatalError
+from loyalty.import_writer import Parsed, unchanged_keys, write_batch
+from loyalty.member_rows import MemberRow, ParsedRow, parse_rows, row_key, unusable_text
+from loyalty.models import Member, Referral
+from loyalty.referrals import referral_verdict
 from loyalty.settings import Settings
 from loyalty.states import ReferralStatus
 from loyalty.tiers import tier_for
@@ -38,6 +45,18 @@ BATCH_SIZE = 1000
 #: Characters one JSONL line or one CSV cell may hold; past it the whole line is
 #: rejected. Cells have their own, lower limit (`loyalty.member_rows.MAX_CELL`).
 MAX_LINE = 64 * 1024 * 1024
+#: Processes that parse rows while this one writes (one per core).
+PARSE_WORKERS = os.cpu_count() or 1
+#: Part of every row digest: bump it when `loyalty.member_rows` changes what a row
+#: becomes, so that the next import parses every row again.
+RULES_VERSION = "1"
+#: Why a row of an erased member is rejected.
+ERASED = (
+    "belongs to an erased member (GDPR): nothing of theirs is imported again; leave the row out"
+)
+
+#: A line read: its number, the raw row (or why the line is unusable), the raw text.
+_Line = tuple[int, dict[str, Any] | str, str]
 
 
 class UnusableFileError(FatalError):
@@ -95,7 +114,7 @@ class ImportReport:
         }
 
 
-def _read_csv(stream: IO[str]) -> Iterator[tuple[int, dict[str, Any] | str]]:
+def _read_csv(stream: IO[str]) -> Iterator[_Line]:
     # Our own per-cell checks name the field; the reader's limit only bounds memory.
     # The limit is process-wide, so it is put back when the file is done.
     previous = csv.field_size_limit(MAX_LINE)
@@ -105,7 +124,7 @@ def _read_csv(stream: IO[str]) -> Iterator[tuple[int, dict[str, Any] | str]]:
         csv.field_size_limit(previous)
 
 
-def _read_csv_rows(stream: IO[str]) -> Iterator[tuple[int, dict[str, Any] | str]]:
+def _read_csv_rows(stream: IO[str]) -> Iterator[_Line]:
     reader = csv.DictReader(stream)
     try:
         fieldnames = reader.fieldnames or []
@@ -120,6 +139,7 @@ def _read_csv_rows(stream: IO[str]) -> Iterator[tuple[int, dict[str, Any] | str]
             f"(found: {', '.join(fieldnames) or 'nothing'})"
         )
     reader.fieldnames = [f.strip() for f in fieldnames]
+    header = "\x1f".join(reader.fieldnames)
     while True:
         try:
             raw = next(reader)
@@ -127,37 +147,38 @@ def _read_csv_rows(stream: IO[str]) -> Iterator[tuple[int, dict[str, Any] | str]
             return
         except csv.Error as exc:
             # The reader starts afresh on the next line: only this one is lost.
-            yield reader.line_num + 1, f"is not readable CSV ({exc})"
+            yield reader.line_num + 1, f"is not readable CSV ({exc})", ""
             continue
         if None in raw:
-            yield reader.line_num, f"has {len(raw[None])} more cells than the header"
+            yield reader.line_num, f"has {len(raw[None])} more cells than the header", ""
             continue
-        yield reader.line_num, raw
+        cells = "\x1f".join(value or "" for value in raw.values())
+        yield reader.line_num, raw, f"{header}\x1e{cells}"
 
 
-def _read_jsonl(stream: IO[str]) -> Iterator[tuple[int, dict[str, Any] | str]]:
+def _read_jsonl(stream: IO[str]) -> Iterator[_Line]:
     for number, line in enumerate(stream, start=1):
         if not line.strip():
             continue
         if len(line) > MAX_LINE:
-            yield number, f"is longer than {MAX_LINE} characters"
+            yield number, f"is longer than {MAX_LINE} characters", ""
             continue
         try:
             value = json.loads(line)
         except json.JSONDecodeError as exc:
-            yield number, f"is not valid JSON ({exc.msg} at column {exc.colno})"
+            yield number, f"is not valid JSON ({exc.msg} at column {exc.colno})", ""
             continue
         except (ValueError, RecursionError) as exc:
             # Numbers too long to convert, or nesting too deep to parse.
-            yield number, f"is not usable JSON ({type(exc).__name__})"
+            yield number, f"is not usable JSON ({type(exc).__name__})", ""
             continue
         if not isinstance(value, dict):
-            yield number, "is not a JSON object"
+            yield number, "is not a JSON object", ""
             continue
-        yield number, value
+        yield number, value, line
 
 
-def _reader(path: Path, fmt: str | None) -> Callable[[IO[str]], Iterator[tuple[int, Any]]]:
+def _reader(path: Path, fmt: str | None) -> Callable[[IO[str]], Iterator[_Line]]:
     fmt = fmt or {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl"}.get(path.suffix.lower())
     if fmt == "csv":
         return _read_csv
@@ -174,63 +195,168 @@ def import_members(
     *,
     fmt: str | None = None,
     progress: Callable[[int], None] | None = None,
+    workers: int | None = None,
 ) -> ImportReport:
-    """Import or update members from `path`; see the module docstring."""
+    """Import or update members from `path`; see the module docstring.
+
+    `workers` parsing processes (default `PARSE_WORKERS`) parse batches while this
+    one writes; 1 parses here.
+    """
     read = _reader(path, fmt)
     report = ImportReport(file=str(path))
     try:
         raw_stream = path.open("rb")
     except OSError as exc:
         raise UnusableFileError(f"{path}: {exc.strerror}") from None
+    region = settings.default_phone_region
+    context = f"{RULES_VERSION}\x1e{region}"
     # Undecodable bytes become lone surrogates, which reject only the row they are in.
     with (
         raw_stream,
         io.TextIOWrapper(
             raw_stream, encoding="utf-8-sig", errors="surrogateescape", newline=""
         ) as stream,
+        _Parsers(PARSE_WORKERS if workers is None else workers, region) as parsers,
     ):
-        batch: dict[str, tuple[int, MemberRow]] = {}
-        for number, raw in read(stream):
-            report.rows += 1
-            if progress is not None:
-                progress(raw_stream.tell())
-            row = _parse(number, raw, settings, report)
-            if row is None:
-                continue
-            if row.external_id in batch:
-                # A later row for the same member wins within a batch, as it would across.
-                _flush(database, batch, settings, clock, report)
-                batch = {}
-            batch[row.external_id] = (number, row)
-            if len(batch) >= BATCH_SIZE:
-                _flush(database, batch, settings, clock, report)
-                batch = {}
-        _flush(database, batch, settings, clock, report)
+        lines = read(stream)
+        if progress is not None:
+            lines = _reporting(lines, lambda: progress(raw_stream.tell()))
+        pending: deque[_Batch] = deque()
+        for batch in _batches(lines):
+            report.rows += len(batch.lines)
+            # Rows of batches not yet written are parsed whatever their digest says.
+            in_flight = set().union(*(b.keys for b in pending))
+            _skip_unchanged(database, batch, context, in_flight)
+            batch.outcome = parsers.submit(batch.to_parse)
+            pending.append(batch)
+            while len(pending) > parsers.depth:
+                _finish(database, pending.popleft(), settings, clock, report)
+        while pending:
+            _finish(database, pending.popleft(), settings, clock, report)
+    report.rejected.sort(key=lambda p: p.row)
+    report.warnings.sort(key=lambda p: p.row)
     return report
 
 
-def _parse(
-    number: int, raw: dict[str, Any] | str, settings: Settings, report: ImportReport
-) -> MemberRow | None:
-    if isinstance(raw, str):
-        report.rejected.append(Problem(number, "*", f"line {raw}"))
-        return None
-    try:
-        row = parse_row(raw, phone_region=settings.default_phone_region)
-    except ExceptionGroup as group:
-        external_id = row_key(raw)
-        for error in group.exceptions:
-            assert isinstance(error, RowError)
-            report.rejected.append(Problem(number, error.field, error.reason, external_id))
-        return None
-    for warning in row.warnings:
-        report.warnings.append(Problem(number, warning.field, warning.reason, row.external_id))
-    return row
+def _reporting(lines: Iterator[_Line], tick: Callable[[], None]) -> Iterator[_Line]:
+    for line in lines:
+        tick()
+        yield line
+
+
+@dataclass
+class _Batch:
+    """Up to `BATCH_SIZE` rows, no member twice, on their way from the file to the database."""
+
+    lines: list[_Line] = field(default_factory=list)
+    keys: set[str] = field(default_factory=set)
+    #: Rows to parse, with the digest of their raw content.
+    to_parse: list[tuple[int, dict[str, Any]]] = field(default_factory=list)
+    digests: dict[int, str] = field(default_factory=dict)
+    unchanged: int = 0
+    outcome: Callable[[], list[ParsedRow]] | None = None
+
+
+def _batches(lines: Iterator[_Line]) -> Iterator[_Batch]:
+    batch = _Batch()
+    for number, raw, text in lines:
+        key = None if isinstance(raw, str) else row_key(raw)
+        if key is not None and key in batch.keys:
+            # A later row for the same member wins within a batch, as it would across.
+            yield batch
+            batch = _Batch()
+        batch.lines.append((number, raw, text))
+        if key is not None:
+            batch.keys.add(key)
+        if len(batch.lines) >= BATCH_SIZE:
+            yield batch
+            batch = _Batch()
+    if batch.lines:
+        yield batch
+
+
+def _skip_unchanged(database: Database, batch: _Batch, context: str, in_flight: set[str]) -> None:
+    """Find the rows the last import already applied; the others are to parse."""
+    digests: dict[str, str] = {}
+    for number, raw, text in batch.lines:
+        if isinstance(raw, str):
+            continue
+        digest = hashlib.blake2b(
+            f"{context}\x1e{text}".encode("utf-8", "surrogatepass"), digest_size=16
+        ).hexdigest()
+        batch.digests[number] = digest
+        key = row_key(raw)
+        if key is not None and key not in in_flight:
+            digests[key] = digest
+    with database.sessions() as session:
+        known = unchanged_keys(session, digests)
+    for number, raw, _ in batch.lines:
+        if isinstance(raw, str):
+            continue
+        if row_key(raw) in known:
+            batch.unchanged += 1
+        else:
+            batch.to_parse.append((number, raw))
+
+
+class _Parsers:
+    """Parsing in a pool of processes, started at the second batch (small files need none)."""
+
+    def __init__(self, workers: int, region: str) -> None:
+        self.workers = workers
+        self.region = region
+        self.pool: ProcessPoolExecutor | None = None
+        self.submitted = 0
+
+    @property
+    def depth(self) -> int:
+        """Batches that may wait to be written while they are parsed."""
+        return 0 if self.pool is None else self.workers + 1
+
+    def submit(self, rows: list[tuple[int, dict[str, Any]]]) -> Callable[[], list[ParsedRow]]:
+        self.submitted += 1
+        if self.pool is None and self.workers > 1 and self.submitted > 1:
+            context = multiprocessing.get_context("forkserver")
+            context.set_forkserver_preload(["loyalty.member_rows"])
+            self.pool = ProcessPoolExecutor(self.workers, mp_context=context)
+        if self.pool is None or not rows:
+            done = parse_rows(rows, self.region)
+            return lambda: done
+        return self.pool.submit(parse_rows, rows, self.region).result
+
+    def __enter__(self) -> _Parsers:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        if self.pool is not None:
+            self.pool.shutdown(cancel_futures=True)
+
+
+def _finish(
+    database: Database, batch: _Batch, settings: Settings, clock: Clock, report: ImportReport
+) -> None:
+    """Report the batch's parse problems and write its good rows."""
+    assert batch.outcome is not None
+    report.unchanged += batch.unchanged
+    for number, raw, _ in batch.lines:
+        if isinstance(raw, str):
+            report.rejected.append(Problem(number, "*", f"line {raw}"))
+    ready: list[Parsed] = []
+    for parsed in batch.outcome():
+        for name, reason in parsed.rejected:
+            report.rejected.append(Problem(parsed.number, name, reason, parsed.key))
+        if parsed.row is None:
+            continue
+        for name, reason in parsed.warnings:
+            report.warnings.append(Problem(parsed.number, name, reason, parsed.key))
+        digest = None if parsed.warnings else batch.digests.get(parsed.number)
+        ready.append(Parsed(parsed.number, parsed.row, digest))
+    _flush(database, ready, settings, clock, report)
 
 
 def _flush(
     database: Database,
-    batch: dict[str, tuple[int, MemberRow]],
+    batch: list[Parsed],
     settings: Settings,
     clock: Clock,
     report: ImportReport,
@@ -241,22 +367,30 @@ def _flush(
     try:
         report.merge(_write(database, batch, settings, clock, report.file))
         return
-    except (StatementError, UnicodeEncodeError) as exc:
+    except _REFUSALS as exc:
         if _not_the_rows_fault(exc):
             raise
-    for external_id, (number, row) in batch.items():
+    for parsed in batch:
         try:
-            single = {external_id: (number, row)}
-            report.merge(_write(database, single, settings, clock, report.file))
-        except (StatementError, UnicodeEncodeError) as exc:
+            report.merge(_write(database, [parsed], settings, clock, report.file))
+        except _REFUSALS as exc:
             if _not_the_rows_fault(exc):
                 raise
-            report.rejected.append(Problem(number, "*", _refusal(exc), external_id))
+            report.rejected.append(
+                Problem(parsed.number, "*", _refusal(exc), parsed.row.external_id)
+            )
+
+
+#: What the database (or the driver, on the way to it) may say about a row's values.
+_REFUSALS = (StatementError, UnicodeEncodeError, psycopg.Error)
 
 
 def _not_the_rows_fault(exc: Exception) -> bool:
     """Lost connections, lock timeouts and the like: retrying row by row cannot help."""
-    return isinstance(exc, OperationalError | InterfaceError)
+    return isinstance(
+        exc,
+        OperationalError | InterfaceError | psycopg.OperationalError | psycopg.InterfaceError,
+    )
 
 
 def _refusal(exc: Exception) -> str:
@@ -266,105 +400,26 @@ def _refusal(exc: Exception) -> str:
 
 
 def _write(
-    database: Database,
-    batch: dict[str, tuple[int, MemberRow]],
-    settings: Settings,
-    clock: Clock,
-    file: str,
+    database: Database, batch: list[Parsed], settings: Settings, clock: Clock, file: str
 ) -> ImportReport:
     """Upsert one batch in one transaction; returns what it did (applied once committed)."""
     report = ImportReport(file=file)
     now = clock.now()
     with database.transaction() as session:
-        existing = {
-            m.external_id: m
-            for m in session.scalars(select(Member).where(Member.external_id.in_(list(batch))))
-        }
-        new_rows, changes, consents = [], [], []
-        for external_id, (_, row) in batch.items():
-            member = existing.get(external_id)
-            if member is None:
-                new_rows.append(_new_member(row, settings, now))
-                continue
-            change = _diff(member, row)
-            for channel in ("email", "sms"):
-                wanted = getattr(row, f"{channel}_consent")
-                if wanted is not None and wanted != getattr(member, f"{channel}_consent"):
-                    change[f"{channel}_consent"] = wanted
-                    consents.append(_consent(member.id, channel, wanted, now))
-            if change:
-                changes.append({"id": member.id, "updated_at": now, **change})
-                report.updated += 1
-            else:
-                report.unchanged += 1
-        if new_rows:
-            # Plain executemany, then one lookup: RETURNING over many rows is slow on SQLite.
-            session.execute(insert(Member), new_rows)
-            created = session.execute(
-                select(Member.id, Member.external_id).where(
-                    Member.external_id.in_([r["external_id"] for r in new_rows])
-                )
-            ).all()
-            report.created += len(created)
-            for member_id, external_id in created:
-                row = batch[external_id][1]
-                for channel in ("email", "sms"):
-                    wanted = getattr(row, f"{channel}_consent")
-                    if wanted is not None:
-                        consents.append(_consent(member_id, channel, wanted, now))
-        if changes:
-            session.execute(update(Member), changes)
-        if consents:
-            session.execute(insert(Consent), consents)
-        _link_referrals(session, batch, now, report)
+        result = write_batch(session, batch, now=now, tier=tier_for(0, settings.tier_thresholds))
+        erased = {id(parsed) for parsed in result.erased}
+        written = {p.row.external_id: (p.number, p.row) for p in batch if id(p) not in erased}
+        _link_referrals(session, written, now, report)
+    report.created, report.updated, report.unchanged = (
+        result.created,
+        result.updated,
+        result.unchanged,
+    )
+    for parsed in result.erased:
+        report.rejected.append(
+            Problem(parsed.number, "external_id", ERASED, parsed.row.external_id)
+        )
     return report
-
-
-def _new_member(row: MemberRow, settings: Settings, now: Any) -> dict[str, Any]:
-    return {
-        "external_id": row.external_id,
-        "email": None,
-        "phone": None,
-        "first_name": None,
-        "last_name": None,
-        "locale": None,
-        "time_zone": None,
-        "birth_year": None,
-        "birth_month": None,
-        "birth_day": None,
-        **row.fields,
-        "tier": tier_for(0, settings.tier_thresholds),
-        "points_balance": 0,
-        "lifetime_points": 0,
-        "referral_code": new_referral_code(),
-        "orders_count": 0,
-        "email_consent": row.email_consent,
-        "sms_consent": row.sms_consent,
-        "attributes": row.attributes,
-        "enrolled_at": now,
-        "created_at": now,
-        "updated_at": now,
-    }
-
-
-def _diff(member: Member, row: MemberRow) -> dict[str, Any]:
-    change = {k: v for k, v in row.fields.items() if getattr(member, k) != v}
-    if row.attributes:
-        merged = {**member.attributes, **row.attributes}
-        if merged != member.attributes:
-            change["attributes"] = merged
-    return change
-
-
-def _consent(member_id: int, channel: str, granted: bool, now: Any) -> dict[str, Any]:
-    return {
-        "member_id": member_id,
-        "channel": channel,
-        "purpose": "marketing",
-        "granted": granted,
-        "source": "import",
-        "at": now,
-    }
 
 
 def _link_referrals(

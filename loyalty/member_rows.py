@@ -28,8 +28,10 @@ __all__ = [
     "KNOWN_COLUMNS",
     "MAX_CELL",
     "MemberRow",
+    "ParsedRow",
     "parse_birthday",
     "parse_row",
+    "parse_rows",
     "row_key",
     "unusable_text",
 ]
@@ -298,3 +300,33 @@ def parse_row(raw: dict[str, Any], *, phone_region: str) -> MemberRow:
     if errors:
         raise ExceptionGroup("invalid row", [*errors, *row.warnings])
     return row
+
+
+@dataclass
+class ParsedRow:
+    """What `parse_rows` made of one row; plain data, so it can cross processes."""
+
+    number: int
+    #: The row's external_id when usable text (to name it in a report).
+    key: str | None
+    #: None when the row is rejected.
+    row: MemberRow | None
+    #: (field, reason) pairs that reject the row; the warnings of a kept row.
+    rejected: list[tuple[str, str]] = field(default_factory=list)
+    warnings: list[tuple[str, str]] = field(default_factory=list)
+
+
+def parse_rows(rows: list[tuple[int, dict[str, Any]]], phone_region: str) -> list[ParsedRow]:
+    """`parse_row` over numbered rows, in order; runs in a parsing process."""
+    parsed = []
+    for number, raw in rows:
+        try:
+            row = parse_row(raw, phone_region=phone_region)
+        except ExceptionGroup as group:
+            errors = [(e.field, e.reason) for e in group.exceptions if isinstance(e, RowError)]
+            parsed.append(ParsedRow(number, row_key(raw), None, rejected=errors))
+            continue
+        warnings = [(w.field, w.reason) for w in row.warnings]
+        row.warnings = []
+        parsed.append(ParsedRow(number, row.external_id, row, warnings=warnings))
+    return parsed

@@ -143,6 +143,9 @@ class Member(Base):
     #: When the newest profile applied was made at its source (a shop's `updated_at`):
     #: a profile update made before it changes nothing.
     profile_as_of: Mapped[datetime | None]
+    #: The digest of the row the last import applied, bound to `updated_at` then
+    #: (`loyalty.import_writer`): an import skips a row it would find unchanged.
+    import_digest: Mapped[str | None] = mapped_column(String(32))
     enrolled_at: Mapped[datetime]
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]

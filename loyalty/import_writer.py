@@ -1,0 +1,303 @@
+"""Writing one batch of parsed member rows in bulk, in one transaction.
+
+The batch's members are read first (locked on PostgreSQL; SQLite's writer holds the
+whole file) and the outcome of every row is worked out here, so that every row
+written has the same columns: SQLite takes them in one executemany of an upsert,
+PostgreSQL through `COPY` into a temporary table and one `INSERT … SELECT … ON
+CONFLICT (external_id) DO UPDATE … WHERE` the row changed. Consent changes, and only
+changes, go to the consent log with the source `import`.
+
+Each member written keeps the digest of its raw row, bound to the member's
+`updated_at` (`bound_digest`): while nobody changes the member, the same raw row
+again is known unchanged without being parsed (`unchanged_keys`). Rows with
+warnings keep no digest, so their warnings are reported again on every import.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+from psycopg import Connection as PsycopgConnection
+from psycopg import sql
+from psycopg.types.json import Jsonb
+from sqlalchemy import Row, Table, insert, or_, select
+from sqlalchemy.dialects import sqlite
+from sqlalchemy.orm import Session
+
+from loyalty.member_rows import MemberRow
+from loyalty.models import Consent, Member
+from loyalty.referrals import new_referral_code
+
+__all__ = ["BatchResult", "Parsed", "bound_digest", "unchanged_keys", "write_batch"]
+
+#: The columns an import sets on a member it already has.
+IMPORT_COLUMNS = (
+    "email",
+    "phone",
+    "first_name",
+    "last_name",
+    "locale",
+    "time_zone",
+    "birth_year",
+    "birth_month",
+    "birth_day",
+    "email_consent",
+    "sms_consent",
+    "attributes",
+)
+#: Every column written: a new member's row in full, an existing member's import columns.
+WRITTEN_COLUMNS = (
+    "external_id",
+    *IMPORT_COLUMNS,
+    "import_digest",
+    "updated_at",
+    "tier",
+    "points_balance",
+    "lifetime_points",
+    "referral_code",
+    "orders_count",
+    "total_spent",
+    "enrolled_at",
+    "created_at",
+)
+_UPDATED = (*IMPORT_COLUMNS, "import_digest", "updated_at")
+_MEMBERS: Table = Member.__table__  # type: ignore[assignment]
+_CONSENT_COLUMNS = ("member_id", "channel", "purpose", "granted", "source", "at")
+
+
+@dataclass
+class Parsed:
+    """One row ready to write: its number in the file, clean fields, raw digest."""
+
+    number: int
+    row: MemberRow
+    #: The digest of the raw row; None when the row had warnings (never skipped).
+    digest: str | None
+
+
+@dataclass
+class BatchResult:
+    created: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    #: Rows of erased members: nothing may bring their data back.
+    erased: list[Parsed] = field(default_factory=list)
+
+
+def bound_digest(row_digest: str, updated_at: datetime) -> str:
+    """The digest stored on a member: the raw row's, bound to the member's `updated_at`."""
+    text = f"{row_digest}|{updated_at.astimezone(UTC).isoformat()}"
+    return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
+
+
+def unchanged_keys(session: Session, digests: Mapping[str, str]) -> set[str]:
+    """The external ids whose raw row is the one last imported, and nobody changed since."""
+    if not digests:
+        return set()
+    rows = session.execute(
+        select(_MEMBERS.c.external_id, _MEMBERS.c.import_digest, _MEMBERS.c.updated_at).where(
+            _MEMBERS.c.external_id.in_(list(digests)), _MEMBERS.c.import_digest.is_not(None)
+        )
+    )
+    return {
+        external_id
+        for external_id, stored, updated_at in rows
+        if stored == bound_digest(digests[external_id], updated_at)
+    }
+
+
+def write_batch(
+    session: Session, batch: Sequence[Parsed], *, now: datetime, tier: str
+) -> BatchResult:
+    """Create or update the batch's members in the session's transaction."""
+    postgres = session.get_bind().dialect.name == "postgresql"
+    result = BatchResult()
+    query = select(
+        _MEMBERS.c.id,
+        _MEMBERS.c.external_id,
+        _MEMBERS.c.updated_at,
+        _MEMBERS.c.erased_at,
+        _MEMBERS.c.import_digest,
+        *(_MEMBERS.c[name] for name in IMPORT_COLUMNS),
+    ).where(_MEMBERS.c.external_id.in_([p.row.external_id for p in batch]))
+    if postgres:
+        query = query.with_for_update()
+    existing = {row.external_id: row for row in session.execute(query)}
+    records: list[dict[str, Any]] = []
+    consents: list[tuple[str, str, bool]] = []
+    for parsed in batch:
+        old = existing.get(parsed.row.external_id)
+        if old is not None and old.erased_at is not None:
+            result.erased.append(parsed)
+            continue
+        record, changed = _record(parsed, old, now, tier, consents)
+        if old is None:
+            result.created += 1
+        elif changed:
+            result.updated += 1
+        else:
+            result.unchanged += 1
+            if old.import_digest == record["import_digest"]:
+                continue
+        records.append(record)
+    if not records:
+        return result
+    if postgres:
+        _copy_upsert(session, records, existing, consents, now)
+    else:
+        _sqlite_upsert(session, records, existing, consents, now)
+    return result
+
+
+def _record(
+    parsed: Parsed,
+    old: Row[Any] | None,
+    now: datetime,
+    tier: str,
+    consents: list[tuple[str, str, bool]],
+) -> tuple[dict[str, Any], bool]:
+    """The member's row as the import leaves it, and whether it changed.
+
+    Consent changes are added to `consents`.
+    """
+    row = parsed.row
+    if old is None:
+        values: dict[str, Any] = dict.fromkeys(IMPORT_COLUMNS)
+        values["attributes"] = {}
+    else:
+        values = {name: getattr(old, name) for name in IMPORT_COLUMNS}
+    before = dict(values)
+    values.update(row.fields)
+    if row.attributes:
+        values["attributes"] = {**values["attributes"], **row.attributes}
+    for channel in ("email", "sms"):
+        wanted = getattr(row, f"{channel}_consent")
+        if wanted is not None and wanted != values[f"{channel}_consent"]:
+            values[f"{channel}_consent"] = wanted
+            consents.append((row.external_id, channel, wanted))
+    changed = old is None or values != before
+    updated_at = now if changed or old is None else old.updated_at
+    values.update(
+        external_id=row.external_id,
+        import_digest=None if parsed.digest is None else bound_digest(parsed.digest, updated_at),
+        updated_at=updated_at,
+        # Written for new members only; an existing member keeps its own.
+        tier=tier,
+        points_balance=0,
+        lifetime_points=0,
+        referral_code=new_referral_code(),
+        orders_count=0,
+        total_spent=Decimal(0),
+        enrolled_at=now,
+        created_at=now,
+    )
+    return values, changed
+
+
+def _consent_rows(
+    consents: Iterable[tuple[str, str, bool]], ids: Mapping[str, int], now: datetime
+) -> list[dict[str, Any]]:
+    return [
+        {
+            "member_id": ids[external_id],
+            "channel": channel,
+            "purpose": "marketing",
+            "granted": granted,
+            "source": "import",
+            "at": now,
+        }
+        for external_id, channel, granted in consents
+        if external_id in ids
+    ]
+
+
+def _sqlite_upsert(
+    session: Session,
+    records: list[dict[str, Any]],
+    existing: Mapping[str, Row[Any]],
+    consents: list[tuple[str, str, bool]],
+    now: datetime,
+) -> None:
+    statement = sqlite.insert(_MEMBERS)
+    excluded = statement.excluded
+    statement = statement.on_conflict_do_update(
+        index_elements=[_MEMBERS.c.external_id],
+        set_={name: excluded[name] for name in _UPDATED},
+        where=or_(*(_MEMBERS.c[name].is_distinct_from(excluded[name]) for name in _UPDATED)),
+    )
+    # Uniform rows: one executemany for the whole batch.
+    session.execute(statement, records)
+    if not consents:
+        return
+    ids = {key: row.id for key, row in existing.items()}
+    new = [r["external_id"] for r in records if r["external_id"] not in ids]
+    if new:
+        query = select(_MEMBERS.c.external_id, _MEMBERS.c.id)
+        for external_id, member_id in session.execute(query.where(_MEMBERS.c.external_id.in_(new))):
+            ids[external_id] = member_id
+    session.execute(insert(Consent), _consent_rows(consents, ids, now))
+
+
+def _copy_upsert(
+    session: Session,
+    records: list[dict[str, Any]],
+    existing: Mapping[str, Row[Any]],
+    consents: list[tuple[str, str, bool]],
+    now: datetime,
+) -> None:
+    driver = session.connection().connection.driver_connection
+    assert isinstance(driver, PsycopgConnection)
+    columns = sql.SQL(", ").join(map(sql.Identifier, WRITTEN_COLUMNS))
+    with driver.cursor() as cursor:
+        cursor.execute(
+            sql.SQL(
+                "CREATE TEMPORARY TABLE member_import ON COMMIT DROP AS "
+                "SELECT {columns} FROM members WITH NO DATA"
+            ).format(columns=columns)
+        )
+        with cursor.copy(
+            sql.SQL("COPY member_import ({columns}) FROM STDIN").format(columns=columns)
+        ) as copy:
+            for record in records:
+                copy.write_row([_copy_value(record[name]) for name in WRITTEN_COLUMNS])
+        updated = [sql.Identifier(name) for name in _UPDATED]
+        cursor.execute(
+            sql.SQL(
+                "INSERT INTO members ({columns}) SELECT {columns} FROM member_import "
+                "ON CONFLICT (external_id) DO UPDATE SET {assign} "
+                "WHERE ({current}) IS DISTINCT FROM ({incoming}) "
+                "RETURNING external_id, id"
+            ).format(
+                columns=columns,
+                assign=sql.SQL(", ").join(
+                    sql.SQL("{0} = EXCLUDED.{0}").format(name) for name in updated
+                ),
+                current=sql.SQL(", ").join(sql.SQL("members.{0}").format(n) for n in updated),
+                incoming=sql.SQL(", ").join(sql.SQL("EXCLUDED.{0}").format(n) for n in updated),
+            )
+        )
+        ids = {key: row.id for key, row in existing.items()}
+        for external_id, member_id in cursor.fetchall():
+            ids[external_id] = member_id
+        if consents:
+            with cursor.copy(
+                sql.SQL("COPY consents ({columns}) FROM STDIN").format(
+                    columns=sql.SQL(", ").join(map(sql.Identifier, _CONSENT_COLUMNS))
+                )
+            ) as copy:
+                for consent in _consent_rows(consents, ids, now):
+                    copy.write_row([_copy_value(consent[name]) for name in _CONSENT_COLUMNS])
+
+
+def _copy_value(value: Any) -> Any:
+    """What COPY takes for a column value: naive UTC times (as `UTCDateTime` stores), JSONB."""
+    if isinstance(value, datetime):
+        return value.astimezone(UTC).replace(tzinfo=None)
+    if isinstance(value, dict):
+        return Jsonb(value)
+    return value
