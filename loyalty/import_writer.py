@@ -15,8 +15,9 @@ warnings keep no digest, so their warnings are reported again on every import.
 
 from __future__ import annotations
 
+import functools
 import hashlib
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -25,7 +26,7 @@ from typing import Any
 from psycopg import Connection as PsycopgConnection
 from psycopg import sql
 from psycopg.types.json import Jsonb
-from sqlalchemy import Row, Table, insert, or_, select
+from sqlalchemy import Dialect, Row, Table, bindparam, insert, or_, select
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.orm import Session
 
@@ -223,15 +224,17 @@ def _sqlite_upsert(
     consents: list[tuple[str, str, bool]],
     now: datetime,
 ) -> None:
-    statement = sqlite.insert(_MEMBERS)
-    excluded = statement.excluded
-    statement = statement.on_conflict_do_update(
-        index_elements=[_MEMBERS.c.external_id],
-        set_={name: excluded[name] for name in _UPDATED},
-        where=or_(*(_MEMBERS.c[name].is_distinct_from(excluded[name]) for name in _UPDATED)),
-    )
-    # Uniform rows: one executemany for the whole batch.
-    session.execute(statement, records)
+    dialect = session.get_bind().dialect
+    statement, names, processors = _sqlite_statement(dialect)
+    # Uniform rows, typed once here: one executemany of the driver for the whole batch.
+    rows = [
+        tuple(
+            value if process is None else process(value)
+            for value, process in zip((r[name] for name in names), processors, strict=True)
+        )
+        for r in records
+    ]
+    session.connection().exec_driver_sql(statement, rows)
     if not consents:
         return
     ids = {key: row.id for key, row in existing.items()}
@@ -241,6 +244,29 @@ def _sqlite_upsert(
         for external_id, member_id in session.execute(query.where(_MEMBERS.c.external_id.in_(new))):
             ids[external_id] = member_id
     session.execute(insert(Consent), _consent_rows(consents, ids, now))
+
+
+@functools.cache
+def _sqlite_statement(
+    dialect: Dialect,
+) -> tuple[str, tuple[str, ...], tuple[Callable[[Any], Any] | None, ...]]:
+    """The upsert's SQL, the columns of its `?` in order, and their bind processors."""
+    statement = sqlite.insert(_MEMBERS).values(
+        {name: bindparam(name, type_=_MEMBERS.c[name].type) for name in WRITTEN_COLUMNS}
+    )
+    excluded = statement.excluded
+    statement = statement.on_conflict_do_update(
+        index_elements=[_MEMBERS.c.external_id],
+        set_={name: excluded[name] for name in _UPDATED},
+        where=or_(*(_MEMBERS.c[name].is_distinct_from(excluded[name]) for name in _UPDATED)),
+    )
+    compiled = statement.compile(dialect=dialect)
+    names = tuple(compiled.positiontup or ())
+    assert sorted(names) == sorted(WRITTEN_COLUMNS), names
+    processors = tuple(
+        _MEMBERS.c[name].type.dialect_impl(dialect).bind_processor(dialect) for name in names
+    )
+    return str(compiled), names, processors
 
 
 def _copy_upsert(

@@ -223,7 +223,7 @@ def import_members(
             lines = _reporting(lines, lambda: progress(raw_stream.tell()))
         pending: deque[_Batch] = deque()
         for batch in _batches(lines):
-            report.rows += len(batch.lines)
+            report.rows += batch.lines
             # Rows of batches not yet written are parsed whatever their digest says.
             in_flight = set().union(*(b.keys for b in pending))
             _skip_unchanged(database, batch, context, in_flight)
@@ -248,27 +248,37 @@ def _reporting(lines: Iterator[_Line], tick: Callable[[], None]) -> Iterator[_Li
 class _Batch:
     """Up to `BATCH_SIZE` rows, no member twice, on their way from the file to the database."""
 
-    lines: list[_Line] = field(default_factory=list)
+    #: Lines that are no row, and why.
+    unusable: list[tuple[int, str]] = field(default_factory=list)
+    #: Rows: number, raw row, raw text, external_id (when usable).
+    rows: list[tuple[int, dict[str, Any], str, str | None]] = field(default_factory=list)
     keys: set[str] = field(default_factory=set)
-    #: Rows to parse, with the digest of their raw content.
+    #: Rows to parse, and the digest of each row's raw content by row number.
     to_parse: list[tuple[int, dict[str, Any]]] = field(default_factory=list)
     digests: dict[int, str] = field(default_factory=dict)
     unchanged: int = 0
     outcome: Callable[[], list[ParsedRow]] | None = None
 
+    @property
+    def lines(self) -> int:
+        return len(self.unusable) + len(self.rows)
+
 
 def _batches(lines: Iterator[_Line]) -> Iterator[_Batch]:
     batch = _Batch()
     for number, raw, text in lines:
-        key = None if isinstance(raw, str) else row_key(raw)
+        if isinstance(raw, str):
+            batch.unusable.append((number, raw))
+            continue
+        key = row_key(raw)
         if key is not None and key in batch.keys:
             # A later row for the same member wins within a batch, as it would across.
             yield batch
             batch = _Batch()
-        batch.lines.append((number, raw, text))
+        batch.rows.append((number, raw, text, key))
         if key is not None:
             batch.keys.add(key)
-        if len(batch.lines) >= BATCH_SIZE:
+        if len(batch.rows) >= BATCH_SIZE:
             yield batch
             batch = _Batch()
     if batch.lines:
@@ -278,22 +288,17 @@ def _batches(lines: Iterator[_Line]) -> Iterator[_Batch]:
 def _skip_unchanged(database: Database, batch: _Batch, context: str, in_flight: set[str]) -> None:
     """Find the rows the last import already applied; the others are to parse."""
     digests: dict[str, str] = {}
-    for number, raw, text in batch.lines:
-        if isinstance(raw, str):
-            continue
+    for number, _, text, key in batch.rows:
         digest = hashlib.blake2b(
             f"{context}\x1e{text}".encode("utf-8", "surrogatepass"), digest_size=16
         ).hexdigest()
         batch.digests[number] = digest
-        key = row_key(raw)
         if key is not None and key not in in_flight:
             digests[key] = digest
     with database.sessions() as session:
         known = unchanged_keys(session, digests)
-    for number, raw, _ in batch.lines:
-        if isinstance(raw, str):
-            continue
-        if row_key(raw) in known:
+    for number, raw, _, key in batch.rows:
+        if key in known:
             batch.unchanged += 1
         else:
             batch.to_parse.append((number, raw))
@@ -316,8 +321,9 @@ class _Parsers:
     def submit(self, rows: list[tuple[int, dict[str, Any]]]) -> Callable[[], list[ParsedRow]]:
         self.submitted += 1
         if self.pool is None and self.workers > 1 and self.submitted > 1:
-            context = multiprocessing.get_context("forkserver")
-            context.set_forkserver_preload(["loyalty.member_rows"])
+            # Forked: the parsing processes start with the modules loaded and never run
+            # the program's main module again (spawn and forkserver would).
+            context = multiprocessing.get_context("fork")
             self.pool = ProcessPoolExecutor(self.workers, mp_context=context)
         if self.pool is None or not rows:
             done = parse_rows(rows, self.region)
@@ -338,9 +344,8 @@ def _finish(
     """Report the batch's parse problems and write its good rows."""
     assert batch.outcome is not None
     report.unchanged += batch.unchanged
-    for number, raw, _ in batch.lines:
-        if isinstance(raw, str):
-            report.rejected.append(Problem(number, "*", f"line {raw}"))
+    for number, reason in batch.unusable:
+        report.rejected.append(Problem(number, "*", f"line {reason}"))
     ready: list[Parsed] = []
     for parsed in batch.outcome():
         for name, reason in parsed.rejected:

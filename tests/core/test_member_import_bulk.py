@@ -1,0 +1,231 @@
+"""Member import in bulk: unchanged rows skipped, consents logged once, per-row refusals
+in a batch, parsing processes, erased members, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select, text, update
+
+import loyalty.importer
+from loyalty.app import App
+from loyalty.db import Database
+from loyalty.erasure import erase_member
+from loyalty.importer import ERASED, ImportReport, import_members
+from loyalty.models import Consent, Member
+from tests.factories import write_csv
+
+HEADER = "external_id,email,phone,first_name,email_consent,sms_consent,favourite_store"
+
+
+def run(app: App, path: Path, *, workers: int = 1) -> ImportReport:
+    return import_members(app.database, path, app.settings, app.clock, workers=workers)
+
+
+def members(app: App) -> dict[str, Member]:
+    with app.database.sessions() as session:
+        return {m.external_id: m for m in session.scalars(select(Member))}
+
+
+def consents(app: App) -> list[tuple[str, str, bool]]:
+    with app.database.sessions() as session:
+        rows = session.execute(
+            select(Member.external_id, Consent.channel, Consent.granted)
+            .join(Member, Member.id == Consent.member_id)
+            .order_by(Consent.id)
+        ).all()
+    return [(r[0], r[1], r[2]) for r in rows]
+
+
+@pytest.fixture
+def small_batches(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(loyalty.importer, "BATCH_SIZE", 3)
+
+
+def test_an_unchanged_row_is_skipped_until_someone_changes_the_member(
+    app: App, tmp_path: Path
+) -> None:
+    # Given two members imported, one of them with an invalid phone (a warning)
+    path = write_csv(
+        tmp_path / "m.csv",
+        HEADER,
+        "m-1,a@example.com,+48601234567,Anna,yes,,Kraków",
+        "m-2,b@example.com,12,Bob,,,",
+    )
+    first = run(app, path)
+    assert (first.created, len(first.warnings)) == (2, 1)
+    # When the first member's name is changed behind the import's back, keeping updated_at
+    with app.database.transaction() as session:
+        session.execute(update(Member).where(Member.external_id == "m-1").values(first_name="X"))
+    app.clock.advance(timedelta(hours=1))  # type: ignore[attr-defined]
+    again = run(app, path)
+
+    # Then the same raw row is not looked at again: the member is left as it is
+    assert members(app)["m-1"].first_name == "X"
+    assert (again.created, again.updated, again.unchanged) == (0, 0, 2)
+    # And the row with a warning keeps no digest, so its warning is reported every time
+    assert [(p.row, p.field) for p in again.warnings] == [(3, "phone")]
+    assert members(app)["m-2"].import_digest is None
+
+    # When the member changes through the program (updated_at moves), the row applies again
+    with app.database.transaction() as session:
+        session.execute(
+            update(Member)
+            .where(Member.external_id == "m-1")
+            .values(updated_at=app.clock.now() - timedelta(minutes=5))
+        )
+    third = run(app, path)
+    assert members(app)["m-1"].first_name == "Anna"
+    assert (third.updated, third.unchanged) == (1, 1)
+    assert consents(app) == [("m-1", "email", True)]
+
+
+def test_a_changed_phone_region_parses_every_row_again(app: App, tmp_path: Path) -> None:
+    # Given a member imported with a phone number without a +prefix, read as a US one
+    path = write_csv(tmp_path / "m.csv", HEADER, "m-1,,(212) 555-0123,,,,")
+    run(app, path)
+    assert members(app)["m-1"].phone == "+12125550123"
+
+    # When the same file is imported with Poland as the default region
+    polish = app.settings.model_copy(update={"default_phone_region": "PL"})
+    report = import_members(app.database, path, polish, app.clock)
+
+    # Then the row is parsed again: the number is no Polish one, so it is kept and warned about
+    assert [(p.row, p.field) for p in report.warnings] == [(2, "phone")]
+    assert members(app)["m-1"].phone == "+12125550123"
+
+
+def test_consent_changes_are_logged_once_each(app: App, tmp_path: Path) -> None:
+    # Given members imported with their consents
+    rows = [f"m-{n},m{n}@example.com,,Ann,yes,no," for n in range(10)]
+    path = write_csv(tmp_path / "m.csv", HEADER, *rows)
+    run(app, path)
+    assert len(consents(app)) == 20
+
+    # When the file comes again with the same consents, then with two changed and a name
+    run(app, path)
+    assert len(consents(app)) == 20
+    rows[3] = "m-3,m3@example.com,,Ann,no,no,"
+    rows[7] = "m-7,m7@example.com,,Ann,yes,yes,"
+    rows[8] = "m-8,m8@example.com,,Anne,yes,no,"
+    write_csv(path, HEADER, *rows)
+    app.clock.advance(timedelta(hours=1))  # type: ignore[attr-defined]
+    report = run(app, path)
+    run(app, path)
+
+    # Then each change is logged once, with the import as its source, and nothing else
+    assert (report.updated, report.unchanged) == (3, 7)
+    assert consents(app)[20:] == [("m-3", "email", False), ("m-7", "sms", True)]
+    with app.database.sessions() as session:
+        sources = set(session.scalars(select(Consent.source)))
+        logged_at = session.scalar(select(func.max(Consent.at)))
+    assert sources == {"import"}
+    assert logged_at == app.clock.now()
+    assert members(app)["m-3"].email_consent is False and members(app)["m-7"].sms_consent is True
+
+
+@pytest.fixture
+def refuse_name(database: Database) -> Iterator[str]:
+    """The database refuses one first name, in new rows and in updates."""
+    refused = "Refused"
+    with database.engine.begin() as connection:
+        if database.is_sqlite:
+            for event in ("INSERT", "UPDATE"):
+                connection.execute(
+                    text(
+                        f"CREATE TRIGGER refuse_name_{event.lower()} BEFORE {event} ON members "
+                        f"WHEN NEW.first_name = '{refused}' BEGIN SELECT RAISE(ABORT, 'no'); END"
+                    )
+                )
+        else:
+            connection.execute(
+                text(
+                    "ALTER TABLE members ADD CONSTRAINT refuse_name "
+                    f"CHECK (first_name IS DISTINCT FROM '{refused}')"
+                )
+            )
+    yield refused
+    if not database.is_sqlite:
+        with database.engine.begin() as connection:
+            connection.execute(text("ALTER TABLE members DROP CONSTRAINT refuse_name"))
+
+
+def test_a_refused_row_in_a_batch_of_updates_is_rejected_alone(
+    app: App, tmp_path: Path, refuse_name: str
+) -> None:
+    # Given six members, imported in batches of three
+    path = write_csv(
+        tmp_path / "m.csv", HEADER, *(f"m-{n},m{n}@example.com,,Ann,no,," for n in range(6))
+    )
+    run(app, path)
+
+    # When a file changes all of them and gives one a name the database refuses
+    path = write_csv(
+        tmp_path / "m2.csv",
+        HEADER,
+        *(f"m-{n},m{n}@example.com,,{refuse_name if n == 4 else 'Eve'},yes,," for n in range(6)),
+    )
+    report = run(app, path)
+
+    # Then that row alone is rejected, by number and without its values
+    assert [(p.row, p.field, p.external_id) for p in report.rejected] == [(6, "*", "m-4")]
+    assert report.rejected[0].reason.startswith("the database refused the row (")
+    assert refuse_name not in report.rejected[0].reason
+    assert (report.updated, report.rejected_rows) == (5, 1)
+    # And the others of its batch are written with their consent changes; it is left as it was
+    everyone = members(app)
+    assert [everyone[f"m-{n}"].first_name for n in range(6)] == ["Eve"] * 4 + ["Ann", "Eve"]
+    assert everyone["m-4"].email_consent is False
+    changed = [c for c in consents(app) if c[2]]
+    assert sorted(c[0] for c in changed) == ["m-0", "m-1", "m-2", "m-3", "m-5"]
+
+
+@pytest.mark.usefixtures("small_batches")
+def test_parsing_processes_keep_row_order_numbers_and_the_last_row_of_a_member(
+    app: App, tmp_path: Path
+) -> None:
+    # Given a file of many small batches with bad rows and members given twice
+    rows = [f"m-{n},m{n}@example.com,,Ann{n},,," for n in range(20)]
+    rows[4] = "m-4,m4@example.com,,Ann\x00,,,"
+    rows[9] = ",nobody@example.com,,,,,"
+    rows[12] = "m-12,not-an-email,,Ann12,,,"
+    rows.append("m-1,m1@example.com,,Later,,,")
+    rows.append("m-2,m2@example.com,,Ann2,,,")
+    path = write_csv(tmp_path / "m.csv", HEADER, *rows)
+
+    # When it is imported with two parsing processes
+    report = run(app, path, workers=2)
+
+    # Then the report and the rows are what one process makes of it
+    assert [(p.row, p.field) for p in report.rejected] == [(6, "first_name"), (11, "external_id")]
+    assert [(p.row, p.field) for p in report.warnings] == [(14, "email")]
+    everyone = members(app)
+    assert len(everyone) == 18 and "m-4" not in everyone
+    assert everyone["m-1"].first_name == "Later"
+    assert everyone["m-12"].email is None
+    assert (report.rows, report.created, report.updated, report.unchanged) == (22, 18, 1, 1)
+
+    # And a re-import in processes changes only the member given twice with different rows
+    again = run(app, path, workers=2)
+    assert (again.created, again.updated, again.unchanged) == (0, 2, 18)
+    assert [(p.row, p.field) for p in again.warnings] == [(14, "email")]
+    assert members(app)["m-1"].first_name == "Later"
+
+
+def test_an_erased_member_is_never_imported_again(app: App, tmp_path: Path) -> None:
+    path = write_csv(tmp_path / "m.csv", HEADER, "m-1,a@example.com,,Anna,yes,,Kraków")
+    run(app, path)
+    with app.database.transaction() as session:
+        member = session.scalars(select(Member)).one()
+        erase_member(session, member, now=app.clock.now())
+    logged = len(consents(app))
+
+    report = run(app, path)
+
+    assert [(p.row, p.field, p.reason) for p in report.rejected] == [(2, "external_id", ERASED)]
+    erased = members(app)["m-1"]
+    assert (erased.email, erased.first_name, erased.attributes) == (None, None, {})
+    assert erased.erased_at is not None and len(consents(app)) == logged
