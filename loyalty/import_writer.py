@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import operator
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -26,8 +27,9 @@ from typing import Any
 from psycopg import Connection as PsycopgConnection
 from psycopg import sql
 from psycopg.types.json import Jsonb
-from sqlalchemy import Dialect, Row, Table, bindparam, insert, or_, select
+from sqlalchemy import ColumnElement, Dialect, Row, String, Table, any_, bindparam, or_, select
 from sqlalchemy.dialects import sqlite
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 
 from loyalty.member_rows import MemberRow
@@ -69,6 +71,7 @@ WRITTEN_COLUMNS = (
 _UPDATED = (*IMPORT_COLUMNS, "import_digest", "updated_at")
 _MEMBERS: Table = Member.__table__  # type: ignore[assignment]
 _CONSENT_COLUMNS = ("member_id", "channel", "purpose", "granted", "source", "at")
+_CONSENTS: Table = Consent.__table__  # type: ignore[assignment]
 
 
 @dataclass
@@ -102,7 +105,7 @@ def unchanged_keys(session: Session, digests: Mapping[str, str]) -> set[str]:
         return set()
     rows = session.execute(
         select(_MEMBERS.c.external_id, _MEMBERS.c.import_digest, _MEMBERS.c.updated_at).where(
-            _MEMBERS.c.external_id.in_(list(digests)), _MEMBERS.c.import_digest.is_not(None)
+            _external_id_in(session, list(digests)), _MEMBERS.c.import_digest.is_not(None)
         )
     )
     return {
@@ -110,6 +113,13 @@ def unchanged_keys(session: Session, digests: Mapping[str, str]) -> set[str]:
         for external_id, stored, updated_at in rows
         if stored == bound_digest(digests[external_id], updated_at)
     }
+
+
+def _external_id_in(session: Session, keys: list[str]) -> ColumnElement[bool]:
+    """`external_id IN (…)`; one array parameter on PostgreSQL rather than one per key."""
+    if session.get_bind().dialect.name == "postgresql":
+        return _MEMBERS.c.external_id == any_(bindparam("keys", keys, type_=ARRAY(String)))
+    return _MEMBERS.c.external_id.in_(keys)
 
 
 def write_batch(
@@ -124,8 +134,9 @@ def write_batch(
         _MEMBERS.c.updated_at,
         _MEMBERS.c.erased_at,
         _MEMBERS.c.import_digest,
+        _MEMBERS.c.referral_code,
         *(_MEMBERS.c[name] for name in IMPORT_COLUMNS),
-    ).where(_MEMBERS.c.external_id.in_([p.row.external_id for p in batch]))
+    ).where(_external_id_in(session, [p.row.external_id for p in batch]))
     if postgres:
         query = query.with_for_update()
     existing = {row.external_id: row for row in session.execute(query)}
@@ -191,7 +202,7 @@ def _record(
         tier=tier,
         points_balance=0,
         lifetime_points=0,
-        referral_code=new_referral_code(),
+        referral_code=new_referral_code() if old is None else old.referral_code,
         orders_count=0,
         total_spent=Decimal(0),
         enrolled_at=now,
@@ -225,16 +236,7 @@ def _sqlite_upsert(
     now: datetime,
 ) -> None:
     dialect = session.get_bind().dialect
-    statement, names, processors = _sqlite_statement(dialect)
-    # Uniform rows, typed once here: one executemany of the driver for the whole batch.
-    rows = [
-        tuple(
-            value if process is None else process(value)
-            for value, process in zip((r[name] for name in names), processors, strict=True)
-        )
-        for r in records
-    ]
-    session.connection().exec_driver_sql(statement, rows)
+    _executemany(session, _sqlite_statement(dialect, "members"), records)
     if not consents:
         return
     ids = {key: row.id for key, row in existing.items()}
@@ -243,28 +245,55 @@ def _sqlite_upsert(
         query = select(_MEMBERS.c.external_id, _MEMBERS.c.id)
         for external_id, member_id in session.execute(query.where(_MEMBERS.c.external_id.in_(new))):
             ids[external_id] = member_id
-    session.execute(insert(Consent), _consent_rows(consents, ids, now))
+    _executemany(session, _sqlite_statement(dialect, "consents"), _consent_rows(consents, ids, now))
+
+
+_Statement = tuple[str, tuple[str, ...], tuple[Callable[[Any], Any] | None, ...]]
+
+
+def _executemany(session: Session, statement: _Statement, records: list[dict[str, Any]]) -> None:
+    """One executemany of the driver, with each value typed as SQLAlchemy would type it."""
+    sql_text, names, processors = statement
+    pick = operator.itemgetter(*names)
+    typed = [(i, process) for i, process in enumerate(processors) if process is not None]
+    times: dict[datetime, Any] = {}  # the batch's times are mostly one value
+    rows = []
+    for record in records:
+        row = list(pick(record))
+        for i, process in typed:
+            value = row[i]
+            if value is None:
+                continue
+            if isinstance(value, datetime):
+                if value not in times:
+                    times[value] = process(value)
+                row[i] = times[value]
+            else:
+                row[i] = process(value)
+        rows.append(tuple(row))
+    session.connection().exec_driver_sql(sql_text, rows)
 
 
 @functools.cache
-def _sqlite_statement(
-    dialect: Dialect,
-) -> tuple[str, tuple[str, ...], tuple[Callable[[Any], Any] | None, ...]]:
-    """The upsert's SQL, the columns of its `?` in order, and their bind processors."""
-    statement = sqlite.insert(_MEMBERS).values(
-        {name: bindparam(name, type_=_MEMBERS.c[name].type) for name in WRITTEN_COLUMNS}
+def _sqlite_statement(dialect: Dialect, table: str) -> _Statement:
+    """The SQL of the members upsert or the consents insert, its `?` columns, their types."""
+    target: Table = _MEMBERS if table == "members" else _CONSENTS
+    columns = WRITTEN_COLUMNS if table == "members" else _CONSENT_COLUMNS
+    statement = sqlite.insert(target).values(
+        {name: bindparam(name, type_=target.c[name].type) for name in columns}
     )
-    excluded = statement.excluded
-    statement = statement.on_conflict_do_update(
-        index_elements=[_MEMBERS.c.external_id],
-        set_={name: excluded[name] for name in _UPDATED},
-        where=or_(*(_MEMBERS.c[name].is_distinct_from(excluded[name]) for name in _UPDATED)),
-    )
+    if table == "members":
+        excluded = statement.excluded
+        statement = statement.on_conflict_do_update(
+            index_elements=[target.c.external_id],
+            set_={name: excluded[name] for name in _UPDATED},
+            where=or_(*(target.c[name].is_distinct_from(excluded[name]) for name in _UPDATED)),
+        )
     compiled = statement.compile(dialect=dialect)
     names = tuple(compiled.positiontup or ())
-    assert sorted(names) == sorted(WRITTEN_COLUMNS), names
+    assert sorted(names) == sorted(columns), names
     processors = tuple(
-        _MEMBERS.c[name].type.dialect_impl(dialect).bind_processor(dialect) for name in names
+        target.c[name].type.dialect_impl(dialect).bind_processor(dialect) for name in names
     )
     return str(compiled), names, processors
 

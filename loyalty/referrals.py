@@ -48,6 +48,7 @@ __all__ = [
 _ALPHABET = "ABCDEFGHJKMNPQRSTUVWXYZ23456789"
 #: Length of generated referral codes (31**10 ≈ 8e14 codes).
 CODE_LENGTH = 10
+_CODES = len(_ALPHABET) ** CODE_LENGTH
 #: Key of the click digests when REWARD_CODE_SECRET is unset.
 CLICK_KEY = "loyalty-journeys-referral-clicks"
 #: The referrer's own orders looked at for their IPs and shipping addresses.
@@ -57,7 +58,13 @@ _ORDERED = (ReferralStatus.HELD, ReferralStatus.REVIEW, ReferralStatus.COMPLETED
 
 
 def new_referral_code() -> str:
-    return "".join(secrets.choice(_ALPHABET) for _ in range(CODE_LENGTH))
+    # One draw for the whole code (imports make one per new member), spelled in the alphabet.
+    number = secrets.randbelow(_CODES)
+    letters = []
+    for _ in range(CODE_LENGTH):
+        number, index = divmod(number, len(_ALPHABET))
+        letters.append(_ALPHABET[index])
+    return "".join(letters)
 
 
 def referral_link(public_base_url: str, code: str) -> str:

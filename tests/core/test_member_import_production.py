@@ -1,5 +1,5 @@
 """The production shape: `loyalty members import` as a process on PostgreSQL, a file of
-several batches parsed by its parsing processes and written through COPY."""
+three batches parsed by its parsing processes and written through COPY."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from loyalty.models import Consent, Member
 from tests.factories import write_csv
 
 HEADER = "external_id,email,phone,first_name,birthday,email_consent,sms_consent,segment"
-ROWS = 3_500
+ROWS = 10_500  # three batches: the second and third are parsed by the parsing processes
 
 
 def row(n: int, *, name: str = "Anna", consent: str = "yes") -> str:
