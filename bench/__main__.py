@@ -9,7 +9,7 @@ import subprocess
 import sys
 
 BENCHES = [
-    ("member import (rows/s, memory as the file grows)", ["bench.import_members"]),
+    ("member import (rows/s, ratio to the ceiling, memory)", ["bench.import_members"]),
     ("birthday scan on PostgreSQL (1M and 2M members)", ["bench.date_scan"]),
     ("provider emulators (requests/s)", ["bench.sandbox_rps"]),
     ("sending (emails/s, requests per 1,000 emails, SMS/s)", ["bench.sending"]),
