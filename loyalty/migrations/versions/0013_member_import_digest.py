@@ -4,7 +4,7 @@ The digest of the member's last imported row, bound to the member's `updated_at`
 at the time: a row whose raw content is the same, for a member nobody changed
 since, is known unchanged without being parsed again.
 
-Revision ID: 0015
+Revision ID: 0013
 Revises: 0012
 Create Date: 2026-12-01 05:20:00.000000
 
@@ -15,7 +15,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0015"
+revision: str = "0013"
 down_revision: str | Sequence[str] | None = "0012"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
