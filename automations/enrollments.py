@@ -2,23 +2,26 @@
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import func, select
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from automations.definition import Context, Journey, evaluate
 from automations.versions import Published
 from channels.engagement import engagement_counter
 from loyalty.db import insert_ignore
+from loyalty.journey_pauses import is_paused
 from loyalty.members import member_data, member_zone
-from loyalty.models import Enrollment, Event, Member
+from loyalty.models import Enrollment, EntryRefusal, Event, Member
 from loyalty.settings import Settings
 from loyalty.states import EnrollmentState
 
-__all__ = ["count_events_for", "enter", "occurrence_key"]
+__all__ = ["count_events_for", "enter", "occurrence_key", "record_refusal"]
 
 
 def occurrence_key(journey: Journey, *, now: datetime, zone: str, occurrence: str) -> str:
@@ -67,9 +70,22 @@ def enter(
     context: dict[str, Any] | None = None,
     event: dict[str, Any] | None = None,
 ) -> int | None:
-    """Enroll the member if the entry rule, cooldown and audience allow; the new id or None."""
+    """Enroll the member if the entry rule, cooldown and audience allow; the new id or None.
+
+    A refusal by the console's pause, the cooldown or the audience is recorded
+    (`record_refusal`), so the console can say why a member is not in the journey.
+    """
     journey = published.journey
     if journey.status != "active" or member.erased_at is not None:
+        return None
+    zone = member_zone(member, settings)
+    key = occurrence_key(journey, now=now, zone=zone, occurrence=occurrence)
+
+    def refused(reason: str, detail: str) -> None:
+        record_refusal(session, journey.id, member.id, key, reason, detail, now=now)
+
+    if is_paused(session, journey.id):
+        refused("paused", "the journey is paused in the console")
         return None
     if journey.entry.cooldown is not None:
         last = session.scalar(
@@ -78,6 +94,7 @@ def enter(
             )
         )
         if last is not None and last > now - journey.entry.cooldown:
+            refused("cooldown", f"entered {last:%Y-%m-%d %H:%M} UTC, within the cooldown")
             return None
     if journey.audience is not None:
         data = member_data(
@@ -96,9 +113,12 @@ def enter(
             tiers=tuple(settings.tier_thresholds),
         )
         if not evaluate(journey.audience, audience):
+            rule = json.dumps(
+                journey.audience.model_dump(mode="json", by_alias=True, exclude_none=True),
+                separators=(",", ":"),
+            )
+            refused("audience", f"not in the audience {rule}"[:1000])
             return None
-    zone = member_zone(member, settings)
-    key = occurrence_key(journey, now=now, zone=zone, occurrence=occurrence)
     row = {
         "journey_id": journey.id,
         "member_id": member.id,
@@ -117,5 +137,43 @@ def enter(
             Enrollment.journey_id == journey.id,
             Enrollment.member_id == member.id,
             Enrollment.occurrence == key,
+        )
+    )
+
+
+def record_refusal(
+    session: Session,
+    journey_id: str,
+    member_id: int,
+    occurrence: str,
+    reason: str,
+    detail: str,
+    *,
+    now: datetime,
+) -> None:
+    """Keep why the member did not enter: one row per (journey, member), rewritten only when the
+    occurrence or the reason changes (a date scan asks again on every tick of the day)."""
+    dialect = session.get_bind().dialect.name
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    statement = insert(EntryRefusal).values(
+        journey_id=journey_id,
+        member_id=member_id,
+        occurrence=occurrence,
+        reason=reason,
+        detail=detail,
+        decided_at=now,
+    )
+    excluded = statement.excluded
+    session.execute(
+        statement.on_conflict_do_update(
+            index_elements=["member_id", "journey_id"],
+            set_={
+                "occurrence": excluded.occurrence,
+                "reason": excluded.reason,
+                "detail": excluded.detail,
+                "decided_at": excluded.decided_at,
+            },
+            where=(EntryRefusal.occurrence != excluded.occurrence)
+            | (EntryRefusal.reason != excluded.reason),
         )
     )

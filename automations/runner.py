@@ -42,6 +42,7 @@ from loyalty.members import member_data, member_zone
 from loyalty.models import Enrollment, Event, Member, Message, Survey
 from loyalty.settings import Settings
 from loyalty.states import EnrollmentState, LedgerKind, MessageState
+from loyalty.step_counts import count_entered
 
 __all__ = ["Ran", "run_enrollment"]
 
@@ -121,6 +122,7 @@ def _step(session: Session, app: App, enrollment_id: int, messages: list[int]) -
         entered_at=enrollment.entered_at,
     )
     outcome = decide(published.journey, enrollment.current_step, state)
+    count_entered(session, enrollment.journey_id, outcome.step, enrollment.id)
     _apply(
         session,
         app.settings,

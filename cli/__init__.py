@@ -20,6 +20,7 @@ from cli.rewards import rewards
 from cli.runtime import run, scheduler_command, worker
 from cli.serve import serve
 from cli.tokens import tokens
+from cli.users import users
 
 __all__ = ["main"]
 
@@ -49,6 +50,7 @@ for _command in (
     run,
     serve,
     tokens,
+    users,
 ):
     main.add_command(_command)
 

@@ -44,10 +44,14 @@ __all__ = [
     "ApiToken",
     "Base",
     "Consent",
+    "ConsoleAction",
+    "ConsoleUser",
     "CrmLink",
     "DeadLetter",
     "Enrollment",
+    "EntryRefusal",
     "Event",
+    "JourneyPause",
     "JourneyVersion",
     "LedgerEntry",
     "Member",
@@ -58,6 +62,8 @@ __all__ = [
     "ReferralClick",
     "ReferralFriendCode",
     "RewardNotice",
+    "SignInFailure",
+    "StepCount",
     "Suppression",
     "Survey",
     "SyncCursor",
@@ -234,6 +240,10 @@ class Enrollment(Base):
     __tablename__ = "enrollments"
     __table_args__ = (
         UniqueConstraint("journey_id", "member_id", "occurrence"),
+        # The console's per-journey figures: in flight and waiting per step, entries by day.
+        Index("ix_enrollments_journey_state_step", "journey_id", "state", "current_step"),
+        Index("ix_enrollments_journey_entered", "journey_id", "entered_at"),
+        Index("ix_enrollments_journey_converted", "journey_id", "converted_at"),
         _one_of("state", EnrollmentState),
         Index("ix_enrollments_variant", "journey_id", "variant"),
     )
@@ -260,7 +270,12 @@ class Message(Base):
     """The outbox: one row per message, unique per (enrollment, step)."""
 
     __tablename__ = "messages"
-    __table_args__ = (_one_of("state", MessageState),)
+    __table_args__ = (
+        _one_of("state", MessageState),
+        # The console's per-step figures and its message list (newest first, per journey).
+        Index("ix_messages_journey_step_state", "journey_id", "step_id", "state"),
+        Index("ix_messages_created_at", "created_at"),
+    )
 
     id: Mapped[int] = mapped_column(Id, primary_key=True)
     idempotency_key: Mapped[str] = mapped_column(String(255), unique=True)
@@ -514,3 +529,91 @@ class ReferralFriendCode(Base):
     error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime]
     issued_at: Mapped[datetime | None]
+
+
+class ConsoleUser(Base):
+    """A person who signs in to the console; apart from the API tokens of /api/v1."""
+
+    __tablename__ = "console_users"
+    __table_args__ = (CheckConstraint("role IN ('viewer', 'marketer', 'operator')", name="role"),)
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    #: Lower case; the sign-in name.
+    email: Mapped[str] = mapped_column(String(320), unique=True)
+    #: An argon2id hash (argon2-cffi's encoded form, parameters included).
+    password_hash: Mapped[str] = mapped_column(String(255))
+    #: viewer < marketer < operator (`loyalty.users.Role`).
+    role: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime]
+    last_sign_in_at: Mapped[datetime | None]
+    #: A disabled user cannot sign in, and their open sessions stop working.
+    disabled_at: Mapped[datetime | None]
+
+
+class SignInFailure(Base):
+    """A failed console sign-in, by a digest of (email, address); counted to slow guessing."""
+
+    __tablename__ = "sign_in_failures"
+    __table_args__ = (Index("ix_sign_in_failures_key_at", "key", "at"),)
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    key: Mapped[str] = mapped_column(String(64))
+    at: Mapped[datetime]
+
+
+class JourneyPause(Base):
+    """A journey stopped from the console: while `paused_at` is set, no new member enters."""
+
+    __tablename__ = "journey_pauses"
+
+    journey_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    paused_at: Mapped[datetime | None]
+    paused_by: Mapped[str | None] = mapped_column(String(320))
+    resumed_at: Mapped[datetime | None]
+    resumed_by: Mapped[str | None] = mapped_column(String(320))
+
+
+class ConsoleAction(Base):
+    """What a console user did (pause, resume, replay…), who and when: append-only."""
+
+    __tablename__ = "console_actions"
+    __table_args__ = (Index("ix_console_actions_target", "target", "at"),)
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    at: Mapped[datetime]
+    user_email: Mapped[str] = mapped_column(String(320))
+    action: Mapped[str] = mapped_column(String(32))
+    #: What it was done to: `journey:<id>`, `dead_letter:<id>`.
+    target: Mapped[str] = mapped_column(String(160))
+
+
+class EntryRefusal(Base):
+    """Why a member last did not enter a journey when it was offered (audience, cooldown,
+    paused): one row per (journey, member), rewritten only when the answer changes."""
+
+    __tablename__ = "entry_refusals"
+    __table_args__ = (UniqueConstraint("member_id", "journey_id"),)
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    journey_id: Mapped[str] = mapped_column(String(128))
+    member_id: Mapped[int] = mapped_column(Id, ForeignKey("members.id"))
+    occurrence: Mapped[str] = mapped_column(String(128))
+    #: audience, cooldown or paused.
+    reason: Mapped[str] = mapped_column(String(32))
+    detail: Mapped[str | None] = mapped_column(Text)
+    decided_at: Mapped[datetime]
+
+
+class StepCount(Base):
+    """How many enrollments entered a journey's step, kept in the step's own transaction.
+
+    Spread over a few shards by enrollment id, so workers running the same step at
+    once do not queue on one row; the console adds the shards up.
+    """
+
+    __tablename__ = "journey_step_counts"
+
+    journey_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    step_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    shard: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    entered: Mapped[int] = mapped_column(BigInteger, default=0)

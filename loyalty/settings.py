@@ -75,6 +75,15 @@ class Settings(BaseSettings):
     log_format: Literal["text", "json"] = Field(
         "text", description="text (key=value lines) or json (one object a line)"
     )
+    console_secret: SecretStr | None = Field(
+        None, description="signs console session cookies; unset: the console is off"
+    )
+    console_sign_in_attempts: int = Field(
+        5, ge=1, description="failed console sign-ins per email and address in the window"
+    )
+    console_sign_in_window_minutes: int = Field(
+        15, ge=1, description="window of failed sign-ins; then one must wait for it to pass"
+    )
 
     # Points and members
     tier_thresholds: Annotated[dict[str, int], NoDecode] = Field(
@@ -241,6 +250,15 @@ class Settings(BaseSettings):
             raise ValueError("expected sqlite:///PATH or postgresql://USER@HOST/DB")
         if value.startswith(("postgresql://", "postgres://")):
             value = "postgresql+psycopg://" + value.split("://", 1)[1]
+        return value
+
+    @field_validator("console_secret")
+    @classmethod
+    def _console_secret(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or not value.get_secret_value():
+            return None
+        if len(value.get_secret_value()) < 32:
+            raise ValueError("needs at least 32 random characters, e.g. `openssl rand -hex 32`")
         return value
 
     @field_validator("sms_quiet_hours", "email_quiet_hours")

@@ -1,5 +1,5 @@
 """The ASGI app: the API (/api/v1), provider webhooks, the unsubscribe and survey pages,
-health and readiness checks, and the Prometheus metrics."""
+the console (/console), health and readiness checks, and the Prometheus metrics."""
 
 from __future__ import annotations
 
@@ -10,12 +10,13 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
-from starlette.routing import Route
+from starlette.routing import Mount, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from loyalty.app import App
 from web.api import mount_api
 from web.common import SlowBody, slow_body
+from web.console import console_app
 from web.deliveries import DeliveryKeeper
 from web.health import readyz
 from web.hubspot import hubspot_events
@@ -94,6 +95,7 @@ def create_app(app: App) -> Starlette:
         Route("/s/{token}", survey_page, methods=["GET", "POST"]),
         Route("/r/{code}", referral_link, methods=["GET", "HEAD"]),
         mount_api(app),
+        Mount("/console", console_app(app)),
     ]
     web = Starlette(
         routes=routes,
