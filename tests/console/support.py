@@ -28,17 +28,19 @@ def form_token(html: str) -> str:
 
 def sign_in(client: TestClient, email: str, password: str = PASSWORD) -> httpx.Response:
     token = form_token(client.get("/console/sign-in").text)
-    return client.post(
+    answer: httpx.Response = client.post(
         "/console/sign-in",
         data={"csrf": token, "email": email, "password": password, "next": "/console/journeys"},
         follow_redirects=False,
     )
+    return answer
 
 
 def post_form(client: TestClient, path: str, page: str = "/console/journeys") -> httpx.Response:
     """POST to `path` with the form token of the signed-in session (read from `page`)."""
     token = form_token(client.get(page).text)
-    return client.post(path, data={"csrf": token}, follow_redirects=False)
+    answer: httpx.Response = client.post(path, data={"csrf": token}, follow_redirects=False)
+    return answer
 
 
 def text_of(html: str) -> str:
