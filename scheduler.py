@@ -10,6 +10,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from datetime import datetime
 
 import redis
 from apscheduler.schedulers.background import BackgroundScheduler
@@ -19,6 +20,7 @@ from automations.runtime.leader import LeaderLock, build_leader_lock
 from automations.runtime.ticks import TICKS, Tick
 from loyalty.app import App
 from loyalty.metrics import TICK_FAILURES, TICK_LAST_RUN, TICK_SECONDS
+from loyalty.scheduler_ticks import record_tick
 from loyalty.settings import Settings
 
 __all__ = ["Scheduler"]
@@ -41,17 +43,37 @@ class Scheduler:
 
     def _run_tick(self, tick: Tick) -> None:
         started = time.monotonic()
+        started_at = self.app.clock.now()
         try:
             queued = tick.run(self.app)
-        except Exception:
+        except Exception as exc:
             TICK_FAILURES.labels(tick.name).inc()
             log.exception("scheduler.tick_failed", extra={"tick": tick.name})
+            self._note_tick(tick, started_at, 0, type(exc).__name__)
             return
         finally:
             TICK_SECONDS.labels(tick.name).observe(time.monotonic() - started)
         TICK_LAST_RUN.labels(tick.name).set(time.time())
         if queued:
             log.info("scheduler.tick", extra={"tick": tick.name, "queued": queued})
+        self._note_tick(tick, started_at, queued, None)
+
+    def _note_tick(self, tick: Tick, started: datetime, queued: int, error: str | None) -> None:
+        """Keep the run for the console; a database that cannot take it costs only the note."""
+        try:
+            record_tick(
+                self.app.database,
+                tick.name,
+                holder=self.lock.holder,
+                started_at=started,
+                finished_at=self.app.clock.now(),
+                queued=queued,
+                error=error,
+            )
+        except SQLAlchemyError as exc:
+            log.warning(
+                "scheduler.tick_not_noted", extra={"tick": tick.name, "error": type(exc).__name__}
+            )
 
     def _start_jobs(self) -> None:
         jobs = BackgroundScheduler(timezone="UTC")

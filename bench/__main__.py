@@ -18,6 +18,10 @@ BENCHES = [
         ["bench.crm_push"],
     ),
     (
+        "console pages on PostgreSQL (1M members, 10M messages; goal < 300 ms)",
+        ["bench.console"],
+    ),
+    (
         "Shopify orders/paid webhooks through loyalty serve (accepted/s, p99 to the 2xx)",
         ["bench.shop_webhooks"],
     ),

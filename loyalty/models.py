@@ -56,12 +56,14 @@ __all__ = [
     "LedgerEntry",
     "Member",
     "Message",
+    "MessageCount",
     "ProviderEvent",
     "Redemption",
     "Referral",
     "ReferralClick",
     "ReferralFriendCode",
     "RewardNotice",
+    "SchedulerTick",
     "SignInFailure",
     "StepCount",
     "Suppression",
@@ -617,3 +619,34 @@ class StepCount(Base):
     step_id: Mapped[str] = mapped_column(String(128), primary_key=True)
     shard: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
     entered: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class SchedulerTick(Base):
+    """The last run of each scheduler job, written by the leader: the console shows it."""
+
+    __tablename__ = "scheduler_ticks"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    #: Which scheduler ran it (host:pid:token).
+    holder: Mapped[str] = mapped_column(String(160))
+    started_at: Mapped[datetime]
+    finished_at: Mapped[datetime]
+    queued: Mapped[int] = mapped_column(default=0)
+    #: The exception's type when the run failed; None when it ran through.
+    error: Mapped[str | None] = mapped_column(String(160))
+
+
+class MessageCount(Base):
+    """Messages per (journey, step, state, suppression reason), kept by a PostgreSQL trigger on
+    `messages` in the transaction that changes each row (migration 0013), so the console's
+    per-step figures do not count millions of rows. SQLite counts the rows themselves."""
+
+    __tablename__ = "journey_message_counts"
+
+    journey_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    step_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    state: Mapped[str] = mapped_column(String(16), primary_key=True)
+    #: The suppression reason for `suppressed`; empty for the other states.
+    reason: Mapped[str] = mapped_column(String(64), primary_key=True)
+    shard: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    n: Mapped[int] = mapped_column(BigInteger, default=0)

@@ -78,6 +78,9 @@ def test_each_role_sees_what_it_may_and_is_refused_the_rest(
         if role == "operator":
             assert answer.status == 200
             expect(page.get_by_role("heading", name="Dead letters")).to_be_visible()
+            # The scheduler's jobs with their last run, and who leads
+            expect(page.locator("#ticks tr[data-tick='date_triggers']")).to_be_visible()
+            expect(page.locator("#leader")).not_to_contain_text("none")
         else:
             assert answer.status == 403
             expect(page.get_by_text("This needs the operator role")).to_be_visible()

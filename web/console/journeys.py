@@ -7,7 +7,7 @@ from datetime import timedelta
 from typing import Any
 
 import yaml
-from sqlalchemy import func, select
+from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -17,7 +17,14 @@ from automations.definition import Program, validate_paths
 from automations.versions import latest_versions, load_version
 from loyalty.app import App
 from loyalty.journey_pauses import pause, paused_journeys, resume
-from loyalty.models import ConsoleAction, Enrollment, JourneyPause, JourneyVersion, Message
+from loyalty.models import (
+    ConsoleAction,
+    Enrollment,
+    JourneyPause,
+    JourneyVersion,
+    Message,
+    MessageCount,
+)
 from loyalty.states import IN_FLIGHT, EnrollmentState, MessageState
 from loyalty.step_counts import entered_by_step
 from web.common import loyalty_app
@@ -88,27 +95,43 @@ def step_figures(session: Session, journey_id: str) -> dict[str, StepFigures]:
     )
     for waiting_step, count in waiting:
         of(waiting_step).waiting = int(count)
-    by_state = session.execute(
-        select(Message.step_id, Message.state, func.count())
-        .where(Message.journey_id == journey_id)
-        .group_by(Message.step_id, Message.state)
-    )
-    for message_step, state, count in by_state:
+    for message_step, state, reason, count in _message_counts(session, journey_id):
         shown = of(message_step)
         if state in (MessageState.SENT, MessageState.UNKNOWN):
-            shown.sent += int(count)
+            shown.sent += count
         elif state == MessageState.DEFERRED:
-            shown.deferred += int(count)
+            shown.deferred += count
         elif state == MessageState.FAILED:
-            shown.failed += int(count)
-    reasons = session.execute(
-        select(Message.step_id, Message.error, func.count())
-        .where(Message.journey_id == journey_id, Message.state == MessageState.SUPPRESSED)
-        .group_by(Message.step_id, Message.error)
-    )
-    for suppressed_step, reason, count in reasons:
-        of(suppressed_step).suppressed[reason or "other"] = int(count)
+            shown.failed += count
+        elif state == MessageState.SUPPRESSED and count:
+            shown.suppressed[reason or "other"] = shown.suppressed.get(reason or "other", 0) + count
     return figures
+
+
+def _message_counts(session: Session, journey_id: str) -> list[tuple[str, str, str, int]]:
+    """(step, state, suppression reason, messages): PostgreSQL keeps them in counters (a
+    trigger on `messages`, migration 0013); SQLite counts the journey's rows."""
+    if session.get_bind().dialect.name == "postgresql":
+        query = (
+            select(
+                MessageCount.step_id,
+                MessageCount.state,
+                MessageCount.reason,
+                func.sum(MessageCount.n),
+            )
+            .where(MessageCount.journey_id == journey_id)
+            .group_by(MessageCount.step_id, MessageCount.state, MessageCount.reason)
+        )
+    else:
+        reason = case((Message.state == MessageState.SUPPRESSED, Message.error), else_="")
+        query = (
+            select(Message.step_id, Message.state, reason, func.count())
+            .where(Message.journey_id == journey_id)
+            .group_by(Message.step_id, Message.state, reason)
+        )
+    return [
+        (str(s or ""), str(st), str(r or ""), int(n or 0)) for s, st, r, n in session.execute(query)
+    ]
 
 
 def _yaml(row: JourneyVersion) -> str:

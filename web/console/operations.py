@@ -21,6 +21,7 @@ from crm_sync.status import crm_status
 from loyalty.app import App
 from loyalty.journey_pauses import record_action
 from loyalty.models import Message
+from loyalty.scheduler_ticks import last_ticks
 from loyalty.states import MessageState
 from web.common import loyalty_app
 from web.console.auth import Signed, requires
@@ -90,6 +91,8 @@ def operations_view(app: App) -> dict[str, Any]:
         leader += f" · CRM status unavailable ({type(exc).__name__})"
     return {
         "dead_letters": list_dead_letters(app.database),
+        "ticks": last_ticks(app.database),
+        "now": app.clock.now(),
         "leader": leader,
         "queues": queues,
         "crms": crms,

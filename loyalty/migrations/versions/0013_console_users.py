@@ -1,5 +1,5 @@
-"""console: users, sign-in failures, journey pauses, console actions, entry refusals and
-step counts; indexes for the console's per-journey and per-step figures
+"""console: users, sign-in failures, journey pauses, console actions, entry refusals,
+step and message counts, scheduler ticks; indexes for the console's per-journey and per-step figures
 
 Revision ID: 0013
 Revises: 0011
@@ -18,6 +18,53 @@ branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 _ID = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+
+# Keeps journey_message_counts in step with messages, in the same transaction: one row out
+# of the old (journey, step, state, reason) and into the new. Spread over 8 shards by
+# message id, so that concurrent sends of one step do not queue on one counter row.
+_COUNT_FUNCTION = """
+CREATE OR REPLACE FUNCTION journey_message_counts_keep() RETURNS trigger AS $$
+BEGIN
+  IF TG_OP IN ('UPDATE', 'DELETE') AND OLD.journey_id IS NOT NULL THEN
+    IF TG_OP = 'UPDATE' AND OLD.state = NEW.state
+       AND OLD.error IS NOT DISTINCT FROM NEW.error
+       AND OLD.journey_id IS NOT DISTINCT FROM NEW.journey_id
+       AND OLD.step_id IS NOT DISTINCT FROM NEW.step_id THEN
+      RETURN NEW;
+    END IF;
+    INSERT INTO journey_message_counts AS c (journey_id, step_id, state, reason, shard, n)
+    VALUES (OLD.journey_id, coalesce(OLD.step_id, ''), OLD.state,
+            CASE WHEN OLD.state = 'suppressed' THEN left(coalesce(OLD.error, ''), 64) ELSE '' END,
+            OLD.id % 8, -1)
+    ON CONFLICT (journey_id, step_id, state, reason, shard) DO UPDATE SET n = c.n - 1;
+  END IF;
+  IF TG_OP IN ('INSERT', 'UPDATE') AND NEW.journey_id IS NOT NULL THEN
+    INSERT INTO journey_message_counts AS c (journey_id, step_id, state, reason, shard, n)
+    VALUES (NEW.journey_id, coalesce(NEW.step_id, ''), NEW.state,
+            CASE WHEN NEW.state = 'suppressed' THEN left(coalesce(NEW.error, ''), 64) ELSE '' END,
+            NEW.id % 8, 1)
+    ON CONFLICT (journey_id, step_id, state, reason, shard) DO UPDATE SET n = c.n + 1;
+  END IF;
+  IF TG_OP = 'DELETE' THEN
+    RETURN OLD;
+  END IF;
+  RETURN NEW;
+END
+$$ LANGUAGE plpgsql
+"""
+_COUNT_TRIGGER = """
+CREATE TRIGGER messages_keep_journey_counts
+AFTER INSERT OR DELETE OR UPDATE OF state, error, journey_id, step_id ON messages
+FOR EACH ROW EXECUTE FUNCTION journey_message_counts_keep()
+"""
+_COUNT_BACKFILL = """
+INSERT INTO journey_message_counts (journey_id, step_id, state, reason, shard, n)
+SELECT journey_id, coalesce(step_id, ''), state,
+       CASE WHEN state = 'suppressed' THEN left(coalesce(error, ''), 64) ELSE '' END,
+       id % 8, count(*)
+FROM messages WHERE journey_id IS NOT NULL
+GROUP BY 1, 2, 3, 4, 5
+"""
 
 
 def upgrade() -> None:
@@ -90,6 +137,37 @@ def upgrade() -> None:
             "journey_id", "step_id", "shard", name=op.f("pk_journey_step_counts")
         ),
     )
+    op.create_table(
+        "journey_message_counts",
+        sa.Column("journey_id", sa.String(length=128), nullable=False),
+        sa.Column("step_id", sa.String(length=128), nullable=False),
+        sa.Column("state", sa.String(length=16), nullable=False),
+        sa.Column("reason", sa.String(length=64), nullable=False),
+        sa.Column("shard", sa.Integer(), autoincrement=False, nullable=False),
+        sa.Column("n", sa.BigInteger(), nullable=False),
+        sa.PrimaryKeyConstraint(
+            "journey_id",
+            "step_id",
+            "state",
+            "reason",
+            "shard",
+            name=op.f("pk_journey_message_counts"),
+        ),
+    )
+    if op.get_bind().dialect.name == "postgresql":
+        op.execute(_COUNT_FUNCTION)
+        op.execute(_COUNT_TRIGGER)
+        op.execute(_COUNT_BACKFILL)
+    op.create_table(
+        "scheduler_ticks",
+        sa.Column("name", sa.String(length=64), nullable=False),
+        sa.Column("holder", sa.String(length=160), nullable=False),
+        sa.Column("started_at", sa.DateTime(), nullable=False),
+        sa.Column("finished_at", sa.DateTime(), nullable=False),
+        sa.Column("queued", sa.Integer(), nullable=False),
+        sa.Column("error", sa.String(length=160), nullable=True),
+        sa.PrimaryKeyConstraint("name", name=op.f("pk_scheduler_ticks")),
+    )
     op.create_index(
         "ix_enrollments_journey_state_step", "enrollments", ["journey_id", "state", "current_step"]
     )
@@ -109,6 +187,11 @@ def downgrade() -> None:
     op.drop_index("ix_enrollments_journey_converted", table_name="enrollments")
     op.drop_index("ix_enrollments_journey_entered", table_name="enrollments")
     op.drop_index("ix_enrollments_journey_state_step", table_name="enrollments")
+    op.drop_table("scheduler_ticks")
+    if op.get_bind().dialect.name == "postgresql":
+        op.execute("DROP TRIGGER IF EXISTS messages_keep_journey_counts ON messages")
+        op.execute("DROP FUNCTION IF EXISTS journey_message_counts_keep()")
+    op.drop_table("journey_message_counts")
     op.drop_table("journey_step_counts")
     op.drop_table("entry_refusals")
     op.drop_index("ix_console_actions_target", table_name="console_actions")
