@@ -29,6 +29,8 @@ from tests.processes import answers, wait_for
 CHROMIUM = Path(os.environ.get("CHROMIUM", "/usr/bin/chromium"))
 JOURNEYS = Path(__file__).resolve().parents[2] / "journeys"
 ROLES = ("viewer", "marketer", "operator")
+#: Days from today to w-new's birthday.
+SOON_DAYS = 3
 
 
 def email_of(role: str) -> str:
@@ -71,6 +73,12 @@ def zone_after_nine() -> tuple[str, str]:
         if 10 <= local.hour <= 22:
             return f"Etc/GMT{-offset:+d}", local.strftime("%Y-%m-%d")
     raise AssertionError("some offset always has local time between 10:00 and 22:59")
+
+
+def soon_birthday() -> str:
+    """A birthday three days from now (UTC): inside a simulated week, not today."""
+    soon = datetime.now(UTC).date() + timedelta(days=SOON_DAYS)
+    return f"2000-{soon:%m-%d}"
 
 
 @pytest.fixture(scope="session")
@@ -120,7 +128,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
         "external_id,email,first_name,time_zone,birthday,email_consent,sms_consent\n"
         f"b-yes,yes@example.com,Ada,{zone},{today},yes,no\n"
         f"b-no,no@example.com,Bob,{zone},{today},no,no\n"
-        "w-new,new@example.com,Cy,UTC,1990-01-15,yes,no\n",
+        f"w-new,new@example.com,Cy,UTC,{soon_birthday()},yes,no\n",
         encoding="utf-8",
     )
     found.cli("members", "import", str(members))

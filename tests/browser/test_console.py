@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -15,7 +15,7 @@ from loyalty.event_types import EventInput
 from loyalty.events import park_event, record
 from loyalty.models import DeadLetter, Enrollment, EntryRefusal, Event, Member, Message
 from loyalty.settings import load_settings
-from tests.browser.conftest import ROLES, Site, email_of
+from tests.browser.conftest import ROLES, SOON_DAYS, Site, email_of
 from tests.console.support import PASSWORD
 from tests.processes import wait_for
 
@@ -216,4 +216,35 @@ def test_a_paused_journey_lets_no_new_member_in(browser: Browser, site: Site, sh
     expect(why.locator(".outcome")).to_have_text("not entered")
     expect(why.locator(".reason")).to_contain_text("paused")
     page.screenshot(path=shots / "member-w-new.png", full_page=True)
+    page.context.close()
+
+
+def test_preview_and_simulate(browser: Browser, site: Site, shots: Path) -> None:
+    page = signed_in(browser, site, "marketer")
+
+    # The email as the member would see it, framed without scripts; the SMS with segments
+    page.goto("/console/preview?journey=birthday_bonus&member=b-yes")
+    email = page.locator("section[data-step='birthday_email']")
+    expect(email.locator("iframe.email")).to_have_attribute("sandbox", "")
+    expect(page.frame_locator("iframe.email").locator("body")).to_contain_text("Ada")
+    expect(page.locator("section[data-step='birthday_sms'] .segments")).to_contain_text(
+        "segment(s)"
+    )
+    page.screenshot(path=shots / "preview.png", full_page=True)
+
+    # A simulation over the coming week runs apart from the server and, when done, shows
+    # w-new's birthday: one entry, the email on that day, and the timeline
+    page.goto("/console/simulate")
+    page.get_by_label("Journey").select_option("birthday_bonus")
+    page.get_by_label("To").fill(str(datetime.now(UTC).date() + timedelta(days=SOON_DAYS + 2)))
+    page.get_by_role("button", name="Simulate").click()
+    expect(page.locator("#progress")).to_contain_text("Done in", timeout=120_000)
+    summary = page.locator("#summary tr[data-journey='birthday_bonus']")
+    expect(summary.locator(".entries")).to_have_text("1")
+    birthday = datetime.now(UTC).date() + timedelta(days=SOON_DAYS)
+    day = page.locator("#per-day tr", has_text=str(birthday)).locator("td")
+    expect(day).to_have_text([str(birthday), "1", "0"])
+    expect(page.locator("svg.chart rect")).to_have_count(1)
+    expect(page.locator("#timeline")).to_contain_text("w-new")
+    page.screenshot(path=shots / "simulation.png", full_page=True)
     page.context.close()

@@ -25,7 +25,9 @@ from web.console.limits import SignInLimit
 from web.console.members import member_page, members_page
 from web.console.messages import message_page, messages_page
 from web.console.operations import operations_page, replay_dead_letter
+from web.console.previews import preview_page
 from web.console.rendering import error_page
+from web.console.simulations import simulate_page, simulation_page, start_simulation
 
 __all__ = ["OFF_MESSAGE", "console_app"]
 
@@ -78,6 +80,10 @@ def console_app(app: App) -> Starlette:
         Route("/members/{member_id:int}", member_page, methods=["GET"]),
         Route("/messages", messages_page, methods=["GET"]),
         Route("/messages/{message_id:int}", message_page, methods=["GET"]),
+        Route("/preview", preview_page, methods=["GET"]),
+        Route("/simulate", simulate_page, methods=["GET"]),
+        Route("/simulate", start_simulation, methods=["POST"]),
+        Route("/simulate/{run_id}", simulation_page, methods=["GET"]),
         Route("/operations", operations_page, methods=["GET"]),
         Route(
             "/operations/dead-letters/{dead_letter_id:int}/replay",
