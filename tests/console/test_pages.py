@@ -151,3 +151,30 @@ def test_a_paused_journey_lets_no_new_member_in_until_resumed(
     with console.database.sessions() as session:
         actions = [(a.user_email, a.action) for a in session.scalars(select(ConsoleAction))]
     assert actions == [("mark@example.com", "pause"), ("mark@example.com", "resume")]
+
+
+def test_messages_filter_and_show_their_policy_decision(
+    console: App, client: TestClient, tmp_path: Path
+) -> None:
+    published(console, journey_folder(tmp_path, {"thanks": THANKS}, TEMPLATES))
+    make_member(console, external_id="m-1", email="a@example.com", email_consent=True)
+    make_member(console, external_id="m-2", email="b@example.com", email_consent=False)
+    send_event(console, order("m-1", "1"))
+    send_event(console, order("m-2", "2"))
+    make_user(console, "vera@example.com", "viewer")
+    sign_in(client, "vera@example.com")
+
+    listed = text_of(client.get("/console/messages", params={"state": "suppressed"}).text)
+    assert "m-2 thanks / email email suppressed no_consent" in listed
+    assert "m-1" not in listed
+    assert "No message matches" in client.get("/console/messages?journey=other").text
+    every = text_of(client.get("/console/messages", params={"channel": "email"}).text)
+    assert "m-1 thanks / email email sent send" in every
+
+    suppressed = re.search(
+        r'href="/console/messages/(\d+)">\d+</a></td><td>m-2', client.get("/console/messages").text
+    )
+    assert suppressed is not None
+    page = text_of(client.get(f"/console/messages/{suppressed.group(1)}").text)
+    assert "policy decision no_consent" in page and "state suppressed" in page
+    assert client.get("/console/messages/999999").status_code == 404
