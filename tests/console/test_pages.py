@@ -178,3 +178,41 @@ def test_messages_filter_and_show_their_policy_decision(
     page = text_of(client.get(f"/console/messages/{suppressed.group(1)}").text)
     assert "policy decision no_consent" in page and "state suppressed" in page
     assert client.get("/console/messages/999999").status_code == 404
+
+
+SPLIT = """
+id: ab
+name: A/B
+status: active
+trigger: {type: event, event: order.completed}
+entry: {every_time: true}
+goal: {event: reward.redeemed, within: 7d}
+steps:
+  - id: pick
+    type: split
+    variants:
+      - {name: short, percent: 45, next: mail}
+      - {name: long, percent: 45, next: mail}
+    holdout: 10
+  - id: mail
+    type: send_email
+    template: thanks
+"""
+
+
+def test_the_journey_page_shows_split_variants(
+    console: App, client: TestClient, tmp_path: Path
+) -> None:
+    published(console, journey_folder(tmp_path, {"ab": SPLIT}, TEMPLATES))
+    for n in range(12):
+        make_member(console, external_id=f"s-{n}", email=f"s{n}@example.com", email_consent=True)
+        send_event(console, order(f"s-{n}", f"{n}"))
+    make_user(console, "vera@example.com", "viewer")
+    sign_in(client, "vera@example.com")
+
+    page = client.get("/console/journeys/ab").text
+
+    rows = re.findall(r'<tr data-variant="([^"]*)"><td>[^<]*</td>\s*<td>(\d+)</td>', page)
+    assert [name for name, _ in rows] == ["short", "long", "holdout"]
+    assert sum(int(entries) for _, entries in rows) == 12
+    assert "Goal: reward.redeemed within 7d" in text_of(page)

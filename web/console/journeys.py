@@ -13,7 +13,8 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
-from automations.definition import Program, validate_paths
+from automations.definition import Journey, Program, Split, validate_paths
+from automations.report import journey_report
 from automations.versions import latest_versions, load_version
 from loyalty.app import App
 from loyalty.journey_pauses import pause, paused_journeys, resume
@@ -134,6 +135,10 @@ def _message_counts(session: Session, journey_id: str) -> list[tuple[str, str, s
     ]
 
 
+def _has_split(journey: Journey) -> bool:
+    return any(isinstance(step, Split) for step in journey.steps)
+
+
 def _yaml(row: JourneyVersion) -> str:
     return yaml.safe_dump(row.definition.get("journey", {}), sort_keys=False, allow_unicode=True)
 
@@ -153,6 +158,7 @@ def journey_view(app: App, journey_id: str, diff_from: int | None) -> dict[str, 
         latest = versions[0]
         journey = load_version(latest).journey
         figures = step_figures(session, journey_id)
+        report = journey_report(session, journey_id) if _has_split(journey) else None
         pause_row = session.get(JourneyPause, journey_id)
         actions = list(
             session.scalars(
@@ -203,6 +209,7 @@ def journey_view(app: App, journey_id: str, diff_from: int | None) -> dict[str, 
         "diff": diff,
         "diff_from": older.version if older is not None else None,
         "svg": journey_svg(journey, figures),
+        "report": report,
         "figures": [
             (step.id, step.type, figures.get(step.id, StepFigures())) for step in journey.steps
         ],
