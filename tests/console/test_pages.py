@@ -133,7 +133,8 @@ def test_a_paused_journey_lets_no_new_member_in_until_resumed(
     make_user(console, "mark@example.com", "marketer")
     sign_in(client, "mark@example.com")
 
-    # When a marketer pauses the journey
+    # When a marketer pauses the journey (and nothing else can be done to it)
+    assert post_form(client, "/console/journeys/thanks/delete").status_code == 404
     assert post_form(client, "/console/journeys/thanks/pause").status_code == 303
     page = text_of(client.get("/console/journeys/thanks").text)
     assert "Status: paused since" in page and "by mark@example.com" in page

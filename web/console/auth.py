@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import hmac
+import logging
 import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -27,6 +28,8 @@ from web.console.limits import SignInLimit
 from web.console.rendering import error_page, render
 
 __all__ = ["Signed", "form", "requires", "sign_in", "sign_out"]
+
+log = logging.getLogger("web.console")
 
 Handler = Callable[[Request], Awaitable[Response]]
 
@@ -158,6 +161,7 @@ async def sign_in(request: Request) -> Response:
     key = limit.key(email, address)
     wait = await run_in_threadpool(limit.wait_seconds, key)
     if wait:
+        log.warning("console.sign_in_limited", extra={"wait_s": wait})
         return render(
             request,
             "sign_in.html",
@@ -169,11 +173,14 @@ async def sign_in(request: Request) -> Response:
         )
     user = await run_in_threadpool(_check, app, email, password)
     if user is None:
+        # Logs never carry the email: only that a sign-in failed.
+        log.warning("console.sign_in_failed", extra={"limited_after": limit.attempts})
         await run_in_threadpool(limit.failed, key)
         return render(
             request, "sign_in.html", {"next": next_page, "error": "Wrong email or password."}, 401
         )
     await run_in_threadpool(limit.succeeded, key)
+    log.info("console.signed_in", extra={"user_id": user})
     # A new session on sign-in: a token planted before it is worth nothing after.
     request.session.clear()
     request.session["user_id"] = user

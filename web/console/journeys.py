@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import logging
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -34,6 +35,8 @@ from web.console.diagram import StepFigures, journey_svg
 from web.console.rendering import error_page, render
 
 __all__ = ["journey_action", "journey_page", "journeys_page"]
+
+log = logging.getLogger("web.console")
 
 
 def _figures(session: Session, journey_id: str, now: datetime) -> dict[str, int]:
@@ -258,6 +261,8 @@ async def journey_action(request: Request) -> Response:
     """POST pause or resume (marketer and up), recorded with who and when."""
     journey_id = request.path_params["journey_id"]
     action = request.path_params["action"]
+    if action not in ("pause", "resume"):
+        return error_page(request, 404, "No such action", "A journey can be paused or resumed.")
     user: Signed = request.scope["console_user"]
     done = await run_in_threadpool(
         _set_paused, loyalty_app(request), journey_id, action == "pause", user.email

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 from datetime import timedelta
 from typing import Any
@@ -28,6 +29,8 @@ from web.console.auth import Signed, requires
 from web.console.rendering import error_page, render
 
 __all__ = ["operations_page", "replay_dead_letter"]
+
+log = logging.getLogger("web.console")
 
 #: The window of the provider error rates.
 ERROR_WINDOW = timedelta(hours=24)
@@ -143,4 +146,5 @@ async def replay_dead_letter(request: Request) -> Response:
         await run_in_threadpool(_replay, loyalty_app(request), dead_id, user.email)
     except LookupError:
         return error_page(request, 404, "No such dead letter", "It may have been replayed.")
+    log.info("console.dead_letter_replayed", extra={"dead_letter_id": dead_id, "user_id": user.id})
     return RedirectResponse("/console/operations?replayed=" + str(dead_id), status_code=303)
