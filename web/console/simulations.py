@@ -1,15 +1,17 @@
 """Simulate: run the journeys over a period on a throwaway copy, without blocking the server.
 
-Each run is `loyalty journeys simulate --json` in a child process watched by a
-thread: the simulator builds its own broker and clock, which must not touch the
-web process's. The page refreshes itself while the run goes on, then shows the
-messages per day by channel as a chart and the timeline as a table. Runs live
-in the web process that started them; one runs at a time per process.
+Each run is `loyalty journeys simulate --json --progress` in a child process
+watched by a thread that keeps its progress line: the simulator builds its own
+broker and clock, which must not touch the web process's. The page refreshes
+itself while the run goes on, then shows the messages per day by channel as a
+chart and the timeline as a table. Runs live in the web process that started
+them; one runs at a time per process.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -21,7 +23,7 @@ from dataclasses import dataclass, field
 from datetime import date
 from html import escape
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -53,6 +55,8 @@ class Run:
     started: float = field(default_factory=time.monotonic)
     finished: float | None = None
     problem: str | None = None
+    #: The simulator's latest progress: the share of the period done and the simulated time.
+    progress: str = ""
     timeline: list[dict[str, Any]] = field(default_factory=list)
     summary: dict[str, Any] = field(default_factory=dict)
 
@@ -73,27 +77,49 @@ def _command() -> list[str]:
     return [found]
 
 
+def _follow_progress(stream: IO[bytes], run: Run, lines: list[str]) -> None:
+    """Keep the simulator's latest progress line (written with carriage returns) and its
+    other stderr lines (problems)."""
+    pending = b""
+    while chunk := stream.read1(4096):  # type: ignore[attr-defined]
+        pending += chunk
+        *done, pending = re.split(rb"[\r\n]", pending)
+        for raw in done:
+            line = raw.decode("utf-8", "replace").strip()
+            if line.startswith("simulating"):
+                run.progress = line.removeprefix("simulating").strip()
+            elif line:
+                lines.append(line)
+
+
 def _watch(run: Run) -> None:
-    argv = [*_command(), "journeys", "simulate", "--from", run.start, "--to", run.end, "--json"]
-    if run.journey:
-        argv += ["--journey", run.journey]
+    argv = [*_command(), "journeys", "simulate", "--from", run.start, "--to", run.end]
+    argv += ["--json", "--progress"] + (["--journey", run.journey] if run.journey else [])
+    errors: list[str] = []
     try:
-        done = subprocess.run(
-            argv,
-            capture_output=True,
-            text=True,
-            timeout=RUN_TIMEOUT_SECONDS,
-            stdin=subprocess.DEVNULL,
-            check=False,
+        process = subprocess.Popen(
+            argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE
         )
-        if done.returncode != 0:
-            lines = done.stderr.strip().splitlines()
-            run.problem = lines[-1] if lines else f"the simulator ended with {done.returncode}"
+        assert process.stdout is not None and process.stderr is not None
+        follower = threading.Thread(
+            target=_follow_progress, args=(process.stderr, run, errors), daemon=True
+        )
+        follower.start()
+        timer = threading.Timer(RUN_TIMEOUT_SECONDS, process.kill)
+        timer.start()
+        try:
+            output = process.stdout.read()
+            code = process.wait()
+        finally:
+            timer.cancel()
+        follower.join(timeout=5)
+        if code < 0:
+            run.problem = f"stopped after {RUN_TIMEOUT_SECONDS} s; simulate a shorter period"
+        elif code != 0:
+            run.problem = errors[-1] if errors else f"the simulator ended with {code}"
         else:
-            document = json.loads(done.stdout)
+            document = json.loads(output)
             run.timeline, run.summary = document["timeline"], document["summary"]
-    except subprocess.TimeoutExpired:
-        run.problem = f"stopped after {RUN_TIMEOUT_SECONDS} s; simulate a shorter period"
     except (OSError, RuntimeError, ValueError) as exc:
         run.problem = f"the simulator could not run ({type(exc).__name__})"
     finally:
