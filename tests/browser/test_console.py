@@ -13,7 +13,15 @@ from sqlalchemy import select
 
 from loyalty.event_types import EventInput
 from loyalty.events import park_event, record
-from loyalty.models import DeadLetter, Enrollment, EntryRefusal, Event, Member, Message
+from loyalty.models import (
+    DeadLetter,
+    Enrollment,
+    EntryRefusal,
+    Event,
+    Member,
+    Message,
+    SchedulerTick,
+)
 from loyalty.settings import load_settings
 from tests.browser.conftest import ROLES, SOON_DAYS, Site, email_of
 from tests.console.support import PASSWORD
@@ -66,9 +74,16 @@ def birthday_sends_settled(site: Site) -> bool:
     return states == {"b-yes": "sent", "b-no": "suppressed"}
 
 
+def ticked(site: Site, job: str) -> bool:
+    with site.database.sessions() as session:
+        return session.get(SchedulerTick, job) is not None
+
+
 def test_each_role_sees_what_it_may_and_is_refused_the_rest(
     browser: Browser, site: Site, shots: Path
 ) -> None:
+    # (the Operations page shows the scheduler's jobs once it has run them)
+    wait_for(lambda: ticked(site, "date_triggers"), "the scheduler's first run", logs=site.logs)
     for role in ROLES:
         page = signed_in(browser, site, role)
         expect(page.locator("#journeys tr[data-journey='birthday_bonus']")).to_be_visible()
