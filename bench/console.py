@@ -5,7 +5,7 @@ Loads a throwaway database with the shipped journeys published, one birthday
 enrollment per member (a tenth of them waiting), and the messages spread over
 the journeys' message steps and states, ten per member; the message-count
 trigger is switched off during the load and its counters filled in one
-statement, as migration 0013 does for existing rows. Then signs in to the
+statement, as migration 0014 does for existing rows. Then signs in to the
 console in-process and times each page (median of several renders).
 
 Run with ``python -m bench.console [--members N] [--messages N] [--url postgresql+psycopg://…]``.
@@ -43,7 +43,7 @@ STEPS = [
     ("post_purchase_nps", "survey_email", "email"),
 ]
 STATES = ["sent"] * 6 + ["suppressed", "deferred", "failed", "unknown"]
-#: What migration 0013 runs to count the rows that exist when the trigger is created.
+#: What migration 0014 runs to count the rows that exist when the trigger is created.
 BACKFILL = """
 INSERT INTO journey_message_counts (journey_id, step_id, state, reason, shard, n)
 SELECT journey_id, coalesce(step_id, ''), state,

@@ -638,7 +638,7 @@ class SchedulerTick(Base):
 
 class MessageCount(Base):
     """Messages per (journey, step, state, suppression reason), kept by a PostgreSQL trigger on
-    `messages` in the transaction that changes each row (migration 0013), so the console's
+    `messages` in the transaction that changes each row (migration 0014), so the console's
     per-step figures do not count millions of rows. SQLite counts the rows themselves."""
 
     __tablename__ = "journey_message_counts"

@@ -122,7 +122,7 @@ def step_figures(session: Session, journey_id: str) -> dict[str, StepFigures]:
 
 def _message_counts(session: Session, journey_id: str) -> list[tuple[str, str, str, int]]:
     """(step, state, suppression reason, messages): PostgreSQL keeps them in counters (a
-    trigger on `messages`, migration 0013); SQLite counts the journey's rows."""
+    trigger on `messages`, migration 0014); SQLite counts the journey's rows."""
     if session.get_bind().dialect.name == "postgresql":
         query = (
             select(
