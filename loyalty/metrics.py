@@ -34,7 +34,7 @@ __all__ = [
 
 # A `_created` series per counter and histogram doubles what is scraped and tells a
 # dashboard nothing that a restart's reset does not (multiprocess mode has none).
-disable_created_metrics()
+disable_created_metrics()  # type: ignore[no-untyped-call]
 
 #: Buckets of provider and CRM request durations, in seconds (timeouts reach 15 s).
 REQUEST_BUCKETS = (0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 15.0, 30.0)
