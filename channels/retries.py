@@ -89,6 +89,21 @@ def retry_later(
     dead: list[dict[str, Any]] = []
     state = MessageState.PENDING
     for message_id, attempts in claimed:
+        if outcome.throttled:
+            # The provider turned the request away unread (429): not a try of the message,
+            # so a rate-limit storm delays messages and never uses up their attempts.
+            changes.append(
+                {
+                    "id": message_id,
+                    "state": MessageState.PENDING,
+                    "attempts": max(attempts - 1, 0),
+                    "next_attempt_at": now + retry_delay(1, settings, outcome.retry_after),
+                    "request_at": None,
+                    "error": outcome.error,
+                    "updated_at": now,
+                }
+            )
+            continue
         if attempts < limit:
             state = MessageState.PENDING
             due = now + retry_delay(attempts, settings, outcome.retry_after)
