@@ -35,6 +35,7 @@ from psycopg import sql
 from psycopg.types.json import Jsonb
 from sqlalchemy import create_engine, text
 
+from loyalty.import_writer import WRITTEN_COLUMNS
 from loyalty.member_rows import KNOWN_COLUMNS
 
 HEADER = [*KNOWN_COLUMNS, "segment"]
@@ -43,31 +44,7 @@ POSTGRES_URL = os.environ.get("BENCH_POSTGRES_URL", "postgresql+psycopg://postgr
 #: Every tenth row differs in the re-import.
 CHANGED_EVERY = 10
 #: The columns the ceiling writes: what the import writes for a new member.
-CEILING_COLUMNS = (
-    "external_id",
-    "email",
-    "phone",
-    "first_name",
-    "last_name",
-    "locale",
-    "time_zone",
-    "birth_year",
-    "birth_month",
-    "birth_day",
-    "email_consent",
-    "sms_consent",
-    "attributes",
-    "import_digest",
-    "updated_at",
-    "tier",
-    "points_balance",
-    "lifetime_points",
-    "referral_code",
-    "orders_count",
-    "total_spent",
-    "enrolled_at",
-    "created_at",
-)
+CEILING_COLUMNS = WRITTEN_COLUMNS
 
 
 def generate(path: Path, rows: int, *, changed: bool = False) -> None:

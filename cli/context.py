@@ -6,6 +6,7 @@ import functools
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import datetime
 from typing import Any, NoReturn, TypeVar
 
 import click
@@ -25,6 +26,7 @@ __all__ = [
     "app_from_environment",
     "fail",
     "guard",
+    "minute",
     "print_publish_report",
     "settings_from_environment",
     "workers",
@@ -99,3 +101,8 @@ def workers(app: App, wait: bool) -> Iterator[bool]:
     """
     with processing(app, on_publish=lambda r: print_publish_report(r, quiet=True)) as remote:
         yield remote and wait
+
+
+def minute(at: datetime | None) -> str:
+    """An instant to the minute in UTC for listings, or "-" when there is none."""
+    return "-" if at is None else at.strftime("%Y-%m-%dT%H:%MZ")

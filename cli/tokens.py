@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-
 import click
 
-from cli.context import app_from_environment, guard
+from cli.context import app_from_environment, guard, minute
 from loyalty.tokens import SCOPES, create_token, list_tokens, revoke_token
 
 __all__ = ["tokens"]
@@ -53,8 +51,8 @@ def tokens_list() -> None:
         return
     for row in rows:
         click.echo(
-            f"{row.name}  scopes={','.join(row.scopes)}  created={_when(row.created_at)}  "
-            f"last_used={_when(row.last_used_at)}  revoked={_when(row.revoked_at)}"
+            f"{row.name}  scopes={','.join(row.scopes)}  created={minute(row.created_at)}  "
+            f"last_used={minute(row.last_used_at)}  revoked={minute(row.revoked_at)}"
         )
 
 
@@ -67,8 +65,4 @@ def tokens_revoke(name: str) -> None:
     with app.database.transaction() as session:
         row = revoke_token(session, name, now=app.clock.now())
         at = row.revoked_at
-    click.echo(f"token {name!r} revoked at {_when(at)}")
-
-
-def _when(at: datetime | None) -> str:
-    return "-" if at is None else at.strftime("%Y-%m-%dT%H:%MZ")
+    click.echo(f"token {name!r} revoked at {minute(at)}")

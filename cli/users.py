@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import sys
-from datetime import datetime
 
 import click
 
-from cli.context import app_from_environment, fail, guard
+from cli.context import app_from_environment, fail, guard, minute
 from loyalty.users import create_user, disable_user, list_users
 
 __all__ = ["users"]
@@ -57,8 +56,8 @@ def users_list() -> None:
         return
     for row in rows:
         click.echo(
-            f"{row.email}  role={row.role}  created={_when(row.created_at)}  "
-            f"last_sign_in={_when(row.last_sign_in_at)}  disabled={_when(row.disabled_at)}"
+            f"{row.email}  role={row.role}  created={minute(row.created_at)}  "
+            f"last_sign_in={minute(row.last_sign_in_at)}  disabled={minute(row.disabled_at)}"
         )
 
 
@@ -71,8 +70,4 @@ def users_disable(email: str) -> None:
     with app.database.transaction() as session:
         row = disable_user(session, email, now=app.clock.now())
         at = row.disabled_at
-    click.echo(f"user {email.strip().lower()} disabled at {_when(at)}")
-
-
-def _when(at: datetime | None) -> str:
-    return "-" if at is None else at.strftime("%Y-%m-%dT%H:%MZ")
+    click.echo(f"user {email.strip().lower()} disabled at {minute(at)}")

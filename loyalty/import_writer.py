@@ -36,7 +36,14 @@ from loyalty.member_rows import MemberRow
 from loyalty.models import Consent, Member
 from loyalty.referrals import new_referral_code
 
-__all__ = ["BatchResult", "Parsed", "bound_digest", "unchanged_keys", "write_batch"]
+__all__ = [
+    "WRITTEN_COLUMNS",
+    "BatchResult",
+    "Parsed",
+    "bound_digest",
+    "unchanged_keys",
+    "write_batch",
+]
 
 #: The columns an import sets on a member it already has.
 IMPORT_COLUMNS = (
