@@ -637,16 +637,23 @@ class SchedulerTick(Base):
 
 
 class MessageCount(Base):
-    """Messages per (journey, step, state, suppression reason), kept by a PostgreSQL trigger on
-    `messages` in the transaction that changes each row (migration 0014), so the console's
-    per-step figures do not count millions of rows. SQLite counts the rows themselves."""
+    """Messages per (journey, step, channel, state, suppression reason), kept by a trigger on
+    `messages` (migration 0015, on PostgreSQL and SQLite) in the transaction that inserts,
+    changes or deletes each row, so that the console's per-step figures and `/metrics` do not
+    count millions of rows. A message of no journey counts under journey and step ''.
 
-    __tablename__ = "journey_message_counts"
+    A counter is spread over shards (one per database connection, modulo 8), each holding
+    a part that may go below zero; a figure is the sum of its shards.
+    """
+
+    __tablename__ = "message_counts"
 
     journey_id: Mapped[str] = mapped_column(String(128), primary_key=True)
     step_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    channel: Mapped[str] = mapped_column(String(16), primary_key=True)
     state: Mapped[str] = mapped_column(String(16), primary_key=True)
-    #: The suppression reason for `suppressed`; empty for the other states.
+    #: The first 64 characters of the error of a `suppressed` message (the rule that
+    #: stopped it); empty for the other states.
     reason: Mapped[str] = mapped_column(String(64), primary_key=True)
     shard: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
     n: Mapped[int] = mapped_column(BigInteger, default=0)

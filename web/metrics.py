@@ -5,9 +5,10 @@ Two sources, so that the figures are right however many processes run:
 * What the database and Redis hold — messages by journey, channel and state,
   suppressions by reason, enrollments and conversions by journey, events by
   type, the due outbox and its oldest message, dead letters, CRM sync status,
-  queue depths — is read at scrape time by `ProgramCollector`, with a few
-  grouped queries. Any web process answers the same, and the figures match the
-  rows because they are the rows.
+  queue depths — is read at scrape time by `ProgramCollector`: messages from
+  the counters a trigger keeps with the rows (`loyalty.message_counts`), the
+  rest with a few indexed queries. Any web process answers the same, and the
+  figures match the rows.
 * What one process counts as it works (`loyalty.metrics`: provider and CRM
   requests, scheduler ticks) is added from prometheus-client's multiprocess
   folder when `PROMETHEUS_MULTIPROC_DIR` is set, else from this process alone.
@@ -40,10 +41,11 @@ from starlette.responses import PlainTextResponse, Response
 from automations.runtime.queues import queue_depths
 from automations.runtime.ticks import TICKS
 from loyalty.app import App
+from loyalty.message_counts import message_counts
 from loyalty.models import DeadLetter, Enrollment, Event, Message, SyncCursor
 from loyalty.states import MessageState
 
-__all__ = ["ProgramCollector", "metrics_endpoint", "metrics_registry"]
+__all__ = ["ProgramCollector", "metrics_endpoint", "metrics_registry", "suppression_reason"]
 
 log = logging.getLogger("web")
 
@@ -129,36 +131,33 @@ def _database_figures(session: Session, now: datetime) -> Iterator[Metric]:
 
 
 def _messages(session: Session, now: datetime) -> Iterator[Metric]:
-    journey = func.coalesce(Message.journey_id, NO_JOURNEY)
     by_state = GaugeMetricFamily(
         "loyalty_messages",
         "Outbox messages by journey, channel and state (pending, claimed, sent, deferred, "
         "suppressed, failed, unknown).",
         labels=["journey", "channel", "state"],
     )
-    rows = session.execute(
-        select(journey, Message.channel, Message.state, func.count()).group_by(
-            journey, Message.channel, Message.state
-        )
-    )
-    for journey_id, channel, state, count in rows:
-        by_state.add_metric([journey_id, channel, state], count)
-    yield by_state
-
-    reason = func.coalesce(Message.decisions["decision"].as_string(), "unknown")
     suppressed = GaugeMetricFamily(
         "loyalty_messages_suppressed",
         "Suppressed messages by journey, channel and the rule that stopped them "
         "(no_consent, a suppression list reason, frequency_cap, erased).",
         labels=["journey", "channel", "reason"],
     )
-    reasons = session.execute(
-        select(journey, Message.channel, reason, func.count())
-        .where(Message.state == MessageState.SUPPRESSED)
-        .group_by(journey, Message.channel, reason)
-    )
-    for journey_id, channel, why, count in reasons:
-        suppressed.add_metric([journey_id, channel, why], count)
+    # The counters kept with the rows (migration 0015), not a count of millions of rows.
+    states: dict[tuple[str, str, str], int] = {}
+    reasons: dict[tuple[str, str, str], int] = {}
+    for count in message_counts(session):
+        journey = count.journey_id or NO_JOURNEY
+        key = (journey, count.channel, count.state)
+        states[key] = states.get(key, 0) + count.n
+        if count.state == MessageState.SUPPRESSED:
+            why = (journey, count.channel, suppression_reason(count.reason))
+            reasons[why] = reasons.get(why, 0) + count.n
+    for labels, n in sorted(states.items()):
+        by_state.add_metric(list(labels), n)
+    for labels, n in sorted(reasons.items()):
+        suppressed.add_metric(list(labels), n)
+    yield by_state
     yield suppressed
 
     due_at = func.coalesce(Message.next_attempt_at, Message.created_at)
@@ -180,11 +179,17 @@ def _messages(session: Session, now: datetime) -> Iterator[Metric]:
         )
         .group_by(Message.channel)
     )
-    for channel, count, since in due_rows:
-        due.add_metric([channel], count)
+    for channel, waiting, since in due_rows:
+        due.add_metric([channel], waiting)
         oldest.add_metric([channel], max(0.0, (now - _aware(since)).total_seconds()))
     yield due
     yield oldest
+
+
+def suppression_reason(error: str) -> str:
+    """The label of a suppression: its rule, without the detail some errors add after a colon
+    (labels stay a closed set)."""
+    return error.split(":", 1)[0].strip() or "unknown"
 
 
 def _enrollments(session: Session) -> Iterator[Metric]:

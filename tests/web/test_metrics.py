@@ -51,7 +51,7 @@ def test_message_and_enrollment_figures_are_the_rows(
         session.execute(
             update(Message)
             .where(Message.id == emails[2])
-            .values(state="suppressed", decisions={"decision": "no_consent"})
+            .values(state="suppressed", error="no_consent", decisions={"decision": "no_consent"})
         )
         session.execute(
             update(Message)

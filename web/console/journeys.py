@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import yaml
-from sqlalchemy import case, func, select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -19,13 +19,12 @@ from automations.report import journey_report
 from automations.versions import latest_versions, load_version
 from loyalty.app import App
 from loyalty.journey_pauses import pause, paused_journeys, resume
+from loyalty.message_counts import step_message_counts
 from loyalty.models import (
     ConsoleAction,
     Enrollment,
     JourneyPause,
     JourneyVersion,
-    Message,
-    MessageCount,
 )
 from loyalty.states import IN_FLIGHT, EnrollmentState, MessageState
 from loyalty.step_counts import entered_by_step
@@ -107,7 +106,7 @@ def step_figures(session: Session, journey_id: str) -> dict[str, StepFigures]:
     )
     for waiting_step, count in waiting:
         of(waiting_step).waiting = int(count)
-    for message_step, state, reason, count in _message_counts(session, journey_id):
+    for message_step, state, reason, count in step_message_counts(session, journey_id):
         shown = of(message_step)
         if state in (MessageState.SENT, MessageState.UNKNOWN):
             shown.sent += count
@@ -118,32 +117,6 @@ def step_figures(session: Session, journey_id: str) -> dict[str, StepFigures]:
         elif state == MessageState.SUPPRESSED and count:
             shown.suppressed[reason or "other"] = shown.suppressed.get(reason or "other", 0) + count
     return figures
-
-
-def _message_counts(session: Session, journey_id: str) -> list[tuple[str, str, str, int]]:
-    """(step, state, suppression reason, messages): PostgreSQL keeps them in counters (a
-    trigger on `messages`, migration 0014); SQLite counts the journey's rows."""
-    if session.get_bind().dialect.name == "postgresql":
-        query = (
-            select(
-                MessageCount.step_id,
-                MessageCount.state,
-                MessageCount.reason,
-                func.sum(MessageCount.n),
-            )
-            .where(MessageCount.journey_id == journey_id)
-            .group_by(MessageCount.step_id, MessageCount.state, MessageCount.reason)
-        )
-    else:
-        reason = case((Message.state == MessageState.SUPPRESSED, Message.error), else_="")
-        query = (
-            select(Message.step_id, Message.state, reason, func.count())
-            .where(Message.journey_id == journey_id)
-            .group_by(Message.step_id, Message.state, reason)
-        )
-    return [
-        (str(s or ""), str(st), str(r or ""), int(n or 0)) for s, st, r, n in session.execute(query)
-    ]
 
 
 def _has_split(journey: Journey) -> bool:
