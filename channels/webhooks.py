@@ -119,8 +119,16 @@ def apply_sendgrid_events(
         event_id = provider_event_id(event.get("sg_event_id"), event)
         erased = message is not None and members[message.member_id].erased_at is not None
         stored = erased_provider_payload(event) if erased else event
+        about = message.id if message is not None else None
         if not store_provider_event(
-            session, "sendgrid", event_id, kind, stored, now, applied=message is not None
+            session,
+            "sendgrid",
+            event_id,
+            kind,
+            stored,
+            now,
+            applied=about is not None,
+            message_id=about,
         ):
             outcome.duplicates += 1
         elif message is None:
@@ -199,8 +207,9 @@ def apply_twilio_status(
     stored: Mapping[str, Any] = params
     if message is not None and _erased(session, message.member_id):
         stored = erased_provider_payload(params)
+    about = message.id if message is not None else None
     if not store_provider_event(
-        session, "twilio", f"{sid}:{status}", f"status.{status}", stored, now, applied
+        session, "twilio", f"{sid}:{status}", f"status.{status}", stored, now, applied, about
     ):
         outcome.duplicates += 1
         return outcome

@@ -331,7 +331,11 @@ class ProviderEvent(Base):
     """A webhook delivery, kept once per provider event id."""
 
     __tablename__ = "provider_events"
-    __table_args__ = (UniqueConstraint("provider", "provider_event_id"),)
+    __table_args__ = (
+        UniqueConstraint("provider", "provider_event_id"),
+        # A message's delivery events, for the console's message page.
+        Index("ix_provider_events_message_id", "message_id"),
+    )
 
     id: Mapped[int] = mapped_column(Id, primary_key=True)
     provider: Mapped[str] = mapped_column(String(32))
@@ -340,6 +344,8 @@ class ProviderEvent(Base):
     payload: Mapped[dict[str, Any]]
     received_at: Mapped[datetime]
     applied_at: Mapped[datetime | None]
+    #: The message a delivery event or status callback is about, when it is one of ours.
+    message_id: Mapped[int | None] = mapped_column(Id)
 
 
 class CrmLink(Base):

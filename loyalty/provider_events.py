@@ -46,8 +46,10 @@ def store_provider_event(
     payload: Mapping[str, Any],
     now: datetime,
     applied: bool,
+    message_id: int | None = None,
 ) -> bool:
-    """Insert the provider event; False when it was seen before."""
+    """Insert the provider event (about message `message_id`, when it names one of ours);
+    False when it was seen before."""
     row = {
         "provider": provider,
         "provider_event_id": event_id[:EVENT_ID_MAX],
@@ -55,6 +57,7 @@ def store_provider_event(
         "payload": dict(payload),
         "received_at": now,
         "applied_at": now if applied else None,
+        "message_id": message_id,
     }
     return insert_ignore(session, ProviderEvent, [row], ["provider", "provider_event_id"]) > 0
 

@@ -5,12 +5,15 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import sqlalchemy as sa
 from sqlalchemy import select
 from starlette.testclient import TestClient
 
+from channels.webhooks import apply_sendgrid_events
 from loyalty.app import App
+from loyalty.db import downgrade, upgrade
 from loyalty.event_types import EventInput
-from loyalty.models import ConsoleAction, EntryRefusal, Member
+from loyalty.models import ConsoleAction, EntryRefusal, JSONType, Member, Message
 from tests.console.support import make_user, post_form, sign_in, text_of
 from tests.engine.helpers import enrollments, journey_folder, published, send_event
 from tests.factories import make_member
@@ -217,3 +220,77 @@ def test_the_journey_page_shows_split_variants(
     assert [name for name, _ in rows] == ["short", "long", "holdout"]
     assert sum(int(entries) for _, entries in rows) == 12
     assert "Goal: reward.redeemed within 7d" in text_of(page)
+
+
+def sendgrid_event(message_id: int, kind: str, n: int) -> dict[str, object]:
+    return {"event": kind, "message_id": str(message_id), "sg_event_id": f"sg-{kind}-{n}"}
+
+
+def delivery_rows(html: str) -> list[tuple[str, str]]:
+    """(provider, kind) of each delivery event the message page lists."""
+    found = re.search(r'<table id="deliveries">(.*?)</table>', html, re.S)
+    if found is None:
+        return []
+    cells = re.findall(r"<td>(sendgrid|twilio)</td><td>([^<]+)</td>", found.group(1))
+    return [(provider, kind) for provider, kind in cells]
+
+
+def test_a_message_shows_its_delivery_events_however_many_others_arrived(
+    console: App, client: TestClient, tmp_path: Path
+) -> None:
+    # Given a sent email, and thousands of other messages' events stored after it
+    published(console, journey_folder(tmp_path, {"thanks": THANKS}, TEMPLATES))
+    make_member(console, external_id="m-1", email="a@example.com", email_consent=True)
+    send_event(console, order("m-1", "1"))
+    with console.database.sessions() as session:
+        sent = session.scalar(select(Message.id).where(Message.state == "sent"))
+    assert sent is not None
+    others = [sendgrid_event(10_000 + n, "delivered", n) for n in range(2_500)]
+    mine = [sendgrid_event(sent, "delivered", -1), sendgrid_event(sent, "open", -2)]
+    with console.database.transaction() as session:
+        apply_sendgrid_events(session, others, now=console.clock.now())
+        apply_sendgrid_events(session, mine, now=console.clock.now())
+    make_user(console, "vera@example.com", "viewer")
+    sign_in(client, "vera@example.com")
+
+    # When its page is opened
+    page = client.get(f"/console/messages/{sent}").text
+
+    # Then it lists its own delivery events, and no other message's
+    assert delivery_rows(page) == [("sendgrid", "delivered"), ("sendgrid", "open")]
+
+
+def test_events_stored_before_the_migration_are_found_by_their_message(
+    console: App, client: TestClient, tmp_path: Path
+) -> None:
+    # Given a sent email whose SendGrid event was stored before events named their message
+    published(console, journey_folder(tmp_path, {"thanks": THANKS}, TEMPLATES))
+    make_member(console, external_id="m-1", email="a@example.com", email_consent=True)
+    send_event(console, order("m-1", "1"))
+    with console.database.sessions() as session:
+        sent = session.scalar(select(Message.id).where(Message.state == "sent"))
+    assert sent is not None
+    downgrade(console.database, "0015")
+    events = sa.table(
+        "provider_events",
+        *(sa.column(c) for c in ("provider", "provider_event_id", "kind", "received_at")),
+        sa.column("payload", JSONType),
+    )
+    with console.database.transaction() as session:
+        session.execute(
+            sa.insert(events).values(
+                provider="sendgrid",
+                provider_event_id="sg-old",
+                kind="bounce",
+                payload=sendgrid_event(sent, "bounce", 0),
+                received_at=console.clock.now(),
+            )
+        )
+
+    # When the database is migrated
+    upgrade(console.database)
+
+    # Then the message page finds it
+    make_user(console, "vera@example.com", "viewer")
+    sign_in(client, "vera@example.com")
+    assert delivery_rows(client.get(f"/console/messages/{sent}").text) == [("sendgrid", "bounce")]

@@ -22,6 +22,8 @@ __all__ = ["message_page", "messages_page"]
 #: Periods the list may be filtered to, by their label.
 PERIODS = {"1d": timedelta(days=1), "7d": timedelta(days=7), "30d": timedelta(days=30)}
 PAGE_ROWS = 100
+#: The most delivery events one message page lists (a message gets a handful).
+DELIVERY_ROWS = 500
 
 
 def message_rows(app: App, filters: dict[str, str]) -> list[tuple[Message, str]]:
@@ -73,27 +75,16 @@ def message_view(app: App, message_id: int) -> dict[str, Any] | None:
         if found is None:
             return None
         message, external_id = found
-        deliveries: list[ProviderEvent] = []
-        if message.provider_id:
-            # Delivery events name the message by its provider id (and our id in custom args).
-            deliveries = [
-                event
-                for event in session.scalars(
-                    select(ProviderEvent)
-                    .where(ProviderEvent.received_at >= message.created_at)
-                    .order_by(ProviderEvent.id)
-                    .limit(2000)
-                )
-                if _names(event.payload, message)
-            ]
+        # Webhooks note the message each delivery event is about (an index, migration 0016).
+        deliveries = list(
+            session.scalars(
+                select(ProviderEvent)
+                .where(ProviderEvent.message_id == message.id)
+                .order_by(ProviderEvent.id)
+                .limit(DELIVERY_ROWS)
+            )
+        )
     return {"message": message, "member": external_id, "deliveries": deliveries}
-
-
-def _names(payload: Any, message: Message) -> bool:
-    if not isinstance(payload, dict):
-        return False
-    ids = {str(v) for k, v in payload.items() if isinstance(v, str | int) and "id" in k.lower()}
-    return str(message.id) in ids or (message.provider_id or "") in {i.split(".")[0] for i in ids}
 
 
 @requires("viewer")
