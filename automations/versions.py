@@ -23,6 +23,7 @@ from automations.definition.durations import STORED
 from automations.definition.models import SendEmail, SendSms, SendSurvey
 from channels.templates import PARTIALS_DIR, partial_names, read_partials, template_path
 from loyalty.app import App
+from loyalty.journey_pauses import paused_journeys
 from loyalty.models import Enrollment, JourneyVersion
 from loyalty.states import IN_FLIGHT
 
@@ -224,7 +225,8 @@ def _cached(session: Session, key: tuple[int, int, str]) -> Published:
 
 
 def journey_summaries(session: Session) -> list[dict[str, Any]]:
-    """Each published journey's status, version, enrollments in flight, entries and conversions."""
+    """Each published journey's status (paused from the console, with who and when), version,
+    enrollments in flight, entries and conversions."""
 
     def per_journey(*where: Any) -> dict[str, int]:
         query = select(Enrollment.journey_id, func.count(Enrollment.id)).where(*where)
@@ -233,13 +235,19 @@ def journey_summaries(session: Session) -> list[dict[str, Any]]:
     in_flight = per_journey(Enrollment.state.in_(IN_FLIGHT))
     entries = per_journey()
     conversions = per_journey(Enrollment.converted_at.is_not(None))
+    paused = paused_journeys(session)
     rows = []
     for version in latest_versions(session):
         journey = load_version(version).journey
+        pause = paused.get(journey.id)
         rows.append(
             {
                 "id": journey.id,
-                "status": journey.status,
+                # A pause from the console stops entries whatever the file's status says.
+                "status": "paused" if pause is not None else journey.status,
+                "file_status": journey.status,
+                "paused_at": pause.paused_at.isoformat() if pause and pause.paused_at else None,
+                "paused_by": pause.paused_by if pause is not None else None,
                 "version": version.version,
                 "trigger": journey.trigger.type,
                 "active_enrollments": in_flight.get(journey.id, 0),

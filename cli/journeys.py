@@ -19,6 +19,7 @@ from cli.context import (
     app_from_environment,
     fail,
     guard,
+    minute,
     print_publish_report,
     settings_from_environment,
 )
@@ -88,7 +89,7 @@ def publish_command(folder: Path | None) -> None:
 @click.option("--json", "as_json", is_flag=True)
 @guard
 def list_command(as_json: bool) -> None:
-    """Each journey's status, version and enrollments in flight."""
+    """Each journey's status (paused in the console: by whom and when), version and figures."""
     app = app_from_environment()
     with app.database.sessions() as session:
         rows = journey_summaries(session)
@@ -97,12 +98,16 @@ def list_command(as_json: bool) -> None:
         return
     click.echo(
         f"{'journey':<28} {'status':<8} {'version':>7} {'trigger':<9} {'in flight':>9} "
-        f"{'entries':>8} {'converted':>9}"
+        f"{'entries':>8} {'converted':>9}  paused"
     )
     for row in rows:
+        paused = "-"
+        if row["paused_at"]:
+            at = minute(datetime.fromisoformat(row["paused_at"]))
+            paused = f"by {row['paused_by']} at {at}"
         click.echo(
             f"{row['id']:<28} {row['status']:<8} {row['version']:>7} {row['trigger']:<9} "
-            f"{row['active_enrollments']:>9} {row['entries']:>8} {row['conversions']:>9}"
+            f"{row['active_enrollments']:>9} {row['entries']:>8} {row['conversions']:>9}  {paused}"
         )
 
 
