@@ -1,6 +1,7 @@
 """message counts: messages per (journey, step, channel, state, suppression reason) kept by a
 trigger on both databases, for every message (with or without a journey); /metrics and the
-console read them instead of counting the outbox
+console read them instead of counting the outbox; the waiting messages indexed by channel and
+due time, so that /metrics reads the due outbox from the index alone
 
 Revision ID: 0015
 Revises: 0014
@@ -142,10 +143,19 @@ def upgrade() -> None:
         for statement in _SQLITE_TRIGGERS:
             op.execute(statement)
     op.execute(_BACKFILL)
+    waiting = sa.text("state IN ('pending', 'deferred')")
+    op.create_index(
+        "ix_messages_due",
+        "messages",
+        ["channel", "next_attempt_at", "created_at"],
+        postgresql_where=waiting,
+        sqlite_where=waiting,
+    )
 
 
 def downgrade() -> None:
     postgresql = op.get_bind().dialect.name == "postgresql"
+    op.drop_index("ix_messages_due", table_name="messages")
     for name in _TRIGGER_NAMES:
         op.execute(f"DROP TRIGGER IF EXISTS {name}" + (" ON messages" if postgresql else ""))
     if postgresql:
