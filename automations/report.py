@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -23,7 +23,7 @@ from automations.definition import Journey, Split
 from automations.definition.durations import format_duration
 from automations.engine import HOLDOUT
 from automations.versions import latest_versions, load_version
-from loyalty.models import Enrollment, Message
+from loyalty.models import Enrollment, Message, SplitChoice
 from loyalty.states import MessageState
 
 __all__ = [
@@ -31,6 +31,7 @@ __all__ = [
     "Arm",
     "JourneyReport",
     "Lift",
+    "SplitReport",
     "UnknownJourneyError",
     "format_report",
     "journey_report",
@@ -95,27 +96,43 @@ class Arm:
 
 
 @dataclass(frozen=True)
+class SplitReport:
+    """One split step's arms: its variants, its holdout, and members not through it."""
+
+    split: str
+    arms: tuple[Arm, ...]
+
+    def as_json(self) -> dict[str, Any]:
+        return {"split": self.split, "variants": [arm.as_json() for arm in self.arms]}
+
+
+@dataclass(frozen=True)
 class JourneyReport:
     journey_id: str
     name: str
     goal: str | None
-    splits: tuple[str, ...]
-    arms: tuple[Arm, ...]
+    splits: tuple[SplitReport, ...]
     total: Arm
 
     @property
     def has_splits(self) -> bool:
-        return bool(self.splits) or any(a.variant is not None for a in self.arms)
+        return bool(self.splits)
+
+    @property
+    def arms(self) -> tuple[Arm, ...]:
+        """The first split's arms."""
+        return self.splits[0].arms if self.splits else ()
 
     def as_json(self) -> dict[str, Any]:
         return {
             "journey": self.journey_id,
             "name": self.name,
             "goal": self.goal,
-            "splits": list(self.splits),
+            "splits": [split.as_json() for split in self.splits],
             "confidence": CONFIDENCE,
             "interval": "newcombe",
-            "variants": [arm.as_json() for arm in self.arms] if self.has_splits else [],
+            # The first split's, as before journeys had several.
+            "variants": [arm.as_json() for arm in self.arms],
             "total": {k: v for k, v in self.total.as_json().items() if k not in ("variant",)},
         }
 
@@ -123,38 +140,81 @@ class JourneyReport:
 def journey_report(
     session: Session, journey_id: str, *, entered_since: datetime | None = None
 ) -> JourneyReport:
-    """The journey's figures per split variant (members who entered since, when given)."""
+    """The journey's figures per split and variant (members who entered since, when given).
+
+    Each split counts the variants recorded as members went through it
+    (`split_choices`); members who have not been through a split are its
+    "not split yet" arm. Sends and conversions are the enrollment's, whole.
+    """
     journey = _journey(session, journey_id)
     where = [Enrollment.journey_id == journey_id]
     if entered_since is not None:
         where.append(Enrollment.entered_at >= entered_since)
-    entries = _by_variant(session, select(Enrollment.variant, func.count(Enrollment.id)), where)
-    conversions = _by_variant(
-        session,
-        select(Enrollment.variant, func.count(Enrollment.id)),
-        [*where, Enrollment.converted_at.is_not(None)],
+    converted = Enrollment.converted_at.is_not(None)
+    sent = [Message.state == MessageState.SENT, Message.channel.in_(_SEND_CHANNELS)]
+    with_sends = (
+        select(func.count(Message.id))
+        .select_from(Enrollment)
+        .join(Message, Message.enrollment_id == Enrollment.id)
     )
-    sends = _by_variant(
+    total = Arm(
+        None,
+        int(session.scalar(select(func.count(Enrollment.id)).where(*where)) or 0),
+        int(session.scalar(with_sends.where(*where, *sent)) or 0),
+        int(session.scalar(select(func.count(Enrollment.id)).where(*where, converted)) or 0),
+    )
+    chosen = select(SplitChoice.split_id, SplitChoice.variant).join(
+        Enrollment, Enrollment.id == SplitChoice.enrollment_id
+    )
+    entries = _by_choice(session, chosen.add_columns(func.count(Enrollment.id)), where)
+    conversions = _by_choice(
+        session, chosen.add_columns(func.count(Enrollment.id)), [*where, converted]
+    )
+    sends = _by_choice(
         session,
-        select(Enrollment.variant, func.count(Message.id)).join(
+        chosen.add_columns(func.count(Message.id)).join(
             Message, Message.enrollment_id == Enrollment.id
         ),
-        [*where, Message.state == MessageState.SENT, Message.channel.in_(_SEND_CHANNELS)],
+        [*where, *sent],
     )
-    splits = tuple(s.id for s in journey.steps if isinstance(s, Split))
-    names = _variant_order(journey, entries)
-    control = Arm(
-        HOLDOUT, entries.get(HOLDOUT, 0), sends.get(HOLDOUT, 0), conversions.get(HOLDOUT, 0)
+    defined = [s.id for s in journey.steps if isinstance(s, Split)]
+    names = list(dict.fromkeys([*defined, *sorted(split for split, _ in entries)]))
+    splits = tuple(
+        _split(journey, split, entries, sends, conversions, total)
+        for split in names
+        if split in defined or any(key[0] == split for key in entries)
     )
-    arms: list[Arm] = []
-    for name in names:
-        arm = Arm(name, entries.get(name, 0), sends.get(name, 0), conversions.get(name, 0))
-        if name not in (HOLDOUT, None) and control.entries and arm.entries:
-            arm = Arm(arm.variant, arm.entries, arm.sends, arm.conversions, _lift(arm, control))
-        arms.append(arm)
-    total = Arm(None, sum(entries.values()), sum(sends.values()), sum(conversions.values()))
     goal = f"{journey.goal.event} within {_days(journey.goal.within)}" if journey.goal else None
-    return JourneyReport(journey.id, journey.name, goal, splits, tuple(arms), total)
+    return JourneyReport(journey.id, journey.name, goal, splits, total)
+
+
+Counts = dict[tuple[str, str], int]
+
+
+def _split(
+    journey: Journey, split: str, entries: Counts, sends: Counts, conversions: Counts, total: Arm
+) -> SplitReport:
+    def arm(name: str) -> Arm:
+        key = (split, name)
+        return Arm(name, entries.get(key, 0), sends.get(key, 0), conversions.get(key, 0))
+
+    control = arm(HOLDOUT)
+    arms: list[Arm] = []
+    mine = {name for s, name in entries if s == split}
+    for name in _variant_order(journey, split, mine):
+        shown = arm(name)
+        if name != HOLDOUT and control.entries and shown.entries:
+            shown = replace(shown, lift=_lift(shown, control))
+        arms.append(shown)
+    outside = Arm(
+        None,
+        total.entries - sum(a.entries for a in arms),
+        total.sends - sum(a.sends for a in arms),
+        total.conversions - sum(a.conversions for a in arms),
+    )
+    if outside.entries:
+        arms.append(outside)
+    return SplitReport(split, tuple(arms))
 
 
 def _days(window: timedelta) -> str:
@@ -175,24 +235,23 @@ def _journey(session: Session, journey_id: str) -> Journey:
     )
 
 
-def _by_variant(session: Session, query: Any, where: list[Any]) -> dict[str | None, int]:
-    rows = session.execute(query.where(*where).group_by(Enrollment.variant))
-    return {variant: int(count) for variant, count in rows}
+def _by_choice(session: Session, query: Any, where: list[Any]) -> Counts:
+    rows = session.execute(query.where(*where).group_by(SplitChoice.split_id, SplitChoice.variant))
+    return {(split, variant): int(count) for split, variant, count in rows}
 
 
-def _variant_order(journey: Journey, entries: dict[str | None, int]) -> list[str | None]:
-    """The latest version's variants in their order, the holdout, then any older names."""
-    names: list[str | None] = []
+def _variant_order(journey: Journey, split: str, seen: set[str]) -> list[str]:
+    """The split's variants in their order in the latest version, then any older names, and
+    the holdout last, below the variants it is compared with."""
+    names: list[str] = []
     for step in journey.steps:
-        if isinstance(step, Split):
+        if isinstance(step, Split) and step.id == split:
             names += [v.name for v in step.variants]
             if step.holdout:
                 names.append(HOLDOUT)
-    names += sorted(n for n in entries if n is not None and n not in names)
-    if HOLDOUT in names:  # the control goes last, below the variants it is compared with
+    names += sorted(n for n in seen if n not in names)
+    if HOLDOUT in names:
         names = [n for n in names if n != HOLDOUT] + [HOLDOUT]
-    if entries.get(None):
-        names.append(None)
     return list(dict.fromkeys(names))
 
 
@@ -225,19 +284,17 @@ def newcombe_interval(x1: int, n1: int, x2: int, n2: int, z: float = _Z) -> tupl
 
 
 def format_report(report: JourneyReport) -> Iterable[str]:
-    """The report as lines of text."""
+    """The report as lines of text: per split, its variants; then the journey's total."""
     yield f"{report.journey_id} ({report.name})"
     yield f"goal: {report.goal}" if report.goal else "goal: none (conversions are not counted)"
-    if report.splits:
-        yield "split: " + ", ".join(report.splits)
     header = f"{'variant':<16} {'entries':>8} {'sends':>8} {'conversions':>11} {'rate':>7}"
-    if not report.has_splits:
+    for split in report.splits:
+        yield f"split: {split.split}"
+        yield header + "  lift over holdout (95% CI, Newcombe)"
+        for arm in split.arms:
+            yield _line(arm)
+    if not report.splits:
         yield header
-        yield _line(report.total, "total")
-        return
-    yield header + "  lift over holdout (95% CI, Newcombe)"
-    for arm in report.arms:
-        yield _line(arm)
     yield _line(report.total, "total")
 
 

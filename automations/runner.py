@@ -39,7 +39,7 @@ from loyalty import ledger
 from loyalty.app import App
 from loyalty.db import insert_ignore
 from loyalty.members import member_data, member_zone
-from loyalty.models import Enrollment, Event, Member, Message, Survey
+from loyalty.models import Enrollment, Event, Member, Message, SplitChoice, Survey
 from loyalty.settings import Settings
 from loyalty.states import EnrollmentState, LedgerKind, MessageState
 from loyalty.step_counts import count_entered
@@ -134,8 +134,8 @@ def _step(session: Session, app: App, enrollment_id: int, messages: list[int]) -
         messages,
         dict(state.member),
     )
-    if outcome.note.get("variant") and enrollment.variant is None:
-        enrollment.variant = outcome.note["variant"]
+    if outcome.note.get("variant"):
+        _chose(session, enrollment, outcome.step, str(outcome.note["variant"]))
     if outcome.wake_at is not None:
         context = {**enrollment.context, "resume": outcome.note.get("resume")}
         context["waiting_for"] = outcome.waiting_for
@@ -151,6 +151,20 @@ def _step(session: Session, app: App, enrollment_id: int, messages: list[int]) -
         return False
     enrollment.current_step = outcome.next_step
     return True
+
+
+def _chose(session: Session, enrollment: Enrollment, split_id: str, variant: str) -> None:
+    """Record the variant the enrollment got at this split (the first split's stays on the
+    enrollment too, as reports before per-split choices read it)."""
+    if enrollment.variant is None:
+        enrollment.variant = variant
+    row = {
+        "enrollment_id": enrollment.id,
+        "split_id": split_id,
+        "journey_id": enrollment.journey_id,
+        "variant": variant[:64],
+    }
+    insert_ignore(session, SplitChoice, [row], ["enrollment_id", "split_id"])
 
 
 def _wake(enrollment: Enrollment) -> None:

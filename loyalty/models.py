@@ -67,6 +67,7 @@ __all__ = [
     "RewardNotice",
     "SchedulerTick",
     "SignInFailure",
+    "SplitChoice",
     "StepCount",
     "Suppression",
     "Survey",
@@ -678,3 +679,18 @@ class MessageCount(Base):
     reason: Mapped[str] = mapped_column(String(64), primary_key=True)
     shard: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
     n: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class SplitChoice(Base):
+    """The variant (or `holdout`) an enrollment got at each split step it went through, written
+    in the transaction that runs the split; reports count each split by it."""
+
+    __tablename__ = "split_choices"
+    __table_args__ = (Index("ix_split_choices_journey_split", "journey_id", "split_id", "variant"),)
+
+    enrollment_id: Mapped[int] = mapped_column(
+        Id, ForeignKey("enrollments.id"), primary_key=True, autoincrement=False
+    )
+    split_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    journey_id: Mapped[str] = mapped_column(String(128))
+    variant: Mapped[str] = mapped_column(String(64))

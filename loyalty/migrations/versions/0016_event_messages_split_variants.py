@@ -5,13 +5,19 @@ Twilio status callback is about, so a message's delivery events are read by
 index; it is filled in for the events already stored (SendGrid's `message_id`
 custom argument, Twilio's MessageSid matched to the message's provider id).
 
+`split_choices` keeps the variant (or holdout) of every split an enrollment went
+through, not only the first one's (`enrollments.variant`); it is filled in from
+the split notes kept in each enrollment's context.
+
 Revision ID: 0016
 Revises: 0015
 Create Date: 2026-12-01 09:00:00.000000
 
 """
 
+import json
 from collections.abc import Sequence
+from typing import Any
 
 import sqlalchemy as sa
 from alembic import op
@@ -55,15 +61,73 @@ _SQLITE_FILL = [
 ]
 
 
+_BATCH = 1000
+
+
 def upgrade() -> None:
     op.add_column("provider_events", sa.Column("message_id", _ID, nullable=True))
     postgresql = op.get_bind().dialect.name == "postgresql"
     for statement in _PG_FILL if postgresql else _SQLITE_FILL:
         op.execute(statement)
     op.create_index("ix_provider_events_message_id", "provider_events", ["message_id"])
+    op.create_table(
+        "split_choices",
+        sa.Column("enrollment_id", _ID, autoincrement=False, nullable=False),
+        sa.Column("split_id", sa.String(length=128), nullable=False),
+        sa.Column("journey_id", sa.String(length=128), nullable=False),
+        sa.Column("variant", sa.String(length=64), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["enrollment_id"],
+            ["enrollments.id"],
+            name=op.f("fk_split_choices_enrollment_id_enrollments"),
+        ),
+        sa.PrimaryKeyConstraint("enrollment_id", "split_id", name=op.f("pk_split_choices")),
+    )
+    op.create_index(
+        "ix_split_choices_journey_split", "split_choices", ["journey_id", "split_id", "variant"]
+    )
+    _fill_split_choices()
+
+
+def _fill_split_choices() -> None:
+    """Each split note (`context.notes[step].variant`) of the enrollments already there."""
+    bind = op.get_bind()
+    enrollments = sa.table(
+        "enrollments", sa.column("id"), sa.column("journey_id"), sa.column("context")
+    )
+    query = sa.select(enrollments.c.id, enrollments.c.journey_id, enrollments.c.context).where(
+        sa.cast(enrollments.c.context, sa.Text).like('%"variant"%')
+    )
+    choices = sa.table(
+        "split_choices",
+        sa.column("enrollment_id"),
+        sa.column("split_id"),
+        sa.column("journey_id"),
+        sa.column("variant"),
+    )
+    found: list[dict[str, Any]] = []
+    for row in bind.execute(query):
+        context = json.loads(row.context) if isinstance(row.context, str) else row.context
+        for step, note in ((context or {}).get("notes") or {}).items():
+            if isinstance(note, dict) and isinstance(note.get("variant"), str):
+                found.append(
+                    {
+                        "enrollment_id": row.id,
+                        "split_id": str(step)[:128],
+                        "journey_id": row.journey_id,
+                        "variant": note["variant"][:64],
+                    }
+                )
+        if len(found) >= _BATCH:
+            bind.execute(sa.insert(choices), found)
+            found = []
+    if found:
+        bind.execute(sa.insert(choices), found)
 
 
 def downgrade() -> None:
+    op.drop_index("ix_split_choices_journey_split", table_name="split_choices")
+    op.drop_table("split_choices")
     op.drop_index("ix_provider_events_message_id", table_name="provider_events")
     with op.batch_alter_table("provider_events", schema=None) as batch_op:
         batch_op.drop_column("message_id")
