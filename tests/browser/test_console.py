@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -139,6 +140,16 @@ def test_a_member_refused_for_lack_of_consent_shows_the_reason(
     expect(why.locator(".reason")).to_contain_text("birthday_email suppressed: no_consent")
     expect(page.locator("#messages .decision").first).to_have_text("no_consent")
     page.screenshot(path=shots / "member-b-no.png", full_page=True)
+
+    # The message filters update the list in place (htmx): the page is not loaded again
+    page.goto("/console/messages")
+    page.evaluate("window.loadedOnce = true")
+    page.get_by_label("State").select_option("suppressed")
+    expect(page).to_have_url(re.compile(r"state=suppressed"))
+    expect(page.locator("#message-list")).to_contain_text("b-no")
+    expect(page.locator("#message-list")).not_to_contain_text("b-yes")
+    assert page.evaluate("window.loadedOnce") is True
+    page.screenshot(path=shots / "messages-suppressed.png", full_page=True)
     page.context.close()
 
 

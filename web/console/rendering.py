@@ -9,7 +9,12 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.templating import Jinja2Templates
 
-__all__ = ["HEADERS", "error_page", "render"]
+__all__ = ["HEADERS", "HTMX", "error_page", "render"]
+
+#: htmx, vendored from the npm package `htmx.org` (0BSD, see its LICENSE file beside it) and
+#: served from the console's static files: the filters and the simulation's progress update
+#: in place. Pages work without it (plain forms and a refresh).
+HTMX = "htmx-2.0.11.min.js"
 
 #: Console pages show personal data: never cached, framed, or sent in a referrer.
 HEADERS = {
@@ -19,8 +24,8 @@ HEADERS = {
     "X-Content-Type-Options": "nosniff",
     "X-Frame-Options": "DENY",
     "Content-Security-Policy": (
-        "default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 'self'; "
-        "frame-ancestors 'none'; base-uri 'none'"
+        "default-src 'none'; script-src 'self'; connect-src 'self'; style-src 'self'; "
+        "img-src 'self' data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
     ),
 }
 
@@ -32,6 +37,7 @@ def render(request: Request, name: str, context: dict[str, Any], status: int = 2
     context = {
         "user": request.scope.get("console_user"),
         "csrf": request.scope.get("console_csrf", ""),
+        "htmx": HTMX,
         **context,
     }
     response = templates.TemplateResponse(request, name, context, status_code=status)

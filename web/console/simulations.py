@@ -2,8 +2,9 @@
 
 Each run is `loyalty journeys simulate --json --progress` in a child process
 watched by a thread that keeps its progress line: the simulator builds its own
-broker and clock, which must not touch the web process's. The page refreshes
-itself while the run goes on, then shows the messages per day by channel as a
+broker and clock, which must not touch the web process's. The page follows
+the run (htmx asks for it every two seconds and swaps the run in place; without
+scripts it refreshes itself), then shows the messages per day by channel as a
 chart and the timeline as a table. Runs live in the web process that started
 them; one runs at a time per process.
 """
