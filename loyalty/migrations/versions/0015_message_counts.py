@@ -43,8 +43,8 @@ OR (NEW.state = 'suppressed' AND OLD.error IS DISTINCT FROM NEW.error)
 """
 
 # PostgreSQL: each connection adds to its own shard (of 8), so that workers sending the
-# same step at once do not queue on one counter row, and one transaction only ever holds
-# one row per counter (rows taken in the same order: no deadlock between two batches).
+# same step at once seldom wait on one counter row, and a transaction that changes many
+# messages of one counter (a batch) holds one row of it rather than one per message id.
 _PG_SHARD = "pg_backend_pid() % 8"
 _PG_FUNCTION = f"""
 CREATE OR REPLACE FUNCTION message_counts_keep() RETURNS trigger AS $$
