@@ -17,7 +17,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from sqlalchemy.exc import SQLAlchemyError
 
 from automations.runtime.leader import LeaderLock, build_leader_lock
-from automations.runtime.ticks import TICKS, Tick
+from automations.runtime.ticks import TICKS, Tick, check_tick_settings
 from loyalty.app import App
 from loyalty.metrics import TICK_FAILURES, TICK_LAST_RUN, TICK_SECONDS
 from loyalty.scheduler_ticks import record_tick
@@ -34,8 +34,16 @@ LOCK_OUTAGES: tuple[type[Exception], ...] = (redis.RedisError, SQLAlchemyError, 
 
 
 class Scheduler:
-    def __init__(self, app: App, lock: LeaderLock | None = None) -> None:
+    def __init__(
+        self,
+        app: App,
+        lock: LeaderLock | None = None,
+        *,
+        poll_seconds: float = LEADER_POLL_SECONDS,
+    ) -> None:
+        check_tick_settings(app.settings)
         self.app = app
+        self.poll_seconds = poll_seconds
         self.lock = lock or build_leader_lock(app.settings, app.database)
         self.is_leader = threading.Event()
         self._stop = threading.Event()
@@ -118,7 +126,7 @@ class Scheduler:
         try:
             while not self._stop.is_set():
                 if not self._lock_call("acquire", self.lock.acquire):
-                    self._stop.wait(LEADER_POLL_SECONDS)
+                    self._stop.wait(self.poll_seconds)
                     continue
                 log.info("scheduler.leader", extra={"holder": self.lock.holder})
                 self.is_leader.set()
@@ -146,6 +154,7 @@ class Scheduler:
 
 def describe(settings: Settings) -> list[str]:
     """One line per job, for `loyalty scheduler --list`."""
+    check_tick_settings(settings)
     lines = []
     for tick in TICKS:
         seconds = tick.interval(settings)

@@ -59,6 +59,8 @@ class Ran:
     messages: list[int] = field(default_factory=list)
     #: `points.changed` / `tier.changed` of the points its steps awarded.
     events: list[int] = field(default_factory=list)
+    #: When the enrollment, now waiting, is due to run again.
+    wake_at: datetime | None = None
 
 
 def run_enrollment(app: App, enrollment_id: int) -> Ran:
@@ -68,6 +70,9 @@ def run_enrollment(app: App, enrollment_id: int) -> Ran:
         with app.database.transaction() as session:
             progressed = _step(session, app, enrollment_id, ran.messages)
             caused = ledger.take_emitted(session)
+            enrollment = session.get(Enrollment, enrollment_id)
+            waiting = enrollment is not None and enrollment.state == EnrollmentState.WAITING
+            ran.wake_at = enrollment.next_run_at if waiting and enrollment else None
         ran.events += caused
         if not progressed:
             break

@@ -46,6 +46,7 @@ from loyalty.export import export_member, outbox_bodies
 from loyalty.member_upsert import upsert_member
 from loyalty.models import Event, Member, ProviderEvent
 from loyalty.provider_events import Delivery, keep_provider_events, mark_applied
+from loyalty.retry_waits import no_retry_waiting
 from loyalty.settings import Settings
 from shops.webhooks import (
     SHOPIFY,
@@ -119,6 +120,7 @@ def pending_deliveries(app: App, older_than: timedelta, limit: int) -> list[int]
                     ProviderEvent.provider.in_(SHOPS),
                     ProviderEvent.applied_at.is_(None),
                     ProviderEvent.received_at <= cutoff,
+                    no_retry_waiting("apply_shop_delivery", ProviderEvent.id, cutoff),
                 )
                 .order_by(ProviderEvent.id)
                 .limit(limit)

@@ -71,6 +71,7 @@ SOAK_SETTINGS = {
     "SEND_RETRY_MAX_SECONDS": "20",
     "PROVIDER_TIMEOUT_SECONDS": "5",
     "CRM_PUSH_MINUTES": "1",
+    "SCHEDULER_TICK_SECONDS": "outbox_relay:5,due_enrollments:5",
     "LOG_LEVEL": "INFO",
 }
 #: Seconds between two batches of events (each is one `loyalty events ingest`).
@@ -95,7 +96,7 @@ class Plan:
 
 
 #: Quiescence timeouts: retried sends and work lost with Redis wait for the scheduler's
-#: relay tick (every 30 s, for work older than EVENT_RELAY_AFTER_SECONDS), so the short
+#: relay tick (every 5 s here, for work older than EVENT_RELAY_AFTER_SECONDS), so the short
 #: soak allows two ticks; the full one also outlasts the 2-minute claim lease after which a
 #: claim whose request never left goes back to pending.
 FULL = Plan(seconds=240, kills=40, members=300, quiesce_timeout=240, events_per_batch=20)

@@ -64,6 +64,7 @@ __all__ = [
     "Referral",
     "ReferralClick",
     "ReferralFriendCode",
+    "RetryWait",
     "RewardNotice",
     "SchedulerTick",
     "SignInFailure",
@@ -450,6 +451,17 @@ class DeadLetter(Base):
     error: Mapped[str | None] = mapped_column(Text)
     failed_at: Mapped[datetime]
     replayed_at: Mapped[datetime | None]
+
+
+class RetryWait(Base):
+    """A worker's retry of one row's job, queued with a delay: until it is due (and a
+    relay interval after), the scheduler's relay leaves the row to it."""
+
+    __tablename__ = "retry_waits"
+
+    actor: Mapped[str] = mapped_column(String(128), primary_key=True)
+    row_id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=False)
+    due_at: Mapped[datetime]
 
 
 class ApiToken(Base):

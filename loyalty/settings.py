@@ -124,6 +124,11 @@ class Settings(BaseSettings):
     retry_max_backoff_ms: int = Field(15 * 60_000, ge=1)
     event_relay_after_seconds: int = Field(60, ge=1)
     scheduler_lock_ttl_seconds: int = Field(30, ge=5)
+    scheduler_tick_seconds: Annotated[dict[str, int], NoDecode] = Field(
+        default_factory=dict,
+        description="tick:seconds pairs that change how often the scheduler's jobs run "
+        "(see `loyalty scheduler --list`), e.g. outbox_relay:10,due_enrollments:5",
+    )
 
     # Messaging and the contact policy
     program_name: str = Field("Loyalty Club", description="named in SMS HELP answers and mail")
@@ -316,6 +321,22 @@ class Settings(BaseSettings):
         if not tiers or min(tiers.values()) != 0:
             raise ValueError("expected tier:points pairs with one tier at 0 points")
         return tiers
+
+    @field_validator("scheduler_tick_seconds", mode="before")
+    @classmethod
+    def _tick_seconds(cls, value: object) -> object:
+        if not isinstance(value, str):
+            return value
+        ticks: dict[str, int] = {}
+        for part in filter(None, (p.strip() for p in value.split(","))):
+            name, sep, seconds = part.partition(":")
+            if not sep or not name.strip() or not seconds.strip().isdigit() or not int(seconds):
+                raise ValueError(
+                    "expected tick:seconds pairs of whole seconds from 1, "
+                    "such as outbox_relay:10,due_enrollments:5"
+                )
+            ticks[name.strip()] = int(seconds)
+        return ticks
 
     @field_validator("points_per_currency_unit", mode="before")
     @classmethod

@@ -34,8 +34,8 @@ log = logging.getLogger(__name__)
 
 _declared: dict[str, Actor[Any, Any]] = {}
 
-#: Retries due within this many seconds are queued by the worker, with their delay;
-#: later ones are left to the scheduler's relay tick.
+#: Retries and wake-ups due within this many seconds are queued by the worker, with
+#: their delay; later ones are left to the scheduler's relay and wake-up ticks.
 RETRY_HORIZON_SECONDS = 15 * 60
 #: The same in-process (the embedded default), where a command waits for queued work
 #: before it exits: only short waits are worth holding it for.
@@ -60,11 +60,18 @@ def process_event(event_id: int) -> None:
 
 def run_enrollment(enrollment_id: int) -> None:
     """Run an enrollment's steps until it waits or ends; queue the messages it made."""
-    ran = runner.run_enrollment(runtime.current(), enrollment_id)
+    app = runtime.current()
+    ran = runner.run_enrollment(app, enrollment_id)
     for event_id in ran.events:
         send("process_event", event_id)
     for message_id in ran.messages:
         send("deliver_message", message_id)
+    if ran.wake_at is not None:
+        # A short wait wakes on time rather than at the next wake-up tick, which stays
+        # the backstop (a run that finds the wait not over does nothing).
+        _send_later(
+            "run_enrollment", enrollment_id, (ran.wake_at - app.clock.now()).total_seconds()
+        )
 
 
 def deliver_message(message_id: int) -> None:
@@ -81,12 +88,18 @@ def deliver_message(message_id: int) -> None:
     if state != MessageState.PENDING:
         return  # sent, settled, or not due yet: nothing for this run to follow up
     wait = retries.next_retry(app, message_id)
+    if wait is not None:
+        _send_later("deliver_message", message_id, wait)
+
+
+def _send_later(actor: str, row_id: int, seconds: float) -> None:
+    """Queue `actor(row_id)` to run in `seconds`, when that is within the horizon; later
+    ones are left to the scheduler's ticks."""
     embedded = isinstance(dramatiq.get_broker(), StubBroker)
     horizon = EMBEDDED_RETRY_HORIZON_SECONDS if embedded else RETRY_HORIZON_SECONDS
-    if wait is not None and wait <= horizon:
-        _declared["deliver_message"].send_with_options(
-            args=(message_id,), delay=int(wait * 1000) + 1
-        )
+    if seconds <= horizon:
+        delay = max(int(seconds * 1000), 0) + 1
+        _declared[actor].send_with_options(args=(row_id,), delay=delay)
 
 
 def expire_points(member_id: int) -> None:

@@ -21,6 +21,7 @@ from dramatiq.middleware import Retries
 
 from automations.runtime import actors
 from automations.runtime.dead_letters import DeadLetters
+from automations.runtime.retry_waits import RetryWaits
 from loyalty.settings import Settings
 
 __all__ = [
@@ -45,6 +46,7 @@ def build_broker(settings: Settings) -> Broker:
         broker = StubBroker()
         broker.emit_after("process_boot")
     broker.add_middleware(DeadLetters())
+    broker.add_middleware(RetryWaits())
     dramatiq.set_broker(broker)
     actors.declare(broker, settings)
     return broker

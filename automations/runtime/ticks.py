@@ -15,12 +15,14 @@ from sqlalchemy import ColumnElement, and_, or_, select, update
 
 from automations.runtime import actors
 from loyalty.app import App
+from loyalty.errors import ConfigError
 from loyalty.models import Enrollment, Event, LedgerEntry, Member, Message, Redemption
+from loyalty.retry_waits import no_retry_waiting
 from loyalty.rewards import RedemptionState
 from loyalty.settings import Settings
 from loyalty.states import EnrollmentState, MessageState, SyncDirection
 
-__all__ = ["TICKS", "Tick"]
+__all__ = ["TICKS", "Tick", "check_tick_settings"]
 
 #: Rows a tick queues at most per run; the next run takes the rest.
 TICK_BATCH = 5000
@@ -36,9 +38,23 @@ class Tick:
     minutes_setting: str | None = None
 
     def interval(self, settings: Settings) -> int:
+        """SCHEDULER_TICK_SECONDS first, then the tick's own minutes setting, then its default."""
+        if self.name in settings.scheduler_tick_seconds:
+            return settings.scheduler_tick_seconds[self.name]
         if self.minutes_setting is None:
             return self.seconds
         return int(getattr(settings, self.minutes_setting)) * 60
+
+
+def check_tick_settings(settings: Settings) -> None:
+    """Refuse a SCHEDULER_TICK_SECONDS that names a job the scheduler does not have."""
+    names = [tick.name for tick in TICKS]
+    unknown = sorted(set(settings.scheduler_tick_seconds) - set(names))
+    if unknown:
+        raise ConfigError(
+            f"SCHEDULER_TICK_SECONDS names no scheduler job {', '.join(map(repr, unknown))}; "
+            f"the jobs are {', '.join(names)}"
+        )
 
 
 def _relay_cutoff(app: App) -> datetime:
@@ -66,6 +82,7 @@ def relay_events(app: App) -> int:
         Event.processed_at.is_(None),
         Event.parked_at.is_(None),
         Event.received_at <= _relay_cutoff(app),
+        no_retry_waiting("process_event", Event.id, _relay_cutoff(app)),
     )
 
 
@@ -158,6 +175,7 @@ def relay_redemptions(app: App) -> int:
         Redemption.id,
         Redemption.state == RedemptionState.PENDING,
         Redemption.updated_at <= _relay_cutoff(app),
+        no_retry_waiting("create_reward_code", Redemption.id, _relay_cutoff(app)),
     )
 
 

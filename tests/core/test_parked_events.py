@@ -15,6 +15,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+import redis
 from click.testing import CliRunner
 from sqlalchemy import select, text
 from sqlalchemy.exc import OperationalError
@@ -179,6 +180,7 @@ def test_loyalty_worker_parks_a_failing_event_and_the_scheduler_relay_leaves_it(
         "MAX_RETRIES": "2",
         "RETRY_MIN_BACKOFF_MS": "10",
         "EVENT_RELAY_AFTER_SECONDS": "1",
+        "SCHEDULER_TICK_SECONDS": "outbox_relay:1,due_enrollments:1",
         "OUTBOX_DIR": str(tmp_path / "outbox"),
     }
     loyalty = loyalty_command()
@@ -193,6 +195,9 @@ def test_loyalty_worker_parks_a_failing_event_and_the_scheduler_relay_leaves_it(
     supervisor = Supervisor(env, tmp_path, tmp_path)
     try:
         supervisor.start("worker", [*loyalty, "worker", "--processes", "1", "--threads", "2"])
+        # (a relay every second would queue the event again while no worker takes it yet)
+        heartbeats = redis.Redis.from_url(REDIS_URL)
+        wait_for(lambda: heartbeats.zcard("dramatiq:__heartbeats__") > 0, "the worker's consumers")
         # The scheduler's relay queues the stored event (its first run is at start-up)
         scheduler = supervisor.start("scheduler", [*loyalty, "scheduler"])
         wait_for(lambda: event_row(postgres, bad_id).parked_at is not None, logs=tmp_path)

@@ -57,12 +57,13 @@ def test_a_second_scheduler_waits_then_takes_over(
     first_lock, second_lock = build_locks(kind, app, tmp_path, redis_url)
     runtime.configure(app)
     build_broker(app.settings)
-    first, second = Scheduler(app, first_lock), Scheduler(app, second_lock)
+    first = Scheduler(app, first_lock, poll_seconds=0.1)
+    second = Scheduler(app, second_lock, poll_seconds=0.1)
     threads = [threading.Thread(target=s.run, daemon=True) for s in (first, second)]
     threads[0].start()
     assert first.is_leader.wait(10)
     threads[1].start()
-    time.sleep(2.5)  # longer than a lock poll: the second had its chance and waited
+    time.sleep(0.5)  # several lock polls: the second had its chances and waited
     assert not second.is_leader.is_set()
 
     first.stop()  # the leader goes away
@@ -109,6 +110,30 @@ def test_the_relay_queues_events_no_worker_processed(app: App, clock: FrozenCloc
         assert session.scalar(select(Event.processed_at)) is not None
         assert session.scalar(select(Member.points_balance)) == 30
     assert relay_events(app) == 0
+
+
+def test_the_relay_leaves_an_event_to_its_own_delayed_retry(app: App, clock: FrozenClock) -> None:
+    make_member(app, external_id="m-1")
+    with app.database.transaction() as session:
+        event, _ = record_event(
+            session,
+            EventInput("member.enrolled", "m-1", id="e-1"),
+            settings=app.settings,
+            now=app.clock.now(),
+        )
+        event_id = event.id
+    runtime.configure(app)
+    broker = build_broker(app.settings)
+    relay_after = timedelta(seconds=app.settings.event_relay_after_seconds)
+    clock.advance(relay_after)
+    # Given the event's processing failed and Dramatiq queued its retry for 10 minutes on
+    # (as its Retries middleware does, with the retry count in the message's options)
+    retry = broker.get_actor("process_event").message(event_id).copy(options={"retries": 3})
+    broker.enqueue(retry, delay=10 * 60_000)
+    # Then the relay leaves it to that retry, until the retry should have run
+    assert relay_events(app) == 0
+    clock.advance(timedelta(minutes=10) + relay_after)
+    assert relay_events(app) == 1  # the retry was lost (with Redis, say): the relay takes over
 
 
 def test_the_expiry_tick_expires_lots_past_their_date(app: App, clock: FrozenClock) -> None:
@@ -196,7 +221,7 @@ def test_a_scheduler_outlives_redis_going_away_and_leads_again_when_it_is_back(
     port = _free_port()
     url = f"redis://127.0.0.1:{port}/0"
     app.settings = make_settings(app.database, redis_url=url, scheduler_lock_ttl_seconds=5)
-    scheduler = Scheduler(app, lock=RedisLeaderLock(url, ttl_seconds=5))
+    scheduler = Scheduler(app, lock=RedisLeaderLock(url, ttl_seconds=5), poll_seconds=0.2)
     thread = threading.Thread(target=scheduler.run, daemon=True)
     thread.start()
     try:

@@ -95,6 +95,7 @@ def test_worker_and_scheduler_post_once_and_open_one_task_per_crm(
         "SEND_RETRY_BASE_SECONDS": "1",
         "SEND_RETRY_MAX_SECONDS": "2",
         "EVENT_RELAY_AFTER_SECONDS": "1",
+        "SCHEDULER_TICK_SECONDS": "outbox_relay:1,due_enrollments:1",
         "RETRY_MIN_BACKOFF_MS": "10",
         "LOG_LEVEL": "INFO",
     }

@@ -153,10 +153,14 @@ def test_engagement_steers_a_split_journey_and_the_report_reads_the_database(
         supervisor.start("scheduler", [*loyalty, "scheduler"])
         wait_for(lambda: answers(f"http://127.0.0.1:{port}/healthz"), "loyalty serve")
 
+        def ingest(name: str, events: list[dict[str, object]]) -> None:
+            path = tmp_path / f"{name}.jsonl"
+            path.write_text("".join(json.dumps(e) + "\n" for e in events), encoding="utf-8")
+            ingested = run("events", "ingest", str(path))
+            assert ingested.returncode == 0, ingested.stderr
+
         # When every member signs up
-        for member in members:
-            emitted = run("events", "emit", "member.enrolled", "--member", member, "--id", member)
-            assert emitted.returncode == 0, emitted.stderr
+        ingest("enrolled", [{"type": "member.enrolled", "member": m, "id": m} for m in members])
 
         # Then each follow-up depends on what the member did with the first email
         def received() -> dict[str, list[str]]:
@@ -196,20 +200,16 @@ def test_engagement_steers_a_split_journey_and_the_report_reads_the_database(
         buyers = [
             next(m for m, b in members.items() if b.startswith(arm)) for arm in ("short", "holdout")
         ]
-        for member in buyers:
-            data = json.dumps({"order_id": member, "total": "20", "currency": "USD"})
-            emitted = run(
-                "events",
-                "emit",
-                "order.completed",
-                "--member",
-                member,
-                "--id",
-                f"o-{member}",
-                "--data",
-                data,
-            )
-            assert emitted.returncode == 0, emitted.stderr
+        orders: list[dict[str, object]] = [
+            {
+                "type": "order.completed",
+                "member": member,
+                "id": f"o-{member}",
+                "data": {"order_id": member, "total": "20", "currency": "USD"},
+            }
+            for member in buyers
+        ]
+        ingest("orders", orders)
 
         def converted() -> bool:
             return sum(r["conversions"] for r in figures(database).values()) == 2

@@ -4,7 +4,6 @@ PostgreSQL and Redis pay a referral once, after review, through the scheduler's 
 from __future__ import annotations
 
 import os
-import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -14,8 +13,10 @@ from sqlalchemy import func, select
 
 from bench.soak_processes import Supervisor, free_port, loyalty_command
 from loyalty.app import App
+from loyalty.clock import ensure_utc
 from loyalty.models import Event, Member, Referral
 from loyalty.referral_review import approve
+from loyalty.scheduler_ticks import last_ticks
 from sandbox.shopify import ShopifySandbox
 from tests.conftest import REDIS_URL
 from tests.processes import answers, wait_for
@@ -46,6 +47,7 @@ def test_a_flagged_referral_is_paid_once_after_approval_by_the_scheduler(
         "SHOP_URL": SHOP_URL,
         "POINTS_PER_CURRENCY_UNIT": "1",
         "RETRY_MIN_BACKOFF_MS": "10",
+        "SCHEDULER_TICK_SECONDS": "referral_payouts:1",
         "LOG_LEVEL": "INFO",
     }
     loyalty = loyalty_command()
@@ -61,6 +63,13 @@ def test_a_flagged_referral_is_paid_once_after_approval_by_the_scheduler(
     def referral() -> Referral | None:
         with database.sessions() as session:
             return session.scalar(select(Referral))
+
+    def payouts_ran_after(instant: datetime) -> bool:
+        """The scheduler's referral payout job has run (and committed) since `instant`."""
+        return any(
+            t.name == "referral_payouts" and ensure_utc(t.finished_at) > instant
+            for t in last_ticks(database)
+        )
 
     def referrer_balance() -> int:
         found = member(7001)
@@ -94,8 +103,9 @@ def test_a_flagged_referral_is_paid_once_after_approval_by_the_scheduler(
         assert flagged is not None and flagged.reasons == "same_ip"
 
         # Then the scheduler pays nothing until a reviewer approves; then it pays once
+        started = datetime.now(UTC)
         supervisor.start("scheduler", [*loyalty, "scheduler"])
-        time.sleep(3)
+        wait_for(lambda: payouts_ran_after(started), "a payout run", logs=tmp_path)
         assert referrer_balance() == 100
         approve(database, flagged.id, now=datetime.now(UTC))
         supervisor.stop_all()
@@ -103,7 +113,8 @@ def test_a_flagged_referral_is_paid_once_after_approval_by_the_scheduler(
         supervisor.start("worker", [*loyalty, "worker", "--processes", "1", "--threads", "2"])
         supervisor.start("scheduler", [*loyalty, "scheduler"])  # its ticks run at start
         wait_for(lambda: referrer_balance() == 100 + REFERRAL_POINTS)
-        time.sleep(2)
+        paid_at = datetime.now(UTC)
+        wait_for(lambda: payouts_ran_after(paid_at), "a later payout run", logs=tmp_path)
         assert referrer_balance() == 100 + REFERRAL_POINTS
         with database.sessions() as session:
             paid = session.scalar(

@@ -100,7 +100,14 @@ def test_the_scheduler_relays_a_redemption_whose_queued_job_was_lost(
     import redis
 
     postgres = postgres_app.database
-    env = _seeded(postgres.url, shopify_sandbox, tmp_path, "5002", EVENT_RELAY_AFTER_SECONDS="1")
+    env = _seeded(
+        postgres.url,
+        shopify_sandbox,
+        tmp_path,
+        "5002",
+        EVENT_RELAY_AFTER_SECONDS="1",
+        SCHEDULER_TICK_SECONDS="outbox_relay:1",
+    )
     loyalty = loyalty_command()
     redeemed = subprocess.run(
         [*loyalty, "rewards", "redeem", "5002", "ten_off", "--key", "k-2", "--currency", "PLN"],

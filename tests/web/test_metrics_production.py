@@ -99,6 +99,7 @@ def test_metrics_scraped_after_a_run_match_the_database(
         "SMS_QUIET_HOURS": "21:00-09:00",
         "EMAIL_QUIET_HOURS": "",
         "EVENT_RELAY_AFTER_SECONDS": "1",
+        "SCHEDULER_TICK_SECONDS": "outbox_relay:1,due_enrollments:1",
         "RETRY_MIN_BACKOFF_MS": "10",
         "PROMETHEUS_MULTIPROC_DIR": str(multiproc),
         "LOG_LEVEL": "INFO",
@@ -250,7 +251,8 @@ def test_metrics_scraped_after_a_run_match_the_database(
     ticks = by_labels(samples(text, "loyalty_scheduler_tick_last_run_timestamp_seconds"), "tick")
     assert ticks[("outbox_relay",)] > 0
     intervals = by_labels(samples(text, "loyalty_scheduler_tick_interval_seconds"), "tick")
-    assert intervals[("outbox_relay",)] == 30.0
+    assert intervals[("outbox_relay",)] == 1.0  # SCHEDULER_TICK_SECONDS
+    assert intervals[("expire_points",)] == 3600.0  # the default
     queues = by_labels(samples(text, "loyalty_queue_messages"), "queue", "kind")
     assert ("events", "ready") in queues
 
