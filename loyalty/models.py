@@ -73,6 +73,7 @@ __all__ = [
     "Suppression",
     "Survey",
     "SyncCursor",
+    "birthday_text",
 ]
 
 
@@ -166,11 +167,16 @@ class Member(Base):
     @property
     def birthday(self) -> str | None:
         """`YYYY-MM-DD`, or `--MM-DD` when the year is unknown."""
-        if self.birth_month is None or self.birth_day is None:
-            return None
-        if self.birth_year is None:
-            return f"--{self.birth_month:02d}-{self.birth_day:02d}"
-        return date(self.birth_year, self.birth_month, self.birth_day).isoformat()
+        return birthday_text(self.birth_month, self.birth_day, self.birth_year)
+
+
+def birthday_text(month: int | None, day: int | None, year: int | None) -> str | None:
+    """A member's birthday as `YYYY-MM-DD`, or `--MM-DD` when the year is unknown."""
+    if month is None or day is None:
+        return None
+    if year is None:
+        return f"--{month:02d}-{day:02d}"
+    return date(year, month, day).isoformat()
 
 
 class Consent(Base):

@@ -8,6 +8,7 @@ from typing import Any
 from sqlalchemy import insert
 
 from automations.runtime.pacing import pacers_for
+from crm_sync.adapters import make_adapter
 from loyalty.app import App
 from loyalty.models import Member
 from sandbox.hubspot import HubSpotSandbox
@@ -38,6 +39,14 @@ def crm_app(
     settings = make_settings(app.database, **values)
     # As every process builds it: windows shared through Redis when REDIS_URL is set.
     return App(settings, app.database, app.clock, pacers_for(settings))
+
+
+def hubspot_app(app: App, hubspot: HubSpotSandbox, **overrides: Any) -> App:
+    """An app pointed at the emulator, whose properties exist; the recorder starts empty."""
+    ready = crm_app(app, hubspot=hubspot, **overrides)
+    make_adapter(ready, "hubspot").ensure_schema()
+    hubspot.recorder.clear()
+    return ready
 
 
 def salesforce_fields(*, leave_out: tuple[str, ...] = ()) -> tuple[FieldSpec, ...]:

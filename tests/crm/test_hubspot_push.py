@@ -3,28 +3,19 @@
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Any
 
 from click.testing import CliRunner
 from sqlalchemy import func, select
 
 from cli.crm import crm
-from crm_sync.adapters import make_adapter
 from crm_sync.runs import run_push
 from loyalty.app import App
 from loyalty.models import CrmLink, Member, Message
 from sandbox.hubspot import HubSpotSandbox
-from tests.crm.support import add_members, crm_app, set_points
+from tests.crm.support import add_members, set_points
+from tests.crm.support import hubspot_app as _ready
 
 UPSERT = "/crm/v3/objects/contacts/batch/upsert"
-
-
-def _ready(app: App, hubspot: HubSpotSandbox, **overrides: Any) -> App:
-    """An app pointed at the emulator, whose properties exist; the recorder starts empty."""
-    crm_app_ = crm_app(app, hubspot=hubspot, **overrides)
-    make_adapter(crm_app_, "hubspot").ensure_schema()
-    hubspot.recorder.clear()
-    return crm_app_
 
 
 def test_setup_twice_is_harmless(app: App, hubspot_sandbox: HubSpotSandbox) -> None:
