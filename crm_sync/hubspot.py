@@ -112,6 +112,9 @@ class HubSpotAdapter:
     ) -> None:
         self.mapping = mapping
         self.client = HubSpot(access_token=access_token, host=base_url.rstrip("/"))
+        # Each `client.crm.contacts.batch_api` is a new API client with its own connection
+        # pool (and a package metadata scan): pushes share one, and its open connections.
+        self.batch_api = self.client.crm.contacts.batch_api
         self.pacer = pacer
         # Search has its own, lower limit (about 5 requests/s per account).
         self.search_pacer = search_pacer or RollingWindow(4, 1.0)
@@ -237,9 +240,7 @@ class HubSpotAdapter:
         body = {"inputs": [self._input(u) for u in updates]}
         response = self._call(
             "batch/upsert",
-            lambda: self.client.crm.contacts.batch_api.upsert(
-                body, _request_timeout=TIMEOUT, _preload_content=False
-            ),
+            lambda: self.batch_api.upsert(body, _request_timeout=TIMEOUT, _preload_content=False),
         )
         answer: dict[str, Any] = json.loads(response.data or b"{}")
         return answer

@@ -70,6 +70,11 @@ class PushReport:
         return f"{text}; stopped: {self.stopped}" if self.stopped else text
 
 
+#: Batches planned ahead of the calls (on top of those in flight), planned while the calls
+#: wait on the pacer.
+PLANNED_AHEAD = 50
+
+
 def _batches(plans: Iterator[Planned], adapter: CrmPort, lookahead: int) -> Iterator[list[Planned]]:
     """Batches of the size the adapter asks for, knowing up to `lookahead` members ahead."""
     buffer: deque[Planned] = deque()
@@ -106,17 +111,27 @@ def run_push(
     failure: BaseException | None = None
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix=f"crm-{name}") as pool:
         in_flight: dict[Future[PushResult], list[Planned]] = {}
-        batches = _batches(plans, adapter, lookahead)
+        ready: deque[list[Planned]] = deque()
+        batches: Iterator[list[Planned]] | None = _batches(plans, adapter, lookahead)
         while True:
-            while failure is None and not report.stopped and len(in_flight) < workers * 2:
-                batch = next(batches, None)
-                if batch is None:
-                    break
+            going = failure is None and not report.stopped
+            while going and ready and len(in_flight) < workers * 2:
+                batch = ready.popleft()
                 future = pool.submit(adapter.push, [p.update for p in batch])
                 in_flight[future] = batch
-            if not in_flight:
+            # While the calls in flight wait on the pacer, plan the next batches, so that
+            # when the window opens again they leave at once.
+            planning = going and batches is not None and len(ready) < PLANNED_AHEAD
+            if planning:
+                assert batches is not None
+                batch = next(batches, None)
+                if batch is None:
+                    batches = None
+                else:
+                    ready.append(batch)
+            elif not in_flight and not (going and ready):
                 break
-            done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
+            done, _ = wait(in_flight, timeout=0 if planning else None, return_when=FIRST_COMPLETED)
             for future in done:
                 batch = in_flight.pop(future)
                 try:
