@@ -124,11 +124,11 @@ def run_push(
             planning = going and batches is not None and len(ready) < PLANNED_AHEAD
             if planning:
                 assert batches is not None
-                batch = next(batches, None)
-                if batch is None:
+                following = next(batches, None)
+                if following is None:
                     batches = None
                 else:
-                    ready.append(batch)
+                    ready.append(following)
             elif not in_flight and not (going and ready):
                 break
             done, _ = wait(in_flight, timeout=0 if planning else None, return_when=FIRST_COMPLETED)
