@@ -12,16 +12,16 @@ encoder set-up.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
 from functools import partial
 from hashlib import sha256
 from json.encoder import encode_basestring_ascii
-from operator import itemgetter
 from typing import Any
 
-from crm_sync.mapping import Crm, Mapping, ValueType
+from crm_sync.mapping import Crm, ValueType
+from crm_sync.mapping import Mapping as CrmMapping
 
 __all__ = ["ERASED", "Props", "PropsCodec", "canonical", "crm_props", "props_hash"]
 
@@ -63,7 +63,7 @@ def _parse_instant(text: str) -> datetime:
     return datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
-def crm_props(mapping: Mapping, crm: Crm, values: dict[str, Any]) -> Props:
+def crm_props(mapping: CrmMapping, crm: Crm, values: dict[str, Any]) -> Props:
     """The properties this CRM should hold for one member (`member_values` row)."""
     props: Props = {}
     for mapped in mapping.pushed(crm):
@@ -107,40 +107,35 @@ def _converter(kind: ValueType) -> Callable[[Any], str | None]:
     return partial(canonical, kind)
 
 
-def _json_text(value: Any) -> str:
-    """`_text`, as JSON."""
-    if value is None or value == "":
-        return "null"
-    return encode_basestring_ascii(value if type(value) is str else str(value))
+def _json(kind: ValueType, value: Any) -> str:
+    """A value's canonical text as JSON (`null` when empty)."""
+    text = canonical(kind, value)
+    return "null" if text is None else encode_basestring_ascii(text)
 
 
-def _json_number(value: Any) -> str:
-    """`_number`, as JSON."""
-    if type(value) is int:
-        return f'"{value}"'
-    text = canonical("number", value)
-    return "null" if text is None else f'"{text}"'
+_BOOLS = {True: '"true"', False: '"false"', None: "null"}
 
 
-def _json_converter(kind: ValueType) -> Callable[[Any], str]:
-    """A value's canonical text as JSON (`null` when empty), in one call."""
+def _json_column(kind: ValueType, values: Iterable[Any]) -> list[str]:
+    """`_json` of a column of values, with the common types converted inline."""
+    enc = encode_basestring_ascii
     if kind == "string":
-        return _json_text
+        return [
+            "null" if v is None or v == "" else enc(v if v.__class__ is str else str(v))
+            for v in values
+        ]
     if kind == "number":
-        return _json_number
-
-    def convert(value: Any) -> str:
-        text = canonical(kind, value)
-        return "null" if text is None else encode_basestring_ascii(text)
-
-    return convert
+        return [f'"{v}"' if v.__class__ is int else _json(kind, v) for v in values]
+    if kind == "bool":
+        return [_BOOLS[v] if v is None or v.__class__ is bool else _json(kind, v) for v in values]
+    return ["null" if v is None else _json(kind, v) for v in values]
 
 
 class PropsCodec:
     """One CRM's mapped properties, compiled once per run: `crm_props` and `props_hash`
     for many members without looking the mapping up again for each."""
 
-    def __init__(self, mapping: Mapping, crm: Crm) -> None:
+    def __init__(self, mapping: CrmMapping, crm: Crm) -> None:
         self._fields: list[tuple[str, str, Callable[[Any], str | None]]] = []
         kinds: list[tuple[str, str, ValueType]] = []
         for mapped in mapping.pushed(crm):
@@ -149,8 +144,8 @@ class PropsCodec:
             self._fields.append((name, mapped.field, _converter(mapped.type)))
             kinds.append((name, mapped.field, mapped.type))
         ordered = sorted(kinds)
-        #: The member fields read, in the properties' sorted order, with JSON converters.
-        self._sorted = [(field, _json_converter(kind)) for _, field, kind in ordered]
+        #: The member fields read, in the properties' sorted order, with their types.
+        self._sorted = [(field, kind) for _, field, kind in ordered]
         self._template = "{" + ",".join(
             f"{encode_basestring_ascii(n).replace('%', '%%')}:%s" for n, _, _ in ordered
         )
@@ -165,11 +160,11 @@ class PropsCodec:
         """As `crm_props`: the properties this CRM should hold for one member."""
         return {name: convert(values.get(field)) for name, field, convert in self._fields}
 
-    def digests(self, members: Sequence[dict[str, Any]]) -> list[str]:
-        """`props_hash(self.props(values))` of many members, converted field by field."""
-        columns = [map(convert, map(itemgetter(field), members)) for field, convert in self._sorted]
+    def digests(self, columns: Mapping[str, Sequence[Any]]) -> list[str]:
+        """`props_hash(self.props(values))` of many members, from their values by field
+        (`member_columns`), converted a field at a time."""
+        texts = [_json_column(kind, columns[field]) for field, kind in self._sorted]
         template = self._template
         return [
-            sha256((template % texts).encode("ascii")).hexdigest()
-            for texts in zip(*columns, strict=True)
+            sha256((template % one).encode("ascii")).hexdigest() for one in zip(*texts, strict=True)
         ]

@@ -17,7 +17,7 @@ from sqlalchemy import select
 from crm_sync.delta import ERASED, Props, PropsCodec, canonical
 from crm_sync.mapping import Crm, Mapping
 from crm_sync.port import ContactUpdate
-from crm_sync.values import member_rows, member_values
+from crm_sync.values import member_columns, member_rows
 from loyalty.app import App
 from loyalty.models import CrmLink, Message
 from loyalty.states import MessageState
@@ -84,13 +84,14 @@ def changed_members(
     """
     messages = pending_crm_messages(app, crm)
     codec = PropsCodec(mapping, crm)
+    fields = codec.fields
     key_name = mapping.key.name_in(crm) or ""
     now = app.clock.now()
     base_url = app.settings.public_base_url
     after = 0
     while True:
         with app.database.transaction() as session:
-            rows = member_rows(session, after=after, limit=PAGE, fields=codec.fields)
+            rows = member_rows(session, after=after, limit=PAGE, fields=fields)
             if not rows:
                 return
             first, after = rows[0].id, rows[-1].id
@@ -102,22 +103,22 @@ def changed_members(
                     )
                 )
             }
-            values = member_values(
+            columns = member_columns(
                 session,
                 rows,
                 now=now,
                 public_base_url=base_url,
                 default_zone=app.settings.default_time_zone,
             )
-        digests = codec.digests(list(values.values()))
-        for (member_id, member), digest in zip(values.items(), digests, strict=True):
+        digests = codec.digests(columns)
+        for at, (member_id, digest) in enumerate(zip(columns["member_id"], digests, strict=True)):
             pushed, refused = links.get(member_id, (None, None))
             if pushed == ERASED:
                 continue
             waiting = messages.get(member_id)
             if not (full or waiting or (digest != pushed and digest != refused)):
                 continue
-            props = codec.props(member)
+            props = codec.props({field: columns[field][at] for field in fields})
             key = props[key_name]
             if key is None:
                 continue

@@ -132,6 +132,7 @@ def run_push(
             elif not in_flight and not (going and ready):
                 break
             done, _ = wait(in_flight, timeout=0 if planning else None, return_when=FIRST_COMPLETED)
+            answers: list[tuple[list[Planned], PushResult]] = []
             for future in done:
                 batch = in_flight.pop(future)
                 try:
@@ -144,9 +145,11 @@ def run_push(
                     failure = failure or exc
                     report.stopped = report.stopped or f"unexpected {type(exc).__name__}"
                     continue
-                _record(app, name, batch, result, report)
+                answers.append((batch, result))
                 if result.stop and not report.stopped:
                     report.stopped = result.stop
+            # Answers that arrived together are recorded in one transaction.
+            _record(app, name, answers, report)
     touch_cursor(app, name, SyncDirection.PUSH, error=report.stopped)
     CRM_RECORDS.labels(name, "push", "landed").inc(report.landed)
     CRM_RECORDS.labels(name, "push", "failed").inc(report.failed)
@@ -168,19 +171,41 @@ def run_push(
 def _record(
     app: App,
     crm: Crm,
-    batch: list[Planned],
-    result: PushResult,
+    answers: list[tuple[list[Planned], PushResult]],
     report: PushReport,
 ) -> None:
-    """Store one batch's answer: links of landed members, errors of refused ones."""
+    """Store batches' answers: links of landed members, errors of refused ones."""
+    if not answers:
+        return
     now = app.clock.now()
-    batch = [p for p in batch if p.update.key not in result.skipped]
-    report.sent += len(batch)
-    report.calls += result.calls
     landed: list[dict[str, Any]] = []
     refused: list[dict[str, Any]] = []
     outcomes: dict[int, tuple[Crm, str | None]] = {}
+    for batch, result in answers:
+        report.calls += result.calls
+        _sort(crm, batch, result, now, landed, refused, outcomes)
+    report.sent += len(landed) + len(refused)
+    report.landed += len(landed)
+    report.failed += len(refused)
+    with app.database.transaction() as session:
+        _upsert_links(session, landed)
+        _upsert_links(session, refused)
+        report.messages += _settle_messages(session, app, outcomes, now)
+
+
+def _sort(
+    crm: Crm,
+    batch: list[Planned],
+    result: PushResult,
+    now: datetime,
+    landed: list[dict[str, Any]],
+    refused: list[dict[str, Any]],
+    outcomes: dict[int, tuple[Crm, str | None]],
+) -> None:
+    """One batch's answer as link rows (landed or refused) and journey update outcomes."""
     for planned in batch:
+        if planned.update.key in result.skipped:
+            continue
         key = planned.update.key
         error: str | None = None
         if key in result.landed:
@@ -217,12 +242,6 @@ def _record(
             unknown = planned.unknown.get(message_id)
             note = error or (f"unknown CRM property {', '.join(unknown)}" if unknown else None)
             outcomes[message_id] = (crm, note)
-    report.landed += len(landed)
-    report.failed += len(refused)
-    with app.database.transaction() as session:
-        _upsert_links(session, landed)
-        _upsert_links(session, refused)
-        report.messages += _settle_messages(session, app, outcomes, now)
 
 
 def _upsert_links(session: Session, rows: list[dict[str, Any]]) -> None:

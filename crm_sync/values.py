@@ -21,7 +21,7 @@ from loyalty.models import Enrollment, LedgerEntry, Member, Referral, Survey, bi
 from loyalty.referrals import referral_link
 from loyalty.states import ReferralStatus
 
-__all__ = ["BIRTHDAY_JOURNEY", "MEMBER_FIELDS", "member_rows", "member_values"]
+__all__ = ["BIRTHDAY_JOURNEY", "MEMBER_FIELDS", "member_columns", "member_rows", "member_values"]
 
 #: The journey whose yearly occurrences are the member's birthday bonuses.
 BIRTHDAY_JOURNEY = "birthday_bonus"
@@ -87,18 +87,18 @@ def member_rows(
     ).all()
 
 
-def _plain(members: Sequence[Member] | Sequence[Row[Any]]) -> list[dict[str, Any]]:
-    """Each member's columns by name (and its birthday text when its parts were read)."""
-    if members and isinstance(members[0], Member):
-        rows = [{name: getattr(m, name) for name in _COLUMNS} for m in members]
+def _plain(members: Sequence[Member] | Sequence[Row[Any]]) -> dict[str, list[Any]]:
+    """The members' columns by name, one value per member (and their birthday texts when
+    the parts were read)."""
+    if isinstance(members[0], Member):
+        columns = {name: [getattr(m, name) for m in members] for name in _COLUMNS}
     else:
-        plain = cast("Sequence[Row[Any]]", members)
-        names = plain[0]._fields if plain else ()
-        rows = [dict(zip(names, m, strict=True)) for m in plain]
-    if rows and "birth_month" in rows[0]:
-        for row in rows:
-            row["birthday"] = birthday_text(row["birth_month"], row["birth_day"], row["birth_year"])
-    return rows
+        rows = cast("Sequence[Row[Any]]", members)
+        columns = dict(zip(rows[0]._fields, map(list, zip(*rows, strict=True)), strict=True))
+    if "birth_month" in columns:
+        parts = (columns["birth_month"], columns["birth_day"], columns["birth_year"])
+        columns["birthday"] = list(map(birthday_text, *parts))
+    return columns
 
 
 def _among(column: Any, ids: list[int]) -> Any:
@@ -122,10 +122,39 @@ def member_values(
 
     `members` are Member objects or `member_rows` rows.
     """
-    ids = [m.id for m in members]
-    if not ids:
+    columns = member_columns(
+        session, members, now=now, public_base_url=public_base_url, default_zone=default_zone
+    )
+    names = list(columns)
+    return {
+        values["member_id"]: values
+        for values in (
+            dict(zip(names, row, strict=True)) for row in zip(*columns.values(), strict=True)
+        )
+    }
+
+
+def member_columns(
+    session: Session,
+    members: Sequence[Member] | Sequence[Row[Any]],
+    *,
+    now: datetime,
+    public_base_url: str,
+    default_zone: str = "UTC",
+) -> dict[str, list[Any]]:
+    """As `member_values`, by field: field → one value per member, in the members' order.
+
+    A page compared field by field never builds a dictionary per member.
+    """
+    if not members:
         return {}
-    zones = {m.id: m.time_zone or default_zone for m in members}
+    columns = _plain(members)
+    ids: list[int] = columns.pop("id")
+    columns["member_id"] = ids
+    zones = {
+        member_id: zone or default_zone
+        for member_id, zone in zip(ids, columns["time_zone"], strict=True)
+    }
     expiring = _next_expiring(session, zones, now)
     referrals = dict(
         session.execute(
@@ -148,24 +177,19 @@ def member_values(
         .order_by(Survey.answered_at, Survey.id)
     ):
         nps[member_id] = (score, answered_at)
-    values: dict[int, dict[str, Any]] = {}
-    for row in _plain(members):
-        member_id = row.pop("id")
-        points, at = expiring.get(member_id, (0, None))
-        year = birthdays.get(member_id)
-        score, answered = nps.get(member_id, (None, None))
-        row.update(
-            member_id=member_id,
-            points_expiring=points,
-            points_expiring_at=at,
-            referral_link=referral_link(public_base_url, row["referral_code"]),
-            referrals_completed=int(referrals.get(member_id, 0)),
-            last_birthday_bonus_year=int(year) if year and str(year).isdigit() else None,
-            last_nps_score=score,
-            last_nps_at=answered,
-        )
-        values[member_id] = row
-    return values
+    lots = [expiring.get(i, (0, None)) for i in ids]
+    years = [birthdays.get(i) for i in ids]
+    answers = [nps.get(i, (None, None)) for i in ids]
+    columns.update(
+        points_expiring=[points for points, _ in lots],
+        points_expiring_at=[at for _, at in lots],
+        referral_link=[referral_link(public_base_url, code) for code in columns["referral_code"]],
+        referrals_completed=[int(referrals.get(i, 0)) for i in ids],
+        last_birthday_bonus_year=[int(y) if y and str(y).isdigit() else None for y in years],
+        last_nps_score=[score for score, _ in answers],
+        last_nps_at=[at for _, at in answers],
+    )
+    return columns
 
 
 def _next_expiring(

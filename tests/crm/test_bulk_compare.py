@@ -68,8 +68,9 @@ def test_bulk_hashes_equal_the_hashes_links_already_hold(crm: Crm) -> None:
     mapping = load_mapping(None)
     codec = PropsCodec(mapping, crm)
     members = [{field: one.get(field) for field in MEMBER_FIELDS} for one in VALUES]
+    columns = {field: [member[field] for member in members] for field in MEMBER_FIELDS}
 
-    digests = codec.digests(members)
+    digests = codec.digests(columns)
 
     for member, digest in zip(members, digests, strict=True):
         props = crm_props(mapping, crm, member)
