@@ -1,9 +1,9 @@
 """Push runs and erasure: what the scheduler, the CLI and journeys' `update_crm` share.
 
-A push sends the changed members in batches, a few in flight at once, and records each
-batch's answer in its own transaction as soon as it arrives. A run that dies therefore
-loses at most the batches in flight; everything that landed is already recorded and is
-not sent again.
+A push sends the changed members in batches, a few in flight at once, plans the next
+batches while the calls wait on the pacer, and records the answers as they arrive
+(`crm_sync.answers`). A run that dies therefore loses at most the batches in flight and
+the answers not yet recorded; everything recorded is not sent again.
 """
 
 from __future__ import annotations
@@ -12,27 +12,25 @@ import logging
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
 
-from sqlalchemy import func, select
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from crm_sync.adapters import configured_crms, make_adapter, mapping_for
+from crm_sync.answers import PushReport, Recorder
 from crm_sync.delta import ERASED
 from crm_sync.errors import CrmRefused
 from crm_sync.mapping import Crm
 from crm_sync.plan import Planned, changed_members
-from crm_sync.port import CrmPort, PushResult, RecordFailure
+from crm_sync.port import CrmPort, PushResult
 from loyalty.app import App
 from loyalty.erasure import erase_member as erase_personal_data
 from loyalty.errors import ConfigError, FatalError, RetriableError
 from loyalty.ledger import lock_member
 from loyalty.metrics import CRM_RECORDS
-from loyalty.models import Base, CrmLink, Member, Message, SyncCursor
-from loyalty.states import CrmAnswer, MessageState, SyncDirection
+from loyalty.models import CrmLink, Member, Message, SyncCursor
+from loyalty.states import MessageState, SyncDirection
 
 __all__ = [
     "REFUSALS",
@@ -49,25 +47,6 @@ __all__ = [
 ]
 
 log = logging.getLogger("crm_sync")
-
-
-@dataclass
-class PushReport:
-    crm: str
-    sent: int = 0
-    landed: int = 0
-    failed: int = 0
-    calls: int = 0
-    messages: int = 0
-    stopped: str | None = None
-
-    def summary(self) -> str:
-        text = (
-            f"{self.crm}: {self.sent} members sent in {self.calls} "
-            f"call{'' if self.calls == 1 else 's'}, {self.landed} landed, "
-            f"{self.failed} failed, {self.messages} journey updates"
-        )
-        return f"{text}; stopped: {self.stopped}" if self.stopped else text
 
 
 #: Batches planned ahead of the calls (on top of those in flight), planned while the calls
@@ -109,47 +88,54 @@ def run_push(
         lookahead = 0  # the batch size does not depend on how many wait: start at once
     workers = app.settings.crm_push_concurrency
     failure: BaseException | None = None
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix=f"crm-{name}") as pool:
-        in_flight: dict[Future[PushResult], list[Planned]] = {}
-        ready: deque[list[Planned]] = deque()
-        batches: Iterator[list[Planned]] | None = _batches(plans, adapter, lookahead)
-        while True:
-            going = failure is None and not report.stopped
-            while going and ready and len(in_flight) < workers * 2:
-                batch = ready.popleft()
-                future = pool.submit(adapter.push, [p.update for p in batch])
-                in_flight[future] = batch
-            # While the calls in flight wait on the pacer, plan the next batches, so that
-            # when the window opens again they leave at once.
-            planning = going and batches is not None and len(ready) < PLANNED_AHEAD
-            if planning:
-                assert batches is not None
-                following = next(batches, None)
-                if following is None:
-                    batches = None
-                else:
-                    ready.append(following)
-            elif not in_flight and not (going and ready):
-                break
-            done, _ = wait(in_flight, timeout=0 if planning else None, return_when=FIRST_COMPLETED)
-            answers: list[tuple[list[Planned], PushResult]] = []
-            for future in done:
-                batch = in_flight.pop(future)
-                try:
-                    result = future.result()
-                except (RetriableError, FatalError) as exc:
-                    failure = failure or exc
-                    report.stopped = str(exc)
-                    continue
-                except BaseException as exc:
-                    failure = failure or exc
-                    report.stopped = report.stopped or f"unexpected {type(exc).__name__}"
-                    continue
-                answers.append((batch, result))
-                if result.stop and not report.stopped:
-                    report.stopped = result.stop
-            # Answers that arrived together are recorded in one transaction.
-            _record(app, name, answers, report)
+    recorder = Recorder(app, name, report)
+    try:
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix=f"crm-{name}") as pool:
+            in_flight: dict[Future[PushResult], list[Planned]] = {}
+            ready: deque[list[Planned]] = deque()
+            batches: Iterator[list[Planned]] | None = _batches(plans, adapter, lookahead)
+            while True:
+                going = failure is None and not report.stopped
+                while going and ready and len(in_flight) < workers * 2:
+                    batch = ready.popleft()
+                    future = pool.submit(adapter.push, [p.update for p in batch])
+                    in_flight[future] = batch
+                # While the calls in flight wait on the pacer, plan the next batches, so that
+                # when the window opens again they leave at once.
+                planning = going and batches is not None and len(ready) < PLANNED_AHEAD
+                if planning:
+                    assert batches is not None
+                    following = next(batches, None)
+                    if following is None:
+                        batches = None
+                    else:
+                        ready.append(following)
+                elif not in_flight and not (going and ready):
+                    break
+                done, _ = wait(
+                    in_flight, timeout=0 if planning else None, return_when=FIRST_COMPLETED
+                )
+                for future in done:
+                    batch = in_flight.pop(future)
+                    try:
+                        result = future.result()
+                    except (RetriableError, FatalError) as exc:
+                        failure = failure or exc
+                        report.stopped = str(exc)
+                        continue
+                    except BaseException as exc:
+                        failure = failure or exc
+                        report.stopped = report.stopped or f"unexpected {type(exc).__name__}"
+                        continue
+                    recorder.put(batch, result)
+                    if result.stop and not report.stopped:
+                        report.stopped = result.stop
+                if recorder.failure is not None:
+                    failure = failure or recorder.failure
+    finally:
+        recorder.close()
+    if recorder.failure is not None:
+        raise recorder.failure
     touch_cursor(app, name, SyncDirection.PUSH, error=report.stopped)
     CRM_RECORDS.labels(name, "push", "landed").inc(report.landed)
     CRM_RECORDS.labels(name, "push", "failed").inc(report.failed)
@@ -168,103 +154,6 @@ def run_push(
     return report
 
 
-def _record(
-    app: App,
-    crm: Crm,
-    answers: list[tuple[list[Planned], PushResult]],
-    report: PushReport,
-) -> None:
-    """Store batches' answers: links of landed members, errors of refused ones."""
-    if not answers:
-        return
-    now = app.clock.now()
-    landed: list[dict[str, Any]] = []
-    refused: list[dict[str, Any]] = []
-    outcomes: dict[int, tuple[Crm, str | None]] = {}
-    for batch, result in answers:
-        report.calls += result.calls
-        _sort(crm, batch, result, now, landed, refused, outcomes)
-    report.sent += len(landed) + len(refused)
-    report.landed += len(landed)
-    report.failed += len(refused)
-    with app.database.transaction() as session:
-        _upsert_links(session, landed)
-        _upsert_links(session, refused)
-        report.messages += _settle_messages(session, app, outcomes, now)
-
-
-def _sort(
-    crm: Crm,
-    batch: list[Planned],
-    result: PushResult,
-    now: datetime,
-    landed: list[dict[str, Any]],
-    refused: list[dict[str, Any]],
-    outcomes: dict[int, tuple[Crm, str | None]],
-) -> None:
-    """One batch's answer as link rows (landed or refused) and journey update outcomes."""
-    for planned in batch:
-        if planned.update.key in result.skipped:
-            continue
-        key = planned.update.key
-        error: str | None = None
-        if key in result.landed:
-            landed.append(
-                {
-                    "member_id": planned.member_id,
-                    "crm": crm,
-                    "crm_id": result.landed[key],
-                    "pushed_hash": planned.hash,
-                    "pushed_values": dict(planned.props),
-                    "pushed_at": now,
-                    "error": None,
-                    "error_at": None,
-                    "failed_hash": None,
-                }
-            )
-        else:
-            failure = result.failed.get(key, RecordFailure("no answer", retriable=True))
-            error = failure.error
-            refused.append(
-                {
-                    "member_id": planned.member_id,
-                    "crm": crm,
-                    "error": error,
-                    "error_at": now,
-                    "failed_hash": None if failure.retriable else planned.hash,
-                }
-            )
-            log.warning(
-                "crm.push_refused",
-                extra={"crm": crm, "member_id": planned.member_id, "error": error},
-            )
-        for message_id in planned.message_ids:
-            unknown = planned.unknown.get(message_id)
-            note = error or (f"unknown CRM property {', '.join(unknown)}" if unknown else None)
-            outcomes[message_id] = (crm, note)
-
-
-def _upsert_links(session: Session, rows: list[dict[str, Any]]) -> None:
-    """INSERT … ON CONFLICT (member_id, crm) DO UPDATE, as one executemany.
-
-    The ORM would insert new links one row at a time (SQLite cannot return many ids).
-    """
-    if not rows:
-        return
-    table = Base.metadata.tables[CrmLink.__tablename__]
-    dialect = session.get_bind().dialect.name
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    statement = insert(table)
-    changes: dict[str, Any] = {
-        name: statement.excluded[name] for name in rows[0] if name not in ("member_id", "crm")
-    }
-    if "crm_id" in changes:  # keep the id we know when the CRM did not repeat it
-        changes["crm_id"] = func.coalesce(statement.excluded.crm_id, table.c.crm_id)
-    session.execute(
-        statement.on_conflict_do_update(index_elements=["member_id", "crm"], set_=changes), rows
-    )
-
-
 def _links(session: Session, crm: Crm, member_ids: Sequence[int]) -> dict[int, CrmLink]:
     links = {
         link.member_id: link
@@ -277,32 +166,6 @@ def _links(session: Session, crm: Crm, member_ids: Sequence[int]) -> dict[int, C
             links[member_id] = CrmLink(member_id=member_id, crm=crm)
             session.add(links[member_id])
     return links
-
-
-def _settle_messages(
-    session: Session, app: App, outcomes: dict[int, tuple[Crm, str | None]], now: datetime
-) -> int:
-    """Note each CRM's answer on the `update_crm` rows; done once every CRM answered."""
-    if not outcomes:
-        return 0
-    wanted = set(configured_crms(app.settings))
-    for message in session.scalars(select(Message).where(Message.id.in_(list(outcomes)))):
-        crm, error = outcomes[message.id]
-        answer = error or CrmAnswer.SENT
-        answers: dict[str, Any] = {**(message.decisions.get("crm") or {}), crm: answer}
-        message.decisions = {**message.decisions, "crm": answers}
-        message.updated_at = now
-        if wanted <= set(answers) and message.state == MessageState.PENDING:
-            errors = [
-                f"{name}: {text}"
-                for name, text in sorted(answers.items())
-                if text != CrmAnswer.SENT
-            ]
-            message.state = MessageState.FAILED if errors else MessageState.SENT
-            message.error = "; ".join(errors) or None
-            message.sent_at = now
-            message.attempts = (message.attempts or 0) + 1
-    return len(outcomes)
 
 
 def touch_cursor(
