@@ -14,7 +14,8 @@ BENCHES = [
     ("provider emulators (requests/s)", ["bench.sandbox_rps"]),
     ("sending (emails/s, requests per 1,000 emails, SMS/s)", ["bench.sending"]),
     (
-        "CRM push (HubSpot calls and time vs the rate-limit floor; Salesforce Bulk 2.0)",
+        "CRM push (HubSpot calls and time vs the rate-limit floor on a busy machine, the "
+        "unchanged compare; Salesforce Bulk 2.0)",
         ["bench.crm_push"],
     ),
     (

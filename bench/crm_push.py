@@ -112,7 +112,12 @@ def _ask(conn: Connection, command: str) -> Any:
 
 
 def bench(
-    crm: str, folder: Path, members: int, spinners: int | None, database_url: str | None
+    crm: str,
+    folder: Path,
+    members: int,
+    spinners: int | None,
+    database_url: str | None,
+    concurrency: int | None = None,
 ) -> bool:
     parent, child = multiprocessing.Pipe()
     process = multiprocessing.Process(target=_serve, args=(crm, child), daemon=True)
@@ -133,6 +138,8 @@ def bench(
             "salesforce_access_token": info["token"],
             "salesforce_ca_bundle": info["ca"],
         }
+    if concurrency is not None:
+        overrides["crm_push_concurrency"] = concurrency
     settings = load_settings(database_url=database.url, redis_url=None, **overrides)
     app = App(settings, database, FrozenClock(now))
     make_adapter(app, crm).ensure_schema()
@@ -188,14 +195,29 @@ def main() -> None:
     parser.add_argument(
         "--busy", type=int, default=None, help="spinning processes (default: one per core)"
     )
-    parser.add_argument("--database-url", help="an empty database (default: a SQLite file)")
+    parser.add_argument(
+        "--database-url", help="an empty database, with --only (default: a SQLite file)"
+    )
+    parser.add_argument(
+        "--concurrency", type=int, help="calls in flight (default: CRM_PUSH_CONCURRENCY's)"
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     ok = True
     with tempfile.TemporaryDirectory() as folder:
         for crm in ("hubspot", "salesforce"):
             if args.only in (None, crm):
-                ok = bench(crm, Path(folder), args.members, args.busy, args.database_url) and ok
+                ok = (
+                    bench(
+                        crm,
+                        Path(folder),
+                        args.members,
+                        args.busy,
+                        args.database_url,
+                        args.concurrency,
+                    )
+                    and ok
+                )
     sys.exit(0 if ok else 1)
 
 

@@ -213,7 +213,7 @@ class Settings(BaseSettings):
     crm_mapping_file: Path | None = Field(None, description="CRM field mapping; unset: defaults")
     crm_push_minutes: int = Field(5, ge=1, description="how often changed members are pushed")
     crm_pull_minutes: int = Field(15, ge=1, description="how often CRM edits are pulled back")
-    crm_push_concurrency: int = Field(4, ge=1, le=32, description="CRM write calls in flight")
+    crm_push_concurrency: int = Field(8, ge=1, le=32, description="CRM write calls in flight")
     crm_max_retries: int = Field(8, ge=0, description="retries of one CRM call on 429/5xx")
     salesforce_bulk_threshold: int = Field(10_000, ge=1, description="records: Bulk API 2.0")
     salesforce_budget_share: float = Field(0.8, gt=0, le=1, description="daily API share to use")
