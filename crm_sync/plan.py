@@ -25,7 +25,7 @@ from loyalty.states import MessageState
 __all__ = ["PAGE", "Planned", "changed_members", "pending_crm_messages"]
 
 #: Members read and compared per page.
-PAGE = 1000
+PAGE = 2000
 
 
 @dataclass

@@ -1,6 +1,6 @@
 """The production shape of the CRM push: what HubSpot receives from the real processes.
 
-1,200 members (two compare pages) on PostgreSQL. `loyalty scheduler` queues the push
+2,200 members (two compare pages) on PostgreSQL. `loyalty scheduler` queues the push
 when it starts and a `loyalty worker` runs it against the HubSpot emulator, through the
 pacing window in Redis: every member lands, in batches of 100. Then a few members
 change, on both sides of the page boundary and in a field derived from another table;
