@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -14,14 +16,22 @@ from sqlalchemy.orm import Session
 from automations.definition import Context, Journey, evaluate
 from automations.versions import Published
 from channels.engagement import engagement_counter
-from loyalty.db import insert_ignore
 from loyalty.journey_pauses import is_paused
-from loyalty.members import member_data, member_zone
+from loyalty.members import members_data
 from loyalty.models import Enrollment, EntryRefusal, Event, Member
 from loyalty.settings import Settings
 from loyalty.states import EnrollmentState
 
-__all__ = ["count_events_for", "enter", "occurrence_key", "record_refusal"]
+__all__ = [
+    "Entrant",
+    "Refusal",
+    "count_events_for",
+    "enter",
+    "enter_all",
+    "occurrence_key",
+    "record_refusal",
+    "record_refusals",
+]
 
 
 def occurrence_key(journey: Journey, *, now: datetime, zone: str, occurrence: str) -> str:
@@ -59,6 +69,30 @@ def count_events_for(session: Session, member_id: int) -> Any:
     return count
 
 
+@dataclass(frozen=True, slots=True)
+class Entrant:
+    """A member offered a journey for one occurrence, and what the enrollment's context adds."""
+
+    member_id: int
+    occurrence: str
+    context: Mapping[str, Any] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class _Who:
+    id: int
+    time_zone: str | None
+    erased_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    member_id: int
+    occurrence: str
+    reason: str
+    detail: str
+
+
 def enter(
     session: Session,
     published: Published,
@@ -75,70 +109,178 @@ def enter(
     A refusal by the console's pause, the cooldown or the audience is recorded
     (`record_refusal`), so the console can say why a member is not in the journey.
     """
+    entered = enter_all(
+        session,
+        published,
+        [Entrant(member.id, occurrence, context)],
+        now=now,
+        settings=settings,
+        event=event,
+        members={member.id: member},
+    )
+    return entered[0] if entered else None
+
+
+def enter_all(
+    session: Session,
+    published: Published,
+    entrants: Sequence[Entrant],
+    *,
+    now: datetime,
+    settings: Settings,
+    event: dict[str, Any] | None = None,
+    members: Mapping[int, Member] | None = None,
+) -> list[int]:
+    """Enroll those of `entrants` that the rules of `enter` allow, in one insert; the new ids.
+
+    A few queries per call whatever the number of entrants (keep it to about a
+    thousand): the members' zones, the pause, the cooldown's last entries, the
+    audience's member data, the refusals and the insert, whose ``ON CONFLICT DO
+    NOTHING`` on (journey, member, occurrence) leaves out anyone already entered,
+    by this call or by another at the same moment. `members`: the entrants'
+    rows when the caller holds them.
+    """
     journey = published.journey
-    if journey.status != "active" or member.erased_at is not None:
-        return None
-    zone = member_zone(member, settings)
-    key = occurrence_key(journey, now=now, zone=zone, occurrence=occurrence)
+    if journey.status != "active" or not entrants:
+        return []
+    who = _who(session, {e.member_id for e in entrants}, members)
+    offered: dict[tuple[int, str], Entrant] = {}
+    for entrant in sorted(entrants, key=lambda e: (e.member_id, e.occurrence)):
+        member = who.get(entrant.member_id)
+        if member is None or member.erased_at is not None:
+            continue
+        zone = member.time_zone or settings.default_time_zone
+        key = occurrence_key(journey, now=now, zone=zone, occurrence=entrant.occurrence)
+        offered.setdefault((member.id, key), entrant)
+    refusals: list[Refusal] = []
+    if offered and is_paused(session, journey.id):
+        refusals = [
+            Refusal(m, key, "paused", "the journey is paused in the console") for m, key in offered
+        ]
+        offered = {}
+    if offered and journey.entry.cooldown is not None:
+        offered = _after_cooldown(session, journey, offered, now, refusals)
+    if offered and journey.audience is not None:
+        offered = _in_audience(session, published, offered, members, now, settings, event, refusals)
+    record_refusals(session, journey.id, refusals, now=now)
+    rows = [
+        {
+            "journey_id": journey.id,
+            "member_id": member_id,
+            "occurrence": key,
+            "journey_version_id": published.row_id,
+            "state": EnrollmentState.ACTIVE,
+            "current_step": journey.steps[0].id,
+            "next_run_at": now,
+            "context": {"occurrence": entrant.occurrence, **(entrant.context or {})},
+            "entered_at": now,
+        }
+        for (member_id, key), entrant in offered.items()
+    ]
+    if not rows:
+        return []
+    statement = (
+        _insert(session)(Enrollment.__table__)
+        .on_conflict_do_nothing(index_elements=["journey_id", "member_id", "occurrence"])
+        .returning(Enrollment.__table__.c.id)
+    )
+    return sorted(session.execute(statement, rows).scalars())
 
-    def refused(reason: str, detail: str) -> None:
-        record_refusal(session, journey.id, member.id, key, reason, detail, now=now)
 
-    if is_paused(session, journey.id):
-        refused("paused", "the journey is paused in the console")
-        return None
-    if journey.entry.cooldown is not None:
-        last = session.scalar(
-            select(func.max(Enrollment.entered_at)).where(
-                Enrollment.journey_id == journey.id, Enrollment.member_id == member.id
+def _insert(session: Session) -> Any:
+    dialect = session.get_bind().dialect.name
+    return postgresql.insert if dialect == "postgresql" else sqlite.insert
+
+
+def _who(session: Session, ids: set[int], members: Mapping[int, Member] | None) -> dict[int, _Who]:
+    """Each entrant's zone and erasure, from the rows given or in one query."""
+    if members is not None:
+        return {i: _Who(m.id, m.time_zone, m.erased_at) for i, m in members.items() if i in ids}
+    rows = session.execute(
+        select(Member.id, Member.time_zone, Member.erased_at).where(Member.id.in_(sorted(ids)))
+    )
+    return {row.id: _Who(row.id, row.time_zone, row.erased_at) for row in rows}
+
+
+def _after_cooldown(
+    session: Session,
+    journey: Journey,
+    offered: dict[tuple[int, str], Entrant],
+    now: datetime,
+    refusals: list[Refusal],
+) -> dict[tuple[int, str], Entrant]:
+    """Those not entered within the cooldown, nor twice in this call (one after the other)."""
+    assert journey.entry.cooldown is not None
+    since = now - journey.entry.cooldown
+    last: dict[int, datetime] = {
+        key: value
+        for key, value in session.execute(
+            select(Enrollment.member_id, func.max(Enrollment.entered_at))
+            .where(
+                Enrollment.journey_id == journey.id,
+                Enrollment.member_id.in_(sorted({m for m, _ in offered})),
             )
+            .group_by(Enrollment.member_id)
         )
-        if last is not None and last > now - journey.entry.cooldown:
-            refused("cooldown", f"entered {last:%Y-%m-%d %H:%M} UTC, within the cooldown")
-            return None
-    if journey.audience is not None:
-        data = member_data(
-            session,
-            member,
-            now=now,
-            public_base_url=settings.public_base_url,
-            default_zone=settings.default_time_zone,
-        )
-        audience = Context(
-            member=data,
+    }
+    kept: dict[tuple[int, str], Entrant] = {}
+    for (member_id, key), entrant in offered.items():
+        entered = last.get(member_id)
+        if entered is not None and entered > since:
+            detail = f"entered {entered:%Y-%m-%d %H:%M} UTC, within the cooldown"
+            refusals.append(Refusal(member_id, key, "cooldown", detail))
+            continue
+        kept[member_id, key] = entrant
+        last[member_id] = now
+    return kept
+
+
+def _in_audience(
+    session: Session,
+    published: Published,
+    offered: dict[tuple[int, str], Entrant],
+    members: Mapping[int, Member] | None,
+    now: datetime,
+    settings: Settings,
+    event: dict[str, Any] | None,
+    refusals: list[Refusal],
+) -> dict[tuple[int, str], Entrant]:
+    """Those in the journey's audience, judged on member data read in bulk."""
+    audience = published.journey.audience
+    assert audience is not None
+    ids = sorted({m for m, _ in offered})
+    rows = (
+        [members[i] for i in ids]
+        if members is not None
+        else list(session.scalars(select(Member).where(Member.id.in_(ids))))
+    )
+    data = members_data(
+        session,
+        rows,
+        now=now,
+        public_base_url=settings.public_base_url,
+        default_zone=settings.default_time_zone,
+    )
+    rule = json.dumps(
+        audience.model_dump(mode="json", by_alias=True, exclude_none=True), separators=(",", ":")
+    )
+    kept: dict[tuple[int, str], Entrant] = {}
+    for (member_id, key), entrant in offered.items():
+        context = Context(
+            member=data[member_id],
             now=now,
             event=event,
-            count_events=count_events_for(session, member.id),
-            count_engagements=engagement_counter(session, member.id),
+            count_events=count_events_for(session, member_id),
+            count_engagements=engagement_counter(session, member_id),
             tiers=tuple(settings.tier_thresholds),
         )
-        if not evaluate(journey.audience, audience):
-            rule = json.dumps(
-                journey.audience.model_dump(mode="json", by_alias=True, exclude_none=True),
-                separators=(",", ":"),
+        if evaluate(audience, context):
+            kept[member_id, key] = entrant
+        else:
+            refusals.append(
+                Refusal(member_id, key, "audience", f"not in the audience {rule}"[:1000])
             )
-            refused("audience", f"not in the audience {rule}"[:1000])
-            return None
-    row = {
-        "journey_id": journey.id,
-        "member_id": member.id,
-        "occurrence": key,
-        "journey_version_id": published.row_id,
-        "state": EnrollmentState.ACTIVE,
-        "current_step": journey.steps[0].id,
-        "next_run_at": now,
-        "context": {"occurrence": occurrence, **(context or {})},
-        "entered_at": now,
-    }
-    if not insert_ignore(session, Enrollment, [row], ["journey_id", "member_id", "occurrence"]):
-        return None
-    return session.scalar(
-        select(Enrollment.id).where(
-            Enrollment.journey_id == journey.id,
-            Enrollment.member_id == member.id,
-            Enrollment.occurrence == key,
-        )
-    )
+    return kept
 
 
 def record_refusal(
@@ -153,17 +295,19 @@ def record_refusal(
 ) -> None:
     """Keep why the member did not enter: one row per (journey, member), rewritten only when the
     occurrence or the reason changes (a date scan asks again on every tick of the day)."""
-    dialect = session.get_bind().dialect.name
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    statement = insert(EntryRefusal).values(
-        journey_id=journey_id,
-        member_id=member_id,
-        occurrence=occurrence,
-        reason=reason,
-        detail=detail,
-        decided_at=now,
-    )
+    record_refusals(session, journey_id, [Refusal(member_id, occurrence, reason, detail)], now=now)
+
+
+def record_refusals(
+    session: Session, journey_id: str, refusals: Sequence[Refusal], *, now: datetime
+) -> None:
+    """`record_refusal` of many members in one statement (a member's last refusal kept)."""
+    last = {refusal.member_id: refusal for refusal in refusals}
+    if not last:
+        return
+    statement = _insert(session)(EntryRefusal.__table__)
     excluded = statement.excluded
+    table = EntryRefusal.__table__.c
     session.execute(
         statement.on_conflict_do_update(
             index_elements=["member_id", "journey_id"],
@@ -173,7 +317,17 @@ def record_refusal(
                 "detail": excluded.detail,
                 "decided_at": excluded.decided_at,
             },
-            where=(EntryRefusal.occurrence != excluded.occurrence)
-            | (EntryRefusal.reason != excluded.reason),
-        )
+            where=(table.occurrence != excluded.occurrence) | (table.reason != excluded.reason),
+        ),
+        [
+            {
+                "journey_id": journey_id,
+                "member_id": r.member_id,
+                "occurrence": r.occurrence,
+                "reason": r.reason,
+                "detail": r.detail,
+                "decided_at": now,
+            }
+            for _, r in sorted(last.items())
+        ],
     )

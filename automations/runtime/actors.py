@@ -176,15 +176,26 @@ def apply_shop_deliveries(row_ids: list[int]) -> None:
     Each is applied on its own, as `apply_shop_delivery` does; one that fails is queued
     again on its own, with that actor's retries and dead letter, and never holds the rest.
     """
-    for row_id in row_ids:
+    _each_alone(row_ids, apply_shop_delivery, "apply_shop_delivery")
+
+
+def run_enrollments(enrollment_ids: list[int]) -> None:
+    """Run enrollments a tick entered together (one message a batch), each as `run_enrollment`
+    does; one that fails is queued again on its own and never holds the rest."""
+    _each_alone(enrollment_ids, run_enrollment, "run_enrollment")
+
+
+def _each_alone(ids: list[int], fn: Callable[[int], None], actor: str) -> None:
+    """`fn` each id of a batch; a failed one goes to `actor` alone, with its retries."""
+    for row_id in ids:
         try:
-            apply_shop_delivery(row_id)
+            fn(row_id)
         except Exception as exc:
             log.warning(
-                "shop.delivery_retried_alone",
-                extra={"row_id": row_id, "error": type(exc).__name__},
+                "batch.item_retried_alone",
+                extra={"actor": actor, "row_id": row_id, "error": type(exc).__name__},
             )
-            send("apply_shop_delivery", row_id)
+            send(actor, row_id)
 
 
 _ACTORS: dict[str, tuple[Callable[..., None], str]] = {
@@ -193,6 +204,7 @@ _ACTORS: dict[str, tuple[Callable[..., None], str]] = {
     "apply_shop_deliveries": (apply_shop_deliveries, "events"),
     "expire_points": (expire_points, "points"),
     "run_enrollment": (run_enrollment, "journeys"),
+    "run_enrollments": (run_enrollments, "journeys"),
     retries.ACTOR: (deliver_message, retries.QUEUE),
     "crm_push": (crm_push, "crm"),
     "crm_pull": (crm_pull, "crm"),

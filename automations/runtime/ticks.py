@@ -16,7 +16,7 @@ from sqlalchemy import ColumnElement, and_, or_, select, update
 from automations.runtime import actors
 from loyalty.app import App
 from loyalty.errors import ConfigError
-from loyalty.models import Enrollment, Event, LedgerEntry, Member, Message, Redemption
+from loyalty.models import Enrollment, Event, LedgerEntry, Message, Redemption
 from loyalty.retry_waits import no_retry_waiting
 from loyalty.rewards import RedemptionState
 from loyalty.settings import Settings
@@ -188,13 +188,15 @@ def relay(app: App) -> int:
     )
 
 
+def _run_together(enrollment_ids: list[int]) -> None:
+    actors.send("run_enrollments", enrollment_ids)
+
+
 def fire_schedules(app: App) -> int:
     """Enter the audiences of cron journeys whose fire time has come."""
     from automations.triggers.schedules import fire_due_schedules
 
-    return fire_due_schedules(
-        app, lambda enrollment_id: actors.send("run_enrollment", enrollment_id)
-    )
+    return fire_due_schedules(app, _run_together)
 
 
 def enter_date_journeys(
@@ -202,51 +204,37 @@ def enter_date_journeys(
 ) -> int:
     """Enter the members whose date-journey moment (e.g. 09:00 on their birthday) has come.
 
+    One scan per journey, then the due members entered a batch per statement and
+    their first steps queued a batch per message (`triggers.entry_batches`).
     `only`: these journeys, not every date journey. `fired_after`: only the
     moments after this instant (the simulator, which ran the tick then, leaves
     out the members it already saw that day).
     """
     from automations.definition import DateTrigger
-    from automations.enrollments import enter
+    from automations.enrollments import Entrant
     from automations.triggers.date_scan import due_date_entries
+    from automations.triggers.entry_batches import enter_in_batches
     from automations.versions import latest_published
 
     now = app.clock.now()
     with app.database.sessions() as session:
         journeys = latest_published(session)
-    entered: list[int] = []
+    entered = 0
     for published in journeys:
         trigger = published.journey.trigger
         if not isinstance(trigger, DateTrigger) or published.journey.status != "active":
             continue
         if only is not None and published.journey.id not in only:
             continue
-        with app.database.transaction() as session:
-            for due in due_date_entries(
-                session,
-                published.journey.id,
-                trigger,
-                now,
-                app.settings,
-                fired_after=fired_after,
-            ):
-                member = session.get(Member, due.member_id)
-                if member is None:
-                    continue
-                enrollment = enter(
-                    session,
-                    published,
-                    member,
-                    occurrence=due.occurrence,
-                    now=now,
-                    settings=app.settings,
-                    context={"fire_at": due.fire_at.isoformat()},
-                )
-                if enrollment is not None:
-                    entered.append(enrollment)
-    for enrollment_id in entered:
-        actors.send("run_enrollment", enrollment_id)
-    return len(entered)
+        with app.database.sessions() as session:
+            due = due_date_entries(
+                session, published.journey.id, trigger, now, app.settings, fired_after=fired_after
+            )
+        entrants = (
+            Entrant(d.member_id, d.occurrence, {"fire_at": d.fire_at.isoformat()}) for d in due
+        )
+        entered += enter_in_batches(app, published, entrants, _run_together, now=now)
+    return entered
 
 
 def queue_crm_push(app: App) -> int:

@@ -13,20 +13,19 @@ from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from apscheduler.triggers.cron import CronTrigger
-from sqlalchemy import func, select
+from sqlalchemy import exists, func, select
 
 from automations.definition import ScheduleTrigger
-from automations.enrollments import enter
+from automations.enrollments import Entrant
+from automations.triggers import entry_batches
 from automations.versions import Published, latest_versions, load_version
 from loyalty.app import App
-from loyalty.models import Member
+from loyalty.models import Enrollment, Member
 
 __all__ = ["fire_due_schedules", "fire_times"]
 
 #: How far back a tick looks for fire times it has not acted on.
 LOOKBACK = timedelta(hours=1)
-#: Members entered per transaction.
-BATCH = 500
 
 
 def fire_times(cron: str, zone: str, start: datetime, end: datetime) -> list[datetime]:
@@ -43,8 +42,9 @@ def fire_times(cron: str, zone: str, start: datetime, end: datetime) -> list[dat
     return times
 
 
-def fire_due_schedules(app: App, run: Callable[[int], None]) -> int:
-    """Enter the audiences of cron journeys whose fire time has come; `run` each enrollment.
+def fire_due_schedules(app: App, run: Callable[[list[int]], None]) -> int:
+    """Enter the audiences of cron journeys whose fire time has come; `run` the new
+    enrollments, a batch at a time (`entry_batches`).
 
     Returns how many members entered.
     """
@@ -74,13 +74,13 @@ def fire_due_schedules(app: App, run: Callable[[int], None]) -> int:
 
 def _enter_zone(
     app: App,
-    published: object,
+    published: Published,
     zone: str,
     by_member_zone: bool,
     fired: datetime,
-    run: Callable[[int], None],
+    run: Callable[[list[int]], None],
 ) -> int:
-    assert isinstance(published, Published)
+    """Enter the members of one zone group (or everyone) for one fire time, a page at a time."""
     occurrence = fired.isoformat()
     query = select(Member.id).where(Member.erased_at.is_(None)).order_by(Member.id)
     if by_member_zone:
@@ -88,26 +88,29 @@ def _enter_zone(
             query = query.where((Member.time_zone == zone) | Member.time_zone.is_(None))
         else:
             query = query.where(Member.time_zone == zone)
+    entry = published.journey.entry
+    if entry.once or not entry.once_per:
+        # The key is the same for every member: those who hold it already are not offered
+        # again (a tick repeated within LOOKBACK reads only who is left).
+        key = "once" if entry.once else occurrence
+        query = query.where(
+            ~exists().where(
+                Enrollment.journey_id == published.journey.id,
+                Enrollment.member_id == Member.id,
+                Enrollment.occurrence == key,
+            )
+        )
     entered = 0
     last_id = 0
     while True:
-        with app.database.transaction() as session:
-            ids = session.scalars(query.where(Member.id > last_id).limit(BATCH)).all()
-            if not ids:
-                return entered
-            new: list[int] = []
-            for member in session.scalars(select(Member).where(Member.id.in_(ids))):
-                enrollment = enter(
-                    session,
-                    published,
-                    member,
-                    occurrence=occurrence,
-                    now=app.clock.now(),
-                    settings=app.settings,
-                )
-                if enrollment is not None:
-                    new.append(enrollment)
-            last_id = ids[-1]
-        for enrollment_id in new:
-            run(enrollment_id)
-        entered += len(new)
+        with app.database.sessions() as session:
+            ids = session.scalars(
+                query.where(Member.id > last_id).limit(entry_batches.ENTER_BATCH)
+            ).all()
+        if not ids:
+            return entered
+        entrants = [Entrant(member_id, occurrence) for member_id in ids]
+        entered += entry_batches.enter_in_batches(
+            app, published, entrants, run, now=app.clock.now()
+        )
+        last_id = ids[-1]

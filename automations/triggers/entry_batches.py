@@ -1,0 +1,66 @@
+"""Entering the members a tick found due, a batch per statement, and queueing their first steps.
+
+Date and cron ticks can find thousands of members due at once (today's
+birthdays, a weekly newsletter's audience). Each batch is entered by
+`enrollments.enter_all` in one transaction — one insert whose ``ON CONFLICT DO
+NOTHING`` on (journey, member, occurrence) leaves out whoever another tick or
+scheduler entered first — and, once committed, its new enrollments are handed
+to the workers a few in each message, so the time grows with the members due,
+not with the messages queued or the members in the program.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from datetime import datetime
+from itertools import islice
+from typing import TypeVar
+
+from automations.enrollments import Entrant, enter_all
+from automations.versions import Published
+from loyalty.app import App
+
+__all__ = ["ENTER_BATCH", "RUN_BATCH", "enter_in_batches", "run_in_batches"]
+
+_T = TypeVar("_T")
+
+#: Members entered per statement and transaction.
+ENTER_BATCH = 1000
+#: New enrollments per queued message: few messages to queue, yet one for every worker thread.
+RUN_BATCH = 50
+
+
+def enter_in_batches(
+    app: App,
+    published: Published,
+    entrants: Iterable[Entrant],
+    run: Callable[[list[int]], None],
+    *,
+    now: datetime,
+) -> int:
+    """Enter `entrants` a batch at a time; `run` the new enrollments of each committed batch.
+
+    Returns how many entered. Entrants are taken in member order, so two
+    schedulers entering the same members at once wait on each other's rows in
+    the same order and never deadlock.
+    """
+    entered = 0
+    for batch in chunks(sorted(entrants, key=lambda e: (e.member_id, e.occurrence)), ENTER_BATCH):
+        with app.database.transaction() as session:
+            new = enter_all(session, published, batch, now=now, settings=app.settings)
+        run_in_batches(new, run)
+        entered += len(new)
+    return entered
+
+
+def run_in_batches(enrollment_ids: Sequence[int], run: Callable[[list[int]], None]) -> None:
+    """Hand `enrollment_ids` to `run` RUN_BATCH at a time."""
+    for batch in chunks(enrollment_ids, RUN_BATCH):
+        run(batch)
+
+
+def chunks(values: Iterable[_T], size: int) -> Iterator[list[_T]]:
+    """`values` in lists of `size` (the last one shorter)."""
+    iterator = iter(values)
+    while batch := list(islice(iterator, size)):
+        yield batch
