@@ -18,6 +18,7 @@ import random
 import statistics
 import time
 import uuid
+from collections.abc import Sequence
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -72,8 +73,7 @@ def _live_month_days() -> set[tuple[int, int]]:
     }
 
 
-def _line(n: int, month_day: tuple[int, int], rng: random.Random) -> str:
-    zone = rng.choice(ZONES)
+def _line(n: int, month_day: tuple[int, int], zone: str | None, rng: random.Random) -> str:
     enrolled = "2024-01-01 00:00:00"
     return "\t".join(
         (
@@ -96,10 +96,26 @@ def _line(n: int, month_day: tuple[int, int], rng: random.Random) -> str:
     )
 
 
-def load(url: str, start: int, stop: int, matches: int, seed: int) -> None:
-    """COPY members `start`..`stop`; the first `matches` have a birthday on a live date."""
+def load(
+    url: str,
+    start: int,
+    stop: int,
+    matches: int,
+    seed: int,
+    *,
+    live: Sequence[tuple[int, int]] | None = None,
+    zones: Sequence[str | None] = ZONES,
+    journey: str = "birthday",
+    entered_today: bool = True,
+) -> None:
+    """COPY members `start`..`stop`; the first `matches` have a birthday on a `live` date
+    (default: every date live at NOW) in one of `zones`, the others elsewhere in the year.
+
+    Last year's `journey` (version row 1) entered everyone; with `entered_today`, an
+    earlier tick today entered every other match.
+    """
     rng = random.Random(seed)
-    live = sorted(_live_month_days())
+    live = sorted(live if live is not None else _live_month_days())
     others = [
         (d.month, d.day)
         for d in (date(2024, 1, 1) + timedelta(days=n) for n in range(366))
@@ -110,25 +126,26 @@ def load(url: str, start: int, stop: int, matches: int, seed: int) -> None:
             for low in range(start, stop, CHUNK):
                 lines = []
                 for n in range(low, min(low + CHUNK, stop)):
-                    pair = rng.choice(live) if n - start < matches else rng.choice(others)
-                    lines.append(_line(n, pair, rng))
+                    match = n - start < matches
+                    pair = rng.choice(live) if match else rng.choice(others)
+                    zone = rng.choice(zones) if match else rng.choice(ZONES)
+                    lines.append(_line(n, pair, zone, rng))
                 copy.write("\n".join(lines) + "\n")
-        # Last year's birthday journey entered everyone; today's scan already
-        # entered every other member on a live date (an earlier tick).
         cursor.execute(
             "INSERT INTO enrollments (journey_id, member_id, occurrence, journey_version_id,"
             " state, context, entered_at)"
-            " SELECT 'birthday', id, '2025', 1, 'completed', '{}', '2025-06-15'"
+            " SELECT %s, id, '2025', 1, 'completed', '{}', '2025-06-15'"
             " FROM members WHERE id > %s AND id <= %s",
-            (start, stop),
+            (journey, start, stop),
         )
-        cursor.execute(
-            "INSERT INTO enrollments (journey_id, member_id, occurrence, journey_version_id,"
-            " state, context, entered_at)"
-            " SELECT 'birthday', id, '2026', 1, 'active', '{}', %s"
-            " FROM members WHERE id > %s AND id <= %s AND id %% 2 = 0",
-            (NOW, start, start + matches),
-        )
+        if entered_today:
+            cursor.execute(
+                "INSERT INTO enrollments (journey_id, member_id, occurrence, journey_version_id,"
+                " state, context, entered_at)"
+                " SELECT %s, id, '2026', 1, 'active', '{}', %s"
+                " FROM members WHERE id > %s AND id <= %s AND id %% 2 = 0",
+                (journey, NOW, start, start + matches),
+            )
     # Statistics and the visibility map as a settled database has them.
     with psycopg.connect(url, autocommit=True) as connection:
         connection.execute("VACUUM (ANALYZE) members")

@@ -146,10 +146,16 @@ class _Scan:
         query = select(Member.id, Member.time_zone, Member.birth_month, Member.birth_day)
         rows = session.execute(self._restrict(query, groups, Member.id)).all()
 
+        # Members share a few hundred zones and a few dates: each pair is worked out once.
+        firings: dict[tuple[Any, int, int], Firing | None] = {}
+
         def firing(row: Any, zone: ZoneInfo) -> Firing | None:
-            return birthday_firing(
-                row.birth_month, row.birth_day, zone, self.trigger, self.now, self.leap_day
-            )
+            key = (zone, row.birth_month, row.birth_day)
+            if key not in firings:
+                firings[key] = birthday_firing(
+                    row.birth_month, row.birth_day, zone, self.trigger, self.now, self.leap_day
+                )
+            return firings[key]
 
         return self._decide(rows, groups, firing)
 

@@ -27,7 +27,7 @@ _T = TypeVar("_T")
 #: Members entered per statement and transaction.
 ENTER_BATCH = 1000
 #: New enrollments per queued message: few messages to queue, yet one for every worker thread.
-RUN_BATCH = 50
+RUN_BATCH = 100
 
 
 def enter_in_batches(

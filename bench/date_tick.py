@@ -1,0 +1,251 @@
+"""Date tick benchmark: entering today's birthdays on PostgreSQL, and how it scales.
+
+Loads members (COPY, `bench.date_scan`'s builder) into a throwaway database, DUE of
+whom have their birthday at the tick's instant in a zone where it is that day,
+with last year's enrollment for everyone; publishes `bench.birthday_mail`'s journey
+(one email step). Then times the date tick (`enter_date_journeys`: the scan, the
+inserts of the enrollments and their first steps queued on a redis-server of its
+own), median of RUNS runs, each after the previous run's enrollments are deleted.
+The ceiling, in the same run: a bare ``INSERT … SELECT`` of the same rows into the
+same table. With workers, one more tick runs while two `loyalty worker` processes
+of four threads wait, and the time until every first step ran is printed too.
+The population then grows to the next size (no further birthdays) and all is
+measured again: the tick should take the same time (goal: DUE entered < 2 s).
+
+Run with ``python -m bench.date_tick --members 1000000 2000000 [--due 10000]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import psycopg
+import redis
+from sqlalchemy import delete, func, select, text
+
+from automations import runtime
+from automations.runtime.broker import build_broker
+from automations.runtime.ticks import enter_date_journeys
+from automations.versions import publish
+from bench.birthday_mail import birthday_journey, process_environment
+from bench.date_scan import NOW, ZONES, load
+from bench.soak import temporary_database
+from bench.soak_processes import RedisServer, Supervisor, free_port, loyalty_command
+from loyalty.app import App
+from loyalty.clock import FrozenClock
+from loyalty.db import Database, upgrade
+from loyalty.models import Enrollment, EntryRefusal
+from loyalty.settings import load_settings
+from loyalty.states import EnrollmentState
+
+POSTGRES_URL = os.environ.get("BENCH_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432")
+JOURNEY = "birthday_mail"
+#: At NOW (10:00 UTC on 15 June) it is 15 June in these zones; not yet or no longer
+#: in Pacific/Pago_Pago and Pacific/Kiritimati.
+DUE_ZONES = [z for z in ZONES if z not in ("Pacific/Pago_Pago", "Pacific/Kiritimati")]
+RUNS = 3
+#: How long the worker processes get to run every first step.
+WORKERS_TIMEOUT_S = 900.0
+
+
+@dataclass
+class Figures:
+    members: int
+    entered: int
+    tick: float
+    ceiling: float
+    first_steps: float | None = None
+
+    def line(self) -> str:
+        load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
+        return (
+            f"members {self.members:>9,}  entered {self.entered:,}  tick {self.tick:.3f} s "
+            f"(median of {RUNS}: scan + inserts + first steps queued)  ceiling INSERT … SELECT "
+            f"{self.ceiling:.3f} s  ceiling ÷ tick {self.ceiling / self.tick:.2f}  "
+            f"load average {load}"
+        )
+
+
+def _reset(app: App, raw_url: str, redis_url: str) -> None:
+    """Forget today's entries (enrollments, refusals, queued runs) so the tick runs again."""
+    with app.database.transaction() as session:
+        session.execute(
+            delete(Enrollment).where(
+                Enrollment.journey_id == JOURNEY, Enrollment.occurrence == "2026"
+            )
+        )
+        session.execute(delete(EntryRefusal))
+    with psycopg.connect(raw_url, autocommit=True) as connection:
+        connection.execute("VACUUM (ANALYZE) enrollments")
+    redis.Redis.from_url(redis_url).flushdb()
+
+
+def _tick(app: App) -> tuple[float, int]:
+    started = time.perf_counter()
+    entered = enter_date_journeys(app)
+    return time.perf_counter() - started, entered
+
+
+def _ceiling(app: App) -> float:
+    """A bare INSERT … SELECT of the tick's rows into enrollments (rolled back)."""
+    with app.database.engine.connect() as connection:
+        started = time.perf_counter()
+        connection.execute(
+            text(
+                "INSERT INTO enrollments (journey_id, member_id, occurrence, journey_version_id,"
+                " state, current_step, next_run_at, context, entered_at)"
+                " SELECT 'ceiling', member_id, occurrence, journey_version_id, state,"
+                " current_step, next_run_at, context, entered_at FROM enrollments"
+                " WHERE journey_id = :journey AND occurrence = '2026'"
+                " ON CONFLICT DO NOTHING"
+            ),
+            {"journey": JOURNEY},
+        )
+        elapsed = time.perf_counter() - started
+        connection.rollback()
+    return elapsed
+
+
+def _first_steps_done(app: App) -> int:
+    with app.database.sessions() as session:
+        return int(
+            session.scalar(
+                select(func.count(Enrollment.id)).where(
+                    Enrollment.journey_id == JOURNEY,
+                    Enrollment.occurrence == "2026",
+                    Enrollment.state != EnrollmentState.ACTIVE,
+                )
+            )
+            or 0
+        )
+
+
+def _through_workers(app: App, env: dict[str, str], root: Path, redis_url: str) -> float:
+    """Seconds from the tick's start until worker processes ran every first step it queued."""
+    supervisor = Supervisor(env, root, root)
+    loyalty = loyalty_command()
+    client = redis.Redis.from_url(redis_url)
+    try:
+        supervisor.start("worker", [*loyalty, "worker", "--processes", "2", "--threads", "4"])
+        deadline = time.monotonic() + 60
+        while client.zcard("dramatiq:__heartbeats__") < 2 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        time.sleep(1.0)  # the processes' threads settle on their queues
+        started = time.perf_counter()
+        _, entered = _tick(app)
+        while _first_steps_done(app) < entered:
+            if time.perf_counter() - started > WORKERS_TIMEOUT_S:
+                raise SystemExit(f"timed out: {_first_steps_done(app)} of {entered} ran")
+            time.sleep(0.1)
+        return time.perf_counter() - started
+    finally:
+        supervisor.stop_all()
+
+
+def measure(
+    app: App,
+    raw_url: str,
+    redis_url: str,
+    members: int,
+    workers: tuple[dict[str, str], Path] | None,
+) -> Figures:
+    ticks: list[float] = []
+    entered = 0
+    for _ in range(RUNS):
+        _reset(app, raw_url, redis_url)
+        elapsed, entered = _tick(app)
+        ticks.append(elapsed)
+    figures = Figures(members, entered, statistics.median(ticks), _ceiling(app))
+    if workers is not None:
+        _reset(app, raw_url, redis_url)
+        figures.first_steps = _through_workers(app, *workers, redis_url)
+    return figures
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--members", type=int, nargs="+", default=[1_000_000, 2_000_000])
+    parser.add_argument("--due", type=int, default=10_000)
+    parser.add_argument("--no-workers", action="store_true", help="skip the worker processes")
+    args = parser.parse_args()
+    sizes = sorted(args.members)
+    with tempfile.TemporaryDirectory() as folder, temporary_database(POSTGRES_URL) as url:
+        root = Path(folder)
+        redis_server = RedisServer(free_port(), root)
+        redis_server.start()
+        database = Database(url)
+        raw_url = url.replace("postgresql+psycopg://", "postgresql://")
+        try:
+            upgrade(database)
+            journeys = birthday_journey(root / "journeys")
+            settings = load_settings(
+                database_url=url, redis_url=redis_server.url, journeys_dir=journeys
+            )
+            app = App(settings, database, FrozenClock(NOW))
+            publish(app, journeys)
+            runtime.configure(app)
+            build_broker(settings)
+            env = process_environment(
+                DATABASE_URL=url,
+                REDIS_URL=redis_server.url,
+                JOURNEYS_DIR=str(journeys),
+                OUTBOX_DIR=str(root / "outbox"),
+                EMAIL_FROM="club@example.com",
+                POSTAL_ADDRESS="1 Main St, Springfield",
+                LOG_LEVEL="WARNING",
+            )
+            results: list[Figures] = []
+            loaded = 0
+            for size in sizes:
+                started = time.perf_counter()
+                due = args.due if loaded == 0 else 0
+                load(
+                    raw_url,
+                    loaded,
+                    size,
+                    due,
+                    seed=size,
+                    live=[(NOW.month, NOW.day)],
+                    zones=DUE_ZONES,
+                    journey=JOURNEY,
+                    entered_today=False,
+                )
+                print(f"loaded {size - loaded:,} members in {time.perf_counter() - started:.1f} s")
+                loaded = size
+                workers = None if args.no_workers else (env, root)
+                figures = measure(app, raw_url, redis_server.url, size, workers)
+                results.append(figures)
+                print(figures.line(), flush=True)
+                if figures.first_steps is not None:
+                    rate = figures.entered / figures.first_steps
+                    load_average = ", ".join(f"{x:.2f}" for x in os.getloadavg())
+                    print(
+                        f"  first steps through 2 `loyalty worker` processes x 4 threads: "
+                        f"{figures.entered:,} ran {figures.first_steps:.1f} s after the tick began "
+                        f"({rate:.0f}/s)  load average {load_average}",
+                        flush=True,
+                    )
+            worst = max(f.tick for f in results)
+            verdict = (
+                "met" if worst < 2 and all(f.entered == args.due for f in results) else "missed"
+            )
+            print(f"goal: {args.due:,} due members entered in < 2 s at every size: {verdict}")
+            if len(results) > 1:
+                ratio = results[-1].tick / results[0].tick
+                print(
+                    f"tick {results[-1].members:,} / {results[0].members:,} members: {ratio:.2f} "
+                    f"(the time follows the due members, not the population: goal < 1.2)"
+                )
+        finally:
+            database.dispose()
+            redis_server.kill()
+
+
+if __name__ == "__main__":
+    main()
