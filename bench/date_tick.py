@@ -40,7 +40,7 @@ from bench.soak_processes import RedisServer, Supervisor, free_port, loyalty_com
 from loyalty.app import App
 from loyalty.clock import FrozenClock
 from loyalty.db import Database, upgrade
-from loyalty.models import Enrollment, EntryRefusal
+from loyalty.models import Enrollment, EntryRefusal, Message
 from loyalty.settings import load_settings
 from loyalty.states import EnrollmentState
 
@@ -73,8 +73,10 @@ class Figures:
 
 
 def _reset(app: App, raw_url: str, redis_url: str) -> None:
-    """Forget today's entries (enrollments, refusals, queued runs) so the tick runs again."""
+    """Forget today's entries (enrollments, their messages, refusals, queued runs) so the tick
+    runs again."""
     with app.database.transaction() as session:
+        session.execute(delete(Message).where(Message.journey_id == JOURNEY))
         session.execute(
             delete(Enrollment).where(
                 Enrollment.journey_id == JOURNEY, Enrollment.occurrence == "2026"

@@ -108,6 +108,15 @@ class Supervisor:
         self.running.remove(managed)
         self.kills += 1
 
+    def stop(self, managed: Managed) -> None:
+        """SIGTERM the process and everything it forked, SIGKILL after the grace, and reap it."""
+        _kill_group(managed.process.pid, signal.SIGTERM)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            managed.process.wait(timeout=STOP_GRACE_S)
+        _kill_group(managed.process.pid, signal.SIGKILL)
+        managed.process.wait()
+        self.running.remove(managed)
+
     def replace_dead(self) -> list[str]:
         """Start again whatever ended on its own (a supervisor's restart policy)."""
         restarted = []

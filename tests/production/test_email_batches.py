@@ -1,10 +1,13 @@
-"""The production shape of email batching: birthday emails due together leave in full requests.
+"""The production shape of date ticks and email batching: birthdays due together are
+entered once, and their emails leave in full requests.
 
 2,500 members have their birthday today. `loyalty scheduler` enters them into a
-birthday journey whose one step sends an email; two `loyalty worker` processes of
-four threads each run the enrollments and deliver the emails on PostgreSQL and
-Redis, against the SendGrid emulator. Whichever worker picks a delivery up, the
-emails of the step gather into SendGrid's largest requests: 1,000, 1,000 and 500.
+birthday journey whose one step sends an email (a batch of members per insert, a
+batch of first steps per queued message); two `loyalty worker` processes of four
+threads each run the enrollments and deliver the emails on PostgreSQL and Redis,
+against the SendGrid emulator. Whichever worker picks a delivery up, the emails of
+the step gather into SendGrid's largest requests: 1,000, 1,000 and 500. A second
+scheduler, started after the first stops, runs the date tick again and enters nobody.
 """
 
 from __future__ import annotations
@@ -26,11 +29,17 @@ from bench.birthday_mail import (
 )
 from bench.soak_processes import Supervisor, loyalty_command
 from loyalty.app import App
-from loyalty.models import Message
+from loyalty.models import Enrollment, Message, SchedulerTick
 from sandbox.sendgrid import SendGridSandbox
 from tests.processes import wait_for
 
 MEMBERS = 2500
+
+
+def date_tick(app: App) -> SchedulerTick | None:
+    """The last run of the scheduler's date tick."""
+    with app.database.sessions() as session:
+        return session.get(SchedulerTick, "date_triggers")
 
 
 def mail_sends(sandbox: SendGridSandbox) -> list[tuple[int | None, dict[str, Any]]]:
@@ -71,15 +80,36 @@ def test_2500_birthday_emails_leave_in_three_requests_through_worker_processes(
     try:
         # When the scheduler's date tick enters them and two worker processes run the journey
         supervisor.start("worker", [*loyalty, "worker", "--processes", "2", "--threads", "4"])
-        supervisor.start("scheduler", [*loyalty, "scheduler"])
+        first = supervisor.start("scheduler", [*loyalty, "scheduler"])
         wait_for(
             lambda: message_states(app)["sent"] == MEMBERS,
             "every birthday email sent",
             timeout=720,
             logs=logs,
         )
+        # And another scheduler takes over and runs the date tick again
+        ran = date_tick(app)
+        assert ran is not None
+        first_holder = ran.holder
+        supervisor.stop(first)
+        supervisor.start("scheduler", [*loyalty, "scheduler"])
+        wait_for(
+            lambda: (tick := date_tick(app)) is not None and tick.holder != first_holder,
+            "the second scheduler's date tick",
+            timeout=120,
+            logs=logs,
+        )
     finally:
         supervisor.stop_all()
+
+    # Then each member entered once, and the second tick entered nobody
+    with app.database.sessions() as session:
+        entered = session.execute(select(Enrollment.member_id, Enrollment.state)).all()
+    assert len(entered) == MEMBERS
+    assert len({member_id for member_id, _ in entered}) == MEMBERS
+    assert {state for _, state in entered} == {"completed"}
+    second = date_tick(app)
+    assert second is not None and (second.queued, second.error) == (0, None)
 
     # Then SendGrid got three requests: 1,000, 1,000 and 500 emails, each once
     sends = mail_sends(sendgrid_sandbox)
