@@ -109,17 +109,18 @@ def load(
     entered_today: bool = True,
 ) -> None:
     """COPY members `start`..`stop`; the first `matches` have a birthday on a `live` date
-    (default: every date live at NOW) in one of `zones`, the others elsewhere in the year.
+    (default: every date live at NOW) in one of `zones`, the others on no date live at NOW.
 
     Last year's `journey` (version row 1) entered everyone; with `entered_today`, an
     earlier tick today entered every other match.
     """
     rng = random.Random(seed)
-    live = sorted(live if live is not None else _live_month_days())
+    live_at_now = _live_month_days()
+    live = sorted(live if live is not None else live_at_now)
     others = [
         (d.month, d.day)
         for d in (date(2024, 1, 1) + timedelta(days=n) for n in range(366))
-        if (d.month, d.day) not in live
+        if (d.month, d.day) not in live and (d.month, d.day) not in live_at_now
     ]
     with psycopg.connect(url) as connection, connection.cursor() as cursor:
         with cursor.copy(f"COPY members ({COLUMNS}) FROM STDIN") as copy:

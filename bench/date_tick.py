@@ -30,9 +30,11 @@ import redis
 from sqlalchemy import delete, func, select, text
 
 from automations import runtime
+from automations.definition import DateTrigger
 from automations.runtime.broker import build_broker
 from automations.runtime.ticks import enter_date_journeys
-from automations.versions import publish
+from automations.triggers.date_scan import due_date_entries
+from automations.versions import Published, latest_published, publish
 from bench.birthday_mail import birthday_journey, process_environment
 from bench.date_scan import NOW, ZONES, load
 from bench.soak import temporary_database
@@ -49,27 +51,44 @@ JOURNEY = "birthday_mail"
 #: At NOW (10:00 UTC on 15 June) it is 15 June in these zones; not yet or no longer
 #: in Pacific/Pago_Pago and Pacific/Kiritimati.
 DUE_ZONES = [z for z in ZONES if z not in ("Pacific/Pago_Pago", "Pacific/Kiritimati")]
-RUNS = 3
+RUNS = 5
 #: How long the worker processes get to run every first step.
 WORKERS_TIMEOUT_S = 900.0
+
+
+def _load_average() -> str:
+    return ", ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
 @dataclass
 class Figures:
     members: int
     entered: int
+    scan: float
     tick: float
     ceiling: float
+    load: str
     first_steps: float | None = None
+    workers_load: str = ""
 
-    def line(self) -> str:
-        load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
-        return (
+    @property
+    def ratio(self) -> float:
+        return self.ceiling / self.tick
+
+    def lines(self) -> list[str]:
+        lines = [
             f"members {self.members:>9,}  entered {self.entered:,}  tick {self.tick:.3f} s "
-            f"(median of {RUNS}: scan + inserts + first steps queued)  ceiling INSERT … SELECT "
-            f"{self.ceiling:.3f} s  ceiling ÷ tick {self.ceiling / self.tick:.2f}  "
-            f"load average {load}"
-        )
+            f"(scan {self.scan:.3f} s + inserts + first steps queued; medians of {RUNS})  "
+            f"ceiling INSERT … SELECT of the same rows {self.ceiling:.3f} s  "
+            f"ceiling ÷ tick {self.ratio:.2f}  load average {self.load}"
+        ]
+        if self.first_steps is not None:
+            lines.append(
+                f"  first steps through 2 `loyalty worker` processes x 4 threads: "
+                f"{self.entered:,} ran {self.first_steps:.1f} s after the tick began "
+                f"({self.entered / self.first_steps:.0f}/s)  load average {self.workers_load}"
+            )
+        return lines
 
 
 def _reset(app: App, raw_url: str, redis_url: str) -> None:
@@ -157,17 +176,41 @@ def measure(
     members: int,
     workers: tuple[dict[str, str], Path] | None,
 ) -> Figures:
+    scans: list[float] = []
     ticks: list[float] = []
+    ceilings: list[float] = []
     entered = 0
     for _ in range(RUNS):
         _reset(app, raw_url, redis_url)
+        scans.append(_scan(app))
         elapsed, entered = _tick(app)
         ticks.append(elapsed)
-    figures = Figures(members, entered, statistics.median(ticks), _ceiling(app))
+        ceilings.append(_ceiling(app))
+    median = statistics.median
+    figures = Figures(
+        members, entered, median(scans), median(ticks), median(ceilings), _load_average()
+    )
     if workers is not None:
         _reset(app, raw_url, redis_url)
         figures.first_steps = _through_workers(app, *workers, redis_url)
+        figures.workers_load = _load_average()
     return figures
+
+
+def _scan(app: App) -> float:
+    """The scan alone (what `bench.date_scan` measures), for the tick's breakdown."""
+    published = latest_published_journey(app)
+    trigger = published.journey.trigger
+    assert isinstance(trigger, DateTrigger)
+    with app.database.sessions() as session:
+        started = time.perf_counter()
+        due_date_entries(session, JOURNEY, trigger, app.clock.now(), app.settings)
+        return time.perf_counter() - started
+
+
+def latest_published_journey(app: App) -> Published:
+    with app.database.sessions() as session:
+        return next(p for p in latest_published(session) if p.journey.id == JOURNEY)
 
 
 def main() -> None:
@@ -223,26 +266,21 @@ def main() -> None:
                 workers = None if args.no_workers else (env, root)
                 figures = measure(app, raw_url, redis_server.url, size, workers)
                 results.append(figures)
-                print(figures.line(), flush=True)
-                if figures.first_steps is not None:
-                    rate = figures.entered / figures.first_steps
-                    load_average = ", ".join(f"{x:.2f}" for x in os.getloadavg())
-                    print(
-                        f"  first steps through 2 `loyalty worker` processes x 4 threads: "
-                        f"{figures.entered:,} ran {figures.first_steps:.1f} s after the tick began "
-                        f"({rate:.0f}/s)  load average {load_average}",
-                        flush=True,
-                    )
+                print("\n".join(figures.lines()), flush=True)
             worst = max(f.tick for f in results)
-            verdict = (
-                "met" if worst < 2 and all(f.entered == args.due for f in results) else "missed"
+            met = worst < 2 and all(f.entered >= args.due for f in results)
+            print(
+                f"goal: {args.due:,} due members entered in < 2 s at every size: "
+                f"{'met' if met else 'missed'} (slowest {worst:.3f} s)"
             )
-            print(f"goal: {args.due:,} due members entered in < 2 s at every size: {verdict}")
             if len(results) > 1:
-                ratio = results[-1].tick / results[0].tick
+                first, last = results[0], results[-1]
                 print(
-                    f"tick {results[-1].members:,} / {results[0].members:,} members: {ratio:.2f} "
-                    f"(the time follows the due members, not the population: goal < 1.2)"
+                    f"{last.members:,} / {first.members:,} members: "
+                    f"tick {last.tick / first.tick:.2f}, "
+                    f"ceiling {last.ceiling / first.ceiling:.2f}, ceiling ÷ tick "
+                    f"{first.ratio:.2f} → {last.ratio:.2f} (the time follows the due members, "
+                    f"not the population: goal < 1.2)"
                 )
         finally:
             database.dispose()
