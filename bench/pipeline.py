@@ -1,0 +1,256 @@
+"""Pipeline benchmark: an event's way to its email, through real `loyalty worker` processes.
+
+On PostgreSQL (BENCH_POSTGRES_URL, a server: a database of its own is made and dropped)
+and a redis-server of its own, two `loyalty worker` processes of four threads run a
+journey that mails a member when a `member.enrolled` event arrives, against the SendGrid
+emulator. Prints:
+
+1. what one event costs the database on its way to the email (statements and commits,
+   counted in this process, per hop);
+2. event → email accepted by the emulator, p50/p95/p99, at one event per 100 ms and one
+   per 1.5 s, with EMAIL_BATCH_GATHER_MS=0 (the gathering delay is 1 s by design);
+3. end-to-end journey emails/s for a burst of events, with gathering off and at its
+   default, divided by the ceiling: bare Dramatiq no-op messages/s through workers of the
+   same shape on the same broker (`bench.pipeline_noop`);
+and the load average next to each figure.
+Run with `python -m bench.pipeline [BURST] [LATENCY_EVENTS]`.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import redis
+
+from automations import runtime
+from automations.intake import queue_events, store_batch
+from automations.runtime.broker import build_broker
+from automations.versions import publish
+from bench.birthday_mail import message_states, process_environment
+from bench.pipeline_journey import EVENT_TYPE, event_journey, mailable_members, one_event_to_email
+from bench.soak import temporary_database
+from bench.soak_processes import RedisServer, Supervisor, free_port, loyalty_command
+from loyalty.app import App
+from loyalty.db import Database, upgrade
+from loyalty.event_types import EventInput
+from loyalty.events import Recorded
+from loyalty.settings import load_settings
+from sandbox.sendgrid import SendGridSandbox
+
+POSTGRES_URL = os.environ.get("BENCH_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432")
+#: The shape of `loyalty worker` measured, and of the no-op ceiling's workers.
+PROCESSES, THREADS = 2, 4
+#: Steady rates measured: seconds between two events.
+INTERVALS_S = (0.1, 1.5)
+#: Longest wait for the emails of one measure.
+TIMEOUT_S = 600.0
+
+
+def load() -> str:
+    return ", ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+def wait_until(done: Callable[[], bool], what: str, timeout: float = TIMEOUT_S) -> None:
+    deadline = time.monotonic() + timeout
+    while not done():
+        if time.monotonic() > deadline:
+            raise SystemExit(f"timed out waiting for {what}")
+        time.sleep(0.01)
+
+
+class Run:
+    """The database, broker, emulator and processes of one benchmark run."""
+
+    def __init__(self, root: Path, app: App, sendgrid: SendGridSandbox, redis_url: str) -> None:
+        self.root = root
+        self.app = app
+        self.sendgrid = sendgrid
+        self.redis_url = redis_url
+        self.members = iter(mailable_members(app, 20_000))
+        self._events = 0
+
+    def environment(self, **extra: str) -> dict[str, str]:
+        settings = self.app.settings
+        return process_environment(
+            DATABASE_URL=self.app.database.url,
+            REDIS_URL=self.redis_url,
+            JOURNEYS_DIR=str(settings.journeys_dir),
+            OUTBOX_DIR=str(self.root / "outbox"),
+            SENDGRID_API_KEY=self.sendgrid.api_key,
+            SENDGRID_BASE_URL=self.sendgrid.base_url,
+            EMAIL_FROM="club@example.com",
+            POSTAL_ADDRESS="1 Main St, Springfield",
+            MAX_MARKETING_EMAILS_PER_WEEK="1000",
+            LOG_LEVEL="WARNING",
+            **extra,
+        )
+
+    @contextmanager
+    def workers(self, gather_ms: int) -> Iterator[None]:
+        """`loyalty worker` processes with this gathering delay, up once they sent an email."""
+        env = self.environment(EMAIL_BATCH_GATHER_MS=str(gather_ms))
+        supervisor = Supervisor(env, self.root, self.root)
+        argv = ["worker", "--processes", str(PROCESSES), "--threads", str(THREADS)]
+        supervisor.start("worker", [*loyalty_command(), *argv])
+        try:
+            self.send(1, timeout=60)
+            yield
+        finally:
+            supervisor.stop_all()
+
+    def stored(self, count: int) -> dict[int, str]:
+        """Store `count` events for fresh members (not queued yet); event id → address."""
+        members = [next(self.members) for _ in range(count)]
+        self._events += count
+        inputs = [
+            EventInput(EVENT_TYPE, m, id=f"e-{self._events}-{n}") for n, m in enumerate(members)
+        ]
+        rows = store_batch(self.app, inputs)
+        return {
+            r.row.id: f"{m}@example.com"
+            for r, m in zip(rows, members, strict=True)
+            if isinstance(r, Recorded)
+        }
+
+    def arrivals(self) -> dict[str, float]:
+        """When the emulator accepted each address's email."""
+        seen: dict[str, float] = {}
+        for request in self.sendgrid.requests(path="/v3/mail/send", status=202):
+            for personalization in request.json()["personalizations"]:
+                for to in personalization["to"]:
+                    seen.setdefault(to["email"], request.at)
+        return seen
+
+    def send(self, count: int, interval: float = 0.0, timeout: float = TIMEOUT_S) -> list[float]:
+        """Events for `count` fresh members, `interval` apart; each one's time to its email."""
+        events = self.stored(count)
+        queued: dict[str, float] = {}
+        started = time.perf_counter()
+        for n, (event_id, address) in enumerate(events.items()):
+            pause = started + n * interval - time.perf_counter()
+            if pause > 0:
+                time.sleep(pause)
+            queued[address] = time.time()
+            queue_events([event_id])
+        wait_until(lambda: set(queued) <= set(self.arrivals()), f"{count} emails", timeout)
+        arrived = self.arrivals()
+        return [arrived[a] - at for a, at in queued.items()]
+
+
+def percentiles(latencies: list[float]) -> str:
+    ms = sorted(x * 1000 for x in latencies)
+    cuts = statistics.quantiles(ms, n=100, method="inclusive")
+    return (
+        f"p50 {cuts[49]:.0f} ms, p95 {cuts[94]:.0f} ms, p99 {cuts[98]:.0f} ms, max {ms[-1]:.0f} ms"
+    )
+
+
+def noop_ceiling(run: Run, messages: int) -> float:
+    """Bare Dramatiq no-op messages/s through workers of the same shape on the same Redis."""
+    env = {**run.environment(), "BENCH_NOOP_REDIS_URL": run.redis_url}
+    env["dramatiq_worker_timeout"] = str(run.app.settings.worker_timeout_ms)
+    os.environ["BENCH_NOOP_REDIS_URL"] = run.redis_url
+    from bench import pipeline_noop
+
+    client = redis.Redis.from_url(run.redis_url)
+    held = f"dramatiq:{pipeline_noop.QUEUE}.msgs"
+    # Run from the project folder, where `bench` is importable.
+    supervisor = Supervisor(env, Path(__file__).resolve().parents[1], run.root)
+    argv = ["-m", "dramatiq", "bench.pipeline_noop", "--processes", str(PROCESSES)]
+    supervisor.start("noop", [sys.executable, *argv, "--threads", str(THREADS)])
+    try:
+        pipeline_noop.noop.send(0)
+        wait_until(lambda: client.hlen(held) == 0, "the no-op workers", timeout=60)
+        started = time.perf_counter()
+        for n in range(messages):
+            pipeline_noop.noop.send(n)
+        wait_until(lambda: client.hlen(held) == 0, "the no-op messages")
+        return messages / (time.perf_counter() - started)
+    finally:
+        supervisor.stop_all()
+        client.close()
+
+
+def burst(run: Run, count: int) -> float:
+    """Emails/s from queueing `count` stored events at once to the last email accepted."""
+    events = run.stored(count)
+    started_at = time.time()
+    queue_events(list(events))
+    wait_until(lambda: set(events.values()) <= set(run.arrivals()), f"{count} burst emails")
+    last = max(run.arrivals()[a] for a in events.values())
+    return count / (last - started_at)
+
+
+def ratio(size: int, name: str, rate: float, ceiling: float) -> None:
+    print(
+        f"burst of {size} events → emails, {name}: {rate:.0f} emails/s ÷ {ceiling:.0f} no-op "
+        f"Dramatiq messages/s = {rate / ceiling:.3f} (goal ≥ 0.4); load average {load()}"
+    )
+
+
+def main(burst_size: int, latency_events: int) -> None:
+    with (
+        tempfile.TemporaryDirectory() as folder,
+        SendGridSandbox(duplicate_rate=0.0) as sendgrid,
+        temporary_database(POSTGRES_URL) as database_url,
+    ):
+        root = Path(folder)
+        redis_server = RedisServer(free_port(), root)
+        redis_server.start()
+        database = Database(database_url)
+        upgrade(database)
+        journeys = event_journey(root / "journeys")
+        settings = load_settings(
+            database_url=database_url,
+            journeys_dir=journeys,
+            redis_url=None,
+            email_batch_gather_ms=0,
+            sendgrid_api_key=sendgrid.api_key,
+            sendgrid_base_url=sendgrid.base_url,
+            email_from="club@example.com",
+            postal_address="1 Main St, Springfield",
+            max_marketing_emails_per_week=1000,
+        )
+        app = App(settings, database)
+        publish(app, journeys)
+        run = Run(root, app, sendgrid, redis_server.url)
+        try:
+            counts = [one_event_to_email(app, next(run.members), f"count-{n}") for n in range(3)]
+            print(f"one event → email, in this process on PostgreSQL: {counts[-1]}")
+            app.settings = settings.model_copy(update={"redis_url": redis_server.url})
+            runtime.configure(app)
+            build_broker(app.settings)
+            ceiling = noop_ceiling(run, burst_size * 5)
+            print(
+                f"ceiling: {ceiling:.0f} no-op Dramatiq messages/s, {PROCESSES} x {THREADS} "
+                f"workers on the same Redis; load average {load()}"
+            )
+            with run.workers(gather_ms=0):
+                for interval in INTERVALS_S:
+                    count = latency_events if interval < 1 else max(10, latency_events // 5)
+                    latencies = run.send(count, interval)
+                    print(
+                        f"event → email accepted, one event per {interval * 1000:.0f} ms, "
+                        f"{count} events, {PROCESSES} x {THREADS} workers, "
+                        f"EMAIL_BATCH_GATHER_MS=0: {percentiles(latencies)} (goal p99 < 50 ms); "
+                        f"load average {load()}"
+                    )
+                ratio(burst_size, "EMAIL_BATCH_GATHER_MS=0", burst(run, burst_size), ceiling)
+            with run.workers(gather_ms=1000):
+                ratio(burst_size, "gathering 1 s", burst(run, burst_size), ceiling)
+            print(f"messages: {dict(message_states(app))}")
+        finally:
+            redis_server.kill()
+            database.dispose()
+
+
+if __name__ == "__main__":
+    args = [int(a) for a in sys.argv[1:]]
+    main(args[0] if args else 2000, args[1] if len(args) > 1 else 200)
