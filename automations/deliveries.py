@@ -41,12 +41,13 @@ def deliver(app: App, message_id: int) -> str | delivery.Gathering | None:
     """Deliver one outbox row if it is due; its new state (None: nothing to do here), or
     the wait of the email batch it leads (`channels.delivery.send_email_batch`)."""
     with app.database.sessions() as session:
-        channel = session.scalar(select(Message.channel).where(Message.id == message_id))
+        message = session.get(Message, message_id)
+    channel = message.channel if message is not None else None
     if channel == "http":
         return deliver_call(app, message_id)
     if channel == "crm_task":
         return deliver_task(app, message_id)
-    return delivery.deliver(app, message_id)
+    return delivery.deliver(app, message_id, message)
 
 
 def deliver_task(app: App, message_id: int) -> str | None:

@@ -10,13 +10,13 @@ from __future__ import annotations
 import json
 import logging
 import secrets
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from pydantic_core import to_jsonable_python
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from automations.definition import END
@@ -37,8 +37,8 @@ from channels.render import RenderError, render_text
 from channels.template_data import template_data
 from loyalty import ledger
 from loyalty.app import App
-from loyalty.db import insert_ignore
-from loyalty.members import member_data, member_zone
+from loyalty.db import insert_ignore, insert_ignore_returning
+from loyalty.members import LazyMemberData, member_zone
 from loyalty.models import Enrollment, Event, Member, Message, SplitChoice, Survey
 from loyalty.settings import Settings
 from loyalty.states import EnrollmentState, LedgerKind, MessageState
@@ -110,7 +110,8 @@ def _step(session: Session, app: App, enrollment_id: int, messages: list[int]) -
         _finish(enrollment, now, EnrollmentState.EXITED, "erased")
         return False
     state = StepState(
-        member=member_data(
+        # Read beyond the member's row only if the step asks (a send step does not).
+        member=LazyMemberData(
             session,
             member,
             now=now,
@@ -137,7 +138,7 @@ def _step(session: Session, app: App, enrollment_id: int, messages: list[int]) -
         outcome,
         now,
         messages,
-        dict(state.member),
+        state.member,
     )
     if outcome.note.get("variant"):
         _chose(session, enrollment, outcome.step, str(outcome.note["variant"]))
@@ -202,7 +203,7 @@ def _apply(
     outcome: Outcome,
     now: datetime,
     messages: list[int],
-    member_fields: dict[str, Any],
+    member_fields: Mapping[str, Any],
 ) -> None:
     key = f"enrollment:{enrollment.id}:{outcome.step}"
     for action in outcome.actions:
@@ -332,9 +333,9 @@ def _queue(
         decisions=decisions,
     )
     row["unsubscribe_token"] = secrets.token_urlsafe(24)
-    if not insert_ignore(session, Message, [row], ["idempotency_key"]):
+    message_id = insert_ignore_returning(session, Message, row, ["idempotency_key"], Message.id)
+    if message_id is None:
         return None
-    message_id = session.scalar(select(Message.id).where(Message.idempotency_key == key))
     if send.survey:
         session.add(
             Survey(
@@ -375,18 +376,14 @@ def _queue_crm(
 
 def _insert_outbox(session: Session, row: dict[str, Any]) -> int | None:
     """Insert one outbox row once; its id, or None when the step already queued it."""
-    if not insert_ignore(session, Message, [row], ["idempotency_key"]):
-        return None
-    return session.scalar(
-        select(Message.id).where(Message.idempotency_key == row["idempotency_key"])
-    )
+    return insert_ignore_returning(session, Message, row, ["idempotency_key"], Message.id)
 
 
 def _http_body(
     request: HttpRequest,
     key: str,
     step: str,
-    member_fields: dict[str, Any],
+    member_fields: Mapping[str, Any],
     published: Published,
 ) -> dict[str, Any]:
     """The JSON an `http` step posts: who, which journey and step, and the chosen fields."""
@@ -422,7 +419,7 @@ def _canonical_json(body: dict[str, Any], now: datetime) -> str:
 
 def _render_properties(
     properties: dict[str, Any],
-    member_fields: dict[str, Any],
+    member_fields: Mapping[str, Any],
     published: Published,
     enrollment: Enrollment,
 ) -> dict[str, Any]:

@@ -6,6 +6,7 @@ email headers of one-click unsubscribe (RFC 8058).
 from __future__ import annotations
 
 import html
+from collections.abc import Mapping
 from dataclasses import replace
 from datetime import datetime
 from decimal import Decimal
@@ -16,10 +17,10 @@ from sqlalchemy.orm import Session
 
 from channels.render import Rendered, RenderError, locale_chain, render_message
 from channels.system_texts import system_texts
-from channels.template_data import StoredJourney, stored_journey, template_data
+from channels.template_data import StoredJourney, stored_journeys, template_data
 from loyalty.app import App
 from loyalty.members import member_data
-from loyalty.models import Enrollment, JourneyVersion, Member, Message
+from loyalty.models import Enrollment, Member, Message
 from loyalty.states import POSSIBLY_SENT
 
 __all__ = ["message_headers", "render_data", "render_for", "tier_name", "with_compliance"]
@@ -87,17 +88,27 @@ def _unsubscribe_url(app: App, message: Message) -> str:
 
 
 def render_for(
-    session: Session, app: App, message: Message, member: Member, now: datetime
+    session: Session,
+    app: App,
+    message: Message,
+    member: Member,
+    now: datetime,
+    *,
+    journeys: Mapping[int, StoredJourney] | None = None,
+    fields: dict[str, Any] | None = None,
 ) -> Rendered:
-    """Render the message with the data its template may use (the variable contract)."""
+    """Render the message with the data its template may use (the variable contract).
+
+    A batch passes what it read for all its messages: the stored journeys by version id
+    and the member's data (`member_data`); otherwise they are read here.
+    """
     enrollment = session.get(Enrollment, message.enrollment_id) if message.enrollment_id else None
     template_id = message.decisions.get("template_id")
     if enrollment is None or (message.template is None and not template_id):
         raise RenderError("the message has no enrollment or template to render")
-    version = session.get(JourneyVersion, enrollment.journey_version_id)
-    assert version is not None
-    journey = stored_journey(version)
-    data = render_data(session, app, message, member, enrollment, journey, now)
+    version_id = enrollment.journey_version_id
+    journey = (journeys or stored_journeys(session, [version_id]))[version_id]
+    data = render_data(session, app, message, member, enrollment, journey, now, fields)
     chain = locale_chain(member.locale or app.settings.default_locale, journey.locale)
     if message.template is None:
         # SendGrid renders a dynamic template itself, from the same data ours would see.
@@ -126,14 +137,16 @@ def render_data(
     enrollment: Enrollment,
     journey: StoredJourney,
     now: datetime,
+    fields: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    fields = member_data(
-        session,
-        member,
-        now=now,
-        public_base_url=app.settings.public_base_url,
-        default_zone=app.settings.default_time_zone,
-    )
+    if fields is None:
+        fields = member_data(
+            session,
+            member,
+            now=now,
+            public_base_url=app.settings.public_base_url,
+            default_zone=app.settings.default_time_zone,
+        )
     survey = message.decisions.get("survey")
     base = app.settings.public_base_url.rstrip("/")
     chain = locale_chain(member.locale or app.settings.default_locale, journey.locale)

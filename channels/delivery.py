@@ -33,6 +33,7 @@ from sqlalchemy import ColumnElement, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from channels import outbox, policy
+from channels.batch_facts import BatchFacts, read_batch_facts
 from channels.compose import message_headers, render_for, with_compliance
 from channels.outcomes import Outcome, OutcomeKind, measured
 from channels.render import Rendered, RenderError
@@ -44,7 +45,7 @@ from loyalty.app import App
 from loyalty.consent import record_consent
 from loyalty.db import insert_ignore
 from loyalty.members import member_zone
-from loyalty.models import Enrollment, JourneyVersion, Member, Message, Suppression
+from loyalty.models import Member, Message, Suppression
 from loyalty.settings import Settings
 from loyalty.states import MessageState
 
@@ -89,12 +90,18 @@ class _Prepared:
 
 
 def _prepare(
-    session: Session, app: App, message: Message, now: datetime, taken: Counter[int] | None = None
+    session: Session,
+    app: App,
+    message: Message,
+    now: datetime,
+    taken: Counter[int] | None = None,
+    facts: BatchFacts | None = None,
 ) -> _Prepared | None:
     """Policy and rendering for one locked, pending message; None when it does not go now.
 
     `taken` counts messages already claimed for each member in this batch (not yet
-    flushed), so frequency caps hold inside a batch too.
+    flushed), so frequency caps hold inside a batch too; `facts` is what the batch read
+    for all its messages.
     """
     # A batch locks its members up front; a single send locks its one member here.
     member = session.get(Member, message.member_id, with_for_update=taken is None)
@@ -108,6 +115,7 @@ def _prepare(
         now=now,
         zone=member_zone(member, app.settings),
         pending=taken[member.id] if taken is not None else 0,
+        known=facts.policy if facts is not None else None,
     )
     message.decisions = {**message.decisions, "decision": decision.reason or policy.SEND}
     if decision.verdict == MessageState.DEFERRED:
@@ -122,7 +130,15 @@ def _prepare(
         message.state, message.error = decision.verdict, decision.reason
         return None
     try:
-        rendered = render_for(session, app, message, member, now)
+        rendered = render_for(
+            session,
+            app,
+            message,
+            member,
+            now,
+            journeys=facts.journeys if facts is not None else None,
+            fields=facts.members[member.id] if facts is not None else None,
+        )
     except RenderError as exc:
         message.state, message.error = MessageState.FAILED, f"render: {exc}"
         log.warning("message.render_failed", extra={"message_id": message.id})
@@ -146,18 +162,21 @@ def _prepare(
     return _Prepared(message, member, rendered)
 
 
-def deliver(app: App, message_id: int) -> str | Gathering | None:
+def deliver(app: App, message_id: int, loaded: Message | None = None) -> str | Gathering | None:
     """Deliver one message if it is due; returns its new state (None: nothing to do here).
 
     An email to SendGrid may answer `Gathering` instead: its batch is not complete yet,
-    and this message's delivery is to run again after the wait it names.
+    and this message's delivery is to run again after the wait it names. `loaded` is the
+    row as the caller just read it, if it did.
     """
-    with app.database.sessions() as session:
-        channel = session.scalar(select(Message.channel).where(Message.id == message_id))
+    if loaded is None:
+        with app.database.sessions() as session:
+            loaded = session.get(Message, message_id)
+    channel = loaded.channel if loaded is not None else None
     if channel not in ("email", "sms"):
         return None  # CRM updates go with the push; journey calls and tasks have their own
     if channel == "email" and uses_sendgrid(app):
-        return send_email_batch(app, message_id)  # email to SendGrid leaves in batches
+        return send_email_batch(app, message_id, loaded)  # email to SendGrid leaves in batches
     if channel != "sms" or not uses_twilio(app):
         return _deliver_locally(app, message_id)
     sender = TwilioSender(app.settings, app.pacers)
@@ -288,22 +307,23 @@ def gathering_wait(
     return max(0.0, (min(quiet, cap) - now).total_seconds())
 
 
-def _look(app: App, batch: _Batch) -> tuple[int, float] | None:
+def _look(session: Session, app: App, batch: _Batch) -> tuple[int, float] | None:
     """The lead of a batch's due emails (the first by id) and how long it waits; None: none."""
     now = app.clock.now()
     became_due = func.coalesce(Message.next_attempt_at, Message.created_at)
-    with app.database.sessions() as session:
-        count, lead, oldest, newest = session.execute(
-            select(
-                func.count(), func.min(Message.id), func.min(became_due), func.max(became_due)
-            ).where(*batch.rows(), *_due_rows(now))
-        ).one()
+    count, lead, oldest, newest = session.execute(
+        select(
+            func.count(), func.min(Message.id), func.min(became_due), func.max(became_due)
+        ).where(*batch.rows(), *_due_rows(now))
+    ).one()
     if lead is None:
         return None
     return int(lead), gathering_wait(int(count), oldest, newest, now, app.settings)
 
 
-def send_email_batch(app: App, message_id: int) -> str | Gathering | None:
+def send_email_batch(
+    app: App, message_id: int, loaded: Message | None = None
+) -> str | Gathering | None:
     """Send the due emails of this email's batch once gathered, up to CLAIM_BATCH a request.
 
     Only the batch's lead waits for it (answers `Gathering` until it goes); the other
@@ -313,11 +333,11 @@ def send_email_batch(app: App, message_id: int) -> str | Gathering | None:
     due).
     """
     with app.database.sessions() as session:
-        message = session.get(Message, message_id)
+        message = loaded or session.get(Message, message_id)
         if message is None or message.channel != "email" or not _due(message, app.clock.now()):
             return None
         batch = _Batch.of(message)
-    look = _look(app, batch)
+        look = _look(session, app, batch)
     if look is None:
         return None  # settled meanwhile
     if look[0] != message_id:
@@ -331,11 +351,11 @@ def send_email_batch(app: App, message_id: int) -> str | Gathering | None:
         sent += outgoing
         if claimed == 0:  # another worker holds the lead: its delivery sends the batch
             return Gathering(look[0], REGATHER_SECONDS)
-        look = _look(app, batch)
-    if look is not None:
-        return Gathering(look[0], max(look[1], REGATHER_SECONDS if sent else 0.0))
-    with app.database.sessions() as session:
-        return session.scalar(select(Message.state).where(Message.id == message_id))
+        with app.database.sessions() as session:
+            look = _look(session, app, batch)
+            if look is None:
+                return session.scalar(select(Message.state).where(Message.id == message_id))
+    return Gathering(look[0], max(look[1], REGATHER_SECONDS if sent else 0.0))
 
 
 def flush_emails(app: App) -> int:
@@ -387,42 +407,40 @@ def _claim_emails(
     now = app.clock.now()
     outgoing: list[OutgoingEmail] = []
     with app.database.transaction() as session:
-        if lead is not None:
-            head = select(Message.id).where(Message.id == lead, *_due_rows(now))
-            if not app.database.is_sqlite:
-                head = head.with_for_update(skip_locked=True)
-            if session.scalar(head) is None:
-                return [], 0
         rows = batch.rows() if batch is not None else [Message.channel == "email"]
+        if lead is not None:
+            # From the lead on, it first: a lead another worker holds (or that went) is
+            # not among the rows, and then this delivery claims nothing.
+            rows.append(Message.id >= lead)
         query = select(Message).where(*rows, *_due_rows(now)).order_by(Message.id).limit(limit)
         if not app.database.is_sqlite:
             query = query.with_for_update(skip_locked=True)
         claimed = list(session.scalars(query))
-        # Load what every message needs in a few queries, not several per message; the
-        # session's identity map holds them only while referenced, hence `preloaded`.
+        if lead is not None and (not claimed or claimed[0].id != lead):
+            return [], 0
+        if not claimed:
+            return [], 0
         # Members are locked in id order, so two batches that share members never deadlock.
-        preloaded: list[object] = [
-            *session.scalars(
-                select(Member)
-                .where(Member.id.in_({m.member_id for m in claimed}))
-                .order_by(Member.id)
-                .with_for_update()
-            ),
-            *session.scalars(
-                select(Enrollment).where(Enrollment.id.in_({m.enrollment_id for m in claimed}))
-            ),
-        ]
-        preloaded += session.scalars(
-            select(JourneyVersion).where(
-                JourneyVersion.id.in_(
-                    {e.journey_version_id for e in preloaded if isinstance(e, Enrollment)}
-                )
-            )
+        members = session.scalars(
+            select(Member)
+            .where(Member.id.in_({m.member_id for m in claimed}))
+            .order_by(Member.id)
+            .with_for_update()
         ).all()
+        # What every message needs, in a few queries for the batch, not several per message.
+        facts = read_batch_facts(
+            session,
+            claimed,
+            members,
+            "email",
+            now=now,
+            public_base_url=app.settings.public_base_url,
+            default_zone=app.settings.default_time_zone,
+        )
         taken: Counter[int] = Counter()
         with session.no_autoflush:  # one flush at the end, not one per message
             for message in claimed:
-                prepared = _prepare(session, app, message, now, taken)
+                prepared = _prepare(session, app, message, now, taken, facts)
                 if prepared is not None:
                     taken[message.member_id] += 1
                     outgoing.append(_outgoing_email(app, prepared))
@@ -459,13 +477,12 @@ def _record(session: Session, app: App, ids: list[int], outcome: Outcome, now: d
         ids = _confirmed_first(session, ids, now)
         if not ids:
             return MessageState.SENT
-    still_claimed = session.scalars(
-        select(Message.id).where(Message.id.in_(ids), Message.state == MessageState.CLAIMED)
-    ).all()
-    if not still_claimed:  # a provider webhook settled them while the request was out
-        current = session.scalar(select(Message.state).where(Message.id == ids[0]))
-        return str(current or MessageState.SENT)
     if outcome.kind == OutcomeKind.RETRY:
+        still_claimed = session.scalars(
+            select(Message.id).where(Message.id.in_(ids), Message.state == MessageState.CLAIMED)
+        ).all()
+        if not still_claimed:
+            return _settled_meanwhile(session, ids)
         return retry_later(session, app.settings, ids, outcome, now)
     values: dict[str, Any] = {"updated_at": now}
     if outcome.kind == OutcomeKind.SENT:
@@ -477,16 +494,25 @@ def _record(session: Session, app: App, ids: list[int], outcome: Outcome, now: d
     else:  # FAILED, OPTED_OUT
         state = MessageState.FAILED
         values.update(error=outcome.error)
-    session.execute(
+    recorded = session.scalars(
         update(Message)
         .where(Message.id.in_(ids), Message.state == MessageState.CLAIMED)
         .values(state=state, **values)
-    )
+        .returning(Message.id)
+    ).all()
+    if not recorded:
+        return _settled_meanwhile(session, ids)
     if outcome.kind == OutcomeKind.OPTED_OUT:
         for message in session.scalars(select(Message).where(Message.id.in_(ids))):
             _record_opt_out(session, message, now)
     log.info("message.outcome", extra={"messages": len(ids), "outcome": outcome.kind})
     return state
+
+
+def _settled_meanwhile(session: Session, ids: list[int]) -> str:
+    """The state of a request's messages that a provider webhook settled while it was out."""
+    current = session.scalar(select(Message.state).where(Message.id == ids[0]))
+    return str(current or MessageState.SENT)
 
 
 def _confirmed_first(session: Session, ids: list[int], now: datetime) -> list[int]:

@@ -7,6 +7,7 @@ send. Transactional messages skip consent and caps, never quiet hours.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Final, Literal
@@ -19,7 +20,7 @@ from loyalty.models import Member, Message, Suppression
 from loyalty.settings import Settings
 from loyalty.states import POSSIBLY_SENT, MessageState
 
-__all__ = ["SEND", "Decision", "address_of", "check"]
+__all__ = ["SEND", "Decision", "Known", "address_of", "check", "known_for"]
 
 #: States that count against a frequency cap: sent, or possibly sent, or going out now.
 _COUNTED = (*POSSIBLY_SENT, MessageState.CLAIMED)
@@ -54,9 +55,56 @@ def _quiet_hours(channel: str, policy: dict[str, Any], settings: Settings) -> st
 def _cap(channel: str, policy: dict[str, Any], settings: Settings) -> tuple[int, timedelta]:
     if channel == "sms":
         limit = policy.get("max_sms_per_day")
-        return (settings.max_marketing_sms_per_day if limit is None else limit), timedelta(days=1)
+        return (settings.max_marketing_sms_per_day if limit is None else limit), _WINDOWS["sms"]
     limit = policy.get("max_emails_per_week")
-    return (settings.max_marketing_emails_per_week if limit is None else limit), timedelta(days=7)
+    return (settings.max_marketing_emails_per_week if limit is None else limit), _WINDOWS["email"]
+
+
+#: How far back each channel's frequency cap counts.
+_WINDOWS = {"sms": timedelta(days=1), "email": timedelta(days=7)}
+
+
+@dataclass(frozen=True)
+class Known:
+    """The suppressions and capped sends of a batch's members, read once for the batch."""
+
+    #: (channel, lower-case address) → the suppression's reason.
+    suppressions: dict[tuple[str, str], str]
+    #: (member id, channel) → marketing messages counted by the frequency cap.
+    recent: dict[tuple[int, str], int]
+
+
+def known_for(
+    session: Session, members: Collection[Member], channel: str, *, now: datetime
+) -> Known:
+    """`Known` for `members` on `channel`, in two queries whatever their number.
+
+    The batch's own messages are pending while it is read, so no cap counts them.
+    """
+    addresses = {a.lower() for m in members if (a := address_of(m, channel))}
+    suppressions = {
+        (channel, address): reason
+        for address, reason in session.execute(
+            select(Suppression.address, Suppression.reason).where(
+                Suppression.channel == channel, Suppression.address.in_(addresses)
+            )
+        )
+    }
+    recent = {
+        (member_id, channel): int(count)
+        for member_id, count in session.execute(
+            select(Message.member_id, func.count(Message.id))
+            .where(
+                Message.member_id.in_([m.id for m in members]),
+                Message.channel == channel,
+                Message.purpose == "marketing",
+                Message.state.in_(_COUNTED),
+                func.coalesce(Message.sent_at, Message.updated_at) > now - _WINDOWS[channel],
+            )
+            .group_by(Message.member_id)
+        )
+    }
+    return Known(suppressions, recent)
 
 
 def check(
@@ -68,10 +116,12 @@ def check(
     now: datetime,
     zone: str,
     pending: int = 0,
+    known: Known | None = None,
 ) -> Decision:
     """Whether `message` may go to `member` now; the first rule that says no, says why.
 
-    `pending` counts the member's messages claimed by the caller but not yet stored.
+    `pending` counts the member's messages claimed by the caller but not yet stored;
+    `known` is what the caller read for its whole batch (`known_for`), else it is read here.
     """
     channel = message.channel
     transactional = message.purpose == "transactional"
@@ -83,11 +133,14 @@ def check(
         return Decision(MessageState.FAILED, "no_email" if channel == "email" else "no_phone")
     if not transactional and getattr(member, f"{channel}_consent") is not True:
         return Decision(MessageState.SUPPRESSED, "no_consent")
-    suppressed = session.scalar(
-        select(Suppression.reason).where(
-            Suppression.channel == channel, Suppression.address == address.lower()
+    if known is not None:
+        suppressed = known.suppressions.get((channel, address.lower()))
+    else:
+        suppressed = session.scalar(
+            select(Suppression.reason).where(
+                Suppression.channel == channel, Suppression.address == address.lower()
+            )
         )
-    )
     if suppressed is not None:
         return Decision(MessageState.SUPPRESSED, suppressed)
     until = quiet_until(now, zone, parse_quiet_hours(_quiet_hours(channel, policy, settings)))
@@ -95,16 +148,20 @@ def check(
         return Decision(MessageState.DEFERRED, "quiet_hours", until)
     if not transactional and policy.get("frequency_cap") is not False:
         limit, window = _cap(channel, policy, settings)
-        recent = session.scalar(
-            select(func.count(Message.id)).where(
-                Message.member_id == member.id,
-                Message.channel == channel,
-                Message.purpose == "marketing",
-                Message.state.in_(_COUNTED),
-                Message.id != message.id,
-                func.coalesce(Message.sent_at, Message.updated_at) > now - window,
+        recent: int | None
+        if known is not None:
+            recent = known.recent.get((member.id, channel), 0)
+        else:
+            recent = session.scalar(
+                select(func.count(Message.id)).where(
+                    Message.member_id == member.id,
+                    Message.channel == channel,
+                    Message.purpose == "marketing",
+                    Message.state.in_(_COUNTED),
+                    Message.id != message.id,
+                    func.coalesce(Message.sent_at, Message.updated_at) > now - window,
+                )
             )
-        )
         if (recent or 0) + pending >= limit:
             return Decision(MessageState.SUPPRESSED, "frequency_cap")
     return Decision(SEND)

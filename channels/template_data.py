@@ -7,12 +7,22 @@ variables.
 
 from __future__ import annotations
 
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
 from loyalty.models import JourneyVersion
 
-__all__ = ["NamedJourney", "StoredJourney", "stored_journey", "template_data"]
+__all__ = [
+    "NamedJourney",
+    "StoredJourney",
+    "stored_journey",
+    "stored_journeys",
+    "template_data",
+]
 
 
 class NamedJourney(Protocol):
@@ -45,8 +55,33 @@ def stored_journey(version: JourneyVersion) -> StoredJourney:
     )
 
 
+#: Stored journeys by content hash: a version's content never changes, so it is read once.
+_by_digest: dict[str, StoredJourney] = {}
+
+
+def stored_journeys(session: Session, version_ids: Collection[int]) -> dict[int, StoredJourney]:
+    """`stored_journey` of each version by row id; a definition read only the first time."""
+    digests: dict[int, str] = {
+        version_id: digest
+        for version_id, digest in session.execute(
+            select(JourneyVersion.id, JourneyVersion.content_hash).where(
+                JourneyVersion.id.in_(version_ids)
+            )
+        )
+    }
+    missing = {d for d in digests.values() if d not in _by_digest}
+    if missing:
+        for version in session.scalars(
+            select(JourneyVersion).where(
+                JourneyVersion.id.in_([i for i, d in digests.items() if d in missing])
+            )
+        ):
+            _by_digest[version.content_hash] = stored_journey(version)
+    return {version_id: _by_digest[digest] for version_id, digest in digests.items()}
+
+
 def template_data(
-    member_fields: dict[str, Any],
+    member_fields: Mapping[str, Any],
     journey: NamedJourney,
     context: dict[str, Any],
     *,
@@ -59,7 +94,7 @@ def template_data(
     ``tier_name`` is the member's tier in the message's language (default: the tier's id).
     """
     data: dict[str, Any] = {
-        "member": member_fields,
+        "member": dict(member_fields),
         "tier_name": tier_name if tier_name is not None else member_fields["tier"],
         "journey": {"id": journey.id, "name": journey.name},
         "occurrence": context.get("occurrence"),

@@ -15,12 +15,16 @@ from sqlalchemy.exc import StatementError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import ConnectionPoolEntry
 
+#: What an insert that only counts its rows returns.
+_ONE: Any = literal_column("1")
+
 __all__ = [
     "Database",
     "alembic_config",
     "downgrade",
     "error_text",
     "insert_ignore",
+    "insert_ignore_returning",
     "upgrade",
 ]
 
@@ -101,6 +105,21 @@ def error_text(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
+#: Inserts built once per dialect, table, conflict keys and RETURNING (`_insert_ignore`).
+_inserts: dict[tuple[str, Any, tuple[str, ...], Any], Any] = {}
+
+
+def _insert_ignore(dialect: str, table: Any, keys: tuple[str, ...], returning: Any) -> Any:
+    # Built once, so compiled once (SQLAlchemy's cache finds it); rows go as parameters.
+    key = (dialect, table, keys, returning)
+    statement = _inserts.get(key)
+    if statement is None:
+        insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+        statement = insert(table).on_conflict_do_nothing(index_elements=keys).returning(returning)
+        _inserts[key] = statement
+    return statement
+
+
 def insert_ignore(
     session: Session, table: Table | type[Any], rows: Sequence[dict[str, Any]], keys: Sequence[str]
 ) -> int:
@@ -108,10 +127,27 @@ def insert_ignore(
     if not rows:
         return 0
     dialect = session.get_bind().dialect.name
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    statement = insert(table).values(list(rows)).on_conflict_do_nothing(index_elements=keys)
     # RETURNING counts what was inserted on both backends (psycopg reports rowcount -1 here).
-    return len(session.execute(statement.returning(literal_column("1"))).all())
+    if any(row.keys() != rows[0].keys() for row in rows):
+        insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+        varied = insert(table).values(list(rows)).on_conflict_do_nothing(index_elements=keys)
+        return len(session.execute(varied.returning(_ONE)).all())
+    statement = _insert_ignore(dialect, table, tuple(keys), _ONE)
+    return len(session.execute(statement, list(rows)).all())
+
+
+def insert_ignore_returning(
+    session: Session,
+    table: Table | type[Any],
+    row: dict[str, Any],
+    keys: Sequence[str],
+    column: Any,
+) -> int | None:
+    """INSERT one row … ON CONFLICT (keys) DO NOTHING; its integer `column` (its id), or None
+    when a row with the same keys was there already."""
+    dialect = session.get_bind().dialect.name
+    found = session.scalar(_insert_ignore(dialect, table, tuple(keys), column), row)
+    return None if found is None else int(found)
 
 
 def alembic_config(url: str) -> Config:

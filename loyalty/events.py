@@ -134,8 +134,17 @@ def process_event(
 ) -> list[int]:
     """Apply the event's effect once. Returns the ids of events it caused."""
     event = session.get(Event, event_id, with_for_update=True)
-    if event is None or event.processed_at is not None or event.parked_at is not None:
+    if event is None:
         return []
+    return _process(session, event, settings=settings, now=now)[0]
+
+
+def _process(
+    session: Session, event: Event, *, settings: Settings, now: datetime
+) -> tuple[list[int], Member | None]:
+    """`process_event` of a locked event; also the member it locked (None: nothing to do)."""
+    if event.processed_at is not None or event.parked_at is not None:
+        return [], None
     member = ledger.lock_member(session, event.member_id)
     _wait_for_earlier(session, event, now)
     caused = [
@@ -144,7 +153,7 @@ def process_event(
     ]
     caused += ledger.take_emitted(session)
     event.processed_at = now
-    return caused
+    return caused, member
 
 
 #: How long a member's later events wait for an earlier one still in flight.
@@ -192,10 +201,13 @@ def handle_event(
     """
     try:
         with database.transaction() as session:
-            event = session.get(Event, event_id)
-            already = event is None or event.processed_at is not None
-            caused = process_event(session, event_id, settings=settings, now=now)
-            extra = also(session, event) if also is not None and event and not already else []
+            event = session.get(Event, event_id, with_for_update=True)
+            if event is None:
+                return [], []
+            already = event.processed_at is not None
+            # The member stays referenced, so `also` finds it in the session, locked.
+            caused, _member = _process(session, event, settings=settings, now=now)
+            extra = also(session, event) if also is not None and not already else []
             return caused, extra
     except SkippableError as exc:
         with database.transaction() as session:

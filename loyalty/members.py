@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -20,6 +21,7 @@ from loyalty.settings import Settings
 from loyalty.states import ReferralStatus
 
 __all__ = [
+    "LazyMemberData",
     "first_expiring_day",
     "get_member",
     "member_data",
@@ -180,6 +182,53 @@ def _data(
         "enrolled_at": member.enrolled_at,
         "erased_at": member.erased_at,
     }
+
+
+#: The fields of `member_data` that are read beyond the member's row.
+_DERIVED = ("points_expiring", "points_expiring_at", "referrals_completed")
+
+
+class LazyMemberData(Mapping[str, Any]):
+    """`member_data` whose fields beyond the member's row are read when first asked for.
+
+    A journey step that only queues a message (most do) reads none of them; one whose
+    condition or text asks reads them once. Use it inside the session it was made with.
+    """
+
+    def __init__(
+        self,
+        session: Session,
+        member: Member,
+        *,
+        now: datetime,
+        public_base_url: str,
+        default_zone: str,
+    ) -> None:
+        self._fields = _data(member, None, 0, public_base_url)
+        self._read = functools.partial(
+            member_data,
+            session,
+            member,
+            now=now,
+            public_base_url=public_base_url,
+            default_zone=default_zone,
+        )
+        self._complete = False
+
+    def _completed(self) -> dict[str, Any]:
+        if not self._complete:
+            self._fields = self._read()
+            self._complete = True
+        return self._fields
+
+    def __getitem__(self, key: str) -> Any:
+        return (self._completed() if key in _DERIVED else self._fields)[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._completed())
+
+    def __len__(self) -> int:
+        return len(self._fields)
 
 
 def _plain(value: Any) -> Any:
