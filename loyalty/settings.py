@@ -57,6 +57,17 @@ class HttpEndpoint(BaseModel):
         return value
 
 
+def _named_numbers(value: str, expected: str) -> dict[str, int]:
+    """`name:number,name:number` as a dict; ValueError(expected) on anything else."""
+    pairs: dict[str, int] = {}
+    for part in filter(None, (p.strip() for p in value.split(","))):
+        name, sep, number = part.partition(":")
+        if not sep or not name.strip() or not number.strip().isdigit():
+            raise ValueError(expected)
+        pairs[name.strip()] = int(number)
+    return pairs
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_file=".env", env_file_encoding="utf-8", extra="ignore", frozen=True
@@ -312,12 +323,7 @@ class Settings(BaseSettings):
     def _tiers(cls, value: object) -> object:
         if not isinstance(value, str):
             return value
-        tiers: dict[str, int] = {}
-        for part in filter(None, (p.strip() for p in value.split(","))):
-            name, sep, points = part.partition(":")
-            if not sep or not name.strip() or not points.strip().isdigit():
-                raise ValueError("expected tier:points pairs such as bronze:0,silver:1000")
-            tiers[name.strip()] = int(points)
+        tiers = _named_numbers(value, "expected tier:points pairs such as bronze:0,silver:1000")
         if not tiers or min(tiers.values()) != 0:
             raise ValueError("expected tier:points pairs with one tier at 0 points")
         return tiers
@@ -327,15 +333,11 @@ class Settings(BaseSettings):
     def _tick_seconds(cls, value: object) -> object:
         if not isinstance(value, str):
             return value
-        ticks: dict[str, int] = {}
-        for part in filter(None, (p.strip() for p in value.split(","))):
-            name, sep, seconds = part.partition(":")
-            if not sep or not name.strip() or not seconds.strip().isdigit() or not int(seconds):
-                raise ValueError(
-                    "expected tick:seconds pairs of whole seconds from 1, "
-                    "such as outbox_relay:10,due_enrollments:5"
-                )
-            ticks[name.strip()] = int(seconds)
+        ticks = _named_numbers(
+            value, "expected tick:seconds pairs such as outbox_relay:10,due_enrollments:5"
+        )
+        if any(seconds < 1 for seconds in ticks.values()):
+            raise ValueError("expected tick:seconds pairs of whole seconds from 1")
         return ticks
 
     @field_validator("points_per_currency_unit", mode="before")

@@ -179,6 +179,23 @@ def test_scheduler_list_names_every_job_and_its_interval() -> None:
     assert "every   300s" in lines["crm_push"]
 
 
+def test_scheduler_tick_seconds_sets_a_jobs_interval_and_refuses_unknown_jobs() -> None:
+    env = {"SCHEDULER_TICK_SECONDS": "outbox_relay:5,crm_push:42"}
+    result = CliRunner().invoke(main, ["scheduler", "--list"], env=env)
+    assert result.exit_code == 0, result.output
+    lines = {line.split()[0]: line for line in result.output.splitlines()}
+    assert "every     5s" in lines["outbox_relay"]
+    assert "every    42s" in lines["crm_push"]  # over CRM_PUSH_MINUTES
+    assert "every    30s" in lines["due_enrollments"]
+
+    refused = CliRunner().invoke(
+        main, ["scheduler", "--list"], env={"SCHEDULER_TICK_SECONDS": "outbox_rely:5"}
+    )
+    assert refused.exit_code != 0
+    [line] = refused.output.strip().splitlines()
+    assert "'outbox_rely'" in line and "outbox_relay" in line and "Traceback" not in line
+
+
 def _free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
