@@ -16,7 +16,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import and_, func, or_, select
 from sqlalchemy.orm import Session
 
 from automations.definition import Journey, Split
@@ -113,6 +113,10 @@ class JourneyReport:
     goal: str | None
     splits: tuple[SplitReport, ...]
     total: Arm
+    #: When counted from a moment (a simulation's start): that moment, and how many of the
+    #: entries were members already in flight then, who entered before it.
+    active_at: datetime | None = None
+    in_flight: int = 0
 
     @property
     def has_splits(self) -> bool:
@@ -134,22 +138,43 @@ class JourneyReport:
             # The first split's, as before journeys had several.
             "variants": [arm.as_json() for arm in self.arms],
             "total": {k: v for k, v in self.total.as_json().items() if k not in ("variant",)},
+            **(
+                {"counted_from": self.active_at.isoformat(), "in_flight_at_start": self.in_flight}
+                if self.active_at is not None
+                else {}
+            ),
         }
 
 
 def journey_report(
-    session: Session, journey_id: str, *, entered_since: datetime | None = None
+    session: Session,
+    journey_id: str,
+    *,
+    entered_since: datetime | None = None,
+    active_at: datetime | None = None,
 ) -> JourneyReport:
-    """The journey's figures per split and variant (members who entered since, when given).
+    """The journey's figures per split and variant.
 
-    Each split counts the variants recorded as members went through it
-    (`split_choices`); members who have not been through a split are its
-    "not split yet" arm. Sends and conversions are the enrollment's, whole.
+    Every enrollment by default; the members who entered since `entered_since`;
+    or, with `active_at`, those who entered since and those still in flight at
+    that moment (counted as entries, and said apart in `in_flight`). Each split
+    counts the variants recorded as members went through it (`split_choices`);
+    members who have not been through a split are its "not split yet" arm. Sends
+    and conversions are the enrollment's, whole.
     """
     journey = _journey(session, journey_id)
-    where = [Enrollment.journey_id == journey_id]
+    where: list[Any] = [Enrollment.journey_id == journey_id]
     if entered_since is not None:
         where.append(Enrollment.entered_at >= entered_since)
+    in_flight = 0
+    if active_at is not None:
+        going = and_(
+            Enrollment.entered_at < active_at,
+            or_(Enrollment.exited_at.is_(None), Enrollment.exited_at >= active_at),
+            or_(Enrollment.converted_at.is_(None), Enrollment.converted_at >= active_at),
+        )
+        in_flight = int(session.scalar(select(func.count(Enrollment.id)).where(*where, going)) or 0)
+        where.append(or_(Enrollment.entered_at >= active_at, going))
     converted = Enrollment.converted_at.is_not(None)
     sent = [Message.state == MessageState.SENT, Message.channel.in_(_SEND_CHANNELS)]
     with_sends = (
@@ -185,7 +210,7 @@ def journey_report(
         if split in defined or any(key[0] == split for key in entries)
     )
     goal = f"{journey.goal.event} within {_days(journey.goal.within)}" if journey.goal else None
-    return JourneyReport(journey.id, journey.name, goal, splits, total)
+    return JourneyReport(journey.id, journey.name, goal, splits, total, active_at, in_flight)
 
 
 Counts = dict[tuple[str, str], int]
@@ -287,6 +312,11 @@ def format_report(report: JourneyReport) -> Iterable[str]:
     """The report as lines of text: per split, its variants; then the journey's total."""
     yield f"{report.journey_id} ({report.name})"
     yield f"goal: {report.goal}" if report.goal else "goal: none (conversions are not counted)"
+    if report.active_at is not None:
+        yield (
+            f"entries: members who entered from {report.active_at:%Y-%m-%d %H:%M}Z, and "
+            f"{report.in_flight} already in flight then (entered before)"
+        )
     header = f"{'variant':<16} {'entries':>8} {'sends':>8} {'conversions':>11} {'rate':>7}"
     for split in report.splits:
         yield f"split: {split.split}"

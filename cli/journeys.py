@@ -7,6 +7,7 @@ import sys
 import time
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -14,6 +15,7 @@ from automations.definition import Program, journey_files, load_journeys
 from automations.preview import OutsideAudience, preview
 from automations.report import JourneyReport, format_report, journey_report
 from automations.simulate import parse_day, simulate
+from automations.simulation.engagement import parse_rates
 from automations.versions import journey_summaries, latest_versions, publish
 from cli.context import (
     app_from_environment,
@@ -162,6 +164,28 @@ def print_report(report: JourneyReport) -> None:
     help="also print `journeys report` of each journey with a split, on the simulated data",
 )
 @click.option(
+    "--open-rate",
+    "open_rates",
+    multiple=True,
+    metavar="RATE|TEMPLATE=RATE",
+    help="share of sent emails opened (0 to 1), for every email or one template; repeatable "
+    "[default: 0, no opens]",
+)
+@click.option(
+    "--click-rate",
+    "click_rates",
+    multiple=True,
+    metavar="RATE|TEMPLATE=RATE",
+    help="share of sent emails clicked (a click counts as an open); repeatable [default: 0]",
+)
+@click.option(
+    "--seed",
+    type=int,
+    default=0,
+    show_default=True,
+    help="draw of the opens and clicks: the same seed gives the same members",
+)
+@click.option(
     "--progress/--no-progress",
     default=None,
     help="show how far the virtual clock has gone, on stderr [default: when stderr is a terminal]",
@@ -175,13 +199,24 @@ def simulate_command(
     events_file: Path | None,
     as_json: bool,
     with_report: bool,
+    open_rates: tuple[str, ...],
+    click_rates: tuple[str, ...],
+    seed: int,
     progress: bool | None,
 ) -> None:
-    """Run the journeys over a period with a virtual clock; nothing is sent or stored."""
+    """Run the journeys over a period with a virtual clock; nothing is sent or stored.
+
+    Nobody opens or clicks a simulated email unless --open-rate/--click-rate say how
+    many do, so journeys branching on engagement take their "not engaged" path.
+    """
     try:
         period = parse_day(start), parse_day(end, end=True)
     except ValueError as exc:
         fail(f"--from/--to: {exc}; use YYYY-MM-DD or an ISO instant", 2)
+    try:
+        rates = parse_rates(open_rates, click_rates, seed)
+    except ValueError as exc:
+        fail(str(exc), 2)
     if period[0] > period[1]:
         fail(f"--from {start} is after --to {end}", 2)
     app = app_from_environment()
@@ -197,6 +232,7 @@ def simulate_command(
             events_file=events_file,
             with_reports=with_report,
             progress=bar,
+            engagement=rates,
         )
     finally:
         if bar is not None:
@@ -232,18 +268,36 @@ def simulate_command(
     for journey, row in sorted(result.summary().items()):
         sends = ", ".join(f"{n} {c}" for c, n in sorted(row["sends"].items())) or "no sends"
         click.echo(
-            f"{journey}: {row['entries']} entries, {row['conversions']} conversions, {sends}, "
-            f"{row['points']} points, "
+            f"{journey}: {_counted(row)}, {row['conversions']} conversions, {sends}"
+            f"{_engaged(row)}, {row['points']} points, "
             f"{row['sms_segments']} SMS segments (~{row['sms_cost']})"
         )
-        for variant, figures in sorted(row["variants"].items()):
-            click.echo(
-                f"  {variant}: {figures['entries']} entries, {figures['sends']} sends, "
-                f"{figures['conversions']} conversions"
-            )
+        for split, arms in sorted(row["splits"].items()):
+            if len(row["splits"]) > 1:
+                click.echo(f"  split {split}:")
+            for variant, figures in sorted(arms.items()):
+                click.echo(
+                    f"  {variant}: {_counted(figures)}, {figures['sends']} sends"
+                    f"{_engaged(figures)}, {figures['conversions']} conversions"
+                )
     for report in result.reports:
         click.echo("")
         print_report(report)
+
+
+def _counted(figures: dict[str, Any]) -> str:
+    """Entries, and the members in flight at the start when there are."""
+    text = f"{figures['entries']} entries"
+    if figures["in_flight"]:
+        text += f" (+{figures['in_flight']} in flight at the start)"
+    return text
+
+
+def _engaged(figures: dict[str, Any]) -> str:
+    """Simulated opens and clicks, when there are."""
+    if figures["opens"] or figures["clicks"]:
+        return f", {figures['opens']} opens, {figures['clicks']} clicks"
+    return ""
 
 
 class _ProgressLine:

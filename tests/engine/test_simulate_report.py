@@ -99,7 +99,7 @@ def test_simulated_nps_report_matches_the_timeline(app: App, tmp_path: Path) -> 
             "sends": sum(r["action"].startswith("send_") and r["state"] == "sent" for r in mine),
             "conversions": sum(r["action"] == "goal" for r in mine),
         }
-        assert {k: row[k] for k in figures} == figures == summary[name]
+        assert {k: row[k] for k in figures} == figures == {k: summary[name][k] for k in figures}
         assert row["entries"] == sum(arm == name for arm in arms.values())
         assert row["conversions"] == len([m for m in answering if arms[m] == name])
     assert rows["holdout"]["sends"] == 0 and rows["holdout"]["control"] is True
