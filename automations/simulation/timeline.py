@@ -10,16 +10,26 @@ have no `enter` row: they are listed apart (`Timeline.in_flight`).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from automations.simulation.live_copy import Copied
 from automations.versions import load_version
 from loyalty.app import App
-from loyalty.models import Enrollment, JourneyVersion, LedgerEntry, Member, Message, SplitChoice
+from loyalty.models import (
+    Enrollment,
+    JourneyVersion,
+    LedgerEntry,
+    Member,
+    Message,
+    ProviderEvent,
+    SplitChoice,
+)
 from loyalty.states import EnrollmentState, MessageState
 
 __all__ = ["Timeline", "iso", "timeline"]
@@ -123,8 +133,8 @@ def timeline(app: App, start: datetime, end: datetime, copied: Copied) -> Timeli
         for message in session.scalars(select(Message)):
             if message.id not in copied.settled_messages:
                 add(_message_record(message, externals, app), message.enrollment_id, 1)
-                for engaged in _engagements(message, externals):
-                    add(engaged, message.enrollment_id, 3)
+        for engaged_in, engaged in _engagements(session, externals):
+            add(engaged, engaged_in, 3)
     low, high = iso(start), iso(end)
     rows = [(key, r) for key, r in rows if low <= r["at"] <= high]
     found.records = [r for _, r in sorted(rows, key=lambda row: row[0])]
@@ -132,23 +142,27 @@ def timeline(app: App, start: datetime, end: datetime, copied: Copied) -> Timeli
     return found
 
 
-def _engagements(message: Message, externals: dict[int, str]) -> list[dict[str, Any]]:
-    """The simulated open and click of an email (their latest, as the message keeps them)."""
-    rows = []
-    for action, at in (("open", message.last_opened_at), ("click", message.last_clicked_at)):
-        if at is not None:
-            rows.append(
-                {
-                    "at": iso(at if at.tzinfo else at.replace(tzinfo=UTC)),
-                    "journey": message.journey_id or "",
-                    "member": externals[message.member_id],
-                    "step": message.step_id or "",
-                    "action": action,
-                    "channel": message.channel,
-                    "template": message.template,
-                }
-            )
-    return rows
+def _engagements(
+    session: Session, externals: dict[int, str]
+) -> Iterator[tuple[int | None, dict[str, Any]]]:
+    """Each simulated open and click, at its moment (the SendGrid events the simulation applied:
+    the message keeps only the latest, and a click moves its open too)."""
+    query = (
+        select(ProviderEvent.kind, ProviderEvent.received_at, Message)
+        .join(Message, Message.id == ProviderEvent.message_id)
+        .where(ProviderEvent.provider == "sendgrid", ProviderEvent.kind.in_(("open", "click")))
+    )
+    for kind, at, message in session.execute(query):
+        record = {
+            "at": iso(at),
+            "journey": message.journey_id or "",
+            "member": externals[message.member_id],
+            "step": message.step_id or "",
+            "action": kind,
+            "channel": message.channel,
+            "template": message.template,
+        }
+        yield message.enrollment_id, record
 
 
 def _message_record(message: Message, externals: dict[int, str], app: App) -> dict[str, Any]:
