@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import json
 import operator
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -27,14 +28,26 @@ from typing import Any
 from psycopg import Connection as PsycopgConnection
 from psycopg import sql
 from psycopg.types.json import Jsonb
-from sqlalchemy import ColumnElement, Dialect, Row, String, Table, any_, bindparam, or_, select
+from sqlalchemy import (
+    ColumnElement,
+    Dialect,
+    Row,
+    String,
+    Table,
+    any_,
+    bindparam,
+    column,
+    or_,
+    select,
+    text,
+)
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 
 from loyalty.member_rows import MemberRow
 from loyalty.models import Consent, Member
-from loyalty.referrals import new_referral_code
+from loyalty.referrals import new_referral_codes
 
 __all__ = [
     "WRITTEN_COLUMNS",
@@ -126,7 +139,13 @@ def _external_id_in(session: Session, keys: list[str]) -> ColumnElement[bool]:
     """`external_id IN (…)`; one array parameter on PostgreSQL rather than one per key."""
     if session.get_bind().dialect.name == "postgresql":
         return _MEMBERS.c.external_id == any_(bindparam("keys", keys, type_=ARRAY(String)))
-    return _MEMBERS.c.external_id.in_(keys)
+    # One JSON parameter on SQLite too: a statement with thousands of `?` costs more to
+    # build than to run.
+    return _MEMBERS.c.external_id.in_(
+        text("SELECT value FROM json_each(:keys)")
+        .bindparams(keys=json.dumps(keys))
+        .columns(column("value", String))
+    )
 
 
 def write_batch(
@@ -149,12 +168,14 @@ def write_batch(
     existing = {row.external_id: row for row in session.execute(query)}
     records: list[dict[str, Any]] = []
     consents: list[tuple[str, str, bool]] = []
+    codes = iter(new_referral_codes(sum(p.row.external_id not in existing for p in batch)))
     for parsed in batch:
         old = existing.get(parsed.row.external_id)
         if old is not None and old.erased_at is not None:
             result.erased.append(parsed)
             continue
-        record, changed = _record(parsed, old, now, tier, consents)
+        code = next(codes) if old is None else old.referral_code
+        record, changed = _record(parsed, old, now, tier, code, consents)
         if old is None:
             result.created += 1
         elif changed:
@@ -178,6 +199,7 @@ def _record(
     old: Row[Any] | None,
     now: datetime,
     tier: str,
+    referral_code: str,
     consents: list[tuple[str, str, bool]],
 ) -> tuple[dict[str, Any], bool]:
     """The member's row as the import leaves it, and whether it changed.
@@ -209,7 +231,7 @@ def _record(
         tier=tier,
         points_balance=0,
         lifetime_points=0,
-        referral_code=new_referral_code() if old is None else old.referral_code,
+        referral_code=referral_code,
         orders_count=0,
         total_spent=Decimal(0),
         enrolled_at=now,
@@ -250,7 +272,7 @@ def _sqlite_upsert(
     new = [r["external_id"] for r in records if r["external_id"] not in ids]
     if new:
         query = select(_MEMBERS.c.external_id, _MEMBERS.c.id)
-        for external_id, member_id in session.execute(query.where(_MEMBERS.c.external_id.in_(new))):
+        for external_id, member_id in session.execute(query.where(_external_id_in(session, new))):
             ids[external_id] = member_id
     _executemany(session, _sqlite_statement(dialect, "consents"), _consent_rows(consents, ids, now))
 

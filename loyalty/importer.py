@@ -10,6 +10,7 @@ fields are left out and reported as warnings (`loyalty.member_rows`).
 from __future__ import annotations
 
 import csv
+import gc
 import hashlib
 import io
 import json
@@ -18,6 +19,7 @@ import os
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -31,7 +33,14 @@ from loyalty.clock import Clock
 from loyalty.db import Database, insert_ignore
 from loyalty.errors import FatalError
 from loyalty.import_writer import Parsed, unchanged_keys, write_batch
-from loyalty.member_rows import MemberRow, ParsedRow, parse_rows, row_key, unusable_text
+from loyalty.member_rows import (
+    MemberRow,
+    ParsedRow,
+    member_row,
+    parse_rows,
+    row_key,
+    unusable_text,
+)
 from loyalty.models import Member, Referral
 from loyalty.referrals import referral_verdict
 from loyalty.settings import Settings
@@ -229,6 +238,7 @@ def import_members(
             raw_stream, encoding="utf-8-sig", errors="surrogateescape", newline=""
         ) as stream,
         _Parsers(PARSE_WORKERS if workers is None else workers, region) as parsers,
+        _collections_per_batch(),
     ):
         lines = read(stream)
         if progress is not None:
@@ -243,11 +253,36 @@ def import_members(
             pending.append(batch)
             while len(pending) > parsers.depth:
                 _finish(database, pending.popleft(), settings, clock, report)
+                gc.collect(1)
         while pending:
             _finish(database, pending.popleft(), settings, clock, report)
     report.rejected.sort(key=lambda p: p.row)
     report.warnings.sort(key=lambda p: p.row)
     return report
+
+
+@contextmanager
+def _collections_per_batch() -> Iterator[None]:
+    """The garbage collector runs once a batch rather than every few hundred objects.
+
+    A batch's rows live until it is written, so the collector would look at them
+    again and again for nothing; cyclic garbage of a batch is still collected.
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def _parse_batch(rows: list[tuple[int, dict[str, Any]]], region: str) -> list[ParsedRow]:
+    """`parse_rows` in a parsing process, collecting garbage once for the batch."""
+    with _collections_per_batch():
+        parsed = parse_rows(rows, region)
+    gc.collect(1)
+    return parsed
 
 
 def _reporting(lines: Iterator[_Line], tick: Callable[[], None]) -> Iterator[_Line]:
@@ -340,7 +375,7 @@ class _Parsers:
         if self.pool is None or not rows:
             done = parse_rows(rows, self.region)
             return lambda: done
-        return self.pool.submit(parse_rows, rows, self.region).result
+        return self.pool.submit(_parse_batch, rows, self.region).result
 
     def __enter__(self) -> _Parsers:
         return self
@@ -359,15 +394,15 @@ def _finish(
     for number, reason in batch.unusable:
         report.rejected.append(Problem(number, "*", f"line {reason}"))
     ready: list[Parsed] = []
-    for parsed in batch.outcome():
-        for name, reason in parsed.rejected:
-            report.rejected.append(Problem(parsed.number, name, reason, parsed.key))
-        if parsed.row is None:
+    digests = batch.digests
+    for number, key, fields, rejected, warnings in batch.outcome():
+        for name, reason in rejected:
+            report.rejected.append(Problem(number, name, reason, key))
+        if fields is None:
             continue
-        for name, reason in parsed.warnings:
-            report.warnings.append(Problem(parsed.number, name, reason, parsed.key))
-        digest = None if parsed.warnings else batch.digests.get(parsed.number)
-        ready.append(Parsed(parsed.number, parsed.row, digest))
+        for name, reason in warnings:
+            report.warnings.append(Problem(number, name, reason, key))
+        ready.append(Parsed(number, member_row(fields), None if warnings else digests.get(number)))
     _flush(database, ready, settings, clock, report)
 
 

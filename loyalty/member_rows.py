@@ -10,6 +10,7 @@ Reasons never quote a personal value (email, phone, names, birthday).
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import re
@@ -29,7 +30,9 @@ __all__ = [
     "MAX_CELL",
     "MemberRow",
     "ParsedRow",
+    "member_row",
     "normal_email",
+    "normal_phone",
     "parse_birthday",
     "parse_row",
     "parse_rows",
@@ -73,6 +76,10 @@ _MAX_DOMAINS = 100_000
 _PLAIN_LOCAL = re.compile(r"[A-Za-z0-9_+-]+(?:\.[A-Za-z0-9_+-]+)*")
 _MAX_LOCAL = 64
 _MAX_ADDRESS = 254
+_PLUS_DIGITS = re.compile(r"\+[1-9][0-9]{3,18}")
+# National numbers phonenumbers' parser takes as they are (it accepts 2 to 17 digits).
+_MIN_NATIONAL = 4
+_MAX_NATIONAL = 17
 
 
 @dataclass
@@ -201,6 +208,8 @@ def _consent(value: Any) -> bool | None:
 
 def _corrupt_cells(raw: dict[str, Any]) -> tuple[list[RowError], set[str]]:
     """Cells no database would store: each rejects the row."""
+    if _plain_cells(raw):
+        return [], set()
     errors: list[RowError] = []
     bad: set[str] = set()
     for key, value in raw.items():
@@ -218,6 +227,23 @@ def _corrupt_cells(raw: dict[str, Any]) -> tuple[list[RowError], set[str]]:
     return errors, bad
 
 
+def _plain_cells(raw: dict[str, Any]) -> bool:
+    """Whether every key and value is short text with nothing unstorable, in one look.
+
+    A row with other values (missing cells, numbers, JSON) or long text is looked at
+    cell by cell.
+    """
+    try:
+        keys = "".join(raw)
+        values = "".join(raw.values())
+    except TypeError:
+        return False
+    if len(values) > MAX_CELL or len(keys) > MAX_COLUMN_NAME:
+        return False
+    text = keys + values
+    return "\x00" not in text and _SURROGATE.search(text) is None
+
+
 def _reason(name: str, exc: Exception, raw: Any) -> str:
     reason = str(exc)
     if name not in PERSONAL_COLUMNS:
@@ -227,6 +253,124 @@ def _reason(name: str, exc: Exception, raw: Any) -> str:
         reason = re.sub(r"\s*\([^)]*\)", "", reason)
     text = str(raw).strip()
     return reason.replace(text, "…") if text else reason
+
+
+def _email(row: MemberRow, value: str | None, _: str) -> None:
+    row.fields["email"] = None if value is None else normal_email(value)
+
+
+def _phone(row: MemberRow, value: str | None, region: str) -> None:
+    row.fields["phone"] = None if value is None else normal_phone(value, region)
+
+
+def normal_phone(value: str, region: str) -> str:
+    """The number in E.164 (as stored), or ValueError / NumberParseException.
+
+    phonenumbers' parsing takes two thirds of a number's time. A number written as
+    `+` and digits, whose digits after the country code cannot start with a
+    national prefix, parses to that country code and those digits: it is built
+    directly and checked by phonenumbers as a parsed one would be. Any other
+    text, or a number found invalid, goes through phonenumbers' parser.
+    """
+    number = _international(value)
+    if number is None or not phonenumbers.is_valid_number(number):
+        number = phonenumbers.parse(value, region)
+        if not phonenumbers.is_valid_number(number):
+            raise ValueError(f"not a valid phone number for region {region} or +prefix")
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+def _international(value: str) -> phonenumbers.PhoneNumber | None:
+    """`+CC…` as phonenumbers parses it when that needs no more than the country code."""
+    if not _PLUS_DIGITS.fullmatch(value):
+        return None
+    digits = value[1:]
+    for width in (1, 2, 3):
+        country_code = int(digits[:width])
+        if country_code in phonenumbers.COUNTRY_CODE_TO_REGION_CODE:
+            national = digits[width:]
+            break
+    else:
+        return None
+    if not _MIN_NATIONAL <= len(national) <= _MAX_NATIONAL or national[0] == "0":
+        return None  # too short or long, or an Italian leading zero: the parser decides
+    prefix = _national_prefix(country_code)
+    if prefix is None or prefix.match(national):
+        return None  # a national prefix the parser might strip
+    return phonenumbers.PhoneNumber(country_code=country_code, national_number=int(national))
+
+
+@functools.cache
+def _national_prefix(country_code: int) -> re.Pattern[str] | None:
+    """What phonenumbers strips as a national prefix for the country code (`(?!)` when
+    nothing), or None when the country has no metadata."""
+    region = phonenumbers.region_code_for_country_code(country_code)
+    metadata = phonenumbers.PhoneMetadata.metadata_for_region_or_calling_code(country_code, region)
+    if metadata is None:
+        return None
+    return re.compile(metadata.national_prefix_for_parsing or "(?!)")
+
+
+def _name(column: str) -> Callable[[MemberRow, Any, str], None]:
+    def parse(row: MemberRow, value: str | None, _: str) -> None:
+        if value is not None and len(value) > 255:
+            raise ValueError("is longer than 255 characters")
+        row.fields[column] = value
+
+    return parse
+
+
+def _locale(row: MemberRow, value: str | None, _: str) -> None:
+    if value is None:
+        row.fields["locale"] = None
+        return
+    match = _LOCALE.match(value)
+    if not match:
+        raise ValueError("expected a locale such as en, pl or pl-PL")
+    region = f"-{match[2].upper()}" if match[2] else ""
+    row.fields["locale"] = match[1].lower() + region
+
+
+def _zone(row: MemberRow, value: str | None, _: str) -> None:
+    if value is not None and value not in _ZONES:
+        raise ValueError("expected an IANA time zone such as Europe/Warsaw")
+    row.fields["time_zone"] = value
+
+
+def _birthday(row: MemberRow, value: str | None, _: str) -> None:
+    year, month, day = (None, None, None) if value is None else parse_birthday(value)
+    row.fields.update(birth_year=year, birth_month=month, birth_day=day)
+
+
+def _email_consent(row: MemberRow, value: Any, _: str) -> None:
+    row.email_consent = _consent(value)
+
+
+def _sms_consent(row: MemberRow, value: Any, _: str) -> None:
+    row.sms_consent = _consent(value)
+
+
+def _referred_by(row: MemberRow, value: str | None, _: str) -> None:
+    if value is not None and len(value) > _REFERRAL_CODE_LENGTH:
+        raise ValueError(f"is longer than {_REFERRAL_CODE_LENGTH} characters")
+    row.referred_by_code = value.upper() if value else None
+
+
+#: The known optional columns, in the order their warnings are reported, and their parsers.
+_FIELD_PARSERS: tuple[tuple[str, Callable[[MemberRow, Any, str], None]], ...] = (
+    ("email", _email),
+    ("phone", _phone),
+    ("first_name", _name("first_name")),
+    ("last_name", _name("last_name")),
+    ("locale", _locale),
+    ("time_zone", _zone),
+    ("birthday", _birthday),
+    ("email_consent", _email_consent),
+    ("sms_consent", _sms_consent),
+    ("referred_by_code", _referred_by),
+)
+_KNOWN = frozenset(KNOWN_COLUMNS)
+_FIELD_ERRORS = (ValueError, EmailNotValidError, phonenumbers.NumberParseException)
 
 
 def parse_row(raw: dict[str, Any], *, phone_region: str) -> MemberRow:
@@ -247,116 +391,69 @@ def parse_row(raw: dict[str, Any], *, phone_region: str) -> MemberRow:
             elif len(external_id) > 255:
                 errors.append(RowError("external_id", "is longer than 255 characters"))
     row = MemberRow(external_id=external_id or "")
-    fields = row.fields
-
-    def check(name: str, parse: Callable[[Any], None]) -> None:
+    for name, parse in _FIELD_PARSERS:
         if name not in raw or name in corrupt:
-            return
-        try:
-            value = raw[name] if isinstance(raw[name], bool) else _text(raw[name])
-            parse(value)
-        except (ValueError, EmailNotValidError, phonenumbers.NumberParseException) as exc:
-            row.warnings.append(RowError(name, _reason(name, exc, raw[name])))
-
-    def email(value: str | None) -> None:
-        fields["email"] = None if value is None else normal_email(value)
-
-    def phone(value: str | None) -> None:
-        if value is None:
-            fields["phone"] = None
-            return
-        number = phonenumbers.parse(value, phone_region)
-        if not phonenumbers.is_valid_number(number):
-            raise ValueError(f"not a valid phone number for region {phone_region} or +prefix")
-        fields["phone"] = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
-
-    def name(column: str) -> Callable[[Any], None]:
-        def parse(value: str | None) -> None:
-            if value is not None and len(value) > 255:
-                raise ValueError("is longer than 255 characters")
-            fields[column] = value
-
-        return parse
-
-    def locale(value: str | None) -> None:
-        if value is None:
-            fields["locale"] = None
-            return
-        match = _LOCALE.match(value)
-        if not match:
-            raise ValueError("expected a locale such as en, pl or pl-PL")
-        region = f"-{match[2].upper()}" if match[2] else ""
-        fields["locale"] = match[1].lower() + region
-
-    def zone(value: str | None) -> None:
-        if value is not None and value not in _ZONES:
-            raise ValueError("expected an IANA time zone such as Europe/Warsaw")
-        fields["time_zone"] = value
-
-    def birthday(value: str | None) -> None:
-        year, month, day = (None, None, None) if value is None else parse_birthday(value)
-        fields.update(birth_year=year, birth_month=month, birth_day=day)
-
-    def consent(column: str) -> Callable[[Any], None]:
-        def parse(value: Any) -> None:
-            setattr(row, column, _consent(value))
-
-        return parse
-
-    def referred_by(value: str | None) -> None:
-        if value is not None and len(value) > _REFERRAL_CODE_LENGTH:
-            raise ValueError(f"is longer than {_REFERRAL_CODE_LENGTH} characters")
-        row.referred_by_code = value.upper() if value else None
-
-    check("email", email)
-    check("phone", phone)
-    check("first_name", name("first_name"))
-    check("last_name", name("last_name"))
-    check("locale", locale)
-    check("time_zone", zone)
-    check("birthday", birthday)
-    check("email_consent", consent("email_consent"))
-    check("sms_consent", consent("sms_consent"))
-    check("referred_by_code", referred_by)
-    for key, value in raw.items():
-        if key in KNOWN_COLUMNS or key is None or key in corrupt:
             continue
-        if isinstance(value, str):
+        cell = raw[name]
+        try:
+            if type(cell) is str:
+                value: Any = cell.strip() or None
+            else:
+                value = cell if isinstance(cell, bool) else _text(cell)
+            parse(row, value, phone_region)
+        except _FIELD_ERRORS as exc:
+            row.warnings.append(RowError(name, _reason(name, exc, cell)))
+    attributes = row.attributes
+    for key, value in raw.items():
+        if key in _KNOWN or key is None or key in corrupt:
+            continue
+        if type(value) is str:
             value = value.strip()
             if not value:
                 continue
         if value is not None:
-            row.attributes[str(key)] = value
+            attributes[str(key)] = value
     if errors:
         raise ExceptionGroup("invalid row", [*errors, *row.warnings])
     return row
 
 
-@dataclass
-class ParsedRow:
-    """What `parse_rows` made of one row; plain data, so it can cross processes."""
+#: What `parse_rows` made of one row, as plain data (cheap to send between processes):
+#: its number, its external_id when usable text (to name it in a report), the
+#: `MemberRow` fields in `member_row`'s order (None when rejected), the (field, reason)
+#: pairs that reject the row, and the warnings of a kept row.
+ParsedRow = tuple[
+    int,
+    str | None,
+    tuple[str, dict[str, Any], bool | None, bool | None, str | None, dict[str, Any]] | None,
+    list[tuple[str, str]],
+    list[tuple[str, str]],
+]
 
-    number: int
-    #: The row's external_id when usable text (to name it in a report).
-    key: str | None
-    #: None when the row is rejected.
-    row: MemberRow | None
-    #: (field, reason) pairs that reject the row; the warnings of a kept row.
-    rejected: list[tuple[str, str]] = field(default_factory=list)
-    warnings: list[tuple[str, str]] = field(default_factory=list)
+
+def member_row(fields: tuple[Any, ...]) -> MemberRow:
+    """The `MemberRow` a `ParsedRow` carries."""
+    return MemberRow(*fields)
 
 
 def parse_rows(rows: list[tuple[int, dict[str, Any]]], phone_region: str) -> list[ParsedRow]:
     """`parse_row` over numbered rows, in order; runs in a parsing process."""
-    parsed = []
+    parsed: list[ParsedRow] = []
     for number, raw in rows:
         try:
             row = parse_row(raw, phone_region=phone_region)
         except ExceptionGroup as group:
             errors = [(e.field, e.reason) for e in group.exceptions if isinstance(e, RowError)]
-            parsed.append(ParsedRow(number, row_key(raw), None, rejected=errors))
+            parsed.append((number, row_key(raw), None, errors, []))
             continue
         warnings = [(w.field, w.reason) for w in row.warnings]
-        row.warnings = []
-        parsed.append(ParsedRow(number, row.external_id, row, warnings=warnings))
+        fields = (
+            row.external_id,
+            row.fields,
+            row.email_consent,
+            row.sms_consent,
+            row.referred_by_code,
+            row.attributes,
+        )
+        parsed.append((number, row.external_id, fields, [], warnings))
     return parsed

@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+import struct
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 
@@ -35,6 +36,7 @@ from loyalty.states import ReferralStatus
 __all__ = [
     "CLICK_KEY",
     "new_referral_code",
+    "new_referral_codes",
     "on_first_order",
     "payout_event",
     "record_click",
@@ -49,6 +51,11 @@ _ALPHABET = "ABCDEFGHJKMNPQRSTUVWXYZ23456789"
 #: Length of generated referral codes (31**10 ≈ 8e14 codes).
 CODE_LENGTH = 10
 _CODES = len(_ALPHABET) ** CODE_LENGTH
+# Codes are spelled two letters at a time (least significant first, as one at a time).
+_PAIRS = [b + a for a in _ALPHABET for b in _ALPHABET]
+_PAIRS_BASE = len(_ALPHABET) ** 2
+_MASK = (1 << _CODES.bit_length()) - 1
+_WORDS = struct.Struct("<Q")
 #: Key of the click digests when REWARD_CODE_SECRET is unset.
 CLICK_KEY = "loyalty-journeys-referral-clicks"
 #: The referrer's own orders looked at for their IPs and shipping addresses.
@@ -58,13 +65,36 @@ _ORDERED = (ReferralStatus.HELD, ReferralStatus.REVIEW, ReferralStatus.COMPLETED
 
 
 def new_referral_code() -> str:
-    # One draw for the whole code (imports make one per new member), spelled in the alphabet.
-    number = secrets.randbelow(_CODES)
-    letters = []
-    for _ in range(CODE_LENGTH):
-        number, index = divmod(number, len(_ALPHABET))
-        letters.append(_ALPHABET[index])
-    return "".join(letters)
+    # One draw for the whole code, spelled in the alphabet.
+    return _spelled(secrets.randbelow(_CODES))
+
+
+def new_referral_codes(count: int) -> list[str]:
+    """`count` codes drawn as `new_referral_code` draws one, from one read of the OS's randomness.
+
+    Each code is a 50-bit number below 31**10, drawn again when it is not (as
+    `secrets.randbelow` does), so every code is equally likely.
+    """
+    codes: list[str] = []
+    while len(codes) < count:
+        # A draw is rejected with probability 1 - 31**10 / 2**50 (about 27 %).
+        wanted = count - len(codes)
+        data = secrets.token_bytes(8 * (wanted + wanted // 2 + 8))
+        for (number,) in _WORDS.iter_unpack(data):
+            number &= _MASK
+            if number < _CODES:
+                codes.append(_spelled(number))
+                if len(codes) == count:
+                    break
+    return codes
+
+
+def _spelled(number: int) -> str:
+    pairs = []
+    for _ in range(CODE_LENGTH // 2):
+        number, index = divmod(number, _PAIRS_BASE)
+        pairs.append(_PAIRS[index])
+    return "".join(pairs)
 
 
 def referral_link(public_base_url: str, code: str) -> str:
