@@ -19,7 +19,7 @@ import functools
 import hashlib
 import json
 import operator
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -46,7 +46,7 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 
 from loyalty.member_rows import MemberRow
-from loyalty.models import Consent, Member
+from loyalty.models import Consent, Member, UTCDateTime
 from loyalty.referrals import new_referral_codes
 
 __all__ = [
@@ -89,6 +89,8 @@ WRITTEN_COLUMNS = (
     "created_at",
 )
 _UPDATED = (*IMPORT_COLUMNS, "import_digest", "updated_at")
+#: The import columns of a member not known before, until the row sets them.
+_NEW = dict.fromkeys(IMPORT_COLUMNS)
 _MEMBERS: Table = Member.__table__  # type: ignore[assignment]
 _CONSENT_COLUMNS = ("member_id", "channel", "purpose", "granted", "source", "at")
 _CONSENTS: Table = Consent.__table__  # type: ignore[assignment]
@@ -115,8 +117,14 @@ class BatchResult:
 
 def bound_digest(row_digest: str, updated_at: datetime) -> str:
     """The digest stored on a member: the raw row's, bound to the member's `updated_at`."""
-    text = f"{row_digest}|{updated_at.astimezone(UTC).isoformat()}"
+    text = f"{row_digest}|{_stamp(updated_at)}"
     return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
+
+
+@functools.lru_cache(maxsize=1024)
+def _stamp(updated_at: datetime) -> str:
+    # A batch's members mostly share one `updated_at`.
+    return updated_at.astimezone(UTC).isoformat()
 
 
 def unchanged_keys(session: Session, digests: Mapping[str, str]) -> set[str]:
@@ -208,20 +216,23 @@ def _record(
     """
     row = parsed.row
     if old is None:
-        values: dict[str, Any] = dict.fromkeys(IMPORT_COLUMNS)
-        values["attributes"] = {}
+        values: dict[str, Any] = {**_NEW, **row.fields}
+        values["attributes"] = dict(row.attributes)
+        before = None
     else:
         values = {name: getattr(old, name) for name in IMPORT_COLUMNS}
-    before = dict(values)
-    values.update(row.fields)
-    if row.attributes:
-        values["attributes"] = {**values["attributes"], **row.attributes}
-    for channel in ("email", "sms"):
-        wanted = getattr(row, f"{channel}_consent")
-        if wanted is not None and wanted != values[f"{channel}_consent"]:
-            values[f"{channel}_consent"] = wanted
+        before = dict(values)
+        values.update(row.fields)
+        if row.attributes:
+            values["attributes"] = {**values["attributes"], **row.attributes}
+    for channel, name, wanted in (
+        ("email", "email_consent", row.email_consent),
+        ("sms", "sms_consent", row.sms_consent),
+    ):
+        if wanted is not None and wanted != values[name]:
+            values[name] = wanted
             consents.append((row.external_id, channel, wanted))
-    changed = old is None or values != before
+    changed = before is None or values != before
     updated_at = now if changed or old is None else old.updated_at
     values.update(
         external_id=row.external_id,
@@ -347,8 +358,8 @@ def _copy_upsert(
         with cursor.copy(
             sql.SQL("COPY member_import ({columns}) FROM STDIN").format(columns=columns)
         ) as copy:
-            for record in records:
-                copy.write_row([_copy_value(record[name]) for name in WRITTEN_COLUMNS])
+            for row in _copy_rows(records):
+                copy.write_row(row)
         updated = [sql.Identifier(name) for name in _UPDATED]
         cursor.execute(
             sql.SQL(
@@ -376,6 +387,28 @@ def _copy_upsert(
             ) as copy:
                 for consent in _consent_rows(consents, ids, now):
                     copy.write_row([_copy_value(consent[name]) for name in _CONSENT_COLUMNS])
+
+
+def _copy_rows(records: Iterable[dict[str, Any]]) -> Iterator[list[Any]]:
+    """The members' rows as COPY takes them, in `WRITTEN_COLUMNS` order."""
+    pick = operator.itemgetter(*WRITTEN_COLUMNS)
+    times: dict[datetime, Any] = {}  # the batch's times are mostly one value
+    for record in records:
+        row = list(pick(record))
+        for i in _TIME_COLUMNS:
+            value = row[i]
+            if value is not None:
+                if value not in times:
+                    times[value] = _copy_value(value)
+                row[i] = times[value]
+        row[_ATTRIBUTES] = Jsonb(row[_ATTRIBUTES])
+        yield row
+
+
+_TIME_COLUMNS = tuple(
+    i for i, name in enumerate(WRITTEN_COLUMNS) if isinstance(_MEMBERS.c[name].type, UTCDateTime)
+)
+_ATTRIBUTES = WRITTEN_COLUMNS.index("attributes")
 
 
 def _copy_value(value: Any) -> Any:

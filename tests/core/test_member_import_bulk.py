@@ -229,3 +229,42 @@ def test_an_erased_member_is_never_imported_again(app: App, tmp_path: Path) -> N
     erased = members(app)["m-1"]
     assert (erased.email, erased.first_name, erased.attributes) == (None, None, {})
     assert erased.erased_at is not None and len(consents(app)) == logged
+
+
+@pytest.mark.usefixtures("small_batches")
+def test_rows_checked_the_quick_way_still_meet_each_rule_in_later_rows(
+    app: App, tmp_path: Path
+) -> None:
+    # Given plain rows whose domain and number shapes were accepted before a bad one comes
+    rows = [f"m-{n},m{n}@example.com,+4860123456{n % 10},Ann,yes,,vip" for n in range(8)]
+    rows[4] = "m-4,two..dots@example.com,+48601234564,Ann,yes,,vip"
+    rows[5] = "m-5,m5@example.com,+4860123,Ann,yes,,vip"
+    rows[6] = "m-6,m6@example.com,+390612345678,Ann-NOT-UTF8,yes,,vip"
+    rows[7] = "m-7,m7@example.com,+390612345678,Ann,yes,,v\x00ip"
+    path = tmp_path / "m.csv"
+    text = "\n".join([HEADER, *rows]) + "\n"
+    path.write_bytes(text.encode().replace(b"-NOT-UTF8", b"\xff"))
+
+    # When it is imported in batches
+    report = run(app, path)
+
+    # Then the bad address and the short number are left out with a warning each,
+    # and cells no database would store reject their row alone
+    assert [(p.row, p.field) for p in report.warnings] == [(6, "email"), (7, "phone")]
+    assert [(p.row, p.field) for p in report.rejected] == [
+        (8, "first_name"),
+        (9, "favourite_store"),
+    ]
+    everyone = members(app)
+    assert sorted(everyone) == ["m-0", "m-1", "m-2", "m-3", "m-4", "m-5"]
+    assert (everyone["m-4"].email, everyone["m-4"].phone) == (None, "+48601234564")
+    assert (everyone["m-5"].email, everyone["m-5"].phone) == ("m5@example.com", None)
+    assert everyone["m-3"].attributes == {"favourite_store": "vip"}
+    assert consents(app) == [(f"m-{n}", "email", True) for n in range(6)]
+
+    # And an Italian number keeps its leading zero, through the parsing processes too
+    rows[6] = "m-6,m6@example.com,+390612345678,Ann,yes,,vip"
+    write_csv(path, HEADER, *rows)
+    again = run(app, path, workers=2)
+    assert [(p.row, p.field) for p in again.rejected] == [(9, "favourite_store")]
+    assert members(app)["m-6"].phone == "+390612345678"
