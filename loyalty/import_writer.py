@@ -295,21 +295,23 @@ def _executemany(session: Session, statement: _Statement, records: list[dict[str
     """One executemany of the driver, with each value typed as SQLAlchemy would type it."""
     sql_text, names, processors = statement
     pick = operator.itemgetter(*names)
-    typed = [(i, process) for i, process in enumerate(processors) if process is not None]
-    times: dict[datetime, Any] = {}  # the batch's times are mostly one value
+    # A batch's times, flags and amounts are mostly a few values: each is typed once.
+    typed: list[tuple[int, Callable[[Any], Any], dict[Any, Any]]] = [
+        (i, process, {}) for i, process in enumerate(processors) if process is not None
+    ]
     rows = []
     for record in records:
         row = list(pick(record))
-        for i, process in typed:
+        for i, process, memo in typed:
             value = row[i]
             if value is None:
                 continue
-            if isinstance(value, datetime):
-                if value not in times:
-                    times[value] = process(value)
-                row[i] = times[value]
-            else:
+            if isinstance(value, dict | list):  # JSON
                 row[i] = process(value)
+            elif value in memo:
+                row[i] = memo[value]
+            else:
+                row[i] = memo[value] = process(value)
         rows.append(tuple(row))
     session.connection().exec_driver_sql(sql_text, rows)
 

@@ -249,7 +249,7 @@ def import_members(
             # Rows of batches not yet written are parsed whatever their digest says.
             in_flight = set().union(*(b.keys for b in pending))
             _skip_unchanged(database, batch, context, in_flight)
-            batch.outcome = parsers.submit(batch.to_parse)
+            batch.outcome = parsers.submit(batch.to_parse, BATCH_SIZE)
             pending.append(batch)
             while len(pending) > parsers.depth:
                 _finish(database, pending.popleft(), settings, clock, report)
@@ -352,7 +352,8 @@ def _skip_unchanged(database: Database, batch: _Batch, context: str, in_flight: 
 
 
 class _Parsers:
-    """Parsing in a pool of processes, started at the second batch (small files need none)."""
+    """Parsing in a pool of processes, started at the first full batch or the second one
+    (small files need none)."""
 
     def __init__(self, workers: int, region: str) -> None:
         self.workers = workers
@@ -365,9 +366,12 @@ class _Parsers:
         """Batches that may wait to be written while they are parsed."""
         return 0 if self.pool is None else self.workers + 1
 
-    def submit(self, rows: list[tuple[int, dict[str, Any]]]) -> Callable[[], list[ParsedRow]]:
+    def submit(
+        self, rows: list[tuple[int, dict[str, Any]]], full: int
+    ) -> Callable[[], list[ParsedRow]]:
+        """Parse `rows`, in the pool once it is started; `full` is a full batch's size."""
         self.submitted += 1
-        if self.pool is None and self.workers > 1 and self.submitted > 1:
+        if self.pool is None and self.workers > 1 and (self.submitted > 1 or len(rows) >= full):
             # Forked: the parsing processes start with the modules loaded and never run
             # the program's main module again (spawn and forkserver would).
             context = multiprocessing.get_context("fork")
