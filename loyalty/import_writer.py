@@ -347,40 +347,33 @@ def _copy_upsert(
     consents: list[tuple[str, str, bool]],
     now: datetime,
 ) -> None:
+    """New members by one `COPY` into members, with ids drawn from its sequence up front;
+    members already there by `COPY` into a temporary table and one upsert."""
     driver = session.connection().connection.driver_connection
     assert isinstance(driver, PsycopgConnection)
     columns = sql.SQL(", ").join(map(sql.Identifier, WRITTEN_COLUMNS))
+    ids = {key: row.id for key, row in existing.items()}
+    new = [r for r in records if r["external_id"] not in ids]
+    known = [r for r in records if r["external_id"] in ids]
     with driver.cursor() as cursor:
-        cursor.execute(
-            sql.SQL(
-                "CREATE TEMPORARY TABLE member_import ON COMMIT DROP AS "
-                "SELECT {columns} FROM members WITH NO DATA"
-            ).format(columns=columns)
-        )
-        with cursor.copy(
-            sql.SQL("COPY member_import ({columns}) FROM STDIN").format(columns=columns)
-        ) as copy:
-            for row in _copy_rows(records):
-                copy.write_row(row)
-        updated = [sql.Identifier(name) for name in _UPDATED]
-        cursor.execute(
-            sql.SQL(
-                "INSERT INTO members ({columns}) SELECT {columns} FROM member_import "
-                "ON CONFLICT (external_id) DO UPDATE SET {assign} "
-                "WHERE ({current}) IS DISTINCT FROM ({incoming}) "
-                "RETURNING external_id, id"
-            ).format(
-                columns=columns,
-                assign=sql.SQL(", ").join(
-                    sql.SQL("{0} = EXCLUDED.{0}").format(name) for name in updated
-                ),
-                current=sql.SQL(", ").join(sql.SQL("members.{0}").format(n) for n in updated),
-                incoming=sql.SQL(", ").join(sql.SQL("EXCLUDED.{0}").format(n) for n in updated),
+        if new:
+            # A member another import adds meanwhile makes the COPY fail on its external_id:
+            # the batch is then written row by row, and that row as an update.
+            cursor.execute(
+                "SELECT nextval(pg_get_serial_sequence('members', 'id')) "
+                "FROM generate_series(1, %s)",
+                [len(new)],
             )
-        )
-        ids = {key: row.id for key, row in existing.items()}
-        for external_id, member_id in cursor.fetchall():
-            ids[external_id] = member_id
+            drawn = [member_id for (member_id,) in cursor.fetchall()]
+            with cursor.copy(
+                sql.SQL("COPY members (id, {columns}) FROM STDIN").format(columns=columns)
+            ) as copy:
+                for member_id, row in zip(drawn, _copy_rows(new), strict=True):
+                    copy.write_row([member_id, *row])
+            for member_id, record in zip(drawn, new, strict=True):
+                ids[record["external_id"]] = member_id
+        if known:
+            _copy_update(cursor, columns, known)
         if consents:
             with cursor.copy(
                 sql.SQL("COPY consents ({columns}) FROM STDIN").format(
@@ -389,6 +382,37 @@ def _copy_upsert(
             ) as copy:
                 for consent in _consent_rows(consents, ids, now):
                     copy.write_row([_copy_value(consent[name]) for name in _CONSENT_COLUMNS])
+
+
+def _copy_update(cursor: Any, columns: sql.Composed, records: list[dict[str, Any]]) -> None:
+    """Members already there: `COPY` into a temporary table, then one upsert that writes
+    only the rows that changed."""
+    cursor.execute(
+        sql.SQL(
+            "CREATE TEMPORARY TABLE member_import ON COMMIT DROP AS "
+            "SELECT {columns} FROM members WITH NO DATA"
+        ).format(columns=columns)
+    )
+    with cursor.copy(
+        sql.SQL("COPY member_import ({columns}) FROM STDIN").format(columns=columns)
+    ) as copy:
+        for row in _copy_rows(records):
+            copy.write_row(row)
+    updated = [sql.Identifier(name) for name in _UPDATED]
+    cursor.execute(
+        sql.SQL(
+            "INSERT INTO members ({columns}) SELECT {columns} FROM member_import "
+            "ON CONFLICT (external_id) DO UPDATE SET {assign} "
+            "WHERE ({current}) IS DISTINCT FROM ({incoming})"
+        ).format(
+            columns=columns,
+            assign=sql.SQL(", ").join(
+                sql.SQL("{0} = EXCLUDED.{0}").format(name) for name in updated
+            ),
+            current=sql.SQL(", ").join(sql.SQL("members.{0}").format(n) for n in updated),
+            incoming=sql.SQL(", ").join(sql.SQL("EXCLUDED.{0}").format(n) for n in updated),
+        )
+    )
 
 
 def _copy_rows(records: Iterable[dict[str, Any]]) -> Iterator[list[Any]]:
