@@ -357,7 +357,7 @@ def _copy_upsert(
     known = [r for r in records if r["external_id"] in ids]
     with driver.cursor() as cursor:
         if new:
-            # A member another import adds meanwhile makes the COPY fail on its external_id:
+            # A member another writer adds meanwhile makes the COPY fail on its external_id:
             # the batch is then written row by row, and that row as an update.
             cursor.execute(
                 "SELECT nextval(pg_get_serial_sequence('members', 'id')) "

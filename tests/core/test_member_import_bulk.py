@@ -10,13 +10,15 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select, text, update
 
+import loyalty.import_writer
 import loyalty.importer
+import loyalty.referrals
 from loyalty.app import App
 from loyalty.db import Database
 from loyalty.erasure import erase_member
 from loyalty.importer import ERASED, ImportReport, import_members
 from loyalty.models import Consent, Member
-from tests.factories import write_csv
+from tests.factories import make_member, write_csv
 
 HEADER = "external_id,email,phone,first_name,email_consent,sms_consent,favourite_store"
 
@@ -268,3 +270,37 @@ def test_rows_checked_the_quick_way_still_meet_each_rule_in_later_rows(
     again = run(app, path, workers=2)
     assert [(p.row, p.field) for p in again.rejected] == [(9, "favourite_store")]
     assert members(app)["m-6"].phone == "+390612345678"
+
+
+def test_a_member_added_by_someone_else_during_a_batch_is_updated_not_rejected(
+    app: App, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if app.database.engine.dialect.name != "postgresql":
+        pytest.skip("SQLite's import holds the write lock from the lookup on: nobody can add")
+    # Given a file of three new members, and another writer that adds one of them
+    # after the import looked the batch's members up and before it writes them
+    path = write_csv(
+        tmp_path / "m.csv", HEADER, *(f"m-{n},m{n}@example.com,,Ann,yes,," for n in range(3))
+    )
+    draw = loyalty.referrals.new_referral_codes
+    added: list[int] = []
+
+    def codes_while_another_writer_adds_m1(count: int) -> list[str]:
+        if not added:
+            added.append(make_member(app, external_id="m-1", first_name="Other").id)
+        return draw(count)
+
+    monkeypatch.setattr(
+        loyalty.import_writer, "new_referral_codes", codes_while_another_writer_adds_m1
+    )
+
+    # When the file is imported
+    report = run(app, path)
+
+    # Then no row is rejected and the member the other writer added takes the row
+    assert report.rejected == [] and report.created + report.updated == 3
+    everyone = members(app)
+    assert sorted(everyone) == ["m-0", "m-1", "m-2"]
+    assert everyone["m-1"].id == added[0]
+    assert (everyone["m-1"].first_name, everyone["m-1"].email) == ("Ann", "m1@example.com")
+    assert sorted(c for c in consents(app)) == [(f"m-{n}", "email", True) for n in range(3)]
