@@ -14,12 +14,9 @@ import gc
 import hashlib
 import io
 import json
-import multiprocessing
 import os
 from collections import deque
 from collections.abc import Callable, Iterator
-from concurrent.futures import ProcessPoolExecutor
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -32,12 +29,12 @@ from sqlalchemy.orm import Session
 from loyalty.clock import Clock
 from loyalty.db import Database, insert_ignore
 from loyalty.errors import FatalError
+from loyalty.import_parsers import Parsers, collections_per_batch
 from loyalty.import_writer import Parsed, unchanged_keys, write_batch
 from loyalty.member_rows import (
     MemberRow,
     ParsedRow,
     member_row,
-    parse_rows,
     row_key,
     unusable_text,
 )
@@ -237,8 +234,8 @@ def import_members(
         io.TextIOWrapper(
             raw_stream, encoding="utf-8-sig", errors="surrogateescape", newline=""
         ) as stream,
-        _Parsers(PARSE_WORKERS if workers is None else workers, region) as parsers,
-        _collections_per_batch(),
+        Parsers(PARSE_WORKERS if workers is None else workers, region) as parsers,
+        collections_per_batch(),
     ):
         lines = read(stream)
         if progress is not None:
@@ -259,30 +256,6 @@ def import_members(
     report.rejected.sort(key=lambda p: p.row)
     report.warnings.sort(key=lambda p: p.row)
     return report
-
-
-@contextmanager
-def _collections_per_batch() -> Iterator[None]:
-    """The garbage collector runs once a batch rather than every few hundred objects.
-
-    A batch's rows live until it is written, so the collector would look at them
-    again and again for nothing; cyclic garbage of a batch is still collected.
-    """
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
-
-
-def _parse_batch(rows: list[tuple[int, dict[str, Any]]], region: str) -> list[ParsedRow]:
-    """`parse_rows` in a parsing process, collecting garbage once for the batch."""
-    with _collections_per_batch():
-        parsed = parse_rows(rows, region)
-    gc.collect(1)
-    return parsed
 
 
 def _reporting(lines: Iterator[_Line], tick: Callable[[], None]) -> Iterator[_Line]:
@@ -349,44 +322,6 @@ def _skip_unchanged(database: Database, batch: _Batch, context: str, in_flight: 
             batch.unchanged += 1
         else:
             batch.to_parse.append((number, raw))
-
-
-class _Parsers:
-    """Parsing in a pool of processes, started at the first full batch or the second one
-    (small files need none)."""
-
-    def __init__(self, workers: int, region: str) -> None:
-        self.workers = workers
-        self.region = region
-        self.pool: ProcessPoolExecutor | None = None
-        self.submitted = 0
-
-    @property
-    def depth(self) -> int:
-        """Batches that may wait to be written while they are parsed."""
-        return 0 if self.pool is None else self.workers + 1
-
-    def submit(
-        self, rows: list[tuple[int, dict[str, Any]]], full: int
-    ) -> Callable[[], list[ParsedRow]]:
-        """Parse `rows`, in the pool once it is started; `full` is a full batch's size."""
-        self.submitted += 1
-        if self.pool is None and self.workers > 1 and (self.submitted > 1 or len(rows) >= full):
-            # Forked: the parsing processes start with the modules loaded and never run
-            # the program's main module again (spawn and forkserver would).
-            context = multiprocessing.get_context("fork")
-            self.pool = ProcessPoolExecutor(self.workers, mp_context=context)
-        if self.pool is None or not rows:
-            done = parse_rows(rows, self.region)
-            return lambda: done
-        return self.pool.submit(_parse_batch, rows, self.region).result
-
-    def __enter__(self) -> _Parsers:
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        if self.pool is not None:
-            self.pool.shutdown(cancel_futures=True)
 
 
 def _finish(
