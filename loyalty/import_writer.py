@@ -252,7 +252,7 @@ def _record(
 
 
 def _consent_rows(
-    consents: Iterable[tuple[str, str, bool]], ids: Mapping[str, int], now: datetime
+    consents: Iterable[tuple[str, str, bool]], ids: Mapping[str, int], now: Any
 ) -> list[dict[str, Any]]:
     return [
         {
@@ -380,8 +380,10 @@ def _copy_upsert(
                     columns=sql.SQL(", ").join(map(sql.Identifier, _CONSENT_COLUMNS))
                 )
             ) as copy:
-                for consent in _consent_rows(consents, ids, now):
-                    copy.write_row([_copy_value(consent[name]) for name in _CONSENT_COLUMNS])
+                # The one time of every consent, converted once.
+                pick = operator.itemgetter(*_CONSENT_COLUMNS)
+                for consent in _consent_rows(consents, ids, _copy_value(now)):
+                    copy.write_row(pick(consent))
 
 
 def _copy_update(cursor: Any, columns: sql.Composed, records: list[dict[str, Any]]) -> None:
