@@ -22,8 +22,9 @@ What goes, besides the member row's personal fields:
   kind, its time and the provider's ids. Address, number, body, IP and user agent go;
   webhooks arriving later about the member's messages are stored so from the start.
 - **dead letters** of work about the member (their events, enrollments, messages,
-  points) keep actor and ids, and lose the error text; any other dead letter, CRM
-  error or sync cursor error quoting the member's address or number has it redacted.
+  points, reward codes; alone or in a batch with others') keep actor and ids, and lose
+  the error text; any other dead letter, CRM error or sync cursor error quoting the
+  member's address or number has it redacted.
 - **CRM links** lose the values last pushed and their error.
 - **surveys** lose the comment (free text); the score stays.
 
@@ -55,6 +56,7 @@ from loyalty.models import (
     Member,
     Message,
     ProviderEvent,
+    Redemption,
     Referral,
     Survey,
     SyncCursor,
@@ -112,12 +114,18 @@ PROVIDER_EVENT_KEYS = frozenset(
 )
 
 #: Worker actors whose first argument names the member's data: the actor names of
-#: `automations.runtime.actors`, and which of the member's ids each one takes.
+#: `automations.runtime.actors`, and which of the member's ids each one takes. A batch
+#: actor's first argument is a list of such ids, the member's among others'.
 WORK_ABOUT = {
     "process_event": "events",
+    "process_events": "events",
     "run_enrollment": "enrollments",
+    "run_enrollments": "enrollments",
     "deliver_message": "messages",
+    "deliver_messages": "messages",
     "expire_points": "member",
+    "create_reward_code": "redemptions",
+    "create_reward_codes": "redemptions",
 }
 
 #: What stands where personal data was cut out of a text.
@@ -353,13 +361,15 @@ def _scrub_dead_letters(session: Session, member: Member, redactor: _Redactor) -
             session.scalars(select(Enrollment.id).where(Enrollment.member_id == member.id))
         ),
         "messages": set(session.scalars(select(Message.id).where(Message.member_id == member.id))),
+        "redemptions": set(
+            session.scalars(select(Redemption.id).where(Redemption.member_id == member.id))
+        ),
     }
     changed = 0
     query = select(DeadLetter).where(DeadLetter.actor.in_(list(WORK_ABOUT)))
     for row in session.scalars(query):
         args = row.args.get("args") or []
-        first = args[0] if args else None
-        if not isinstance(first, int) or first not in ids[WORK_ABOUT[row.actor]]:
+        if ids[WORK_ABOUT[row.actor]].isdisjoint(_named_ids(args[0] if args else None)):
             continue
         scrubbed = {"args": list(args), "kwargs": {}}
         if row.error != ERASED_ERROR or row.args != scrubbed:
@@ -367,6 +377,12 @@ def _scrub_dead_letters(session: Session, member: Member, redactor: _Redactor) -
             changed += 1
     # Other work may quote the member's address or number in its error (a CRM refusal).
     return changed + _redact_column(session, DeadLetter.error, redactor)
+
+
+def _named_ids(first: Any) -> set[int]:
+    """The ids a work message's first argument names: one id, or a batch's list of them."""
+    values = first if isinstance(first, list) else [first]
+    return {v for v in values if isinstance(v, int) and not isinstance(v, bool)}
 
 
 def _redact_column(

@@ -9,7 +9,8 @@ letters.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from functools import partial
 from typing import Any
 
 import dramatiq
@@ -22,6 +23,7 @@ from sqlalchemy.exc import OperationalError
 from automations import deliveries, runner, runtime
 from automations.routing import route_event
 from automations.runtime.limits import one_at_a_time
+from automations.triggers.entry_batches import run_in_batches
 from channels import retries
 from channels.delivery import Gathering
 from loyalty import events, ledger
@@ -29,7 +31,7 @@ from loyalty.errors import FatalError, RetriableError, SkippableError
 from loyalty.settings import Settings
 from loyalty.states import MessageState, SyncDirection
 
-__all__ = ["declare", "send", "transient"]
+__all__ = ["BATCH_ACTORS", "declare", "send", "send_batches", "transient"]
 
 log = logging.getLogger(__name__)
 
@@ -198,16 +200,42 @@ def apply_shop_deliveries(row_ids: list[int]) -> None:
 
 
 def run_enrollments(enrollment_ids: list[int]) -> None:
-    """Run enrollments a tick entered together (one message a batch), each as `run_enrollment`
-    does; one that fails is queued again on its own and never holds the rest."""
+    """Run enrollments a tick entered or woke together (one message a batch), each as
+    `run_enrollment` does; one that fails is queued again on its own and never holds the rest."""
     _each_alone(enrollment_ids, run_enrollment, "run_enrollment")
 
 
+def process_events(event_ids: list[int]) -> None:
+    """Process events the relay queued together, in their order, each as `process_event` does;
+    one that fails is queued again on its own (its retries, dead letter and parking are that
+    actor's) and never holds the rest."""
+    _each_alone(event_ids, process_event, "process_event")
+
+
+def deliver_messages(message_ids: list[int]) -> None:
+    """Deliver messages the relay queued together, each as `deliver_message` does; one that
+    fails is queued again on its own and never holds the rest."""
+    _each_alone(message_ids, deliver_message, retries.ACTOR)
+
+
+def create_reward_codes(redemption_ids: list[int]) -> None:
+    """Create the codes of redemptions the relay queued together, each as `create_reward_code`
+    does; one that fails is queued again on its own and never holds the rest."""
+    _each_alone(redemption_ids, create_reward_code, "create_reward_code")
+
+
 def _each_alone(ids: list[int], fn: Callable[[int], None], actor: str) -> None:
-    """`fn` each id of a batch; a failed one goes to `actor` alone, with its retries."""
+    """`fn` each id of a batch; a failed one goes to `actor` alone, with its retries.
+
+    Each id's log lines carry it under the one-row actor's field. The batch's try is not
+    one of that actor's retries: the row gets its own, counted and noted (`retry_waits`)
+    as if the batch had never tried it.
+    """
+    field = _ID_FIELDS.get(actor)
     for row_id in ids:
         try:
-            fn(row_id)
+            with structlog.contextvars.bound_contextvars(**({field: row_id} if field else {})):
+                fn(row_id)
         except Exception as exc:
             log.warning(
                 "batch.item_retried_alone",
@@ -216,17 +244,36 @@ def _each_alone(ids: list[int], fn: Callable[[int], None], actor: str) -> None:
             send(actor, row_id)
 
 
+#: The actor that does a batch of each one-row actor's rows (one message a batch).
+BATCH_ACTORS = {
+    "process_event": "process_events",
+    "apply_shop_delivery": "apply_shop_deliveries",
+    "run_enrollment": "run_enrollments",
+    retries.ACTOR: "deliver_messages",
+    "create_reward_code": "create_reward_codes",
+}
+
+
+def send_batches(name: str, ids: Sequence[int], *, spread: int = 1) -> None:
+    """Queue `ids` for the one-row actor `name` a batch per message, through its batch actor
+    (`run_in_batches`: up to RUN_BATCH per message, spread over `spread` messages)."""
+    run_in_batches(ids, partial(send, BATCH_ACTORS[name]), spread=spread)
+
+
 _ACTORS: dict[str, tuple[Callable[..., None], str]] = {
     "process_event": (process_event, "events"),
+    "process_events": (process_events, "events"),
     "apply_shop_delivery": (apply_shop_delivery, "events"),
     "apply_shop_deliveries": (apply_shop_deliveries, "events"),
     "expire_points": (expire_points, "points"),
     "run_enrollment": (run_enrollment, "journeys"),
     "run_enrollments": (run_enrollments, "journeys"),
     retries.ACTOR: (deliver_message, retries.QUEUE),
+    "deliver_messages": (deliver_messages, retries.QUEUE),
     "crm_push": (crm_push, "crm"),
     "crm_pull": (crm_pull, "crm"),
     "create_reward_code": (create_reward_code, "rewards"),
+    "create_reward_codes": (create_reward_codes, "rewards"),
 }
 
 

@@ -1,7 +1,9 @@
 """What the scheduler's periodic jobs do: find due work and queue it, nothing more.
 
 Each tick is safe to run twice or on two machines at once: the actors it
-queues act only when the rows say so.
+queues act only when the rows say so. Rows found due together are queued a batch
+per message (`actors.send_batches`): a batch actor does each row as its own actor
+would, and queues one that fails to that actor alone, with its retries and dead letter.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, and_, or_, select, update
 
 from automations.runtime import actors
+from automations.triggers.entry_batches import worker_threads
 from loyalty.app import App
 from loyalty.errors import ConfigError
 from loyalty.models import Enrollment, Event, LedgerEntry, Message, Redemption
@@ -68,8 +71,7 @@ def _queue_ids(app: App, actor: str, id_column: Any, *waiting: ColumnElement[boo
         ids = session.scalars(
             select(id_column).where(*waiting).order_by(id_column).limit(TICK_BATCH)
         ).all()
-    for row_id in ids:
-        actors.send(actor, row_id)
+    actors.send_batches(actor, ids, spread=worker_threads(app))
     return len(ids)
 
 
@@ -117,8 +119,7 @@ def wake_enrollments(app: App) -> int:
             .order_by(Enrollment.next_run_at)
             .limit(TICK_BATCH)
         ).all()
-    for enrollment_id in ids:
-        actors.send("run_enrollment", enrollment_id)
+    actors.send_batches("run_enrollment", ids, spread=worker_threads(app))
     return len(ids)
 
 
@@ -151,8 +152,7 @@ def relay_messages(app: App) -> int:
         ).all()
     settle_stale(app)
     ids = [*ids, *retry_unknown(app)]
-    for message_id in ids:
-        actors.send("deliver_message", message_id)
+    actors.send_batches("deliver_message", ids, spread=worker_threads(app))
     return len(ids)
 
 
@@ -162,8 +162,7 @@ def relay_shop_deliveries(app: App) -> int:
 
     after = timedelta(seconds=app.settings.event_relay_after_seconds)
     ids = pending_deliveries(app, after, TICK_BATCH)
-    for row_id in ids:
-        actors.send("apply_shop_delivery", row_id)
+    actors.send_batches("apply_shop_delivery", ids, spread=worker_threads(app))
     return len(ids)
 
 
@@ -262,8 +261,7 @@ def pay_referrals(app: App) -> int:
     from loyalty.referral_review import pay_due
 
     paid = pay_due(app.database, app.settings, app.clock.now())
-    for event_id in paid:
-        actors.send("process_event", event_id)
+    actors.send_batches("process_event", paid, spread=worker_threads(app))
     return len(paid)
 
 

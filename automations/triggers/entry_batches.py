@@ -6,7 +6,8 @@ birthdays, a weekly newsletter's audience). Each batch is entered by
 NOTHING`` on (journey, member, occurrence) leaves out whoever another tick or
 scheduler entered first — and, once committed, its new enrollments are handed
 to the workers a few in each message, so the time grows with the members due,
-not with the messages queued or the members in the program.
+not with the messages queued or the members in the program. The wake-up tick and
+the relay hand their rows to the workers the same way (`run_in_batches`).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from automations.enrollments import Entrant, enter_all
 from automations.versions import Published
 from loyalty.app import App
 
-__all__ = ["ENTER_BATCH", "RUN_BATCH", "enter_in_batches", "run_in_batches"]
+__all__ = ["ENTER_BATCH", "RUN_BATCH", "enter_in_batches", "run_in_batches", "worker_threads"]
 
 _T = TypeVar("_T")
 
@@ -48,15 +49,26 @@ def enter_in_batches(
     for batch in chunks(sorted(entrants, key=lambda e: (e.member_id, e.occurrence)), ENTER_BATCH):
         with app.database.transaction() as session:
             new = enter_all(session, published, batch, now=now, settings=app.settings)
-        run_in_batches(new, run)
+        run_in_batches(new, run, spread=worker_threads(app))
         entered += len(new)
     return entered
 
 
-def run_in_batches(enrollment_ids: Sequence[int], run: Callable[[list[int]], None]) -> None:
-    """Hand `enrollment_ids` to `run` RUN_BATCH at a time."""
-    for batch in chunks(enrollment_ids, RUN_BATCH):
+def run_in_batches(
+    ids: Sequence[int], run: Callable[[list[int]], None], *, spread: int = 1
+) -> None:
+    """Hand `ids` to `run` RUN_BATCH at a time, or fewer, so that they make `spread`
+    batches when there are that many: a few dozen due together still keep every worker
+    thread busy rather than one."""
+    size = max(1, min(RUN_BATCH, -(-len(ids) // max(spread, 1))))
+    for batch in chunks(ids, size):
         run(batch)
+
+
+def worker_threads(app: App) -> int:
+    """The worker threads the settings give (processes times threads): how many batches to spread
+    work that comes due together over."""
+    return app.settings.worker_processes * app.settings.worker_threads
 
 
 def chunks(values: Iterable[_T], size: int) -> Iterator[list[_T]]:

@@ -58,9 +58,11 @@ ZONES = ["UTC", "Europe/Warsaw", "Europe/London", "Africa/Lagos"]
 
 
 @pytest.fixture(autouse=True)
-def small_batches(monkeypatch: pytest.MonkeyPatch) -> None:
+def small_batches(monkeypatch: pytest.MonkeyPatch, app: App) -> None:
     monkeypatch.setattr(entry_batches, "ENTER_BATCH", 7)
     monkeypatch.setattr(entry_batches, "RUN_BATCH", 5)
+    # Full batches of 5, not spread thinner over the worker threads the settings name.
+    app.settings = app.settings.model_copy(update={"worker_processes": 1, "worker_threads": 1})
 
 
 def birthdays_today(app: App, count: int, **fields: object) -> list[int]:

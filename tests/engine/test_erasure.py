@@ -201,6 +201,9 @@ def test_erasure_leaves_no_personal_data_anywhere(app: App, tmp_path: Path) -> N
         referrer_enrollment = session.scalar(
             select(Enrollment.id).where(Enrollment.member_id == referrer.id)
         )
+        member_enrollment = session.scalar(
+            select(Enrollment.id).where(Enrollment.member_id == member_id)
+        )
     with app.database.transaction() as session:
         # Provider webhooks about the member's messages, and an SMS from their number.
         apply_sendgrid_events(
@@ -236,6 +239,15 @@ def test_erasure_leaves_no_personal_data_anywhere(app: App, tmp_path: Path) -> N
             ("process_event", [order_id], f"IntegrityError: Key (email)=({EMAIL}) exists"),
             ("crm_push", ["hubspot"], f"hubspot refused {EMAIL.lower()}: conflict"),
             ("run_enrollment", [referrer_enrollment], "RuntimeError: boom"),
+            # Work queued in batches names the member's ids among others'.
+            (
+                "run_enrollments",
+                [[referrer_enrollment, member_enrollment]],
+                f"KeyError: {FIRST} {LAST}",
+            ),
+            ("deliver_messages", [[email.id, sms.id]], f"ValueError: Dear {FIRST}"),
+            ("process_events", [[referral_event.id, order_id]], f"ValueError: {LAST}"),
+            ("create_reward_codes", [[999]], "ValueError: not theirs"),
         ]:
             session.add(
                 DeadLetter(
@@ -314,6 +326,15 @@ def test_erasure_leaves_no_personal_data_anywhere(app: App, tmp_path: Path) -> N
         assert dead["deliver_message"].args == {"args": [sms.id], "kwargs": {}}
         assert dead["crm_push"].error == "hubspot refused [erased]: conflict"
         assert dead["run_enrollment"].error == "RuntimeError: boom"
+        batch = dead["run_enrollments"]
+        assert batch.args == {"args": [[referrer_enrollment, member_enrollment]], "kwargs": {}}
+        assert (
+            batch.error
+            == dead["deliver_messages"].error
+            == "[erased with the member's personal data]"
+        )
+        assert dead["process_events"].error == "[erased with the member's personal data]"
+        assert dead["create_reward_codes"].error == "ValueError: not theirs"  # not their work
         survey = session.scalar(select(Survey).where(Survey.token == "t-erase"))
         assert survey is not None and survey.score == 9
         assert [m.state for m in session.scalars(select(Message).order_by(Message.id))][:2] == [
