@@ -8,7 +8,7 @@ import os
 import secrets
 import textwrap
 from collections import Counter
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 from sqlalchemy import func, insert, select
@@ -44,9 +44,11 @@ def birthday_journey(folder: Path) -> Path:
     return folder
 
 
-def birthdays_today(app: App, count: int) -> None:
-    """`count` members with email consent whose birthday is today (UTC), in one insert."""
+def birthdays_today(app: App, count: int, *, on: date | None = None, start: int = 0) -> None:
+    """`count` members with email consent whose birthday is today (UTC), or `on`, in one
+    insert; numbered from `start` (`m-<n>`, `member<n>@example.com`)."""
     now = datetime.now(UTC)
+    birthday = on or now.date()
     with app.database.transaction() as session:
         session.execute(
             insert(Member),
@@ -59,13 +61,13 @@ def birthdays_today(app: App, count: int) -> None:
                     "referral_code": secrets.token_hex(8),
                     "email_consent": True,
                     "time_zone": "UTC",
-                    "birth_month": now.month,
-                    "birth_day": now.day,
+                    "birth_month": birthday.month,
+                    "birth_day": birthday.day,
                     "enrolled_at": now,
                     "created_at": now,
                     "updated_at": now,
                 }
-                for n in range(count)
+                for n in range(start, start + count)
             ],
         )
 
