@@ -26,6 +26,10 @@ BENCHES = [
         "Shopify orders/paid webhooks through loyalty serve (accepted/s, p99 to the 2xx)",
         ["bench.shop_webhooks"],
     ),
+    (
+        "wake-up tick (enrollments woken together until all ran, batched and one message each)",
+        ["bench.wake_tick"],
+    ),
     ("journey simulator (a year for 1,000 and 10,000 members, and the ratio)", ["bench.simulate"]),
 ]
 
