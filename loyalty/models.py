@@ -276,6 +276,9 @@ class Enrollment(Base):
     converted_at: Mapped[datetime | None]
     #: The split variant the member got (its name, or `holdout`); reports count by it.
     variant: Mapped[str | None] = mapped_column(String(64))
+    #: Set when a run failed for good (a dead letter): the wake-up tick leaves it until
+    #: `loyalty dlq replay` clears it.
+    parked_at: Mapped[datetime | None]
 
 
 #: Messages that wait to go out: the predicate of the partial index `ix_messages_due`.

@@ -17,16 +17,20 @@ import dramatiq
 from dramatiq import Broker, Middleware
 from dramatiq.broker import MessageProxy
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from automations import runtime
 from automations.runtime.actors import transient
 from channels import retries
 from loyalty.db import Database, error_text, insert_ignore
 from loyalty.events import park_event, unpark_event
-from loyalty.models import DeadLetter
+from loyalty.models import DeadLetter, Enrollment
+from loyalty.states import IN_FLIGHT
 
 #: The actor whose dead messages park their event.
 EVENT_ACTOR = "process_event"
+#: The actor whose dead messages park their enrollment.
+ENROLLMENT_ACTOR = "run_enrollment"
 
 __all__ = ["DeadLetters", "list_dead_letters", "replay"]
 
@@ -56,10 +60,22 @@ class DeadLetters(Middleware):
             if message.actor_name == EVENT_ACTOR and not transient(exception):
                 for event_id in list(message.args)[:1]:
                     park_event(session, int(event_id), error, now=now)
+            if message.actor_name == ENROLLMENT_ACTOR and not transient(exception):
+                for enrollment_id in list(message.args)[:1]:
+                    _park_enrollment(session, int(enrollment_id), now)
         log.warning(
             "message.dead_lettered",
             extra={"message_id": message.message_id, "actor": message.actor_name},
         )
+
+
+def _park_enrollment(session: Session, enrollment_id: int, now: datetime) -> None:
+    """Set aside an enrollment whose run failed for good, so that the wake-up tick does not
+    run it (and dead-letter it) again at every tick."""
+    enrollment = session.get(Enrollment, enrollment_id, with_for_update=True)
+    if enrollment is not None and enrollment.state in IN_FLIGHT:
+        enrollment.parked_at = now
+        log.warning("enrollment.parked", extra={"enrollment_id": enrollment_id})
 
 
 def list_dead_letters(database: Database, *, include_replayed: bool = False) -> list[DeadLetter]:
@@ -87,6 +103,11 @@ def replay(database: Database, broker: Broker, dead_letter_id: int, *, now: date
         if row.actor == EVENT_ACTOR:
             for event_id in row.args.get("args", [])[:1]:
                 unpark_event(session, int(event_id))
+        if row.actor == ENROLLMENT_ACTOR:
+            for enrollment_id in row.args.get("args", [])[:1]:
+                enrollment = session.get(Enrollment, int(enrollment_id), with_for_update=True)
+                if enrollment is not None:
+                    enrollment.parked_at = None
     # Committed before the delivery is queued, so that the worker finds it pending.
     with database.transaction() as session:
         row = session.get(DeadLetter, dead_letter_id, with_for_update=True)

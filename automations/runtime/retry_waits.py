@@ -17,8 +17,10 @@ __all__ = ["RELAYED_ACTORS", "RetryWaits"]
 
 log = logging.getLogger(__name__)
 
-#: Actors of one row id whose rows the scheduler's relay queues again.
-RELAYED_ACTORS = frozenset({"process_event", "create_reward_code", "apply_shop_delivery"})
+#: Actors of one row id whose rows the scheduler's relay (or wake-up tick) queues again.
+RELAYED_ACTORS = frozenset(
+    {"process_event", "create_reward_code", "apply_shop_delivery", "run_enrollment"}
+)
 
 
 class RetryWaits(Middleware):

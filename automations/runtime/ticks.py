@@ -114,7 +114,9 @@ def wake_enrollments(app: App) -> int:
                 or_(
                     and_(Enrollment.state == waiting, Enrollment.next_run_at <= now),
                     and_(Enrollment.state == active, Enrollment.next_run_at <= stalled),
-                )
+                ),
+                Enrollment.parked_at.is_(None),
+                no_retry_waiting("run_enrollment", Enrollment.id, stalled),
             )
             .order_by(Enrollment.next_run_at)
             .limit(TICK_BATCH)

@@ -17,7 +17,7 @@ from dramatiq.brokers.stub import StubBroker
 from automations import runtime
 from automations.intake import emit
 from automations.runtime.broker import build_broker, embedded_worker
-from automations.runtime.dead_letters import list_dead_letters
+from automations.runtime.dead_letters import list_dead_letters, replay
 from automations.runtime.ticks import wake_enrollments
 from loyalty.app import App
 from loyalty.clock import FrozenClock
@@ -125,3 +125,26 @@ def test_an_enrollment_that_cannot_run_holds_none_of_the_others_and_fails_alone(
     [dead] = list_dead_letters(app.database)
     assert (dead.actor, dead.args["args"]) == ("run_enrollment", [broken])
     assert "no_such_step" in (dead.error or "")
+
+    # And later wake-up ticks leave it: it is not run, and dead-lettered, again at each tick
+    with app.database.sessions() as session:
+        assert session.get_one(Enrollment, broken).parked_at is not None
+    clock.advance(timedelta(minutes=5))
+    assert wake_enrollments(app) == 0
+
+    # When the fault is fixed and the dead letter replayed, it runs once and sends its email
+    with app.database.transaction() as session:
+        row = session.get_one(Enrollment, broken)
+        row.context = {**row.context, "resume": "mail"}
+    runtime.configure(app)
+    broker = build_broker(app.settings)
+    with embedded_worker(broker, threads=2):
+        replay(app.database, broker, dead.id, now=app.clock.now())
+    replayed = session_enrollment(app, broken)
+    assert (replayed.state, replayed.parked_at) == ("completed", None)
+    assert len([m for m in messages(app) if m.enrollment_id == broken]) == 1
+
+
+def session_enrollment(app: App, enrollment_id: int) -> Enrollment:
+    with app.database.sessions() as session:
+        return session.get_one(Enrollment, enrollment_id)
