@@ -78,6 +78,13 @@ def _park_enrollment(session: Session, enrollment_id: int, now: datetime) -> Non
         log.warning("enrollment.parked", extra={"enrollment_id": enrollment_id})
 
 
+def _unpark_enrollment(session: Session, enrollment_id: int) -> None:
+    """Let the wake-up tick run a parked enrollment again (a replay after the fix)."""
+    enrollment = session.get(Enrollment, enrollment_id, with_for_update=True)
+    if enrollment is not None:
+        enrollment.parked_at = None
+
+
 def list_dead_letters(database: Database, *, include_replayed: bool = False) -> list[DeadLetter]:
     with database.sessions() as session:
         query = select(DeadLetter).order_by(DeadLetter.id)
@@ -105,9 +112,7 @@ def replay(database: Database, broker: Broker, dead_letter_id: int, *, now: date
                 unpark_event(session, int(event_id))
         if row.actor == ENROLLMENT_ACTOR:
             for enrollment_id in row.args.get("args", [])[:1]:
-                enrollment = session.get(Enrollment, int(enrollment_id), with_for_update=True)
-                if enrollment is not None:
-                    enrollment.parked_at = None
+                _unpark_enrollment(session, int(enrollment_id))
     # Committed before the delivery is queued, so that the worker finds it pending.
     with database.transaction() as session:
         row = session.get(DeadLetter, dead_letter_id, with_for_update=True)
