@@ -4,9 +4,9 @@ SMS go one by one (Twilio, paced per sender); email is claimed in batches so
 messages that share a template leave in one SendGrid request. The emails of one
 journey step gather before they go (`send_email_batch`): the batch's lead, its first
 due email, waits until the batch fills a request or none of its emails has become
-due for EMAIL_BATCH_GATHER_MS (or its oldest waited EMAIL_BATCH_MAX_WAIT_MS), then
-claims up to 1,000 (PostgreSQL skips rows another worker holds); the other emails'
-deliveries leave them to it. Without
+due for EMAIL_BATCH_GATHER_MS while no member is due to run its step (or its oldest
+waited EMAIL_BATCH_MAX_WAIT_MS), then claims up to 1,000 (PostgreSQL skips rows
+another worker holds); the other emails' deliveries leave them to it. Without
 provider credentials, "send" writes to the local outbox. The data a template
 sees is built when the message goes out, so amounts such as expiring points
 are the ledger's at sending time.
@@ -45,9 +45,9 @@ from loyalty.app import App
 from loyalty.consent import record_consent
 from loyalty.db import insert_ignore
 from loyalty.members import member_zone
-from loyalty.models import Member, Message, Suppression
+from loyalty.models import Enrollment, Member, Message, Suppression
 from loyalty.settings import Settings
-from loyalty.states import MessageState
+from loyalty.states import EnrollmentState, MessageState
 
 __all__ = [
     "Gathering",
@@ -318,7 +318,39 @@ def _look(session: Session, app: App, batch: _Batch) -> tuple[int, float] | None
     ).one()
     if lead is None:
         return None
-    return int(lead), gathering_wait(int(count), oldest, newest, now, app.settings)
+    wait = gathering_wait(int(count), oldest, newest, now, app.settings)
+    if wait == 0 and _still_making(session, app, batch, int(count), oldest, now):
+        # The step's run is not over (a busy machine may pause between its batches
+        # longer than the quiet time): look again after another quiet time.
+        wait = app.settings.email_batch_gather_ms / 1000
+    return int(lead), wait
+
+
+def _still_making(
+    session: Session, app: App, batch: _Batch, count: int, oldest: datetime, now: datetime
+) -> bool:
+    """Whether members due to run the batch's step may still add emails to it.
+
+    Only while the batch gathers at all, has room and its oldest has not waited its
+    longest: a run that stalls never holds its emails past EMAIL_BATCH_MAX_WAIT_MS.
+    """
+    settings = app.settings
+    if settings.email_batch_gather_ms == 0 or count >= CLAIM_BATCH or batch.journey_id is None:
+        return False
+    if oldest + timedelta(milliseconds=settings.email_batch_max_wait_ms) <= now:
+        return False
+    due = (
+        select(Enrollment.id)
+        .where(
+            Enrollment.journey_id == batch.journey_id,
+            Enrollment.state == EnrollmentState.ACTIVE,
+            Enrollment.current_step == batch.step_id,
+            Enrollment.next_run_at <= now,
+            Enrollment.parked_at.is_(None),
+        )
+        .limit(1)
+    )
+    return session.scalar(due) is not None
 
 
 def send_email_batch(

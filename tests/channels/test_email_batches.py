@@ -13,7 +13,7 @@ from sqlalchemy import select
 from channels.delivery import Gathering, deliver
 from loyalty.app import App
 from loyalty.clock import FrozenClock
-from loyalty.models import Message
+from loyalty.models import Enrollment, Message
 from sandbox.sendgrid import SendGridSandbox
 from tests.channels.support import another_message, due_messages, promo_version, states
 
@@ -58,6 +58,57 @@ def test_the_first_email_waits_until_its_step_stops_making_more_then_all_leave_i
     assert states(app) == {"sent": 5}
     assert [deliver(app, i) for i in first + more] == [None] * 5
     assert len(accepted(sendgrid_sandbox)) == 1
+
+
+def step_not_yet_run(app: App, message_id: int) -> int:
+    """Undo one member's run of the step: its enrollment is due there, its email not made."""
+    with app.database.transaction() as session:
+        message = session.get(Message, message_id)
+        assert message is not None
+        enrollment = session.get(Enrollment, message.enrollment_id)
+        assert enrollment is not None
+        enrollment.state, enrollment.next_run_at = "active", app.clock.now()
+        session.delete(message)
+        return enrollment.id
+
+
+def test_a_batch_gathers_while_members_are_still_due_to_run_its_step(
+    mail_app: App, sendgrid_sandbox: SendGridSandbox, tmp_path: Path, clock: FrozenClock
+) -> None:
+    # Given a step run that made two emails, and a member due to run it that a busy
+    # worker has not reached in the quiet time
+    app = gathering(mail_app, gather_ms=1000, max_wait_ms=5000)
+    version = promo_version(app, tmp_path)
+    ids = due_messages(app, version, 3, "email")
+    waiting = step_not_yet_run(app, ids[2])
+    clock.advance(timedelta(seconds=2))
+
+    # When the lead looks again, it gathers on
+    assert deliver(app, ids[0]) == Gathering(ids[0], 1.0)
+    assert sizes(sendgrid_sandbox) == []
+
+    # Then once the member ran the step, the batch leaves at once
+    with app.database.transaction() as session:
+        enrollment = session.get(Enrollment, waiting)
+        assert enrollment is not None
+        enrollment.state, enrollment.next_run_at = "completed", None
+    assert deliver(app, ids[0]) == "sent"
+    assert sizes(sendgrid_sandbox) == [2]
+
+
+def test_a_step_run_that_stalls_holds_its_emails_no_longer_than_the_longest_wait(
+    mail_app: App, sendgrid_sandbox: SendGridSandbox, tmp_path: Path, clock: FrozenClock
+) -> None:
+    app = gathering(mail_app, gather_ms=1000, max_wait_ms=5000)
+    version = promo_version(app, tmp_path)
+    ids = due_messages(app, version, 3, "email")
+    step_not_yet_run(app, ids[2])  # and it never runs (its worker died, say)
+
+    clock.advance(timedelta(seconds=4))
+    assert deliver(app, ids[0]) == Gathering(ids[0], 1.0)
+    clock.advance(timedelta(seconds=1))
+    assert deliver(app, ids[0]) == "sent"
+    assert sizes(sendgrid_sandbox) == [2]
 
 
 def test_a_full_request_leaves_at_once_and_the_rest_gathers_again(
