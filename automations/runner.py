@@ -44,7 +44,7 @@ from loyalty.settings import Settings
 from loyalty.states import EnrollmentState, LedgerKind, MessageState
 from loyalty.step_counts import count_entered
 
-__all__ = ["Ran", "run_enrollment"]
+__all__ = ["Ran", "run_enrollment", "run_steps"]
 
 log = logging.getLogger(__name__)
 
@@ -70,13 +70,28 @@ def run_enrollment(app: App, enrollment_id: int) -> Ran:
         with app.database.transaction() as session:
             progressed = _step(session, app, enrollment_id, ran.messages)
             caused = ledger.take_emitted(session)
-            enrollment = session.get(Enrollment, enrollment_id)
-            waiting = enrollment is not None and enrollment.state == EnrollmentState.WAITING
-            ran.wake_at = enrollment.next_run_at if waiting and enrollment else None
+            ran.wake_at = _wake_at(session, enrollment_id)
         ran.events += caused
         if not progressed:
             break
     return ran
+
+
+def run_steps(session: Session, app: App, enrollment_id: int, ran: Ran) -> None:
+    """Run the enrollment until it waits or ends, all in `session` (a batch's savepoint)."""
+    for _ in range(MAX_STEPS_PER_RUN):
+        if not _step(session, app, enrollment_id, ran.messages):
+            break
+    ran.events += ledger.take_emitted(session)
+    ran.wake_at = _wake_at(session, enrollment_id)
+
+
+def _wake_at(session: Session, enrollment_id: int) -> datetime | None:
+    """When the enrollment, if it now waits, is due to run again."""
+    enrollment = session.get(Enrollment, enrollment_id)
+    if enrollment is None or enrollment.state != EnrollmentState.WAITING:
+        return None
+    return enrollment.next_run_at
 
 
 def _step(session: Session, app: App, enrollment_id: int, messages: list[int]) -> bool:

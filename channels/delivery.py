@@ -52,6 +52,7 @@ from loyalty.states import EnrollmentState, MessageState
 __all__ = [
     "Gathering",
     "deliver",
+    "deliveries_needed",
     "flush_emails",
     "gathering_wait",
     "request_left",
@@ -198,6 +199,25 @@ def deliver(app: App, message_id: int, loaded: Message | None = None) -> str | G
         sender.pause(outcome.retry_after or THROTTLE_PAUSE_SECONDS)
     with app.database.transaction() as session:
         return _record(session, app, [message_id], outcome, app.clock.now())
+
+
+def deliveries_needed(app: App, message_ids: list[int]) -> list[int]:
+    """Of messages queued together, those whose delivery has work to do: the emails of one
+    SendGrid batch need only their first due one (its delivery gathers the batch or wakes
+    its lead); other emails not due are left out; every other message stays."""
+    if len(message_ids) < 2 or not uses_sendgrid(app):
+        return message_ids
+    now = app.clock.now()
+    with app.database.sessions() as session:
+        emails = session.scalars(
+            select(Message).where(Message.id.in_(message_ids), Message.channel == "email")
+        ).all()
+    firsts: dict[_Batch, int] = {}
+    for message in sorted(emails, key=lambda m: m.id):
+        if _due(message, now):
+            firsts.setdefault(_Batch.of(message), message.id)
+    skipped = {m.id for m in emails} - set(firsts.values())
+    return [i for i in message_ids if i not in skipped]
 
 
 def _deliver_locally(app: App, message_id: int) -> str | None:

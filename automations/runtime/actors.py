@@ -20,12 +20,12 @@ from dramatiq.brokers.redis import RedisBroker
 from dramatiq.brokers.stub import StubBroker
 from sqlalchemy.exc import OperationalError
 
-from automations import deliveries, runner, runtime
+from automations import deliveries, runner, runner_batches, runtime
 from automations.routing import route_event
 from automations.runtime.limits import one_at_a_time
 from automations.triggers.entry_batches import run_in_batches
 from channels import retries
-from channels.delivery import Gathering
+from channels.delivery import Gathering, deliveries_needed
 from loyalty import events, ledger
 from loyalty.errors import FatalError, RetriableError, SkippableError
 from loyalty.settings import Settings
@@ -200,9 +200,24 @@ def apply_shop_deliveries(row_ids: list[int]) -> None:
 
 
 def run_enrollments(enrollment_ids: list[int]) -> None:
-    """Run enrollments a tick entered or woke together (one message a batch), each as
-    `run_enrollment` does; one that fails is queued again on its own and never holds the rest."""
-    _each_alone(enrollment_ids, run_enrollment, "run_enrollment")
+    """Run enrollments a tick entered or woke together (one message a batch) in one
+    transaction (`runner_batches`); one that fails, or that another worker holds, is queued
+    again on its own and never holds the rest. The deliveries they made go in batches."""
+    app = runtime.current()
+    try:
+        ran = runner_batches.run_enrollments(app, enrollment_ids)
+    except Exception as exc:  # the batch's own transaction failed: each runs alone instead
+        log.warning("batch.run_alone", extra={"actor": "run_enrollments", "error": repr(exc)})
+        _each_alone(enrollment_ids, run_enrollment, "run_enrollment")
+        return
+    for event_id in ran.events:
+        send("process_event", event_id)
+    send_batches(retries.ACTOR, ran.messages)
+    now = app.clock.now()
+    for enrollment_id, wake_at in ran.wakes.items():
+        _send_later("run_enrollment", enrollment_id, (wake_at - now).total_seconds())
+    for enrollment_id in ran.alone:
+        send("run_enrollment", enrollment_id)
 
 
 def process_events(event_ids: list[int]) -> None:
@@ -214,8 +229,10 @@ def process_events(event_ids: list[int]) -> None:
 
 def deliver_messages(message_ids: list[int]) -> None:
     """Deliver messages the relay queued together, each as `deliver_message` does; one that
-    fails is queued again on its own and never holds the rest."""
-    _each_alone(message_ids, deliver_message, retries.ACTOR)
+    fails is queued again on its own and never holds the rest. Emails of one batch need only
+    one delivery (`deliveries_needed`)."""
+    needed = deliveries_needed(runtime.current(), message_ids)
+    _each_alone(needed, deliver_message, retries.ACTOR)
 
 
 def create_reward_codes(redemption_ids: list[int]) -> None:
