@@ -12,6 +12,7 @@ on its own (with that actor's retries and dead letter): it never holds the rest.
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -22,6 +23,7 @@ from automations.runner import Ran, run_steps
 from loyalty import ledger
 from loyalty.app import App
 from loyalty.models import Enrollment, Member
+from loyalty.step_counts import counted_together
 
 __all__ = ["RanBatch", "run_enrollments"]
 
@@ -47,24 +49,39 @@ def run_enrollments(app: App, enrollment_ids: list[int]) -> RanBatch:
     with app.database.transaction() as session:
         held = _hold(session, app, ids)
         out.alone += [i for i in ids if i not in held]
-        for enrollment_id in sorted(held):
-            ran = Ran()
-            try:
-                with session.begin_nested():
-                    run_steps(session, app, enrollment_id, ran)
-            except Exception as exc:
-                ledger.take_emitted(session)  # rolled back with the savepoint
-                log.warning(
-                    "batch.enrollment_run_alone",
-                    extra={"enrollment_id": enrollment_id, "error": type(exc).__name__},
-                )
-                out.alone.append(enrollment_id)
-                continue
-            out.messages += ran.messages
-            out.events += ran.events
-            if ran.wake_at is not None:
-                out.wakes[enrollment_id] = ran.wake_at
+        with counted_together(session, shard=ids[0] if ids else 0) as entered:
+            for enrollment_id in sorted(held):
+                _run_one(session, app, enrollment_id, entered, out)
     return out
+
+
+def _run_one(
+    session: Session,
+    app: App,
+    enrollment_id: int,
+    entered: Counter[tuple[str, str]],
+    out: RanBatch,
+) -> None:
+    """Run one enrollment of the batch in a savepoint; one that fails is left to run alone."""
+    ran = Ran()
+    before = Counter(entered)
+    try:
+        with session.begin_nested():
+            run_steps(session, app, enrollment_id, ran)
+    except Exception as exc:
+        ledger.take_emitted(session)  # rolled back with the savepoint, as its step counts
+        entered.clear()
+        entered.update(before)
+        log.warning(
+            "batch.enrollment_run_alone",
+            extra={"enrollment_id": enrollment_id, "error": type(exc).__name__},
+        )
+        out.alone.append(enrollment_id)
+        return
+    out.messages += ran.messages
+    out.events += ran.events
+    if ran.wake_at is not None:
+        out.wakes[enrollment_id] = ran.wake_at
 
 
 def _hold(session: Session, app: App, ids: list[int]) -> set[int]:

@@ -26,6 +26,7 @@ from channels.delivery import deliveries_needed
 from loyalty.app import App
 from loyalty.clock import FrozenClock
 from loyalty.models import Enrollment, Member
+from loyalty.step_counts import entered_by_step
 from sandbox.sendgrid import SendGridSandbox
 from tests.conftest import make_settings
 from tests.engine.helpers import enrollments, messages
@@ -67,6 +68,8 @@ def test_a_batch_commits_once_and_its_emails_need_one_delivery_and_one_request(
     assert counts.commits == 1, str(counts)
     assert counts.statements <= STATEMENTS_PER_ENROLLMENT * len(waiting), str(counts)
     assert Counter(e.state for e in enrollments(app)) == Counter({"completed": 40})
+    with app.database.sessions() as session:
+        assert entered_by_step(session, "later") == {"pause": 40, "mail": 40}
     made = [m.id for m in messages(app)]
     assert len(made) == 40
     # And their emails were queued as one delivery batch, of which one delivery has work
@@ -104,6 +107,8 @@ def test_an_enrollment_whose_member_another_worker_holds_runs_alone_after_the_ba
     states = {e.id: e.state for e in enrollments(app)}
     assert states.pop(held) == "waiting"
     assert set(states.values()) == {"completed"}
+    with app.database.sessions() as session:
+        assert entered_by_step(session, "later") == {"pause": 10, "mail": 9}
 
     # And run alone, once the member is free, it sends its email too
     runtime.configure(app)

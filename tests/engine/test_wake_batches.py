@@ -23,6 +23,7 @@ from loyalty.app import App
 from loyalty.clock import FrozenClock
 from loyalty.event_types import EventInput
 from loyalty.models import Enrollment
+from loyalty.step_counts import entered_by_step
 from tests.engine.helpers import enrollments, journey_folder, messages, published, workers
 from tests.factories import make_member
 
@@ -118,6 +119,8 @@ def test_an_enrollment_that_cannot_run_holds_none_of_the_others_and_fails_alone(
     states = {e.id: e.state for e in enrollments(app)}
     assert Counter(s for i, s in states.items() if i != broken) == Counter({"completed": 29})
     assert states[broken] == "waiting"
+    with app.database.sessions() as session:
+        assert entered_by_step(session, "later") == {"pause": 30, "mail": 29}
     sent_mail = messages(app)
     assert sorted(m.enrollment_id or 0 for m in sent_mail) == sorted(set(waiting) - {broken})
     assert Counter(m.state for m in sent_mail) == Counter({"sent": 29})
