@@ -4,7 +4,6 @@ birthday journey whose one step mails them, for the sending benchmark and its te
 
 from __future__ import annotations
 
-import os
 import secrets
 import textwrap
 from collections import Counter
@@ -13,9 +12,9 @@ from pathlib import Path
 
 from sqlalchemy import func, insert, select
 
+from bench.production import process_environment
 from loyalty.app import App
 from loyalty.models import Member, Message
-from loyalty.settings import Settings
 
 __all__ = ["birthday_journey", "birthdays_today", "message_states", "process_environment"]
 
@@ -76,11 +75,3 @@ def message_states(app: App) -> Counter[str]:
     with app.database.sessions() as session:
         rows = session.execute(select(Message.state, func.count()).group_by(Message.state))
         return Counter({state: count for state, count in rows})
-
-
-def process_environment(**settings: str) -> dict[str, str]:
-    """This environment without any program setting, then `settings` (names in capitals)."""
-    known = {name.upper() for name in Settings.model_fields}
-    env = {k: v for k, v in os.environ.items() if k.upper() not in known}
-    env.update(settings)
-    return env

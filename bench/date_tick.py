@@ -18,12 +18,9 @@ Run with ``python -m bench.date_tick --members 1000000 2000000 [--due 10000]``.
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
-import tempfile
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
 import psycopg
 import redis
@@ -34,19 +31,15 @@ from automations.definition import DateTrigger
 from automations.runtime.broker import build_broker
 from automations.runtime.ticks import enter_date_journeys
 from automations.triggers.date_scan import due_date_entries
-from automations.versions import Published, latest_published, publish
-from bench.birthday_mail import birthday_journey, process_environment
+from automations.versions import Published, latest_published
+from bench.birthday_mail import birthday_journey
 from bench.date_scan import NOW, ZONES, load
-from bench.soak import temporary_database
-from bench.soak_processes import RedisServer, Supervisor, free_port, loyalty_command
+from bench.production import POSTGRES_URL, Stack, load_average, stack, wait_for_workers
 from loyalty.app import App
 from loyalty.clock import FrozenClock
-from loyalty.db import Database, upgrade
 from loyalty.models import Enrollment, EntryRefusal, Message
-from loyalty.settings import load_settings
 from loyalty.states import EnrollmentState
 
-POSTGRES_URL = os.environ.get("BENCH_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432")
 JOURNEY = "birthday_mail"
 #: At NOW (10:00 UTC on 15 June) it is 15 June in these zones; not yet or no longer
 #: in Pacific/Pago_Pago and Pacific/Kiritimati.
@@ -54,10 +47,6 @@ DUE_ZONES = [z for z in ZONES if z not in ("Pacific/Pago_Pago", "Pacific/Kiritim
 RUNS = 5
 #: How long the worker processes get to run every first step.
 WORKERS_TIMEOUT_S = 900.0
-
-
-def _load_average() -> str:
-    return ", ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
 @dataclass
@@ -147,17 +136,10 @@ def _first_steps_done(app: App) -> int:
         )
 
 
-def _through_workers(app: App, env: dict[str, str], root: Path, redis_url: str) -> float:
+def _through_workers(app: App, bench: Stack) -> float:
     """Seconds from the tick's start until worker processes ran every first step it queued."""
-    supervisor = Supervisor(env, root, root)
-    loyalty = loyalty_command()
-    client = redis.Redis.from_url(redis_url)
-    try:
-        supervisor.start("worker", [*loyalty, "worker", "--processes", "2", "--threads", "4"])
-        deadline = time.monotonic() + 60
-        while client.zcard("dramatiq:__heartbeats__") < 2 and time.monotonic() < deadline:
-            time.sleep(0.2)
-        time.sleep(1.0)  # the processes' threads settle on their queues
+    with bench.processes("worker"):
+        wait_for_workers(bench.redis_url)
         started = time.perf_counter()
         _, entered = _tick(app)
         while _first_steps_done(app) < entered:
@@ -165,8 +147,6 @@ def _through_workers(app: App, env: dict[str, str], root: Path, redis_url: str) 
                 raise SystemExit(f"timed out: {_first_steps_done(app)} of {entered} ran")
             time.sleep(0.1)
         return time.perf_counter() - started
-    finally:
-        supervisor.stop_all()
 
 
 def measure(
@@ -174,7 +154,7 @@ def measure(
     raw_url: str,
     redis_url: str,
     members: int,
-    workers: tuple[dict[str, str], Path] | None,
+    workers: Stack | None,
 ) -> Figures:
     scans: list[float] = []
     ticks: list[float] = []
@@ -188,12 +168,12 @@ def measure(
         ceilings.append(_ceiling(app))
     median = statistics.median
     figures = Figures(
-        members, entered, median(scans), median(ticks), median(ceilings), _load_average()
+        members, entered, median(scans), median(ticks), median(ceilings), load_average()
     )
     if workers is not None:
         _reset(app, raw_url, redis_url)
-        figures.first_steps = _through_workers(app, *workers, redis_url)
-        figures.workers_load = _load_average()
+        figures.first_steps = _through_workers(app, workers)
+        figures.workers_load = load_average()
     return figures
 
 
@@ -220,71 +200,48 @@ def main() -> None:
     parser.add_argument("--no-workers", action="store_true", help="skip the worker processes")
     args = parser.parse_args()
     sizes = sorted(args.members)
-    with tempfile.TemporaryDirectory() as folder, temporary_database(POSTGRES_URL) as url:
-        root = Path(folder)
-        redis_server = RedisServer(free_port(), root)
-        redis_server.start()
-        database = Database(url)
-        raw_url = url.replace("postgresql+psycopg://", "postgresql://")
-        try:
-            upgrade(database)
-            journeys = birthday_journey(root / "journeys")
-            settings = load_settings(
-                database_url=url, redis_url=redis_server.url, journeys_dir=journeys
+    with stack(birthday_journey, POSTGRES_URL) as bench:
+        raw_url = bench.database_url.replace("postgresql+psycopg://", "postgresql://")
+        app = bench.app(FrozenClock(NOW), redis_url=bench.redis_url)
+        runtime.configure(app)
+        build_broker(app.settings)
+        results: list[Figures] = []
+        loaded = 0
+        for size in sizes:
+            started = time.perf_counter()
+            due = args.due if loaded == 0 else 0
+            load(
+                raw_url,
+                loaded,
+                size,
+                due,
+                seed=size,
+                live=[(NOW.month, NOW.day)],
+                zones=DUE_ZONES,
+                journey=JOURNEY,
+                entered_today=False,
             )
-            app = App(settings, database, FrozenClock(NOW))
-            publish(app, journeys)
-            runtime.configure(app)
-            build_broker(settings)
-            env = process_environment(
-                DATABASE_URL=url,
-                REDIS_URL=redis_server.url,
-                JOURNEYS_DIR=str(journeys),
-                OUTBOX_DIR=str(root / "outbox"),
-                EMAIL_FROM="club@example.com",
-                POSTAL_ADDRESS="1 Main St, Springfield",
-                LOG_LEVEL="WARNING",
-            )
-            results: list[Figures] = []
-            loaded = 0
-            for size in sizes:
-                started = time.perf_counter()
-                due = args.due if loaded == 0 else 0
-                load(
-                    raw_url,
-                    loaded,
-                    size,
-                    due,
-                    seed=size,
-                    live=[(NOW.month, NOW.day)],
-                    zones=DUE_ZONES,
-                    journey=JOURNEY,
-                    entered_today=False,
-                )
-                print(f"loaded {size - loaded:,} members in {time.perf_counter() - started:.1f} s")
-                loaded = size
-                workers = None if args.no_workers else (env, root)
-                figures = measure(app, raw_url, redis_server.url, size, workers)
-                results.append(figures)
-                print("\n".join(figures.lines()), flush=True)
-            worst = max(f.tick for f in results)
-            met = worst < 2 and all(f.entered >= args.due for f in results)
+            print(f"loaded {size - loaded:,} members in {time.perf_counter() - started:.1f} s")
+            loaded = size
+            workers = None if args.no_workers else bench
+            figures = measure(app, raw_url, bench.redis_url, size, workers)
+            results.append(figures)
+            print("\n".join(figures.lines()), flush=True)
+        worst = max(f.tick for f in results)
+        met = worst < 2 and all(f.entered >= args.due for f in results)
+        print(
+            f"goal: {args.due:,} due members entered in < 2 s at every size: "
+            f"{'met' if met else 'missed'} (slowest {worst:.3f} s)"
+        )
+        if len(results) > 1:
+            first, last = results[0], results[-1]
             print(
-                f"goal: {args.due:,} due members entered in < 2 s at every size: "
-                f"{'met' if met else 'missed'} (slowest {worst:.3f} s)"
+                f"{last.members:,} / {first.members:,} members: "
+                f"tick {last.tick / first.tick:.2f}, "
+                f"ceiling {last.ceiling / first.ceiling:.2f}, ceiling ÷ tick "
+                f"{first.ratio:.2f} → {last.ratio:.2f} (the time follows the due members, "
+                f"not the population: goal < 1.2)"
             )
-            if len(results) > 1:
-                first, last = results[0], results[-1]
-                print(
-                    f"{last.members:,} / {first.members:,} members: "
-                    f"tick {last.tick / first.tick:.2f}, "
-                    f"ceiling {last.ceiling / first.ceiling:.2f}, ceiling ÷ tick "
-                    f"{first.ratio:.2f} → {last.ratio:.2f} (the time follows the due members, "
-                    f"not the population: goal < 1.2)"
-                )
-        finally:
-            database.dispose()
-            redis_server.kill()
 
 
 if __name__ == "__main__":

@@ -21,7 +21,6 @@ from __future__ import annotations
 import os
 import statistics
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -32,29 +31,23 @@ import redis
 from automations import runtime
 from automations.intake import queue_events, store_batch
 from automations.runtime.broker import build_broker
-from automations.versions import publish
-from bench.birthday_mail import message_states, process_environment
+from bench.birthday_mail import message_states
 from bench.pipeline_journey import EVENT_TYPE, event_journey, mailable_members, one_event_to_email
-from bench.soak import temporary_database
-from bench.soak_processes import RedisServer, Supervisor, free_port, loyalty_command
+from bench.production import POSTGRES_URL, Stack, load_average, stack
+from bench.soak_processes import WORKER_PROCESSES, WORKER_THREADS, Supervisor
 from loyalty.app import App
-from loyalty.db import Database, upgrade
 from loyalty.event_types import EventInput
 from loyalty.events import Recorded
-from loyalty.settings import load_settings
 from sandbox.sendgrid import SendGridSandbox
 
-POSTGRES_URL = os.environ.get("BENCH_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432")
 #: The shape of `loyalty worker` measured, and of the no-op ceiling's workers.
-PROCESSES, THREADS = 2, 4
+PROCESSES, THREADS = WORKER_PROCESSES, WORKER_THREADS
+#: What the processes get besides `Stack.environment`'s.
+WORKER_SETTINGS = {"MAX_MARKETING_EMAILS_PER_WEEK": "1000"}
 #: Steady rates measured: seconds between two events.
 INTERVALS_S = (0.1, 1.5)
 #: Longest wait for the emails of one measure.
 TIMEOUT_S = 600.0
-
-
-def load() -> str:
-    return ", ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
 def wait_until(done: Callable[[], bool], what: str, timeout: float = TIMEOUT_S) -> None:
@@ -68,42 +61,25 @@ def wait_until(done: Callable[[], bool], what: str, timeout: float = TIMEOUT_S) 
 class Run:
     """The database, broker, emulator and processes of one benchmark run."""
 
-    def __init__(self, root: Path, app: App, sendgrid: SendGridSandbox, redis_url: str) -> None:
-        self.root = root
+    def __init__(self, bench: Stack, app: App, sendgrid: SendGridSandbox) -> None:
+        self.bench = bench
+        self.root = bench.root
         self.app = app
         self.sendgrid = sendgrid
-        self.redis_url = redis_url
+        self.redis_url = bench.redis_url
         self.members = iter(mailable_members(app, 20_000))
         self._events = 0
 
     def environment(self, **extra: str) -> dict[str, str]:
-        settings = self.app.settings
-        return process_environment(
-            DATABASE_URL=self.app.database.url,
-            REDIS_URL=self.redis_url,
-            JOURNEYS_DIR=str(settings.journeys_dir),
-            OUTBOX_DIR=str(self.root / "outbox"),
-            SENDGRID_API_KEY=self.sendgrid.api_key,
-            SENDGRID_BASE_URL=self.sendgrid.base_url,
-            EMAIL_FROM="club@example.com",
-            POSTAL_ADDRESS="1 Main St, Springfield",
-            MAX_MARKETING_EMAILS_PER_WEEK="1000",
-            LOG_LEVEL="WARNING",
-            **extra,
-        )
+        return self.bench.environment(sendgrid=self.sendgrid, **WORKER_SETTINGS, **extra)
 
     @contextmanager
     def workers(self, gather_ms: int) -> Iterator[None]:
         """`loyalty worker` processes with this gathering delay, up once they sent an email."""
-        env = self.environment(EMAIL_BATCH_GATHER_MS=str(gather_ms))
-        supervisor = Supervisor(env, self.root, self.root)
-        argv = ["worker", "--processes", str(PROCESSES), "--threads", str(THREADS)]
-        supervisor.start("worker", [*loyalty_command(), *argv])
-        try:
+        settings = {**WORKER_SETTINGS, "EMAIL_BATCH_GATHER_MS": str(gather_ms)}
+        with self.bench.processes("worker", sendgrid=self.sendgrid, **settings):
             self.send(1, timeout=60)
             yield
-        finally:
-            supervisor.stop_all()
 
     def stored(self, count: int) -> dict[int, str]:
         """Store `count` events for fresh members (not queued yet); event id → address."""
@@ -191,25 +167,16 @@ def burst(run: Run, count: int) -> float:
 def ratio(size: int, name: str, rate: float, ceiling: float) -> None:
     print(
         f"burst of {size} events → emails, {name}: {rate:.0f} emails/s ÷ {ceiling:.0f} no-op "
-        f"Dramatiq messages/s = {rate / ceiling:.3f} (goal ≥ 0.4); load average {load()}"
+        f"Dramatiq messages/s = {rate / ceiling:.3f} (goal ≥ 0.4); load average {load_average()}"
     )
 
 
 def main(burst_size: int, latency_events: int) -> None:
     with (
-        tempfile.TemporaryDirectory() as folder,
         SendGridSandbox(duplicate_rate=0.0) as sendgrid,
-        temporary_database(POSTGRES_URL) as database_url,
+        stack(event_journey, POSTGRES_URL) as bench,
     ):
-        root = Path(folder)
-        redis_server = RedisServer(free_port(), root)
-        redis_server.start()
-        database = Database(database_url)
-        upgrade(database)
-        journeys = event_journey(root / "journeys")
-        settings = load_settings(
-            database_url=database_url,
-            journeys_dir=journeys,
+        app = bench.app(
             redis_url=None,
             email_batch_gather_ms=0,
             sendgrid_api_key=sendgrid.api_key,
@@ -218,37 +185,31 @@ def main(burst_size: int, latency_events: int) -> None:
             postal_address="1 Main St, Springfield",
             max_marketing_emails_per_week=1000,
         )
-        app = App(settings, database)
-        publish(app, journeys)
-        run = Run(root, app, sendgrid, redis_server.url)
-        try:
-            counts = [one_event_to_email(app, next(run.members), f"count-{n}") for n in range(3)]
-            print(f"one event → email, in this process on PostgreSQL: {counts[-1]}")
-            app.settings = settings.model_copy(update={"redis_url": redis_server.url})
-            runtime.configure(app)
-            build_broker(app.settings)
-            ceiling = noop_ceiling(run, burst_size * 5)
-            print(
-                f"ceiling: {ceiling:.0f} no-op Dramatiq messages/s, {PROCESSES} x {THREADS} "
-                f"workers on the same Redis; load average {load()}"
-            )
-            with run.workers(gather_ms=0):
-                for interval in INTERVALS_S:
-                    count = latency_events if interval < 1 else max(10, latency_events // 5)
-                    latencies = run.send(count, interval)
-                    print(
-                        f"event → email accepted, one event per {interval * 1000:.0f} ms, "
-                        f"{count} events, {PROCESSES} x {THREADS} workers, "
-                        f"EMAIL_BATCH_GATHER_MS=0: {percentiles(latencies)} (goal p99 < 50 ms); "
-                        f"load average {load()}"
-                    )
-                ratio(burst_size, "EMAIL_BATCH_GATHER_MS=0", burst(run, burst_size), ceiling)
-            with run.workers(gather_ms=1000):
-                ratio(burst_size, "gathering 1 s", burst(run, burst_size), ceiling)
-            print(f"messages: {dict(message_states(app))}")
-        finally:
-            redis_server.kill()
-            database.dispose()
+        run = Run(bench, app, sendgrid)
+        counts = [one_event_to_email(app, next(run.members), f"count-{n}") for n in range(3)]
+        print(f"one event → email, in this process on PostgreSQL: {counts[-1]}")
+        app.settings = app.settings.model_copy(update={"redis_url": bench.redis_url})
+        runtime.configure(app)
+        build_broker(app.settings)
+        ceiling = noop_ceiling(run, burst_size * 5)
+        print(
+            f"ceiling: {ceiling:.0f} no-op Dramatiq messages/s, {PROCESSES} x {THREADS} "
+            f"workers on the same Redis; load average {load_average()}"
+        )
+        with run.workers(gather_ms=0):
+            for interval in INTERVALS_S:
+                count = latency_events if interval < 1 else max(10, latency_events // 5)
+                latencies = run.send(count, interval)
+                print(
+                    f"event → email accepted, one event per {interval * 1000:.0f} ms, "
+                    f"{count} events, {PROCESSES} x {THREADS} workers, "
+                    f"EMAIL_BATCH_GATHER_MS=0: {percentiles(latencies)} (goal p99 < 50 ms); "
+                    f"load average {load_average()}"
+                )
+            ratio(burst_size, "EMAIL_BATCH_GATHER_MS=0", burst(run, burst_size), ceiling)
+        with run.workers(gather_ms=1000):
+            ratio(burst_size, "gathering 1 s", burst(run, burst_size), ceiling)
+        print(f"messages: {dict(message_states(app))}")
 
 
 if __name__ == "__main__":

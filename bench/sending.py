@@ -12,7 +12,6 @@ Run with `python -m bench.sending [EMAILS] [SMS]`.
 
 from __future__ import annotations
 
-import os
 import sys
 import tempfile
 import time
@@ -20,16 +19,9 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 
-from automations.versions import publish
-from bench.birthday_mail import (
-    birthday_journey,
-    birthdays_today,
-    message_states,
-    process_environment,
-)
+from bench.birthday_mail import birthday_journey, birthdays_today, message_states
 from bench.outbox_rows import due_messages, promo_version
-from bench.soak import temporary_database
-from bench.soak_processes import RedisServer, Supervisor, free_port, loyalty_command
+from bench.production import POSTGRES_URL, load_average, stack
 from channels.delivery import deliver, flush_emails
 from loyalty.app import App
 from loyalty.clock import FrozenClock
@@ -38,62 +30,31 @@ from loyalty.settings import load_settings
 from sandbox.sendgrid import SendGridSandbox
 from sandbox.twilio import TwilioSandbox
 
-POSTGRES_URL = os.environ.get("BENCH_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432")
 #: How long the worker processes get to send every email.
 WORKERS_TIMEOUT_S = 900.0
 
 
 def through_workers(emails: int) -> None:
     """Birthday emails due together, sent by real scheduler and worker processes."""
-    with (
-        tempfile.TemporaryDirectory() as folder,
-        SendGridSandbox(duplicate_rate=0.0) as sendgrid,
-        temporary_database(POSTGRES_URL) as database_url,
-    ):
-        root = Path(folder)
-        redis_server = RedisServer(free_port(), root)
-        redis_server.start()
-        database = Database(database_url)
-        upgrade(database)
-        journeys = birthday_journey(root / "journeys")
-        app = App(load_settings(database_url=database_url, journeys_dir=journeys), database)
-        publish(app, journeys)
-        birthdays_today(app, emails)
-        env = process_environment(
-            DATABASE_URL=database_url,
-            REDIS_URL=redis_server.url,
-            JOURNEYS_DIR=str(journeys),
-            OUTBOX_DIR=str(root / "outbox"),
-            SENDGRID_API_KEY=sendgrid.api_key,
-            SENDGRID_BASE_URL=sendgrid.base_url,
-            EMAIL_FROM="club@example.com",
-            POSTAL_ADDRESS="1 Main St, Springfield",
-            LOG_LEVEL="WARNING",
-        )
-        supervisor = Supervisor(env, root, root)
-        loyalty = loyalty_command()
-        started, started_at = time.perf_counter(), time.time()
-        try:
-            supervisor.start("worker", [*loyalty, "worker", "--processes", "2", "--threads", "4"])
-            supervisor.start("scheduler", [*loyalty, "scheduler"])
-            while message_states(app)["sent"] < emails:
-                if time.perf_counter() - started > WORKERS_TIMEOUT_S:
-                    raise SystemExit(f"timed out: {dict(message_states(app))}")
-                time.sleep(0.2)
-        finally:
-            supervisor.stop_all()
-            redis_server.kill()
-            database.dispose()
+    with SendGridSandbox(duplicate_rate=0.0) as sendgrid:
+        with stack(birthday_journey, POSTGRES_URL) as bench:
+            app = bench.app()
+            birthdays_today(app, emails)
+            started, started_at = time.perf_counter(), time.time()
+            with bench.processes("worker", "scheduler", sendgrid=sendgrid):
+                while message_states(app)["sent"] < emails:
+                    if time.perf_counter() - started > WORKERS_TIMEOUT_S:
+                        raise SystemExit(f"timed out: {dict(message_states(app))}")
+                    time.sleep(0.2)
         requests = sendgrid.requests(path="/v3/mail/send")
         elapsed = requests[-1].at - started_at if requests else float("nan")
-        load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
         floor = -(-emails // 1000)  # SendGrid's 1,000 personalizations a request
         print(
             f"worker processes (2 x 4 threads, PostgreSQL, Redis): {emails} birthday emails in "
             f"{len(requests)} requests = {len(requests) / emails * 1000:.2f} requests per "
             f"1,000 emails (floor {floor / emails * 1000:.2f}: {floor} requests; goal 1.00 per "
             f"1,000); {emails / elapsed:.0f} emails/s from the start of the processes to the "
-            f"last request; load average {load}"
+            f"last request; load average {load_average()}"
         )
 
 

@@ -30,11 +30,10 @@ from pathlib import Path
 import httpx
 from sqlalchemy import func, select
 
-from bench.soak import temporary_database
+from bench.production import process_environment, temporary_database
 from bench.soak_processes import RedisServer, Supervisor, free_port, loyalty_command
 from loyalty.db import Database
 from loyalty.models import LedgerEntry
-from loyalty.settings import Settings
 from sandbox.shopify import sign_webhook
 from sandbox.shopify_payloads import customer_payload, order_payload
 
@@ -134,9 +133,7 @@ def run(orders: int, concurrency: int, customers: int) -> bool:
         folder = Path(folder_name)
         redis_server = RedisServer(free_port(), folder)
         redis_server.start()
-        known = {name.upper() for name in Settings.model_fields}
-        env = {k: v for k, v in os.environ.items() if k.upper() not in known}
-        env.update(
+        env = process_environment(
             DATABASE_URL=database_url,
             REDIS_URL=redis_server.url,
             SHOPIFY_WEBHOOK_SECRET=SECRET,

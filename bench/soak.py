@@ -29,7 +29,6 @@ import argparse
 import contextlib
 import json
 import math
-import os
 import random
 import shutil
 import signal
@@ -39,17 +38,15 @@ import tempfile
 import threading
 import time
 import urllib.request
-import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from sqlalchemy import create_engine, select, text
-from sqlalchemy.exc import OperationalError
+from sqlalchemy import select, text
 
+from bench.production import SetupError, process_environment, temporary_database
 from bench.soak_audit import Findings, ProviderLog, audit, progress, sendgrid_log, twilio_log
 from bench.soak_data import EventStream, SoakMember, members, write_events, write_members
 from bench.soak_processes import Managed, RedisServer, Supervisor, free_port, loyalty_command
@@ -103,7 +100,7 @@ FULL = Plan(seconds=240, kills=40, members=300, quiesce_timeout=240, events_per_
 SHORT = Plan(seconds=40, kills=6, members=100, quiesce_timeout=60, events_per_batch=12)
 
 
-class SoakError(RuntimeError):
+class SoakError(SetupError):
     """The soak could not set itself up (a process that would not start, say)."""
 
 
@@ -114,42 +111,19 @@ def _say(message: str) -> None:
 # -- the services ---------------------------------------------------------------------
 
 
-@contextlib.contextmanager
-def temporary_database(server_url: str) -> Iterator[str]:
-    name = f"loyalty_soak_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(f"{server_url}/postgres", isolation_level="AUTOCOMMIT")
-    try:
-        try:
-            with admin.connect() as connection:
-                connection.execute(text(f'CREATE DATABASE "{name}"'))
-        except OperationalError as exc:
-            raise SoakError(f"cannot create a database on {server_url}: {exc.orig}") from exc
-        try:
-            yield f"{server_url}/{name}"
-        finally:
-            with admin.connect() as connection:
-                connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    finally:
-        admin.dispose()
-
-
 def environment(
     sandbox: SandboxStack, database_url: str, redis_url: str, public_url: str, folder: Path
 ) -> dict[str, str]:
     """The parent's environment without any program setting, then the soak's."""
-    known = {name.upper() for name in Settings.model_fields}
-    env = {k: v for k, v in os.environ.items() if k.upper() not in known}
-    env.update(sandbox.environment())
-    env.update(SOAK_SETTINGS)
-    env.update(
-        DATABASE_URL=database_url,
-        REDIS_URL=redis_url,
-        JOURNEYS_DIR=str(ROOT / "journeys"),
-        PUBLIC_BASE_URL=public_url,
-        OUTBOX_DIR=str(folder / "outbox"),
-        PYTHONUNBUFFERED="1",
-    )
-    return env
+    services = {
+        "DATABASE_URL": database_url,
+        "REDIS_URL": redis_url,
+        "JOURNEYS_DIR": str(ROOT / "journeys"),
+        "PUBLIC_BASE_URL": public_url,
+        "OUTBOX_DIR": str(folder / "outbox"),
+        "PYTHONUNBUFFERED": "1",
+    }
+    return process_environment(**{**sandbox.environment(), **SOAK_SETTINGS, **services})
 
 
 def settings_for(env: dict[str, str]) -> Settings:
@@ -657,7 +631,7 @@ def main(argv: list[str] | None = None) -> int:
         with contextlib.ExitStack() as stack:
             outcome = Soak(plan, stack, postgres_url, keep_logs).run()
             passed = report(outcome, plan)
-    except SoakError as exc:
+    except SetupError as exc:  # a SoakError, or a database it could not create
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

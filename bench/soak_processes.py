@@ -17,7 +17,8 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
+from types import TracebackType
+from typing import IO, Self
 
 import redis
 
@@ -25,6 +26,8 @@ __all__ = ["Managed", "RedisServer", "Supervisor", "free_port", "loyalty_command
 
 #: Seconds a process gets to stop after SIGTERM before it is killed.
 STOP_GRACE_S = 10.0
+#: The shape of `loyalty worker` that benchmarks and production tests run by default.
+WORKER_PROCESSES, WORKER_THREADS = 2, 4
 
 
 def free_port() -> int:
@@ -66,7 +69,10 @@ class Managed:
 
 
 class Supervisor:
-    """Starts, kills, restarts and finally stops the soak's processes."""
+    """Starts, kills, restarts and finally stops the soak's processes.
+
+    As a context manager, it stops everything it started at the end of the block.
+    """
 
     def __init__(self, env: dict[str, str], cwd: Path, logs: Path) -> None:
         self.env = env
@@ -97,6 +103,26 @@ class Supervisor:
         managed = Managed(role, name, argv, process, log)
         self.running.append(managed)
         return managed
+
+    def worker(self, processes: int = WORKER_PROCESSES, threads: int = WORKER_THREADS) -> Managed:
+        """`loyalty worker` with this many processes of this many threads."""
+        argv = ["worker", "--processes", str(processes), "--threads", str(threads)]
+        return self.start("worker", [*loyalty_command(), *argv])
+
+    def scheduler(self) -> Managed:
+        """`loyalty scheduler`."""
+        return self.start("scheduler", [*loyalty_command(), "scheduler"])
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.stop_all()
 
     def of(self, role: str) -> list[Managed]:
         return [m for m in self.running if m.role == role]

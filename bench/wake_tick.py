@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import tempfile
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -29,16 +28,11 @@ from automations import runtime
 from automations.runtime import actors
 from automations.runtime.broker import build_broker, embedded_worker
 from automations.runtime.ticks import TICK_BATCH, enter_date_journeys, wake_enrollments
-from automations.versions import publish
-from bench.birthday_mail import TEMPLATE, birthdays_today, process_environment
-from bench.date_tick import POSTGRES_URL, _load_average
-from bench.soak import temporary_database
-from bench.soak_processes import RedisServer, Supervisor, free_port, loyalty_command
+from bench.birthday_mail import TEMPLATE, birthdays_today
+from bench.production import POSTGRES_URL, load_average, stack, wait_for_workers
 from loyalty.app import App
 from loyalty.clock import FrozenClock, SystemClock
-from loyalty.db import Database, upgrade
 from loyalty.models import Enrollment, Message
-from loyalty.settings import load_settings
 from loyalty.states import EnrollmentState
 
 RUNS = 3
@@ -57,8 +51,7 @@ steps:
 SNAPSHOT = "bench_waiting"
 
 
-def _journeys(root: Path) -> Path:
-    folder = root / "journeys"
+def _journeys(folder: Path) -> Path:
     (folder / "templates" / "en").mkdir(parents=True)
     (folder / "waited.yaml").write_text(JOURNEY)
     (folder / "templates" / "en" / "birthday_mail.email.liquid").write_text(TEMPLATE)
@@ -137,49 +130,22 @@ def main() -> None:
     parser.add_argument("--due", type=int, default=TICK_BATCH)
     args = parser.parse_args()
     due = min(args.due, TICK_BATCH)
-    with tempfile.TemporaryDirectory() as folder, temporary_database(POSTGRES_URL) as url:
-        root = Path(folder)
-        redis_server = RedisServer(free_port(), root)
-        redis_server.start()
-        database = Database(url)
-        supervisor = Supervisor({}, root, root)
-        try:
-            upgrade(database)
-            journeys = _journeys(root)
-            settings = load_settings(
-                database_url=url,
-                redis_url=redis_server.url,
-                journeys_dir=journeys,
-                outbox_dir=root / "outbox",
-            )
-            app = App(settings, database, FrozenClock(datetime.now(UTC)))
-            publish(app, journeys)
-            _enter(app, due)
-            app.clock = SystemClock()
-            runtime.configure(app)
-            build_broker(settings)
-            env = process_environment(
-                DATABASE_URL=url,
-                REDIS_URL=redis_server.url,
-                JOURNEYS_DIR=str(journeys),
-                OUTBOX_DIR=str(root / "outbox"),
-                EMAIL_FROM="club@example.com",
-                POSTAL_ADDRESS="1 Main St, Springfield",
-                LOG_LEVEL="WARNING",
-            )
-            supervisor = Supervisor(env, root, root)
-            supervisor.start(
-                "worker", [*loyalty_command(), "worker", "--processes", "2", "--threads", "4"]
-            )
-            client = redis.Redis.from_url(redis_server.url)
-            deadline = time.monotonic() + 60
-            while client.zcard("dramatiq:__heartbeats__") < 2 and time.monotonic() < deadline:
-                time.sleep(0.2)
-            time.sleep(1.0)  # the processes' threads settle on their queues
+    with stack(_journeys, POSTGRES_URL) as bench:
+        app = bench.app(
+            FrozenClock(datetime.now(UTC)),
+            redis_url=bench.redis_url,
+            outbox_dir=bench.root / "outbox",
+        )
+        _enter(app, due)
+        app.clock = SystemClock()
+        runtime.configure(app)
+        build_broker(app.settings)
+        with bench.processes("worker"):
+            wait_for_workers(bench.redis_url)
             figures: dict[str, list[tuple[float, float]]] = {"batched": [], "one each": []}
             for _ in range(RUNS):
                 for name, tick in (("batched", wake_enrollments), ("one each", _one_message_each)):
-                    _reset(app, redis_server.url)
+                    _reset(app, bench.redis_url)
                     figures[name].append(_timed(app, tick, due))
             median = statistics.median
             for name, runs in figures.items():
@@ -188,16 +154,12 @@ def main() -> None:
                 print(
                     f"{due:,} enrollments woken together, {name:<8}: tick {tick_s:.3f} s, "
                     f"all ran {all_s:.1f} s after it began ({due / all_s:.0f}/s; medians of "
-                    f"{RUNS})  load average {_load_average()}",
+                    f"{RUNS})  load average {load_average()}",
                     flush=True,
                 )
             batched = median(a for _, a in figures["batched"])
             single = median(a for _, a in figures["one each"])
             print(f"one message each ÷ batched: {single / batched:.2f} (above 1: batches faster)")
-        finally:
-            supervisor.stop_all()
-            database.dispose()
-            redis_server.kill()
 
 
 if __name__ == "__main__":

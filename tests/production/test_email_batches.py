@@ -21,13 +21,8 @@ import pytest
 from sqlalchemy import func, select
 
 from automations.versions import publish
-from bench.birthday_mail import (
-    birthday_journey,
-    birthdays_today,
-    message_states,
-    process_environment,
-)
-from bench.soak_processes import Supervisor, loyalty_command
+from bench.birthday_mail import birthday_journey, birthdays_today, message_states
+from bench.production import Stack
 from loyalty.app import App
 from loyalty.models import Enrollment, Message, SchedulerTick
 from sandbox.sendgrid import SendGridSandbox
@@ -57,50 +52,36 @@ def test_2500_birthday_emails_leave_in_three_requests_through_worker_processes(
     app.settings = app.settings.model_copy(update={"journeys_dir": folder})
     publish(app, folder)
     birthdays_today(app, MEMBERS)
-    env = process_environment(
-        DATABASE_URL=app.database.url,
-        REDIS_URL=redis_url,
-        JOURNEYS_DIR=str(folder),
-        OUTBOX_DIR=str(tmp_path / "outbox"),
-        SENDGRID_API_KEY=sendgrid_sandbox.api_key,
-        SENDGRID_BASE_URL=sendgrid_sandbox.base_url,
-        EMAIL_FROM="club@example.com",
-        POSTAL_ADDRESS="1 Main St, Springfield",
+    processes = Stack.of(app, redis_url, tmp_path).processes(
+        "worker",
+        "scheduler",
+        sendgrid=sendgrid_sandbox,
         # The step makes its emails at the workers' pace (about 75/s here, 20 s for a
         # full request); a busy machine (two cores shared with other suites) may take
         # longer than the default 30 s, which would send a batch before it is full.
         EMAIL_BATCH_MAX_WAIT_MS="300000",
-        LOG_LEVEL="WARNING",
     )
-    loyalty = loyalty_command()
-    logs = tmp_path / "logs"
-    logs.mkdir()
-    supervisor = Supervisor(env, tmp_path, logs)
 
-    try:
-        # When the scheduler's date tick enters them and two worker processes run the journey
-        supervisor.start("worker", [*loyalty, "worker", "--processes", "2", "--threads", "4"])
-        first = supervisor.start("scheduler", [*loyalty, "scheduler"])
+    # When the scheduler's date tick enters them and two worker processes run the journey
+    with processes as supervisor:
         wait_for(
             lambda: message_states(app)["sent"] == MEMBERS,
             "every birthday email sent",
             timeout=720,
-            logs=logs,
+            logs=supervisor.logs,
         )
         # And another scheduler takes over and runs the date tick again
         ran = date_tick(app)
         assert ran is not None
         first_holder = ran.holder
-        supervisor.stop(first)
-        supervisor.start("scheduler", [*loyalty, "scheduler"])
+        supervisor.stop(supervisor.of("scheduler")[0])
+        supervisor.scheduler()
         wait_for(
             lambda: (tick := date_tick(app)) is not None and tick.holder != first_holder,
             "the second scheduler's date tick",
             timeout=120,
-            logs=logs,
+            logs=supervisor.logs,
         )
-    finally:
-        supervisor.stop_all()
 
     # Then each member entered once, and the second tick entered nobody
     with app.database.sessions() as session:

@@ -23,8 +23,8 @@ from sqlalchemy import func, select
 from automations.runtime.dead_letters import list_dead_letters
 from automations.runtime.ticks import enter_date_journeys
 from automations.versions import publish
-from bench.birthday_mail import TEMPLATE, birthdays_today, message_states, process_environment
-from bench.soak_processes import Supervisor, loyalty_command
+from bench.birthday_mail import TEMPLATE, birthdays_today, message_states
+from bench.production import Stack
 from loyalty.app import App
 from loyalty.clock import FrozenClock
 from loyalty.journey_pauses import pause
@@ -86,35 +86,21 @@ def test_waits_that_end_together_wake_each_enrollment_once_through_worker_proces
         pause(session, "two_days", by="ops@example.com", now=clock.now())
     # And 200 members whose birthday is today
     birthdays_today(app, SHORT, on=now.date(), start=WAITED)
-    env = process_environment(
-        DATABASE_URL=app.database.url,
-        REDIS_URL=redis_url,
-        JOURNEYS_DIR=str(folder),
-        OUTBOX_DIR=str(tmp_path / "outbox"),
-        SENDGRID_API_KEY=sendgrid_sandbox.api_key,
-        SENDGRID_BASE_URL=sendgrid_sandbox.base_url,
-        EMAIL_FROM="club@example.com",
-        POSTAL_ADDRESS="1 Main St, Springfield",
+    processes = Stack.of(app, redis_url, tmp_path).processes(
+        "worker",
+        "scheduler",
+        sendgrid=sendgrid_sandbox,
         SCHEDULER_TICK_SECONDS="due_enrollments:1,date_triggers:1",
-        LOG_LEVEL="WARNING",
     )
-    loyalty = loyalty_command()
-    logs = tmp_path / "logs"
-    logs.mkdir()
-    supervisor = Supervisor(env, tmp_path, logs)
 
-    try:
-        # When the scheduler and two worker processes of four threads run
-        supervisor.start("worker", [*loyalty, "worker", "--processes", "2", "--threads", "4"])
-        supervisor.start("scheduler", [*loyalty, "scheduler"])
+    # When the scheduler and two worker processes of four threads run
+    with processes as supervisor:
         wait_for(
             lambda: message_states(app)["sent"] == WAITED + SHORT,
             "every email sent",
             timeout=420,
-            logs=logs,
+            logs=supervisor.logs,
         )
-    finally:
-        supervisor.stop_all()
 
     # Then every enrollment woke and completed
     assert enrollment_states(app) == Counter(
