@@ -1,9 +1,11 @@
-"""Answering surveys: the page, score links and SMS replies; one `survey.answered` event each."""
+"""Answering surveys on their page and by score links; one `survey.answered` event each.
+
+SMS replies are in `test_survey_replies`."""
 
 from __future__ import annotations
 
 import re
-from datetime import datetime, timedelta
+from datetime import timedelta
 from email import message_from_bytes, policy
 from email.message import EmailMessage
 from pathlib import Path
@@ -25,57 +27,21 @@ from tests.engine.helpers import enrollments, journey_folder, published, send_ev
 from tests.factories import make_member
 from tests.web.support import (
     PUBLIC_BASE_URL,
-    inbound_params,
     load,
-    post_twilio,
-    provider_events,
     snapshot,
 )
-
-PHONE = "+48600100200"
-INBOUND = "/webhooks/twilio/inbound"
-EMPTY = '<?xml version="1.0" encoding="UTF-8"?><Response />'
-TOKEN = "srv_7c2d9e4b1a6f3e8d5c0b"
-
-
-def make_survey(
-    app: App,
-    member: Member,
-    *,
-    kind: str = "nps",
-    channel: str = "email",
-    token: str = TOKEN,
-    sent_at: datetime | None = None,
-    **fields: Any,
-) -> Survey:
-    with app.database.transaction() as session:
-        survey = Survey(
-            member_id=member.id,
-            kind=kind,
-            channel=channel,
-            token=token,
-            sent_at=sent_at or app.clock.now(),
-            **fields,
-        )
-        session.add(survey)
-    return survey
-
-
-def answered_events(app: App) -> list[Event]:
-    with app.database.sessions() as session:
-        query = select(Event).where(Event.type == "survey.answered").order_by(Event.id)
-        return list(session.scalars(query))
-
-
-def survey_state(app: App) -> list[tuple[Any, ...]]:
-    with app.database.sessions() as session:
-        rows = session.scalars(select(Survey).order_by(Survey.id))
-        return [(s.id, s.score, s.comment, s.answered_at) for s in rows]
+from tests.web.survey_support import (
+    TOKEN,
+    answered_events,
+    make_survey,
+    survey_member,
+    survey_state,
+)
 
 
 @pytest.fixture
 def member(web_app: App) -> Member:
-    return make_member(web_app, email="ada@example.com", phone=PHONE, first_name="Ada")
+    return survey_member(web_app)
 
 
 @pytest.fixture
@@ -349,95 +315,6 @@ def test_a_survey_answered_event_needs_a_kind_and_a_score_on_its_scale(
     event = EventInput("survey.answered", member.external_id, id="x", data=data)
     with pytest.raises(InvalidEventError), web_app.database.transaction() as session:
         record_event(session, event, settings=web_app.settings, now=web_app.clock.now())
-
-
-# -- SMS replies ------------------------------------------------------------------------
-
-
-def test_an_sms_reply_with_a_bare_score_answers_the_newest_open_sms_survey(
-    client: TestClient, web_app: App, clock: FrozenClock, member: Member
-) -> None:
-    now = clock.now()
-    older = make_survey(
-        web_app, member, channel="sms", token="sms-old", sent_at=now - timedelta(days=3)
-    )
-    newer = make_survey(
-        web_app, member, channel="sms", token="sms-new", sent_at=now - timedelta(days=1)
-    )
-    make_survey(web_app, member, channel="email", token="mail", sent_at=now)
-    params = inbound_params(" 9 ", phone=PHONE)
-
-    response = post_twilio(client, INBOUND, params)
-
-    assert response.status_code == 200
-    assert "<Message>Acme Rewards: thank you for your answer!</Message>" in response.text
-    assert load(web_app, Survey, newer.id).score == 9
-    assert load(web_app, Survey, newer.id).answered_at == now
-    assert load(web_app, Survey, older.id).answered_at is None
-    [event] = answered_events(web_app)
-    assert event.payload == {
-        "kind": "nps",
-        "score": 9,
-        "survey_id": newer.id,
-        "category": "promoter",
-    }
-    [stored] = provider_events(web_app, "twilio")
-    assert (stored.kind, stored.applied_at) == ("inbound.message", now)
-
-    clock.advance(timedelta(minutes=1))
-    again = post_twilio(client, INBOUND, params)  # Twilio redelivers the same message
-    assert again.text == EMPTY
-    assert len(answered_events(web_app)) == 1
-    assert load(web_app, Survey, newer.id).answered_at == now
-
-
-@pytest.mark.parametrize(
-    ("case", "body"),
-    [
-        ("no survey", "9"),
-        ("email survey only", "9"),
-        ("sent 8 days ago", "9"),
-        ("answered already", "9"),
-        ("words", "9 thanks"),
-        ("off the scale", "11"),
-        ("csat off its scale", "9"),
-        ("another number", "9"),
-    ],
-)
-def test_other_replies_are_stored_as_before(
-    client: TestClient, web_app: App, clock: FrozenClock, member: Member, case: str, body: str
-) -> None:
-    now = clock.now()
-    if case == "email survey only":
-        make_survey(web_app, member, channel="email")
-    elif case == "sent 8 days ago":
-        make_survey(web_app, member, channel="sms", sent_at=now - timedelta(days=8))
-    elif case == "answered already":
-        make_survey(web_app, member, channel="sms", score=3, answered_at=now)
-    elif case == "csat off its scale":
-        make_survey(web_app, member, channel="sms", kind="csat")
-    elif case != "no survey":
-        make_survey(web_app, member, channel="sms")
-    phone = "+48600999999" if case == "another number" else PHONE
-    before = survey_state(web_app)
-
-    response = post_twilio(client, INBOUND, inbound_params(body, phone))
-
-    assert (response.status_code, response.text) == (200, EMPTY)
-    assert survey_state(web_app) == before
-    assert answered_events(web_app) == []
-    [stored] = provider_events(web_app, "twilio")
-    assert (stored.kind, stored.applied_at) == ("inbound.message", None)
-
-
-def test_stop_stays_stop_while_a_survey_is_open(
-    client: TestClient, web_app: App, member: Member
-) -> None:
-    survey = make_survey(web_app, member, channel="sms")
-    response = post_twilio(client, INBOUND, inbound_params("STOP", phone=PHONE))
-    assert "you are unsubscribed" in response.text
-    assert load(web_app, Survey, survey.id).answered_at is None
-    assert load(web_app, Member, member.id).sms_consent is False
 
 
 # -- end to end -------------------------------------------------------------------------
