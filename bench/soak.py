@@ -27,15 +27,11 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
-import math
 import random
 import shutil
 import signal
-import subprocess
 import sys
 import tempfile
-import threading
 import time
 import urllib.request
 from dataclasses import dataclass, replace
@@ -47,9 +43,12 @@ from typing import Any
 from sqlalchemy import select, text
 
 from bench.production import SetupError, process_environment, temporary_database
-from bench.soak_audit import Findings, ProviderLog, audit, progress, sendgrid_log, twilio_log
-from bench.soak_data import EventStream, SoakMember, members, write_events, write_members
+from bench.soak_audit import audit
+from bench.soak_data import EventStream, SoakMember, members, write_members
+from bench.soak_feed import Cli, Feeder
 from bench.soak_processes import Managed, RedisServer, Supervisor, free_port, loyalty_command
+from bench.soak_progress import progress, sendgrid_log, twilio_log
+from bench.soak_report import Outcome, report, say
 from loyalty.db import Database
 from loyalty.models import Member
 from loyalty.settings import Settings, load_settings
@@ -71,8 +70,6 @@ SOAK_SETTINGS = {
     "SCHEDULER_TICK_SECONDS": "outbox_relay:5,due_enrollments:5",
     "LOG_LEVEL": "INFO",
 }
-#: Seconds between two batches of events (each is one `loyalty events ingest`).
-FEED_INTERVAL_S = 0.5
 #: Quiet for this many checks in a row (one a second) counts as quiescence.
 QUIET_CHECKS = 3
 
@@ -100,14 +97,6 @@ FULL = Plan(seconds=240, kills=40, members=300, quiesce_timeout=240, events_per_
 SHORT = Plan(seconds=40, kills=6, members=100, quiesce_timeout=60, events_per_batch=12)
 
 
-class SoakError(SetupError):
-    """The soak could not set itself up (a process that would not start, say)."""
-
-
-def _say(message: str) -> None:
-    print(f"# {message}", file=sys.stderr, flush=True)
-
-
 # -- the services ---------------------------------------------------------------------
 
 
@@ -133,141 +122,7 @@ def settings_for(env: dict[str, str]) -> Settings:
     return load_settings(_env_file=None, **values)
 
 
-class Cli:
-    """Runs one-off `loyalty` commands (import, ingest, emit) in the soak's environment."""
-
-    def __init__(self, env: dict[str, str], cwd: Path) -> None:
-        self.env = env
-        self.cwd = cwd
-        self._lock = threading.Lock()
-        self._current: subprocess.Popen[str] | None = None
-        self._closed = False
-
-    def run(self, *args: str, timeout: float = 120.0) -> subprocess.CompletedProcess[str]:
-        argv = [*loyalty_command(), *args]
-        with self._lock:
-            if self._closed:  # the soak is stopping: start nothing new
-                return subprocess.CompletedProcess(argv, -1, "", "the soak is stopping")
-        process = subprocess.Popen(
-            argv,
-            env=self.env,
-            cwd=self.cwd,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            start_new_session=True,
-        )
-        with self._lock:
-            self._current = process
-            if self._closed:
-                process.kill()
-        try:
-            out, err = process.communicate(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            out, err = process.communicate()
-        finally:
-            with self._lock:
-                self._current = None
-        return subprocess.CompletedProcess(argv, process.returncode, out, err)
-
-    def must(self, *args: str) -> str:
-        done = self.run(*args)
-        if done.returncode not in (0,):
-            raise SoakError(
-                f"`loyalty {' '.join(args)}` failed ({done.returncode}): "
-                f"{(done.stderr or done.stdout).strip()[-2000:]}"
-            )
-        return done.stdout
-
-    def stop(self) -> None:
-        with self._lock:
-            self._closed = True
-            if self._current is not None and self._current.poll() is None:
-                self._current.kill()
-
-
-# -- feeding ---------------------------------------------------------------------------
-
-
-class Feeder(threading.Thread):
-    """Sends batches of events the way a shop integration would, until told to stop."""
-
-    def __init__(self, cli: Cli, stream: EventStream, folder: Path, plan: Plan) -> None:
-        super().__init__(name="soak-feeder", daemon=True)
-        self.cli = cli
-        self.stream = stream
-        self.folder = folder
-        self.plan = plan
-        self.stopping = threading.Event()
-        self.batches = 0
-        self.lines = 0
-        self.failures: list[str] = []
-        self._retry: list[Path] = []
-        rounds = max(1.0, plan.seconds / (FEED_INTERVAL_S + 1.5))
-        self._enrol = math.ceil(stream.left_to_enrol / max(1.0, rounds / 2))
-
-    def run(self) -> None:
-        while not self.stopping.is_set():
-            self._send(self.stream.batch(self.plan.events_per_batch, self._enrol))
-            self.stopping.wait(FEED_INTERVAL_S)
-
-    def _send(self, lines: list[dict[str, Any]]) -> None:
-        self.batches += 1
-        self.lines += len(lines)
-        if self.batches % 7 == 0 and lines:  # now and then one event by hand
-            first, lines = lines[0], lines[1:]
-            args = ["events", "emit", first["type"], "--member", first["member"]]
-            args += ["--id", first["id"], "--data", json.dumps(first.get("data", {}))]
-            done = self.cli.run(*args)
-            if done.returncode != 0:
-                self._failed(f"emit: {done.returncode} {done.stderr.strip()[-300:]}")
-                lines.insert(0, first)
-        path = self.folder / f"events-{self.batches:05d}.jsonl"
-        write_events(path, lines)
-        for file in [*self._retry, path]:
-            done = self.cli.run("events", "ingest", str(file))
-            if done.returncode in (0, 1):  # 1: some lines refused (they are reported)
-                if file in self._retry:
-                    self._retry.remove(file)
-            else:
-                self._failed(f"ingest {file.name}: {done.returncode} {done.stderr.strip()[-300:]}")
-                if file not in self._retry:
-                    self._retry.append(file)
-
-    def _failed(self, what: str) -> None:
-        self.failures.append(what)
-        _say(f"feeding: {what}")
-
-    def finish(self, attempts: int = 10) -> int:
-        """Stop, then send the rest (sign-ups, referees' orders, failed batches); files left."""
-        self.stopping.set()
-        self.join()
-        self._send(self.stream.rest())
-        for _ in range(attempts):
-            if not self._retry:
-                break
-            time.sleep(2)
-            self._send([])
-        return len(self._retry)
-
-
 # -- the soak ---------------------------------------------------------------------------
-
-
-@dataclass
-class Outcome:
-    findings: Findings
-    providers: dict[str, ProviderLog]
-    quiet_after: float | None
-    last_progress: str
-    kills: int
-    redis_restarts: int
-    restarted: list[str]
-    feeder: Feeder
-    files_not_ingested: int
-    seconds: float
 
 
 class Soak:
@@ -309,7 +164,7 @@ class Soak:
         settings = settings_for(env)
         cli = Cli(env, folder)
         stack.callback(cli.stop)
-        _say(
+        say(
             f"seed {self.seed}; database {database_url.rsplit('/', 1)[1]}; "
             f"redis {redis_server.url}; serve {public_url}; folder {folder}"
         )
@@ -328,7 +183,7 @@ class Soak:
             supervisor.start("worker", worker)
         for _ in range(plan.schedulers):
             supervisor.start("scheduler", [*loyalty_command(), "scheduler"])
-        _say(f"set up in {time.monotonic() - started:.1f} s; feeding for {plan.seconds:.0f} s")
+        say(f"set up in {time.monotonic() - started:.1f} s; feeding for {plan.seconds:.0f} s")
 
         stream = EventStream(self.rng, everyone, referees)
         feeder = Feeder(cli, stream, folder / "feed", plan)
@@ -339,7 +194,7 @@ class Soak:
         if not redis_server.running:
             redis_server.start()
         fed_at = time.monotonic()
-        _say(f"feeding stopped ({feeder.lines} events sent); waiting for quiescence")
+        say(f"feeding stopped ({feeder.lines} events sent); waiting for quiescence")
 
         database = Database(database_url)
         try:
@@ -400,19 +255,19 @@ class Soak:
                     kill_at.pop(0)
                     self._kill_a_worker(supervisor, worker, now)
                 if redis_down_at is not None and now >= redis_down_at:
-                    _say("redis: killed")
+                    say("redis: killed")
                     redis_server.kill()
                     redis_down_at, redis_up_at = None, now + plan.redis_down_s
                 if redis_up_at is not None and now >= redis_up_at:
                     redis_server.start()
                     redis_server.restarts += 1
                     redis_up_at = None
-                    _say("redis: started again")
+                    say("redis: started again")
                 for name in supervisor.replace_dead():
-                    _say(f"restarted a process that ended on its own: {name}")
+                    say(f"restarted a process that ended on its own: {name}")
                 if now >= report_at:
                     report_at = now + 15
-                    _say(f"{now - start:.0f} s: {supervisor.kills} kills; {_counts(db)}")
+                    say(f"{now - start:.0f} s: {supervisor.kills} kills; {_counts(db)}")
                 time.sleep(0.1)
         finally:
             db.dispose()
@@ -442,14 +297,14 @@ class Soak:
         report_at = since + 5
         while time.monotonic() < deadline:
             for name in supervisor.replace_dead():
-                _say(f"restarted a process that ended on its own: {name}")
+                say(f"restarted a process that ended on its own: {name}")
             state = progress(
                 database, settings, datetime.now(UTC), sandbox.sendgrid, sandbox.twilio
             )
             last = state.describe()
             if time.monotonic() >= report_at:
                 report_at = time.monotonic() + 10
-                _say(f"{time.monotonic() - since:.0f} s after feeding: {last}")
+                say(f"{time.monotonic() - since:.0f} s after feeding: {last}")
             if state.quiet:
                 quiet_since = quiet_since or time.monotonic()
                 checks += 1
@@ -485,93 +340,9 @@ def _wait_healthy(public_url: str, supervisor: Supervisor, timeout: float = 30.0
                 return
         serve: list[Managed] = supervisor.of("serve")
         if serve and not serve[0].alive:
-            raise SoakError(f"loyalty serve ended: {serve[0].log.read_text()[-2000:]}")
+            raise SetupError(f"loyalty serve ended: {serve[0].log.read_text()[-2000:]}")
         time.sleep(0.2)
-    raise SoakError(f"loyalty serve did not answer {public_url}/healthz in {timeout:.0f} s")
-
-
-# -- the report ---------------------------------------------------------------------------
-
-
-def report(outcome: Outcome, plan: Plan) -> bool:
-    """Print one line per figure; True when the soak passed."""
-    f, providers = outcome.findings, outcome.providers
-    email, sms = providers["email"], providers["sms"]
-    states = " ".join(f"{s}={n}" for s, n in sorted(f.messages_by_state.items()))
-    lost_email = sum(1 for _, c, _ in f.never_received if c == "email")
-    lost_sms = len(f.never_received) - lost_email
-    ledger = "; ".join(f"{name} {len(items)}" for name, items in f.ledger.items())
-    duplicated_copies = sum(n - 1 for ids in f.duplicated.values() for n in ids.values())
-    unprocessed = f.events - f.events_processed
-    left = sum(1 for _, _, request_left, _ in f.stuck_claimed if request_left)
-    left_accepted = sum(1 for _, _, request_left, n in f.stuck_claimed if request_left and n)
-    lines = [
-        f"members: {f.members} ({f.referred} referred by another member)",
-        f"events: {f.events} stored, {f.events_processed} processed ({f.events_with_error} "
-        f"with an error recorded), {unprocessed} unprocessed; {outcome.feeder.lines} sent by "
-        f"the soak, {outcome.files_not_ingested} batch files never ingested",
-        f"messages: {sum(f.messages_by_channel.values())} (email "
-        f"{f.messages_by_channel['email']}, sms {f.messages_by_channel['sms']})",
-        f"messages by state: {states or 'none'}",
-        f"emails accepted by SendGrid: {len(email.accepted)} in {email.requests} requests "
-        f"({email.injected_errors} injected errors, {email.dropped_answers} dropped answers)",
-        f"sms accepted by Twilio: {len(sms.accepted)} in {sms.requests} requests "
-        f"({sms.injected_errors} injected errors, {sms.dropped_answers} dropped answers)",
-        f"lost: {f.lost} (left per the database but never received: {lost_email} email, "
-        f"{lost_sms} sms; journey steps without their message or points: "
-        f"{len(f.steps_without_effect)} of {f.steps_checked}; journeys never entered: "
-        f"{len(f.journeys_not_entered)}, of {f.entries_checked} triggering events and the "
-        "date scan)",
-        f"duplicated at the providers: {f.duplicated_count} (message ids accepted more than "
-        f"once; {duplicated_copies} extra copies)",
-        f"duplicate ledger effects: {f.ledger_count} ({ledger})",
-        f"stuck claimed: {len(f.stuck_claimed)} (request left: {left}, of which a provider "
-        f"accepted {left_accepted}; never left, which the product returns to pending after "
-        f"its claim lease: {len(f.stuck_claimed) - left})",
-        f"unknown: {len(f.unknown)} (backed by an answer the sandbox dropped: {f.unknown_dropped})",
-        f"accepted by a provider but not recorded as sent: {len(f.accepted_not_recorded)}",
-        f"worker kills: {outcome.kills} (processes that ended on their own and were "
-        f"restarted: {len(outcome.restarted)})",
-        f"redis restarts: {outcome.redis_restarts}",
-        "time to quiescence: "
-        + (
-            f"{outcome.quiet_after:.1f} s"
-            if outcome.quiet_after is not None
-            else f"not reached in {plan.quiesce_timeout:.0f} s ({outcome.last_progress})"
-        ),
-    ]
-    passed = (
-        f.lost == 0
-        and f.duplicated_count == 0
-        and f.ledger_count == 0
-        and not f.stuck_claimed
-        and outcome.quiet_after is not None
-    )
-    lines.append(f"soak time: {outcome.seconds:.0f} s")
-    lines.append(f"result: {'PASS' if passed else 'FAIL'}")
-    for line in lines:
-        print(line, flush=True)
-    _details(f)
-    return passed
-
-
-def _details(f: Findings) -> None:
-    """What failed, by id, on stderr: enough to start looking at the rows."""
-    samples: list[tuple[str, list[Any]]] = [
-        ("never received (id, channel, state)", list(f.never_received)),
-        ("steps without their effect (enrollment, step)", list(f.steps_without_effect)),
-        ("journeys never entered", list(f.journeys_not_entered)),
-        (
-            "stuck claimed (message id, channel, request left, times accepted)",
-            list(f.stuck_claimed),
-        ),
-        ("accepted but not recorded as sent (id, state)", list(f.accepted_not_recorded)),
-        *[(f"duplicated at {c} (id: times)", list(d.items())) for c, d in f.duplicated.items()],
-        *[(f"ledger: {name}", items) for name, items in f.ledger.items()],
-    ]
-    for title, items in samples:
-        if items:
-            _say(f"{title}: {items[:20]}{' …' if len(items) > 20 else ''}")
+    raise SetupError(f"loyalty serve did not answer {public_url}/healthz in {timeout:.0f} s")
 
 
 # -- the command ----------------------------------------------------------------------------
@@ -622,7 +393,7 @@ def main(argv: list[str] | None = None) -> int:
     # SIGINT too: a shell starts background jobs with it ignored, and Python keeps that.
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, _interrupt)
-    _say(
+    say(
         f"soak: {plan.seconds:.0f} s of feeding, {plan.kills} worker kills, {plan.members} "
         f"members, {plan.workers} workers, {plan.schedulers} schedulers, 1 Redis restart, "
         f"faults {plan.error_rate:.0%} errors and {plan.drop_rate:.0%} drops"
@@ -631,7 +402,7 @@ def main(argv: list[str] | None = None) -> int:
         with contextlib.ExitStack() as stack:
             outcome = Soak(plan, stack, postgres_url, keep_logs).run()
             passed = report(outcome, plan)
-    except SetupError as exc:  # a SoakError, or a database it could not create
+    except SetupError as exc:  # a process that would not start, a database not created
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
