@@ -18,6 +18,7 @@ Run with `python -m bench.pipeline [BURST] [LATENCY_EVENTS]`.
 
 from __future__ import annotations
 
+import argparse
 import os
 import statistics
 import sys
@@ -213,5 +214,10 @@ def main(burst_size: int, latency_events: int) -> None:
 
 
 if __name__ == "__main__":
-    args = [int(a) for a in sys.argv[1:]]
-    main(args[0] if args else 2000, args[1] if len(args) > 1 else 200)
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("burst", nargs="?", type=int, default=2000, help="events in the burst")
+    parser.add_argument(
+        "latency_events", nargs="?", type=int, default=200, help="events timed one by one"
+    )
+    options = parser.parse_args()
+    main(options.burst, options.latency_events)

@@ -12,7 +12,7 @@ Run with `python -m bench.sending [EMAILS] [SMS]`.
 
 from __future__ import annotations
 
-import sys
+import argparse
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -107,5 +107,8 @@ def main(emails: int, sms: int) -> None:
 
 
 if __name__ == "__main__":
-    args = [int(a) for a in sys.argv[1:]]
-    main(args[0] if args else 10_000, args[1] if len(args) > 1 else 1_000)
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("emails", nargs="?", type=int, default=10_000, help="emails due together")
+    parser.add_argument("sms", nargs="?", type=int, default=1_000, help="SMS sent unpaced")
+    options = parser.parse_args()
+    main(options.emails, options.sms)
