@@ -77,10 +77,13 @@ def run_enrollment(app: App, enrollment_id: int) -> Ran:
     return ran
 
 
-def run_steps(session: Session, app: App, enrollment_id: int, ran: Ran) -> None:
-    """Run the enrollment until it waits or ends, all in `session` (a batch's savepoint)."""
+def run_steps(
+    session: Session, app: App, enrollment_id: int, ran: Ran, *, locked: bool = False
+) -> None:
+    """Run the enrollment until it waits or ends, all in `session` (a batch's transaction);
+    `locked`: the session already holds the enrollment's and its member's rows."""
     for _ in range(MAX_STEPS_PER_RUN):
-        if not _step(session, app, enrollment_id, ran.messages):
+        if not _step(session, app, enrollment_id, ran.messages, locked=locked):
             break
     ran.events += ledger.take_emitted(session)
     ran.wake_at = _wake_at(session, enrollment_id)
@@ -94,10 +97,12 @@ def _wake_at(session: Session, enrollment_id: int) -> datetime | None:
     return enrollment.next_run_at
 
 
-def _step(session: Session, app: App, enrollment_id: int, messages: list[int]) -> bool:
+def _step(
+    session: Session, app: App, enrollment_id: int, messages: list[int], *, locked: bool = False
+) -> bool:
     """Run one step; False when there is nothing (more) to do now."""
     now = app.clock.now()
-    enrollment = session.get(Enrollment, enrollment_id, with_for_update=True)
+    enrollment = session.get(Enrollment, enrollment_id, with_for_update=None if locked else True)
     if enrollment is None:
         return False
     if enrollment.state == EnrollmentState.WAITING:
@@ -120,7 +125,8 @@ def _step(session: Session, app: App, enrollment_id: int, messages: list[int]) -
         return False
     published = published_version(session, enrollment.journey_version_id)
     assert published is not None
-    member = ledger.lock_member(session, enrollment.member_id)
+    held = session.get(Member, enrollment.member_id) if locked else None
+    member = held or ledger.lock_member(session, enrollment.member_id)
     if member.erased_at is not None:
         _finish(enrollment, now, EnrollmentState.EXITED, "erased")
         return False

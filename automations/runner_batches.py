@@ -3,16 +3,16 @@
 A tick enters or wakes members in batches (`run_enrollments`, RUN_BATCH a message).
 Run one by one, each member's steps cost their own transactions and commits; here
 the batch holds its enrollments and their members first (in id order; on PostgreSQL
-rows another worker holds are skipped, not waited for), runs each enrollment's steps
-as `run_enrollment` does inside a savepoint, and commits once. An enrollment whose
-run fails rolls back alone and, like one another worker held, is handed back to run
-on its own (with that actor's retries and dead letter): it never holds the rest.
+rows another worker holds are skipped, not waited for, and handed back to run on
+their own), runs each enrollment's steps as `run_enrollment` does on the rows it
+holds, and commits once: about two statements a member. A run that fails rolls the
+batch back; each of its enrollments then runs on its own, with that actor's retries
+and dead letter, so that one never holds the rest.
 """
 
 from __future__ import annotations
 
 import logging
-from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -20,7 +20,6 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from automations.runner import Ran, run_steps
-from loyalty import ledger
 from loyalty.app import App
 from loyalty.models import Enrollment, Member
 from loyalty.step_counts import counted_together
@@ -38,62 +37,43 @@ class RanBatch:
     events: list[int] = field(default_factory=list)
     #: Enrollments now waiting, and when each is due to run again.
     wakes: dict[int, datetime] = field(default_factory=dict)
-    #: Held by another worker, or failed here: each runs again alone.
+    #: Held by another worker: each runs alone after the batch.
     alone: list[int] = field(default_factory=list)
 
 
 def run_enrollments(app: App, enrollment_ids: list[int]) -> RanBatch:
-    """Run each enrollment of the batch until it waits or ends, in one transaction."""
+    """Run each enrollment of the batch until it waits or ends, in one transaction.
+
+    A failure raises, and rolls the whole batch back: the caller then runs each alone.
+    """
     out = RanBatch()
     ids = sorted(set(enrollment_ids))
     with app.database.transaction() as session:
+        # (the rows stay referenced here, so the session's identity map keeps them)
         held = _hold(session, app, ids)
         out.alone += [i for i in ids if i not in held]
-        with counted_together(session, shard=ids[0] if ids else 0) as entered:
+        with counted_together(session, shard=ids[0] if ids else 0):
             for enrollment_id in sorted(held):
-                _run_one(session, app, enrollment_id, entered, out)
+                ran = Ran()
+                run_steps(session, app, enrollment_id, ran, locked=True)
+                out.messages += ran.messages
+                out.events += ran.events
+                if ran.wake_at is not None:
+                    out.wakes[enrollment_id] = ran.wake_at
     return out
 
 
-def _run_one(
-    session: Session,
-    app: App,
-    enrollment_id: int,
-    entered: Counter[tuple[str, str]],
-    out: RanBatch,
-) -> None:
-    """Run one enrollment of the batch in a savepoint; one that fails is left to run alone."""
-    ran = Ran()
-    before = Counter(entered)
-    try:
-        with session.begin_nested():
-            run_steps(session, app, enrollment_id, ran)
-    except Exception as exc:
-        ledger.take_emitted(session)  # rolled back with the savepoint, as its step counts
-        entered.clear()
-        entered.update(before)
-        log.warning(
-            "batch.enrollment_run_alone",
-            extra={"enrollment_id": enrollment_id, "error": type(exc).__name__},
-        )
-        out.alone.append(enrollment_id)
-        return
-    out.messages += ran.messages
-    out.events += ran.events
-    if ran.wake_at is not None:
-        out.wakes[enrollment_id] = ran.wake_at
-
-
-def _hold(session: Session, app: App, ids: list[int]) -> set[int]:
+def _hold(session: Session, app: App, ids: list[int]) -> dict[int, tuple[Enrollment, Member]]:
     """Lock the batch's enrollments, then their members, each in id order (so two batches
-    never deadlock); the enrollments this batch holds with their member."""
+    never deadlock); the enrollments this batch holds with their member, by id."""
     skip = not app.database.is_sqlite
-    enrollments = select(Enrollment.id, Enrollment.member_id).where(Enrollment.id.in_(ids))
+    enrollments = select(Enrollment).where(Enrollment.id.in_(ids)).order_by(Enrollment.id)
     if skip:
         enrollments = enrollments.with_for_update(skip_locked=True)
-    rows = session.execute(enrollments.order_by(Enrollment.id)).all()
-    members = select(Member.id).where(Member.id.in_({m for _, m in rows}))
+    rows = session.scalars(enrollments.execution_options(populate_existing=True)).all()
+    members = select(Member).where(Member.id.in_({e.member_id for e in rows}))
     if skip:
         members = members.with_for_update(skip_locked=True)
-    locked = set(session.scalars(members.order_by(Member.id)))
-    return {e for e, m in rows if m in locked}
+    members = members.order_by(Member.id).execution_options(populate_existing=True)
+    locked = {m.id: m for m in session.scalars(members)}
+    return {e.id: (e, locked[e.member_id]) for e in rows if e.member_id in locked}

@@ -206,13 +206,24 @@ def latest_published(session: Session) -> list[Published]:
 
 
 def published_version(session: Session, version_id: int) -> Published | None:
-    """`load_version` of the version with this row id, its definition read only the first time."""
+    """`load_version` of the version with this row id, its definition read only the first time
+    (and its row once per session: a batch of runs asks for the same version many times)."""
+    seen: dict[int, Published] = session.info.setdefault(_SEEN, {})
+    if version_id in seen:
+        return seen[version_id]
     key = session.execute(
         select(JourneyVersion.id, JourneyVersion.version, JourneyVersion.content_hash).where(
             JourneyVersion.id == version_id
         )
     ).first()
-    return _cached(session, (key[0], key[1], key[2])) if key is not None else None
+    if key is None:
+        return None
+    published = seen[version_id] = _cached(session, (key[0], key[1], key[2]))
+    return published
+
+
+#: Where a session keeps the versions it has read.
+_SEEN = "versions.published"
 
 
 def _cached(session: Session, key: tuple[int, int, str]) -> Published:
