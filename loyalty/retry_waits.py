@@ -5,7 +5,8 @@ Without a note of it, the scheduler's relay would see the row still unprocessed 
 queue it once more at each tick, starting a second retry chain (and, at its end, a
 second dead letter). The note is one row per actor and row id, overwritten by each
 retry: the relay skips the row until the retry is due and a relay interval more has
-passed (the retry lost with Redis, say).
+passed (the retry lost with Redis, say). Past that, a note holds nothing back, and the
+relay tick drops it (`forget_retries`).
 """
 
 from __future__ import annotations
@@ -13,13 +14,13 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, exists, select
+from sqlalchemy import ColumnElement, delete, exists, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from loyalty.models import RetryWait
 
-__all__ = ["no_retry_waiting", "note_retry"]
+__all__ = ["forget_retries", "no_retry_waiting", "note_retry"]
 
 
 def note_retry(session: Session, actor: str, row_id: int, due_at: datetime) -> None:
@@ -41,3 +42,10 @@ def no_retry_waiting(actor: str, id_column: Any, cutoff: datetime) -> ColumnElem
             RetryWait.actor == actor, RetryWait.row_id == id_column, RetryWait.due_at > cutoff
         )
     )
+
+
+def forget_retries(session: Session, cutoff: datetime) -> int:
+    """Drop the notes of retries due at or before `cutoff` (they hold no row back any more);
+    how many."""
+    result: Any = session.execute(delete(RetryWait).where(RetryWait.due_at <= cutoff))
+    return int(result.rowcount or 0)

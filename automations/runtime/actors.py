@@ -235,6 +235,12 @@ def deliver_messages(message_ids: list[int]) -> None:
     _each_alone(needed, deliver_message, retries.ACTOR)
 
 
+def expire_members_points(member_ids: list[int]) -> None:
+    """Post the expiries of members the expiry tick queued together, each as `expire_points`
+    does; one that fails is queued again on its own and never holds the rest."""
+    _each_alone(member_ids, expire_points, "expire_points")
+
+
 def create_reward_codes(redemption_ids: list[int]) -> None:
     """Create the codes of redemptions the relay queued together, each as `create_reward_code`
     does; one that fails is queued again on its own and never holds the rest."""
@@ -268,6 +274,7 @@ BATCH_ACTORS = {
     "run_enrollment": "run_enrollments",
     retries.ACTOR: "deliver_messages",
     "create_reward_code": "create_reward_codes",
+    "expire_points": "expire_members_points",
 }
 
 
@@ -283,6 +290,7 @@ _ACTORS: dict[str, tuple[Callable[..., None], str]] = {
     "apply_shop_delivery": (apply_shop_delivery, "events"),
     "apply_shop_deliveries": (apply_shop_deliveries, "events"),
     "expire_points": (expire_points, "points"),
+    "expire_members_points": (expire_members_points, "points"),
     "run_enrollment": (run_enrollment, "journeys"),
     "run_enrollments": (run_enrollments, "journeys"),
     retries.ACTOR: (deliver_message, retries.QUEUE),

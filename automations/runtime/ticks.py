@@ -20,7 +20,7 @@ from automations.triggers.entry_batches import worker_threads
 from loyalty.app import App
 from loyalty.errors import ConfigError
 from loyalty.models import Enrollment, Event, LedgerEntry, Message, Redemption
-from loyalty.retry_waits import no_retry_waiting
+from loyalty.retry_waits import forget_retries, no_retry_waiting
 from loyalty.rewards import RedemptionState
 from loyalty.settings import Settings
 from loyalty.states import EnrollmentState, MessageState, SyncDirection
@@ -76,7 +76,12 @@ def _queue_ids(app: App, actor: str, id_column: Any, *waiting: ColumnElement[boo
 
 
 def relay_events(app: App) -> int:
-    """Queue stored events that no worker has processed (lost with Redis, say); not parked ones."""
+    """Queue stored events that no worker has processed (lost with Redis, say); not parked ones.
+
+    Notes of delayed retries that no longer hold anything back are dropped on the way.
+    """
+    with app.database.transaction() as session:
+        forget_retries(session, _relay_cutoff(app))
     return _queue_ids(
         app,
         "process_event",
@@ -89,16 +94,16 @@ def relay_events(app: App) -> int:
 
 
 def expire_points(app: App) -> int:
-    """Queue an expiry for each member holding a lot past its expiry."""
+    """Queue an expiry for each member holding a lot past its expiry, a batch per message."""
     with app.database.sessions() as session:
         member_ids = session.scalars(
             select(LedgerEntry.member_id)
             .where(LedgerEntry.remaining > 0, LedgerEntry.expires_at <= app.clock.now())
             .distinct()
+            .order_by(LedgerEntry.member_id)
             .limit(TICK_BATCH)
         ).all()
-    for member_id in member_ids:
-        actors.send("expire_points", member_id)
+    actors.send_batches("expire_points", member_ids, spread=worker_threads(app))
     return len(member_ids)
 
 

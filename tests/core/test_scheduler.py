@@ -10,12 +10,15 @@ import time
 from datetime import timedelta
 from pathlib import Path
 
+import dramatiq
 import pytest
 import redis
 from click.testing import CliRunner
-from sqlalchemy import select
+from dramatiq.brokers.stub import StubBroker
+from sqlalchemy import func, select
 
 from automations import runtime
+from automations.intake import emit
 from automations.runtime.broker import build_broker, embedded_worker
 from automations.runtime.leader import (
     FileLeaderLock,
@@ -30,7 +33,7 @@ from loyalty.clock import FrozenClock
 from loyalty.db import Database
 from loyalty.event_types import EventInput
 from loyalty.events import record_event
-from loyalty.models import Event, Member
+from loyalty.models import Event, LedgerEntry, Member, RetryWait
 from scheduler import Scheduler
 from tests.conftest import make_settings
 from tests.factories import make_member
@@ -132,8 +135,17 @@ def test_the_relay_leaves_an_event_to_its_own_delayed_retry(app: App, clock: Fro
     broker.enqueue(retry, delay=10 * 60_000)
     # Then the relay leaves it to that retry, until the retry should have run
     assert relay_events(app) == 0
+    assert retry_notes(app) == [("process_event", event_id)]
     clock.advance(timedelta(minutes=10) + relay_after)
     assert relay_events(app) == 1  # the retry was lost (with Redis, say): the relay takes over
+    # And the note of that retry, which holds nothing back any more, is gone
+    assert retry_notes(app) == []
+
+
+def retry_notes(app: App) -> list[tuple[str, int]]:
+    with app.database.sessions() as session:
+        rows = session.execute(select(RetryWait.actor, RetryWait.row_id)).tuples()
+        return [(actor, row_id) for actor, row_id in rows]
 
 
 def test_the_expiry_tick_expires_lots_past_their_date(app: App, clock: FrozenClock) -> None:
@@ -159,6 +171,35 @@ def test_the_expiry_tick_expires_lots_past_their_date(app: App, clock: FrozenClo
         assert expire_points(app) == 1
     with app.database.sessions() as session:
         assert session.scalar(select(Member.points_balance)) == 0
+    assert expire_points(app) == 0
+
+
+def test_expiries_due_together_are_queued_a_batch_per_message(app: App, clock: FrozenClock) -> None:
+    # Given 12 members whose points expire at the same moment, and workers of 4 threads
+    app.settings = make_settings(
+        app.database, points_expiry_days=30, worker_processes=1, worker_threads=4
+    )
+    runtime.configure(app)
+    broker = build_broker(app.settings)
+    assert isinstance(broker, StubBroker)
+    with embedded_worker(broker, threads=2):
+        for n in range(12):
+            make_member(app, external_id=f"m-{n}")
+            order = {"order_id": str(n), "total": "30", "currency": "EUR"}
+            emit(app, EventInput("order.completed", f"m-{n}", id=f"e-{n}", data=order))
+    clock.advance(timedelta(days=30))
+
+    # When the expiry tick runs, it queues one message for each worker thread
+    assert expire_points(app) == 12
+    queued = [dramatiq.Message.decode(data) for data in list(broker.queues["points"].queue)]
+    assert [(m.actor_name, len(m.args[0])) for m in queued] == [("expire_members_points", 3)] * 4
+
+    # Then once the workers ran them, every member's points expired, once
+    with embedded_worker(broker, threads=2):
+        pass
+    with app.database.sessions() as session:
+        assert set(session.scalars(select(Member.points_balance))) == {0}
+        assert session.scalar(select(func.count()).where(LedgerEntry.kind == "expire")) == 12
     assert expire_points(app) == 0
 
 
