@@ -17,6 +17,7 @@ from sqlalchemy.exc import DataError, IntegrityError
 from sqlalchemy.orm import Session
 
 from automations.runtime import actors
+from automations.triggers.entry_batches import batch_size, chunks
 from loyalty.app import App
 from loyalty.errors import InvalidEventError, SkippableError
 from loyalty.event_types import INTERNAL_SOURCE, EventInput
@@ -114,17 +115,26 @@ def _record_once(app: App, session: Session, event: EventInput, now: datetime) -
     raise AssertionError("unreachable")
 
 
-def queue_events(ids: Sequence[int], actor: str = "process_event") -> list[int]:
+def queue_events(ids: Sequence[int], actor: str = "process_event", *, spread: int = 1) -> list[int]:
     """Hand stored events (or shop deliveries) to the workers; those left for the relay.
 
-    Needs the broker built in this process (`automations.runtime.broker`).
+    Several that arrived together go a batch per message (`actors.send_batches`, over at
+    least `spread` messages when there are enough), so that the journeys they start run
+    together too; one goes on its own, straight to `actor`. Needs the broker built in
+    this process (`automations.runtime.broker`).
     """
-    for position, event_id in enumerate(ids):
+    together = actors.BATCH_ACTORS.get(actor)
+    size = batch_size(len(ids), spread) if together else 1
+    batches = list(chunks(ids, size))
+    for position, batch in enumerate(batches):
         try:
-            actors.send(actor, event_id)
+            if len(batch) == 1 or together is None:
+                actors.send(actor, batch[0])
+            else:
+                actors.send(together, batch)
         except BROKER_OUTAGES as exc:
-            log.info("event.queue_later", extra={"event_id": event_id, "error": type(exc).__name__})
-            return list(ids[position:])
+            log.info("event.queue_later", extra={"event_id": batch[0], "error": type(exc).__name__})
+            return [i for later in batches[position:] for i in later]
     return []
 
 

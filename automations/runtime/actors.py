@@ -47,6 +47,11 @@ EMBEDDED_RETRY_HORIZON_SECONDS = 5
 
 def process_event(event_id: int) -> None:
     """Apply one stored event and route it into the journeys, in one transaction."""
+    _then("run_enrollment", _process(event_id))
+
+
+def _process(event_id: int) -> list[int]:
+    """Apply and route one event, queue the events it caused; the enrollments it made."""
     app = runtime.current()
     caused, enrollments = events.handle_event(
         app.database,
@@ -57,7 +62,7 @@ def process_event(event_id: int) -> None:
     )
     for caused_id in caused:
         send("process_event", caused_id)
-    _then("run_enrollment", enrollments)
+    return enrollments
 
 
 def run_enrollment(enrollment_id: int) -> None:
@@ -221,10 +226,14 @@ def run_enrollments(enrollment_ids: list[int]) -> None:
 
 
 def process_events(event_ids: list[int]) -> None:
-    """Process events the relay queued together, in their order, each as `process_event` does;
-    one that fails is queued again on its own (its retries, dead letter and parking are that
-    actor's) and never holds the rest."""
-    _each_alone(event_ids, process_event, "process_event")
+    """Process events queued together (by the relay, or several that arrived together), in
+    their order, each as `process_event` does; one that fails is queued again on its own (its
+    retries, dead letter and parking are that actor's) and never holds the rest. The
+    enrollments they made then run as one batch (`run_enrollments`)."""
+    entered: list[int] = []
+    _each_alone(event_ids, lambda event_id: entered.extend(_process(event_id)), "process_event")
+    if entered:  # the journeys they started run together, as a batch of their own would
+        run_enrollments(entered)
 
 
 def deliver_messages(message_ids: list[int]) -> None:

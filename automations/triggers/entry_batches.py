@@ -21,7 +21,15 @@ from automations.enrollments import Entrant, enter_all
 from automations.versions import Published
 from loyalty.app import App
 
-__all__ = ["ENTER_BATCH", "RUN_BATCH", "enter_in_batches", "run_in_batches", "worker_threads"]
+__all__ = [
+    "ENTER_BATCH",
+    "RUN_BATCH",
+    "batch_size",
+    "chunks",
+    "enter_in_batches",
+    "run_in_batches",
+    "worker_threads",
+]
 
 _T = TypeVar("_T")
 
@@ -60,9 +68,13 @@ def run_in_batches(
     """Hand `ids` to `run` RUN_BATCH at a time, or fewer, so that they make `spread`
     batches when there are that many: a few dozen due together still keep every worker
     thread busy rather than one."""
-    size = max(1, min(RUN_BATCH, -(-len(ids) // max(spread, 1))))
-    for batch in chunks(ids, size):
+    for batch in chunks(ids, batch_size(len(ids), spread)):
         run(batch)
+
+
+def batch_size(count: int, spread: int) -> int:
+    """Rows per batch for `count` rows: RUN_BATCH, or fewer so that they make `spread` batches."""
+    return max(1, min(RUN_BATCH, -(-count // max(spread, 1))))
 
 
 def worker_threads(app: App) -> int:

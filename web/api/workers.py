@@ -50,7 +50,8 @@ class EventQueue:
         """Queue `ids` to `actor`; returns those left for the scheduler's relay."""
         if not ids or not ensure_broker(self._settings):
             return list(ids)
-        return queue_events(ids, actor)
+        threads = self._settings.worker_processes * self._settings.worker_threads
+        return queue_events(ids, actor, spread=threads)
 
     def send_together(self, ids: Sequence[int], actor: str) -> list[int]:
         """Queue `ids` in one message to `actor` (which takes the list); those left over."""
