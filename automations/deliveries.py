@@ -22,7 +22,7 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from channels import delivery
+from channels import claims, delivery, email_batches
 from channels.http_calls import deliver_call
 from channels.outcomes import Outcome, OutcomeKind
 from channels.retries import retry_later
@@ -37,9 +37,9 @@ __all__ = ["deliver", "deliver_task", "retry_unknown"]
 log = logging.getLogger(__name__)
 
 
-def deliver(app: App, message_id: int) -> str | delivery.Gathering | None:
+def deliver(app: App, message_id: int) -> str | email_batches.Gathering | None:
     """Deliver one outbox row if it is due; its new state (None: nothing to do here), or
-    the wait of the email batch it leads (`channels.delivery.send_email_batch`)."""
+    the wait of the email batch it leads (`channels.email_batches.send_email_batch`)."""
     with app.database.sessions() as session:
         message = session.get(Message, message_id)
     channel = message.channel if message is not None else None
@@ -61,7 +61,7 @@ def deliver_task(app: App, message_id: int) -> str | None:
     results: dict[str, dict[str, Any]] = {}
     retry: list[str] = []
     if targets:
-        if not delivery.request_left(app, [message_id]):
+        if not claims.request_left(app, [message_id]):
             return None  # the claim lapsed and is another worker's now
         openers = task_openers(app)
         for crm, contact_id in targets.items():

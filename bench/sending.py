@@ -22,7 +22,8 @@ from pathlib import Path
 from bench.birthday_mail import birthday_journey, birthdays_today, message_states
 from bench.outbox_rows import due_messages, promo_version
 from bench.production import POSTGRES_URL, load_average, stack
-from channels.delivery import deliver, flush_emails
+from channels.delivery import deliver
+from channels.email_batches import flush_emails
 from loyalty.app import App
 from loyalty.clock import FrozenClock
 from loyalty.db import Database, upgrade

@@ -34,7 +34,7 @@ from pathlib import Path
 import requests
 from sqlalchemy import update
 
-from channels.delivery import request_left
+from channels.claims import request_left
 from channels.outcomes import Outcome, OutcomeKind, measured, retry_after_seconds
 from channels.retries import give_up, retry_later
 from loyalty.app import App

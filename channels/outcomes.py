@@ -15,7 +15,7 @@ __all__ = ["Outcome", "OutcomeKind", "measured", "retry_after_seconds"]
 
 
 class OutcomeKind(StrEnum):
-    """Every kind of provider outcome; `channels.delivery` turns each into a message state."""
+    """Every kind of provider outcome; `channels.claims` turns each into a message state."""
 
     #: Accepted: the message is sent.
     SENT = "sent"

@@ -25,7 +25,7 @@ from automations.routing import route_event
 from automations.runtime.limits import one_at_a_time
 from automations.triggers.entry_batches import run_in_batches
 from channels import retries
-from channels.delivery import Gathering, deliveries_needed
+from channels.email_batches import Gathering, deliveries_needed
 from loyalty import events, ledger
 from loyalty.errors import FatalError, RetriableError, SkippableError
 from loyalty.settings import Settings

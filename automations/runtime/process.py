@@ -11,7 +11,7 @@ from automations import runtime
 from automations.definition.steps import SendEmail
 from automations.runtime.broker import build_broker, embedded_worker, is_embedded
 from automations.versions import PublishReport, latest_versions, load_version, publish
-from channels.delivery import uses_sendgrid
+from channels.claims import uses_sendgrid
 from loyalty.app import App
 from loyalty.errors import ConfigError
 

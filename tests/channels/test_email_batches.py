@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from channels.delivery import Gathering, deliver
+from channels.delivery import deliver
+from channels.email_batches import Gathering
 from loyalty.app import App
 from loyalty.clock import FrozenClock
 from loyalty.models import Enrollment, Message

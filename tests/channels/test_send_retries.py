@@ -13,7 +13,8 @@ from sqlalchemy import select
 
 from automations.runtime.dead_letters import list_dead_letters, replay
 from automations.runtime.ticks import relay_messages
-from channels.delivery import deliver, flush_emails
+from channels.delivery import deliver
+from channels.email_batches import flush_emails
 from channels.retries import retry_delay
 from cli import main
 from loyalty.app import App

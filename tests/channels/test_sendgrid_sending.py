@@ -10,7 +10,8 @@ from typing import Any
 
 from sqlalchemy import select
 
-from channels.delivery import flush_emails, settle_stale
+from channels.delivery import settle_stale
+from channels.email_batches import flush_emails
 from loyalty.app import App
 from loyalty.clock import FrozenClock
 from loyalty.event_types import EventInput

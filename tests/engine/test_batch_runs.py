@@ -22,7 +22,7 @@ from automations.runner_batches import run_enrollments
 from automations.runtime.actors import run_enrollments as run_enrollments_actor
 from automations.runtime.broker import build_broker, embedded_worker
 from bench.pipeline_journey import counting
-from channels.delivery import deliveries_needed
+from channels.email_batches import deliveries_needed
 from loyalty.app import App
 from loyalty.clock import FrozenClock
 from loyalty.models import Enrollment, Member
