@@ -18,6 +18,7 @@ from dramatiq.brokers.stub import StubBroker
 from sqlalchemy import select
 
 from automations import runtime
+from automations.intake import queue_events, store_batch
 from automations.runner_batches import run_enrollments
 from automations.runtime.actors import run_enrollments as run_enrollments_actor
 from automations.runtime.broker import build_broker, embedded_worker
@@ -25,12 +26,15 @@ from bench.pipeline_journey import counting
 from channels.email_batches import deliveries_needed
 from loyalty.app import App
 from loyalty.clock import FrozenClock
+from loyalty.event_types import EventInput
+from loyalty.events import Recorded
 from loyalty.models import Enrollment, Member
 from loyalty.step_counts import entered_by_step
 from sandbox.sendgrid import SendGridSandbox
 from tests.conftest import make_settings
-from tests.engine.helpers import enrollments, messages
-from tests.engine.test_wake_batches import queued, waiting_members
+from tests.engine.helpers import enrollments, journey_folder, messages, published
+from tests.engine.test_wake_batches import HELLO, queued, waiting_members
+from tests.factories import make_member
 
 #: Statements a batch takes per enrollment that wakes and sends one email (measured: 124
 #: for 40, on both databases: the message's insert, the enrollment's update, and the batch's
@@ -119,3 +123,46 @@ def test_an_enrollment_whose_member_another_worker_holds_runs_alone_after_the_ba
     assert Counter(e.state for e in enrollments(app)) == Counter({"completed": 10})
     made = {m.enrollment_id: m.state for m in messages(app)}
     assert len(made) == 10 and made[held] == "sent"  # (the batch's nine were not queued here)
+
+
+NOW = """
+id: now
+name: Now
+status: active
+trigger: {type: event, event: member.enrolled}
+entry: {once: true}
+steps:
+  - {id: mail, type: send_email, template: hello}
+"""
+
+
+def test_events_that_arrive_together_start_their_journeys_together(
+    app: App, tmp_path: Path, sendgrid_sandbox: SendGridSandbox
+) -> None:
+    # Given a journey that mails a member on `member.enrolled`, and 20 sign-ups stored at once
+    published(app, journey_folder(tmp_path, {"now": NOW}, HELLO))
+    mailing(app, sendgrid_sandbox)
+    made = [make_member(app, email=f"n{n}@example.com", email_consent=True) for n in range(20)]
+    stored = store_batch(
+        app, [EventInput("member.enrolled", m.external_id, id=f"e-{m.external_id}") for m in made]
+    )
+    ids = [r.row.id for r in stored if isinstance(r, Recorded)]
+    runtime.configure(app)
+    broker = build_broker(app.settings)
+    assert isinstance(broker, StubBroker)
+
+    # When they are queued together, over two worker threads
+    assert queue_events(ids, spread=2) == []
+    sent = queued(broker, "events")
+    assert [(m.actor_name, len(m.args[0])) for m in sent] == [("process_events", 10)] * 2
+
+    # Then each message's events start their journeys as one batch, and with no gathering
+    # delay at all its ten emails leave in one request (or the two batches' in one, when
+    # both ran before the first delivery): not one request per event
+    with embedded_worker(broker, threads=1):
+        pass
+    bodies = [json.loads(r.body) for r in sendgrid_sandbox.requests(path="/v3/mail/send")]
+    sizes = [len(body["personalizations"]) for body in bodies]
+    assert sum(sizes) == 20 and len(sizes) <= 2, sizes
+    assert Counter(e.state for e in enrollments(app)) == Counter({"completed": 20})
+    assert Counter(m.state for m in messages(app)) == Counter({"sent": 20})
