@@ -56,26 +56,35 @@ class DeadLetters(Middleware):
             "failed_at": now,
         }
         with app.database.transaction() as session:
+            if message.actor_name == ENROLLMENT_ACTOR and not transient(exception):
+                for enrollment_id in list(message.args)[:1]:
+                    if not _park_enrollment(session, int(enrollment_id), now):
+                        # A copy queued before it was parked failed the same way: its dead
+                        # letter is there already.
+                        log.info(
+                            "enrollment.already_parked", extra={"enrollment_id": enrollment_id}
+                        )
+                        return
             insert_ignore(session, DeadLetter, [row], ["message_id"])
             if message.actor_name == EVENT_ACTOR and not transient(exception):
                 for event_id in list(message.args)[:1]:
                     park_event(session, int(event_id), error, now=now)
-            if message.actor_name == ENROLLMENT_ACTOR and not transient(exception):
-                for enrollment_id in list(message.args)[:1]:
-                    _park_enrollment(session, int(enrollment_id), now)
         log.warning(
             "message.dead_lettered",
             extra={"message_id": message.message_id, "actor": message.actor_name},
         )
 
 
-def _park_enrollment(session: Session, enrollment_id: int, now: datetime) -> None:
+def _park_enrollment(session: Session, enrollment_id: int, now: datetime) -> bool:
     """Set aside an enrollment whose run failed for good, so that the wake-up tick does not
-    run it (and dead-letter it) again at every tick."""
+    run it (and dead-letter it) again at every tick; False when it was parked already."""
     enrollment = session.get(Enrollment, enrollment_id, with_for_update=True)
+    if enrollment is not None and enrollment.parked_at is not None:
+        return False
     if enrollment is not None and enrollment.state in IN_FLIGHT:
         enrollment.parked_at = now
         log.warning("enrollment.parked", extra={"enrollment_id": enrollment_id})
+    return True
 
 
 def _unpark_enrollment(session: Session, enrollment_id: int) -> None:

@@ -20,7 +20,7 @@ from automations.triggers.entry_batches import worker_threads
 from loyalty.app import App
 from loyalty.errors import ConfigError
 from loyalty.models import Enrollment, Event, LedgerEntry, Message, Redemption
-from loyalty.retry_waits import forget_retries, no_retry_waiting
+from loyalty.retry_waits import forget_retries, no_retry_waiting, note_queued
 from loyalty.rewards import RedemptionState
 from loyalty.settings import Settings
 from loyalty.states import EnrollmentState, MessageState, SyncDirection
@@ -121,12 +121,17 @@ def wake_enrollments(app: App) -> int:
                     and_(Enrollment.state == active, Enrollment.next_run_at <= stalled),
                 ),
                 Enrollment.parked_at.is_(None),
-                no_retry_waiting("run_enrollment", Enrollment.id, stalled),
+                no_retry_waiting(
+                    "run_enrollment", Enrollment.id, stalled, since=Enrollment.next_run_at
+                ),
             )
             .order_by(Enrollment.next_run_at)
             .limit(TICK_BATCH)
         ).all()
     actors.send_batches("run_enrollment", ids, spread=worker_threads(app))
+    # Queued: the next ticks leave them to these messages (a relay interval, for lost ones).
+    with app.database.transaction() as session:
+        note_queued(session, "run_enrollment", ids, now)
     return len(ids)
 
 
