@@ -9,9 +9,13 @@ from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
 from typing import Any
 
+from loyalty.import_format import NewMember, new_member
 from loyalty.member_rows import ParsedRow, parse_rows
 
-__all__ = ["Parsers", "collections_per_batch"]
+__all__ = ["ParsedBatch", "Parsers", "collections_per_batch"]
+
+#: A batch's parsed rows, and beside each kept one its columns should it be a new member.
+ParsedBatch = tuple[list[ParsedRow], list[NewMember | None]]
 
 
 @contextmanager
@@ -30,10 +34,25 @@ def collections_per_batch() -> Iterator[None]:
             gc.enable()
 
 
-def _parse_batch(rows: list[tuple[int, dict[str, Any]]], region: str) -> list[ParsedRow]:
-    """`parse_rows` in a parsing process, collecting garbage once for the batch."""
+def parse_batch(rows: list[tuple[int, dict[str, Any]]], region: str, backend: str) -> ParsedBatch:
+    """`parse_rows`, and each kept row as a new member for `backend`'s driver."""
+    parsed = parse_rows(rows, region)
+    news: list[NewMember | None] = []
+    for _, _, fields, _, _ in parsed:
+        if fields is None:
+            news.append(None)
+            continue
+        external_id, values, email_consent, sms_consent, _, attributes = fields
+        news.append(
+            new_member(backend, external_id, values, email_consent, sms_consent, attributes)
+        )
+    return parsed, news
+
+
+def _parse_batch(rows: list[tuple[int, dict[str, Any]]], region: str, backend: str) -> ParsedBatch:
+    """`parse_batch` in a parsing process, collecting garbage once for the batch."""
     with collections_per_batch():
-        parsed = parse_rows(rows, region)
+        parsed = parse_batch(rows, region, backend)
     gc.collect(1)
     return parsed
 
@@ -42,9 +61,11 @@ class Parsers:
     """Parsing in a pool of processes, started at the first full batch or the second one
     (small files need none)."""
 
-    def __init__(self, workers: int, region: str) -> None:
+    def __init__(self, workers: int, region: str, backend: str) -> None:
         self.workers = workers
         self.region = region
+        #: The database the rows go to (`sqlite` or `postgresql`).
+        self.backend = backend
         self.pool: ProcessPoolExecutor | None = None
         self.submitted = 0
 
@@ -55,7 +76,7 @@ class Parsers:
 
     def submit(
         self, rows: list[tuple[int, dict[str, Any]]], full: int
-    ) -> Callable[[], list[ParsedRow]]:
+    ) -> Callable[[], ParsedBatch]:
         """Parse `rows`, in the pool once it is started; `full` is a full batch's size."""
         self.submitted += 1
         if self.pool is None and self.workers > 1 and (self.submitted > 1 or len(rows) >= full):
@@ -64,9 +85,9 @@ class Parsers:
             context = multiprocessing.get_context("fork")
             self.pool = ProcessPoolExecutor(self.workers, mp_context=context)
         if self.pool is None or not rows:
-            done = parse_rows(rows, self.region)
+            done = parse_batch(rows, self.region, self.backend)
             return lambda: done
-        return self.pool.submit(_parse_batch, rows, self.region).result
+        return self.pool.submit(_parse_batch, rows, self.region, self.backend).result
 
     def __enter__(self) -> Parsers:
         return self

@@ -29,11 +29,10 @@ from sqlalchemy.orm import Session
 from loyalty.clock import Clock
 from loyalty.db import Database, insert_ignore
 from loyalty.errors import FatalError
-from loyalty.import_parsers import Parsers, collections_per_batch
+from loyalty.import_parsers import ParsedBatch, Parsers, collections_per_batch
 from loyalty.import_writer import Parsed, unchanged_keys, write_batch
 from loyalty.member_rows import (
     MemberRow,
-    ParsedRow,
     member_row,
     row_key,
     unusable_text,
@@ -234,7 +233,11 @@ def import_members(
         io.TextIOWrapper(
             raw_stream, encoding="utf-8-sig", errors="surrogateescape", newline=""
         ) as stream,
-        Parsers(PARSE_WORKERS if workers is None else workers, region) as parsers,
+        Parsers(
+            PARSE_WORKERS if workers is None else workers,
+            region,
+            database.engine.dialect.name,
+        ) as parsers,
         collections_per_batch(),
     ):
         lines = read(stream)
@@ -277,7 +280,7 @@ class _Batch:
     to_parse: list[tuple[int, dict[str, Any]]] = field(default_factory=list)
     digests: dict[int, str] = field(default_factory=dict)
     unchanged: int = 0
-    outcome: Callable[[], list[ParsedRow]] | None = None
+    outcome: Callable[[], ParsedBatch] | None = None
 
     @property
     def lines(self) -> int:
@@ -334,14 +337,16 @@ def _finish(
         report.rejected.append(Problem(number, "*", f"line {reason}"))
     ready: list[Parsed] = []
     digests = batch.digests
-    for number, key, fields, rejected, warnings in batch.outcome():
+    parsed, news = batch.outcome()
+    for (number, key, fields, rejected, warnings), new in zip(parsed, news, strict=True):
         for name, reason in rejected:
             report.rejected.append(Problem(number, name, reason, key))
         if fields is None:
             continue
         for name, reason in warnings:
             report.warnings.append(Problem(number, name, reason, key))
-        ready.append(Parsed(number, member_row(fields), None if warnings else digests.get(number)))
+        digest = None if warnings else digests.get(number)
+        ready.append(Parsed(number, member_row(fields), digest, new))
     _flush(database, ready, settings, clock, report)
 
 

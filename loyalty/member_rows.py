@@ -10,7 +10,6 @@ Reasons never quote a personal value (email, phone, names, birthday).
 
 from __future__ import annotations
 
-import functools
 import json
 import math
 import re
@@ -24,6 +23,7 @@ import phonenumbers
 from email_validator import EmailNotValidError, validate_email
 
 from loyalty.errors import RowError
+from loyalty.phone_numbers import normal_phone
 
 __all__ = [
     "KNOWN_COLUMNS",
@@ -76,10 +76,6 @@ _MAX_DOMAINS = 100_000
 _PLAIN_LOCAL = re.compile(r"[A-Za-z0-9_+-]+(?:\.[A-Za-z0-9_+-]+)*")
 _MAX_LOCAL = 64
 _MAX_ADDRESS = 254
-_PLUS_DIGITS = re.compile(r"\+[1-9][0-9]{3,18}")
-# National numbers phonenumbers' parser takes as they are (it accepts 2 to 17 digits).
-_MIN_NATIONAL = 4
-_MAX_NATIONAL = 17
 
 
 @dataclass
@@ -261,54 +257,6 @@ def _email(row: MemberRow, value: str | None, _: str) -> None:
 
 def _phone(row: MemberRow, value: str | None, region: str) -> None:
     row.fields["phone"] = None if value is None else normal_phone(value, region)
-
-
-def normal_phone(value: str, region: str) -> str:
-    """The number in E.164 (as stored), or ValueError / NumberParseException.
-
-    phonenumbers' parsing takes two thirds of a number's time. A number written as
-    `+` and digits, whose digits after the country code cannot start with a
-    national prefix, parses to that country code and those digits: it is built
-    directly and checked by phonenumbers as a parsed one would be. Any other
-    text, or a number found invalid, goes through phonenumbers' parser.
-    """
-    number = _international(value)
-    if number is None or not phonenumbers.is_valid_number(number):
-        number = phonenumbers.parse(value, region)
-        if not phonenumbers.is_valid_number(number):
-            raise ValueError(f"not a valid phone number for region {region} or +prefix")
-    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
-
-
-def _international(value: str) -> phonenumbers.PhoneNumber | None:
-    """`+CC…` as phonenumbers parses it when that needs no more than the country code."""
-    if not _PLUS_DIGITS.fullmatch(value):
-        return None
-    digits = value[1:]
-    for width in (1, 2, 3):
-        country_code = int(digits[:width])
-        if country_code in phonenumbers.COUNTRY_CODE_TO_REGION_CODE:
-            national = digits[width:]
-            break
-    else:
-        return None
-    if not _MIN_NATIONAL <= len(national) <= _MAX_NATIONAL or national[0] == "0":
-        return None  # too short or long, or an Italian leading zero: the parser decides
-    prefix = _national_prefix(country_code)
-    if prefix is None or prefix.match(national):
-        return None  # a national prefix the parser might strip
-    return phonenumbers.PhoneNumber(country_code=country_code, national_number=int(national))
-
-
-@functools.cache
-def _national_prefix(country_code: int) -> re.Pattern[str] | None:
-    """What phonenumbers strips as a national prefix for the country code (`(?!)` when
-    nothing), or None when the country has no metadata."""
-    region = phonenumbers.region_code_for_country_code(country_code)
-    metadata = phonenumbers.PhoneMetadata.metadata_for_region_or_calling_code(country_code, region)
-    if metadata is None:
-        return None
-    return re.compile(metadata.national_prefix_for_parsing or "(?!)")
 
 
 def _name(column: str) -> Callable[[MemberRow, Any, str], None]:

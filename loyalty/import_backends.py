@@ -1,0 +1,255 @@
+"""Writing a batch's `Writes` in bulk: SQLite's executemany, PostgreSQL's `COPY`.
+
+New members, whose columns the parsing processes made ready for the driver, are
+inserted with their ids given up front: SQLite's next rowids (its writer holds the
+whole file), PostgreSQL's drawn from the members' sequence. Members already there
+are upserted with every written column, and only those that changed are written:
+SQLite by one executemany of `INSERT … ON CONFLICT (external_id) DO UPDATE … WHERE`,
+PostgreSQL by `COPY` into a temporary table and one such `INSERT … SELECT`. Consent
+changes go to the consent log with the source `import`.
+"""
+
+from __future__ import annotations
+
+import functools
+import operator
+from collections.abc import Callable, Iterable, Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+from psycopg import Connection as PsycopgConnection
+from psycopg import sql
+from psycopg.types.json import Jsonb
+from sqlalchemy import Dialect, Table, bindparam, or_
+from sqlalchemy.dialects import sqlite
+from sqlalchemy.orm import Session
+
+from loyalty.import_format import (
+    BATCH_COLUMNS,
+    IMPORT_COLUMNS,
+    NEW_COLUMNS,
+    WRITTEN_COLUMNS,
+    Writes,
+    bound_digest,
+    copy_text,
+)
+from loyalty.models import Consent, Member, UTCDateTime
+
+__all__ = ["copy_members", "insert_members"]
+
+_UPDATED = (*IMPORT_COLUMNS, "import_digest", "updated_at")
+_MEMBERS: Table = Member.__table__  # type: ignore[assignment]
+_CONSENT_COLUMNS = ("member_id", "channel", "purpose", "granted", "source", "at")
+_CONSENTS: Table = Consent.__table__  # type: ignore[assignment]
+#: The columns a new member is inserted with, in the order of its values.
+_INSERTED = ("id", *NEW_COLUMNS, "referral_code", "import_digest", *BATCH_COLUMNS)
+
+
+def _digests(writes: Writes) -> list[str | None]:
+    """The digests the new members keep, bound to their `updated_at` (now)."""
+    now = writes.now
+    return [None if digest is None else bound_digest(digest, now) for _, _, digest in writes.new]
+
+
+def insert_members(session: Session, writes: Writes) -> None:
+    """Write the batch on SQLite."""
+    connection = session.connection()
+    dialect = connection.dialect
+    ids = writes.ids
+    if writes.new:
+        last = connection.exec_driver_sql("SELECT coalesce(max(id), 0) FROM members").scalar()
+        first = int(last or 0) + 1
+        process = _processors(dialect, BATCH_COLUMNS)
+        batch = tuple(
+            v if p is None or v is None else p(v)
+            for v, p in zip(writes.batch_values(), process, strict=True)
+        )
+        rows = []
+        for member_id, (external_id, new, _), code, digest in zip(
+            range(first, first + len(writes.new)),
+            writes.new,
+            writes.codes,
+            _digests(writes),
+            strict=True,
+        ):
+            assert isinstance(new, tuple)
+            rows.append((member_id, *new, code, digest, *batch))
+            ids[external_id] = member_id
+        marks = ", ".join("?" * len(_INSERTED))
+        connection.exec_driver_sql(
+            f"INSERT INTO members ({', '.join(_INSERTED)}) VALUES ({marks})", rows
+        )
+    if writes.records:
+        _executemany(session, _sqlite_statement(dialect, "members"), writes.records)
+    if writes.consents:
+        granted, at = _processors(dialect, ("granted", "at"), _CONSENTS)
+        typed = {value: value if granted is None else granted(value) for value in (True, False)}
+        now = writes.now if at is None else at(writes.now)
+        connection.exec_driver_sql(
+            f"INSERT INTO consents ({', '.join(_CONSENT_COLUMNS)}) VALUES (?, ?, ?, ?, ?, ?)",
+            [
+                (ids[key], channel, "marketing", typed[value], "import", now)
+                for key, channel, value in writes.consents
+                if key in ids
+            ],
+        )
+
+
+@functools.cache
+def _processors(
+    dialect: Dialect, names: tuple[str, ...], table: Table = _MEMBERS
+) -> tuple[Callable[[Any], Any] | None, ...]:
+    """How SQLAlchemy types each column for the dialect's driver."""
+    return tuple(table.c[name].type.dialect_impl(dialect).bind_processor(dialect) for name in names)
+
+
+_Statement = tuple[str, tuple[str, ...], tuple[Callable[[Any], Any] | None, ...]]
+
+
+def _executemany(session: Session, statement: _Statement, records: list[dict[str, Any]]) -> None:
+    """One executemany of the driver, with each value typed as SQLAlchemy would type it."""
+    sql_text, names, processors = statement
+    pick = operator.itemgetter(*names)
+    # A batch's times, flags and amounts are mostly a few values: each is typed once.
+    typed: list[tuple[int, Callable[[Any], Any], dict[Any, Any]]] = [
+        (i, process, {}) for i, process in enumerate(processors) if process is not None
+    ]
+    rows = []
+    for record in records:
+        row = list(pick(record))
+        for i, process, memo in typed:
+            value = row[i]
+            if value is None:
+                continue
+            if isinstance(value, dict | list):  # JSON
+                row[i] = process(value)
+            elif value in memo:
+                row[i] = memo[value]
+            else:
+                row[i] = memo[value] = process(value)
+        rows.append(tuple(row))
+    session.connection().exec_driver_sql(sql_text, rows)
+
+
+@functools.cache
+def _sqlite_statement(dialect: Dialect, table: str) -> _Statement:
+    """The SQL of the members upsert, its `?` columns, their types."""
+    target: Table = _MEMBERS
+    statement = sqlite.insert(target).values(
+        {name: bindparam(name, type_=target.c[name].type) for name in WRITTEN_COLUMNS}
+    )
+    excluded = statement.excluded
+    statement = statement.on_conflict_do_update(
+        index_elements=[target.c.external_id],
+        set_={name: excluded[name] for name in _UPDATED},
+        where=or_(*(target.c[name].is_distinct_from(excluded[name]) for name in _UPDATED)),
+    )
+    compiled = statement.compile(dialect=dialect)
+    names = tuple(compiled.positiontup or ())
+    assert sorted(names) == sorted(WRITTEN_COLUMNS), names
+    return str(compiled), names, _processors(dialect, names)
+
+
+def copy_members(session: Session, writes: Writes) -> None:
+    """Write the batch on PostgreSQL."""
+    driver = session.connection().connection.driver_connection
+    assert isinstance(driver, PsycopgConnection)
+    ids = writes.ids
+    with driver.cursor() as cursor:
+        if writes.new:
+            # A member another writer adds meanwhile makes the COPY fail on its external_id:
+            # the batch is then written row by row, and that row as an update.
+            cursor.execute(
+                "SELECT nextval(pg_get_serial_sequence('members', 'id')) "
+                "FROM generate_series(1, %s)",
+                [len(writes.new)],
+            )
+            drawn = [member_id for (member_id,) in cursor.fetchall()]
+            batch = "\t".join(map(copy_text, map(_copy_value, writes.batch_values())))
+            lines = []
+            for member_id, (external_id, new, _), code, digest in zip(
+                drawn, writes.new, writes.codes, _digests(writes), strict=True
+            ):
+                lines.append(
+                    f"{member_id}\t{new}\t{copy_text(code)}\t{copy_text(digest)}\t{batch}\n"
+                )
+                ids[external_id] = member_id
+            with cursor.copy(_copy_statement("members", _INSERTED)) as copy:
+                copy.write("".join(lines))
+        if writes.records:
+            _copy_update(cursor, writes.records)
+        if writes.consents:
+            at = copy_text(_copy_value(writes.now))
+            with cursor.copy(_copy_statement("consents", _CONSENT_COLUMNS)) as copy:
+                copy.write(
+                    "".join(
+                        f"{ids[key]}\t{channel}\tmarketing\t{copy_text(value)}\timport\t{at}\n"
+                        for key, channel, value in writes.consents
+                        if key in ids
+                    )
+                )
+
+
+def _copy_statement(table: str, columns: Iterable[str]) -> sql.Composed:
+    return sql.SQL("COPY {table} ({columns}) FROM STDIN").format(
+        table=sql.Identifier(table), columns=sql.SQL(", ").join(map(sql.Identifier, columns))
+    )
+
+
+def _copy_update(cursor: Any, records: list[dict[str, Any]]) -> None:
+    """Members already there: `COPY` into a temporary table, then one upsert that writes
+    only the rows that changed."""
+    columns = sql.SQL(", ").join(map(sql.Identifier, WRITTEN_COLUMNS))
+    cursor.execute(
+        sql.SQL(
+            "CREATE TEMPORARY TABLE member_import ON COMMIT DROP AS "
+            "SELECT {columns} FROM members WITH NO DATA"
+        ).format(columns=columns)
+    )
+    with cursor.copy(_copy_statement("member_import", WRITTEN_COLUMNS)) as copy:
+        for row in _copy_rows(records):
+            copy.write_row(row)
+    updated = [sql.Identifier(name) for name in _UPDATED]
+    cursor.execute(
+        sql.SQL(
+            "INSERT INTO members ({columns}) SELECT {columns} FROM member_import "
+            "ON CONFLICT (external_id) DO UPDATE SET {assign} "
+            "WHERE ({current}) IS DISTINCT FROM ({incoming})"
+        ).format(
+            columns=columns,
+            assign=sql.SQL(", ").join(
+                sql.SQL("{0} = EXCLUDED.{0}").format(name) for name in updated
+            ),
+            current=sql.SQL(", ").join(sql.SQL("members.{0}").format(n) for n in updated),
+            incoming=sql.SQL(", ").join(sql.SQL("EXCLUDED.{0}").format(n) for n in updated),
+        )
+    )
+
+
+def _copy_rows(records: Iterable[dict[str, Any]]) -> Iterator[list[Any]]:
+    """The members' rows as COPY takes them, in `WRITTEN_COLUMNS` order."""
+    pick = operator.itemgetter(*WRITTEN_COLUMNS)
+    times: dict[datetime, Any] = {}  # the batch's times are mostly one value
+    for record in records:
+        row = list(pick(record))
+        for i in _TIME_COLUMNS:
+            value = row[i]
+            if value is not None:
+                if value not in times:
+                    times[value] = _copy_value(value)
+                row[i] = times[value]
+        row[_ATTRIBUTES] = Jsonb(row[_ATTRIBUTES])
+        yield row
+
+
+_TIME_COLUMNS = tuple(
+    i for i, name in enumerate(WRITTEN_COLUMNS) if isinstance(_MEMBERS.c[name].type, UTCDateTime)
+)
+_ATTRIBUTES = WRITTEN_COLUMNS.index("attributes")
+
+
+def _copy_value(value: Any) -> Any:
+    """What COPY takes for a time: naive UTC, as `UTCDateTime` stores it."""
+    if isinstance(value, datetime):
+        return value.astimezone(UTC).replace(tzinfo=None)
+    return value

@@ -1,0 +1,158 @@
+"""A new member's columns as the database driver takes them, made where the row is parsed.
+
+Most rows of a first import are new members, whose columns the row alone decides.
+The parsing processes turn them into what the driver takes (typed values for
+SQLite's executemany, a line of `COPY` text for PostgreSQL), so that the importing
+process only adds the id, the referral code, the digest and the batch's time.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import Table
+from sqlalchemy.dialects import sqlite
+
+from loyalty.models import Member
+
+__all__ = [
+    "IMPORT_COLUMNS",
+    "NEW_COLUMNS",
+    "WRITTEN_COLUMNS",
+    "NewMember",
+    "Writes",
+    "bound_digest",
+    "copy_text",
+    "new_member",
+]
+
+#: The columns an import sets on a member it already has.
+IMPORT_COLUMNS = (
+    "email",
+    "phone",
+    "first_name",
+    "last_name",
+    "locale",
+    "time_zone",
+    "birth_year",
+    "birth_month",
+    "birth_day",
+    "email_consent",
+    "sms_consent",
+    "attributes",
+)
+#: The columns of a new member that its row decides, in the order `new_member` gives them.
+NEW_COLUMNS = ("external_id", *IMPORT_COLUMNS)
+#: The columns of a new member that the batch decides, after its referral code and digest.
+BATCH_COLUMNS = (
+    "updated_at",
+    "tier",
+    "points_balance",
+    "lifetime_points",
+    "orders_count",
+    "total_spent",
+    "enrolled_at",
+    "created_at",
+)
+#: Every column written: a new member's row in full, an existing member's import columns.
+WRITTEN_COLUMNS = (*NEW_COLUMNS, "referral_code", "import_digest", *BATCH_COLUMNS)
+#: A new member's `NEW_COLUMNS`: typed values (SQLite) or tab-separated `COPY` text
+#: (PostgreSQL).
+NewMember = tuple[Any, ...] | str
+_MEMBERS: Table = Member.__table__  # type: ignore[assignment]
+
+
+@dataclass
+class Writes:
+    """What one batch writes, once its rows are worked out."""
+
+    now: datetime
+    tier: str
+    #: The ids of the batch's members already there.
+    ids: dict[str, int]
+    #: New members: external_id, columns, digest of the raw row (None: keep none).
+    new: list[tuple[str, NewMember, str | None]] = field(default_factory=list)
+    #: The new members' referral codes, in the same order.
+    codes: list[str] = field(default_factory=list)
+    #: Members already there, in full (`WRITTEN_COLUMNS`), to upsert.
+    records: list[dict[str, Any]] = field(default_factory=list)
+    #: Consent changes: external_id, channel, granted.
+    consents: list[tuple[str, str, bool]] = field(default_factory=list)
+
+    def batch_values(self) -> tuple[Any, ...]:
+        """The `BATCH_COLUMNS` of a new member."""
+        now = self.now
+        return (now, self.tier, 0, 0, 0, Decimal(0), now, now)
+
+
+def bound_digest(row_digest: str, updated_at: datetime) -> str:
+    """The digest stored on a member: the raw row's, bound to the member's `updated_at`."""
+    text = f"{row_digest}|{_stamp(updated_at)}"
+    return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
+
+
+@functools.lru_cache(maxsize=1024)
+def _stamp(updated_at: datetime) -> str:
+    # A batch's members mostly share one `updated_at`.
+    return updated_at.astimezone(UTC).isoformat()
+
+
+_FIELDS = IMPORT_COLUMNS[:9]
+# COPY's text format: a backslash and the characters that end a value or a line.
+_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+
+
+def new_member(
+    backend: str,
+    external_id: str,
+    fields: dict[str, Any],
+    email_consent: bool | None,
+    sms_consent: bool | None,
+    attributes: dict[str, Any],
+) -> NewMember:
+    """The `NEW_COLUMNS` of a member created from a parsed row, for `backend`'s driver."""
+    get = fields.get
+    values = (
+        external_id,
+        *[get(name) for name in _FIELDS],
+        email_consent,
+        sms_consent,
+        attributes,
+    )
+    if backend == "postgresql":
+        return "\t".join(map(copy_text, values))
+    return tuple(
+        value if process is None or value is None else process(value)
+        for value, process in zip(values, _sqlite_processors(), strict=True)
+    )
+
+
+def copy_text(value: Any) -> str:
+    """One value in `COPY`'s text format (`\\N` for NULL, JSON for a dict)."""
+    if value is None:
+        return "\\N"
+    if value is True:
+        return "t"
+    if value is False:
+        return "f"
+    if isinstance(value, str):
+        return value.translate(_ESCAPES)
+    if isinstance(value, dict | list):
+        return json.dumps(value).translate(_ESCAPES)
+    return str(value)
+
+
+@functools.cache
+def _sqlite_processors() -> tuple[Callable[[Any], Any] | None, ...]:
+    """How SQLAlchemy types each of `NEW_COLUMNS` for SQLite."""
+    dialect = sqlite.dialect()
+    return tuple(
+        _MEMBERS.c[name].type.dialect_impl(dialect).bind_processor(dialect) for name in NEW_COLUMNS
+    )
