@@ -43,6 +43,8 @@ _CONSENT_COLUMNS = ("member_id", "channel", "purpose", "granted", "source", "at"
 _CONSENTS: Table = Consent.__table__  # type: ignore[assignment]
 #: The columns a new member is inserted with, in the order of its values.
 _INSERTED = ("id", *NEW_COLUMNS, "referral_code", "import_digest", *BATCH_COLUMNS)
+#: NULL in COPY's text format.
+NULL = copy_text(None)
 
 
 def _digests(writes: Writes) -> list[str | None]:
@@ -167,12 +169,11 @@ def copy_members(session: Session, writes: Writes) -> None:
             drawn = [member_id for (member_id,) in cursor.fetchall()]
             batch = "\t".join(map(copy_text, map(_copy_value, writes.batch_values())))
             lines = []
+            # Codes and digests are letters and digits: nothing to escape.
             for member_id, (external_id, new, _), code, digest in zip(
                 drawn, writes.new, writes.codes, _digests(writes), strict=True
             ):
-                lines.append(
-                    f"{member_id}\t{new}\t{copy_text(code)}\t{copy_text(digest)}\t{batch}\n"
-                )
+                lines.append(f"{member_id}\t{new}\t{code}\t{digest or NULL}\t{batch}\n")
                 ids[external_id] = member_id
             with cursor.copy(_copy_statement("members", _INSERTED)) as copy:
                 copy.write("".join(lines))

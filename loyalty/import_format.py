@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -107,6 +108,7 @@ def _stamp(updated_at: datetime) -> str:
 _FIELDS = IMPORT_COLUMNS[:9]
 # COPY's text format: a backslash and the characters that end a value or a line.
 _ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+_SPECIAL = re.compile(r"[\\\t\n\r]")
 
 
 def new_member(
@@ -143,9 +145,10 @@ def copy_text(value: Any) -> str:
     if value is False:
         return "f"
     if isinstance(value, str):
-        return value.translate(_ESCAPES)
+        return value.translate(_ESCAPES) if _SPECIAL.search(value) else value
     if isinstance(value, dict | list):
-        return json.dumps(value).translate(_ESCAPES)
+        text = json.dumps(value)
+        return text.translate(_ESCAPES) if _SPECIAL.search(text) else text
     return str(value)
 
 

@@ -22,8 +22,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import ColumnElement, Row, String, Table, any_, bindparam, column, select, text
-from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy import ColumnElement, Row, String, Table, any_, column, func, select, text
 from sqlalchemy.orm import Session
 
 from loyalty.import_backends import copy_members, insert_members
@@ -89,14 +88,22 @@ def unchanged_keys(session: Session, digests: Mapping[str, str]) -> set[str]:
 
 
 def _external_id_in(session: Session, keys: list[str]) -> ColumnElement[bool]:
-    """`external_id IN (…)`; one array parameter on PostgreSQL rather than one per key."""
+    """`external_id IN (…)` with the keys as one JSON parameter: a statement with thousands
+    of parameters, or an array of them, costs more to build than to run."""
+    keys_json = json.dumps(keys)
     if session.get_bind().dialect.name == "postgresql":
-        return _MEMBERS.c.external_id == any_(bindparam("keys", keys, type_=ARRAY(String)))
-    # One JSON parameter on SQLite too: a statement with thousands of `?` costs more to
-    # build than to run.
+        # An array built on the server: the lookup stays an index scan.
+        return _MEMBERS.c.external_id == any_(
+            func.array(
+                text("SELECT jsonb_array_elements_text(CAST(:keys AS jsonb))")
+                .bindparams(keys=keys_json)
+                .columns(column("value", String))
+                .scalar_subquery()
+            )
+        )
     return _MEMBERS.c.external_id.in_(
         text("SELECT value FROM json_each(:keys)")
-        .bindparams(keys=json.dumps(keys))
+        .bindparams(keys=keys_json)
         .columns(column("value", String))
     )
 
