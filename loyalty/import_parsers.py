@@ -14,6 +14,8 @@ from loyalty.member_rows import ParsedRow, parse_rows
 
 __all__ = ["ParsedBatch", "Parsers", "collections_per_batch"]
 
+#: Numbered rows to parse: JSON objects, or the cells of CSV lines.
+Rows = list[tuple[int, dict[str, Any] | list[str]]]
 #: A batch's parsed rows, and beside each kept one its columns should it be a new member.
 ParsedBatch = tuple[list[ParsedRow], list[NewMember | None]]
 
@@ -34,9 +36,9 @@ def collections_per_batch() -> Iterator[None]:
             gc.enable()
 
 
-def parse_batch(rows: list[tuple[int, dict[str, Any]]], region: str, backend: str) -> ParsedBatch:
+def parse_batch(rows: Rows, names: list[str], region: str, backend: str) -> ParsedBatch:
     """`parse_rows`, and each kept row as a new member for `backend`'s driver."""
-    parsed = parse_rows(rows, region)
+    parsed = parse_rows(rows, region, names)
     news: list[NewMember | None] = []
     for _, _, fields, _, _ in parsed:
         if fields is None:
@@ -49,10 +51,10 @@ def parse_batch(rows: list[tuple[int, dict[str, Any]]], region: str, backend: st
     return parsed, news
 
 
-def _parse_batch(rows: list[tuple[int, dict[str, Any]]], region: str, backend: str) -> ParsedBatch:
+def _parse_batch(rows: Rows, names: list[str], region: str, backend: str) -> ParsedBatch:
     """`parse_batch` in a parsing process, collecting garbage once for the batch."""
     with collections_per_batch():
-        parsed = parse_batch(rows, region, backend)
+        parsed = parse_batch(rows, names, region, backend)
     gc.collect(1)
     return parsed
 
@@ -74,10 +76,9 @@ class Parsers:
         """Batches that may wait to be written while they are parsed."""
         return 0 if self.pool is None else self.workers + 1
 
-    def submit(
-        self, rows: list[tuple[int, dict[str, Any]]], full: int
-    ) -> Callable[[], ParsedBatch]:
-        """Parse `rows`, in the pool once it is started; `full` is a full batch's size."""
+    def submit(self, rows: Rows, names: list[str], full: int) -> Callable[[], ParsedBatch]:
+        """Parse `rows` (CSV cells named by `names`, or JSON objects), in the pool once it
+        is started; `full` is a full batch's size."""
         self.submitted += 1
         if self.pool is None and self.workers > 1 and (self.submitted > 1 or len(rows) >= full):
             # Forked: the parsing processes start with the modules loaded and never run
@@ -85,9 +86,9 @@ class Parsers:
             context = multiprocessing.get_context("fork")
             self.pool = ProcessPoolExecutor(self.workers, mp_context=context)
         if self.pool is None or not rows:
-            done = parse_batch(rows, self.region, self.backend)
+            done = parse_batch(rows, names, self.region, self.backend)
             return lambda: done
-        return self.pool.submit(_parse_batch, rows, self.region, self.backend).result
+        return self.pool.submit(_parse_batch, rows, names, self.region, self.backend).result
 
     def __enter__(self) -> Parsers:
         return self

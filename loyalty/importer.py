@@ -62,8 +62,10 @@ ERASED = (
     "belongs to an erased member (GDPR): nothing of theirs is imported again; leave the row out"
 )
 
+#: A row as read: a JSON object, or the cells of a CSV line, which the header names.
+_Raw = dict[str, Any] | list[str]
 #: A line read: its number, the raw row (or why the line is unusable), the raw text.
-_Line = tuple[int, dict[str, Any] | str, str]
+_Line = tuple[int, _Raw | str, str]
 
 
 class UnusableFileError(FatalError):
@@ -121,18 +123,20 @@ class ImportReport:
         }
 
 
-def _read_csv(stream: IO[str]) -> Iterator[_Line]:
+def _read_csv(stream: IO[str], header: list[str]) -> Iterator[_Line]:
+    """The file's rows as cells; the header's names go to `header`."""
     # Our own per-cell checks name the field; the reader's limit only bounds memory.
     # The limit is process-wide, so it is put back when the file is done.
     previous = csv.field_size_limit(MAX_LINE)
     try:
-        yield from _read_csv_rows(stream)
+        yield from _read_csv_rows(stream, header)
     finally:
         csv.field_size_limit(previous)
 
 
-def _read_csv_rows(stream: IO[str]) -> Iterator[_Line]:
-    # csv.reader with the header applied here, as csv.DictReader would, at less cost a row.
+def _read_csv_rows(stream: IO[str], header: list[str]) -> Iterator[_Line]:
+    # The parsing processes name the cells (`loyalty.member_rows.named_cells`), as
+    # csv.DictReader would.
     reader = csv.reader(stream)
     try:
         fieldnames = next(reader, None) or []
@@ -147,8 +151,9 @@ def _read_csv_rows(stream: IO[str]) -> Iterator[_Line]:
             "the first line must be a header that names an external_id column "
             f"(found: {', '.join(fieldnames) or 'nothing'})"
         )
+    header[:] = names
     width = len(names)
-    header = "\x1f".join(names)
+    prefix = "\x1f".join(names)
     done = reader.line_num  # the last line of the last record read
     while True:
         try:
@@ -166,14 +171,11 @@ def _read_csv_rows(stream: IO[str]) -> Iterator[_Line]:
         if len(cells) > width:
             yield reader.line_num, f"has {len(cells) - width} more cells than the header", ""
             continue
-        raw: dict[str, Any] = dict(zip(names, cells, strict=False))
-        for missing in names[len(cells) :]:
-            raw[missing] = None
         text = "\x1f".join(cells)
-        yield reader.line_num, raw, f"{header}\x1e{text}"
+        yield reader.line_num, cells, f"{prefix}\x1e{text}"
 
 
-def _read_jsonl(stream: IO[str]) -> Iterator[_Line]:
+def _read_jsonl(stream: IO[str], _: list[str]) -> Iterator[_Line]:
     for number, line in enumerate(stream, start=1):
         if not line.strip():
             continue
@@ -195,7 +197,7 @@ def _read_jsonl(stream: IO[str]) -> Iterator[_Line]:
         yield number, value, line
 
 
-def _reader(path: Path, fmt: str | None) -> Callable[[IO[str]], Iterator[_Line]]:
+def _reader(path: Path, fmt: str | None) -> Callable[[IO[str], list[str]], Iterator[_Line]]:
     fmt = fmt or {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl"}.get(path.suffix.lower())
     if fmt == "csv":
         return _read_csv
@@ -240,16 +242,17 @@ def import_members(
         ) as parsers,
         collections_per_batch(),
     ):
-        lines = read(stream)
+        header: list[str] = []
+        lines = read(stream, header)
         if progress is not None:
             lines = _reporting(lines, lambda: progress(raw_stream.tell()))
         pending: deque[_Batch] = deque()
-        for batch in _batches(lines):
+        for batch in _batches(lines, header):
             report.rows += batch.lines
             # Rows of batches not yet written are parsed whatever their digest says.
             in_flight = set().union(*(b.keys for b in pending))
             _skip_unchanged(database, batch, context, in_flight)
-            batch.outcome = parsers.submit(batch.to_parse, BATCH_SIZE)
+            batch.outcome = parsers.submit(batch.to_parse, header, BATCH_SIZE)
             pending.append(batch)
             while len(pending) > parsers.depth:
                 _finish(database, pending.popleft(), settings, clock, report)
@@ -274,10 +277,10 @@ class _Batch:
     #: Lines that are no row, and why.
     unusable: list[tuple[int, str]] = field(default_factory=list)
     #: Rows: number, raw row, raw text, external_id (when usable).
-    rows: list[tuple[int, dict[str, Any], str, str | None]] = field(default_factory=list)
+    rows: list[tuple[int, _Raw, str, str | None]] = field(default_factory=list)
     keys: set[str] = field(default_factory=set)
     #: Rows to parse, and the digest of each row's raw content by row number.
-    to_parse: list[tuple[int, dict[str, Any]]] = field(default_factory=list)
+    to_parse: list[tuple[int, _Raw]] = field(default_factory=list)
     digests: dict[int, str] = field(default_factory=dict)
     unchanged: int = 0
     outcome: Callable[[], ParsedBatch] | None = None
@@ -287,13 +290,19 @@ class _Batch:
         return len(self.unusable) + len(self.rows)
 
 
-def _batches(lines: Iterator[_Line]) -> Iterator[_Batch]:
+def _batches(lines: Iterator[_Line], header: list[str]) -> Iterator[_Batch]:
     batch = _Batch()
+    at = -1  # where a CSV line's external_id is (the last such column, as a dict keeps)
     for number, raw, text in lines:
         if isinstance(raw, str):
             batch.unusable.append((number, raw))
             continue
-        key = row_key(raw)
+        if isinstance(raw, dict):
+            key = row_key(raw.get("external_id"))
+        else:
+            if at < 0:
+                at = len(header) - 1 - header[::-1].index("external_id")
+            key = row_key(raw[at] if at < len(raw) else None)
         if key is not None and key in batch.keys:
             # A later row for the same member wins within a batch, as it would across.
             yield batch

@@ -31,6 +31,7 @@ __all__ = [
     "MemberRow",
     "ParsedRow",
     "member_row",
+    "named_cells",
     "normal_email",
     "normal_phone",
     "parse_birthday",
@@ -134,10 +135,10 @@ def _text(value: Any) -> str | None:
     return text or None
 
 
-def row_key(raw: dict[str, Any]) -> str | None:
-    """The row's external_id when it is usable text (to name the row in a report)."""
+def row_key(external_id: Any) -> str | None:
+    """A row's external_id when it is usable text (to name the row in a report)."""
     try:
-        key = _text(raw.get("external_id"))
+        key = _text(external_id)
     except ValueError:
         return None
     if key is None or unusable_text(key, 255):
@@ -384,15 +385,32 @@ def member_row(fields: tuple[Any, ...]) -> MemberRow:
     return MemberRow(*fields)
 
 
-def parse_rows(rows: list[tuple[int, dict[str, Any]]], phone_region: str) -> list[ParsedRow]:
-    """`parse_row` over numbered rows, in order; runs in a parsing process."""
+def named_cells(names: list[str], cells: list[str]) -> dict[str, Any]:
+    """A CSV line's cells by the header's names, as csv.DictReader gives them: a later
+    column of the same name wins, and missing cells are None."""
+    raw: dict[str, Any] = dict(zip(names, cells, strict=False))
+    for missing in names[len(cells) :]:
+        raw[missing] = None
+    return raw
+
+
+def parse_rows(
+    rows: list[tuple[int, dict[str, Any] | list[str]]],
+    phone_region: str,
+    names: list[str] | None = None,
+) -> list[ParsedRow]:
+    """`parse_row` over numbered rows, in order; runs in a parsing process.
+
+    A row is a JSON object or the cells of a CSV line, which `names` names.
+    """
     parsed: list[ParsedRow] = []
-    for number, raw in rows:
+    for number, cells in rows:
+        raw = cells if isinstance(cells, dict) else named_cells(names or [], cells)
         try:
             row = parse_row(raw, phone_region=phone_region)
         except ExceptionGroup as group:
             errors = [(e.field, e.reason) for e in group.exceptions if isinstance(e, RowError)]
-            parsed.append((number, row_key(raw), None, errors, []))
+            parsed.append((number, row_key(raw.get("external_id")), None, errors, []))
             continue
         warnings = [(w.field, w.reason) for w in row.warnings]
         fields = (
