@@ -1,4 +1,11 @@
-"""Parsing an import's batches in a pool of processes while the importing one writes."""
+"""Parsing and writing an import's batches in a pool of processes, in the file's order.
+
+The importing process reads the file and hands out batches; each parsing process
+parses its batch and then, when every batch before it is written, writes it in its
+own transaction. Parsing overlaps the writes, and the importing process does no
+per-row work beyond reading. A database only this process can reach (SQLite in
+memory) is written by the importing process instead.
+"""
 
 from __future__ import annotations
 
@@ -7,17 +14,20 @@ import multiprocessing
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
 
 from loyalty.import_format import NewMember, new_member
 from loyalty.member_rows import ParsedRow, parse_rows
 
-__all__ = ["ParsedBatch", "Parsers", "collections_per_batch"]
+__all__ = ["ParsedBatch", "Parsers", "Rows", "collections_per_batch"]
 
 #: Numbered rows to parse: JSON objects, or the cells of CSV lines.
 Rows = list[tuple[int, dict[str, Any] | list[str]]]
 #: A batch's parsed rows, and beside each kept one its columns should it be a new member.
 ParsedBatch = tuple[list[ParsedRow], list[NewMember | None]]
+#: What writing a batch gives back.
+R = TypeVar("R")
 
 
 @contextmanager
@@ -51,23 +61,77 @@ def parse_batch(rows: Rows, names: list[str], region: str, backend: str) -> Pars
     return parsed, news
 
 
-def _parse_batch(rows: Rows, names: list[str], region: str, backend: str) -> ParsedBatch:
-    """`parse_batch` in a parsing process, collecting garbage once for the batch."""
+class ImportStoppedError(Exception):
+    """An earlier batch failed: the batches after it are not written."""
+
+
+@dataclass
+class _Job(Generic[R]):
+    """What the pool's processes share, set before they are forked."""
+
+    region: str
+    backend: str
+    #: Writes a parsed batch with its rows' digests; None when the importing process writes.
+    write: Callable[[ParsedBatch, list[str]], R] | None
+    #: The number of the batch whose turn it is to be written; set when one failed.
+    turn: Any
+    failed: Any
+    changed: Any  # a Condition, notified when the turn moves on
+
+
+_JOB: _Job[Any] | None = None
+
+
+def _work(rows: Rows, digests: list[str], names: list[str], number: int) -> Any:
+    """Parse a batch in a pool process; write it when its turn comes."""
+    job = _JOB
+    assert job is not None
     with collections_per_batch():
-        parsed = parse_batch(rows, names, region, backend)
-    gc.collect(1)
-    return parsed
+        parsed = parse_batch(rows, names, job.region, job.backend)
+        if job.write is None:
+            return parsed
+        with job.changed:
+            job.changed.wait_for(lambda: job.turn.value == number or job.failed.value)
+        try:
+            if job.failed.value:
+                raise ImportStoppedError("an earlier batch failed")
+            return job.write(parsed, digests)
+        except BaseException:
+            job.failed.value = 1
+            raise
+        finally:
+            with job.changed:
+                job.turn.value = number + 1
+                job.changed.notify_all()
+            del parsed
+            gc.collect(1)
 
 
-class Parsers:
-    """Parsing in a pool of processes, started at the first full batch or the second one
-    (small files need none)."""
+class Parsers(Generic[R]):
+    """Parsing and writing in a pool of processes, started at the first full batch or the
+    second one (small files need none).
 
-    def __init__(self, workers: int, region: str, backend: str) -> None:
+    `write` writes a parsed batch, given its rows' digests; `forked` runs first in
+    each pool process (to let go of connections the importing process opened).
+    """
+
+    def __init__(
+        self,
+        workers: int,
+        region: str,
+        backend: str,
+        write: Callable[[ParsedBatch, list[str]], R],
+        *,
+        forked: Callable[[], None],
+        write_in_pool: bool = True,
+    ) -> None:
         self.workers = workers
         self.region = region
         #: The database the rows go to (`sqlite` or `postgresql`).
         self.backend = backend
+        self.write = write
+        self.forked = forked
+        self.write_in_pool = write_in_pool
         self.pool: ProcessPoolExecutor | None = None
         self.submitted = 0
 
@@ -76,23 +140,52 @@ class Parsers:
         """Batches that may wait to be written while they are parsed."""
         return 0 if self.pool is None else self.workers + 1
 
-    def submit(self, rows: Rows, names: list[str], full: int) -> Callable[[], ParsedBatch]:
-        """Parse `rows` (CSV cells named by `names`, or JSON objects), in the pool once it
-        is started; `full` is a full batch's size."""
+    def submit(
+        self, rows: Rows, digests: list[str], names: list[str], full: int
+    ) -> Callable[[], R]:
+        """Parse and write `rows` (CSV cells named by `names`, or JSON objects; `digests`
+        beside them), in the pool once it is started; `full` is a full batch's size.
+
+        Returns what gives the written batch's outcome, in the order of submission.
+        """
         self.submitted += 1
         if self.pool is None and self.workers > 1 and (self.submitted > 1 or len(rows) >= full):
-            # Forked: the parsing processes start with the modules loaded and never run
-            # the program's main module again (spawn and forkserver would).
-            context = multiprocessing.get_context("fork")
-            self.pool = ProcessPoolExecutor(self.workers, mp_context=context)
-        if self.pool is None or not rows:
-            done = parse_batch(rows, names, self.region, self.backend)
+            self._start()
+        if self.pool is None:
+            # Every batch before this one is written: none is in a pool.
+            done = self.write(parse_batch(rows, names, self.region, self.backend), digests)
             return lambda: done
-        return self.pool.submit(_parse_batch, rows, names, self.region, self.backend).result
+        future = self.pool.submit(_work, rows, digests, names, self.submitted)
+        if self.write_in_pool:
+            return future.result
+        return lambda: self.write(future.result(), digests)
 
-    def __enter__(self) -> Parsers:
+    def _start(self) -> None:
+        global _JOB
+        # Forked: the pool's processes start with the modules loaded and never run the
+        # program's main module again (spawn and forkserver would).
+        context = multiprocessing.get_context("fork")
+        changed = context.Condition()
+        _JOB = _Job(
+            self.region,
+            self.backend,
+            self.write if self.write_in_pool else None,
+            context.Value("q", self.submitted, lock=False),
+            context.Value("b", 0, lock=False),
+            changed,
+        )
+        self.pool = ProcessPoolExecutor(self.workers, mp_context=context, initializer=self.forked)
+
+    def __enter__(self) -> Parsers[R]:
         return self
 
     def __exit__(self, *_: object) -> None:
+        global _JOB
         if self.pool is not None:
+            if _JOB is not None:
+                # Batches still waiting for their turn are not written.
+                with _JOB.changed:
+                    _JOB.failed.value = 1
+                    _JOB.changed.notify_all()
             self.pool.shutdown(cancel_futures=True)
+            _JOB = None

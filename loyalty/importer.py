@@ -10,6 +10,7 @@ fields are left out and reported as warnings (`loyalty.member_rows`).
 from __future__ import annotations
 
 import csv
+import functools
 import gc
 import hashlib
 import io
@@ -239,6 +240,9 @@ def import_members(
             PARSE_WORKERS if workers is None else workers,
             region,
             database.engine.dialect.name,
+            functools.partial(_apply, database, settings, clock, report.file),
+            forked=functools.partial(database.engine.dispose, close=False),
+            write_in_pool=not _in_memory(database),
         ) as parsers,
         collections_per_batch(),
     ):
@@ -252,13 +256,13 @@ def import_members(
             # Rows of batches not yet written are parsed whatever their digest says.
             in_flight = set().union(*(b.keys for b in pending))
             _skip_unchanged(database, batch, context, in_flight)
-            batch.outcome = parsers.submit(batch.to_parse, header, BATCH_SIZE)
+            batch.outcome = parsers.submit(batch.to_parse, batch.digests, header, BATCH_SIZE)
             pending.append(batch)
             while len(pending) > parsers.depth:
-                _finish(database, pending.popleft(), settings, clock, report)
+                _finish(pending.popleft(), report)
                 gc.collect(1)
         while pending:
-            _finish(database, pending.popleft(), settings, clock, report)
+            _finish(pending.popleft(), report)
     report.rejected.sort(key=lambda p: p.row)
     report.warnings.sort(key=lambda p: p.row)
     return report
@@ -279,11 +283,12 @@ class _Batch:
     #: Rows: number, raw row, raw text, external_id (when usable).
     rows: list[tuple[int, _Raw, str, str | None]] = field(default_factory=list)
     keys: set[str] = field(default_factory=set)
-    #: Rows to parse, and the digest of each row's raw content by row number.
+    #: Rows to parse, and beside them the digest of each one's raw content.
     to_parse: list[tuple[int, _Raw]] = field(default_factory=list)
-    digests: dict[int, str] = field(default_factory=dict)
+    digests: list[str] = field(default_factory=list)
     unchanged: int = 0
-    outcome: Callable[[], ParsedBatch] | None = None
+    #: What the batch's rows did, once they are written.
+    outcome: Callable[[], ImportReport] | None = None
 
     @property
     def lines(self) -> int:
@@ -320,43 +325,66 @@ def _batches(lines: Iterator[_Line], header: list[str]) -> Iterator[_Batch]:
 def _skip_unchanged(database: Database, batch: _Batch, context: str, in_flight: set[str]) -> None:
     """Find the rows the last import already applied; the others are to parse."""
     digests: dict[str, str] = {}
-    for number, _, text, key in batch.rows:
+    row_digests = []
+    for _, _, text, key in batch.rows:
         digest = hashlib.blake2b(
             f"{context}\x1e{text}".encode("utf-8", "surrogatepass"), digest_size=16
         ).hexdigest()
-        batch.digests[number] = digest
+        row_digests.append(digest)
         if key is not None and key not in in_flight:
             digests[key] = digest
     with database.sessions() as session:
         known = unchanged_keys(session, digests)
-    for number, raw, _, key in batch.rows:
+    for (number, raw, _, key), digest in zip(batch.rows, row_digests, strict=True):
         if key in known:
             batch.unchanged += 1
         else:
             batch.to_parse.append((number, raw))
+            batch.digests.append(digest)
 
 
-def _finish(
-    database: Database, batch: _Batch, settings: Settings, clock: Clock, report: ImportReport
-) -> None:
-    """Report the batch's parse problems and write its good rows."""
+def _finish(batch: _Batch, report: ImportReport) -> None:
+    """Report what the batch did, once it is written."""
     assert batch.outcome is not None
     report.unchanged += batch.unchanged
     for number, reason in batch.unusable:
         report.rejected.append(Problem(number, "*", f"line {reason}"))
+    report.merge(batch.outcome())
+
+
+def _apply(
+    database: Database,
+    settings: Settings,
+    clock: Clock,
+    file: str,
+    batch: ParsedBatch,
+    digests: list[str],
+) -> ImportReport:
+    """Report a parsed batch's problems and write its good rows (`digests` beside them)."""
+    report = ImportReport(file=file)
     ready: list[Parsed] = []
-    digests = batch.digests
-    parsed, news = batch.outcome()
-    for (number, key, fields, rejected, warnings), new in zip(parsed, news, strict=True):
+    parsed, news = batch
+    for (number, key, fields, rejected, warnings), new, digest in zip(
+        parsed, news, digests, strict=True
+    ):
         for name, reason in rejected:
             report.rejected.append(Problem(number, name, reason, key))
         if fields is None:
             continue
         for name, reason in warnings:
             report.warnings.append(Problem(number, name, reason, key))
-        digest = None if warnings else digests.get(number)
-        ready.append(Parsed(number, member_row(fields), digest, new))
+        ready.append(Parsed(number, member_row(fields), None if warnings else digest, new))
     _flush(database, ready, settings, clock, report)
+    return report
+
+
+def _in_memory(database: Database) -> bool:
+    """Whether the database lives in this process alone (SQLite in memory)."""
+    url = database.engine.url
+    name = url.database or ""
+    return database.is_sqlite and (
+        name in ("", ":memory:") or name.startswith("file::memory:") or "mode=memory" in str(url)
+    )
 
 
 def _flush(
