@@ -28,6 +28,7 @@ from loyalty.import_format import (
     BATCH_COLUMNS,
     IMPORT_COLUMNS,
     NEW_COLUMNS,
+    NULL,
     WRITTEN_COLUMNS,
     Writes,
     bound_digest,
@@ -43,8 +44,6 @@ _CONSENT_COLUMNS = ("member_id", "channel", "purpose", "granted", "source", "at"
 _CONSENTS: Table = Consent.__table__  # type: ignore[assignment]
 #: The columns a new member is inserted with, in the order of its values.
 _INSERTED = ("id", *NEW_COLUMNS, "referral_code", "import_digest", *BATCH_COLUMNS)
-#: NULL in COPY's text format.
-NULL = copy_text(None)
 
 
 def _digests(writes: Writes) -> list[str | None]:

@@ -26,6 +26,7 @@ from loyalty.models import Member
 __all__ = [
     "IMPORT_COLUMNS",
     "NEW_COLUMNS",
+    "NULL",
     "WRITTEN_COLUMNS",
     "NewMember",
     "Writes",
@@ -109,6 +110,8 @@ _FIELDS = IMPORT_COLUMNS[:9]
 # COPY's text format: a backslash and the characters that end a value or a line.
 _ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
 _SPECIAL = re.compile(r"[\\\t\n\r]")
+#: NULL in COPY's text format.
+NULL = "\\N"
 
 
 def new_member(
@@ -120,26 +123,30 @@ def new_member(
     attributes: dict[str, Any],
 ) -> NewMember:
     """The `NEW_COLUMNS` of a member created from a parsed row, for `backend`'s driver."""
-    get = fields.get
-    values = (
-        external_id,
-        *[get(name) for name in _FIELDS],
-        email_consent,
-        sms_consent,
-        attributes,
-    )
+    values = [external_id, *map(fields.get, _FIELDS), email_consent, sms_consent, attributes]
     if backend == "postgresql":
-        return "\t".join(map(copy_text, values))
-    return tuple(
-        value if process is None or value is None else process(value)
-        for value, process in zip(values, _sqlite_processors(), strict=True)
-    )
+        values[-1] = json.dumps(attributes)
+        if _SPECIAL.search("".join([v for v in values if type(v) is str])):
+            values[-1] = attributes
+            return "\t".join(map(copy_text, values))
+        # No value needs escaping.
+        return "\t".join(
+            [
+                NULL if v is None else "t" if v is True else "f" if v is False else str(v)
+                for v in values
+            ]
+        )
+    for i, process in _sqlite_processors():
+        value = values[i]
+        if value is not None:
+            values[i] = process(value)
+    return tuple(values)
 
 
 def copy_text(value: Any) -> str:
     """One value in `COPY`'s text format (`\\N` for NULL, JSON for a dict)."""
     if value is None:
-        return "\\N"
+        return NULL
     if value is True:
         return "t"
     if value is False:
@@ -153,9 +160,12 @@ def copy_text(value: Any) -> str:
 
 
 @functools.cache
-def _sqlite_processors() -> tuple[Callable[[Any], Any] | None, ...]:
-    """How SQLAlchemy types each of `NEW_COLUMNS` for SQLite."""
+def _sqlite_processors() -> tuple[tuple[int, Callable[[Any], Any]], ...]:
+    """Where `NEW_COLUMNS` need typing for SQLite, and how SQLAlchemy types them."""
     dialect = sqlite.dialect()
-    return tuple(
-        _MEMBERS.c[name].type.dialect_impl(dialect).bind_processor(dialect) for name in NEW_COLUMNS
-    )
+    typed = []
+    for i, name in enumerate(NEW_COLUMNS):
+        process = _MEMBERS.c[name].type.dialect_impl(dialect).bind_processor(dialect)
+        if process is not None:
+            typed.append((i, process))
+    return tuple(typed)

@@ -65,6 +65,14 @@ MAX_DEPTH = 32
 _LOCALE = re.compile(r"^([a-zA-Z]{2,3})(?:[-_]([a-zA-Z]{2}))?$")
 _TRUE = {"true", "yes", "y", "1", "granted", "opt-in", "subscribed"}
 _FALSE = {"false", "no", "n", "0", "revoked", "denied", "opt-out", "unsubscribed"}
+_CONSENT_WORDS = dict.fromkeys(_TRUE, True) | dict.fromkeys(_FALSE, False)
+_FULL_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+_DAY_OF_YEAR = re.compile(r"--(\d{2})-(\d{2})")
+#: Birthdays and locales already parsed, in this process: most files repeat them. A
+#: birthday is kept only once valid (a date before today stays so).
+_BIRTHDAYS: dict[str, tuple[int | None, int, int]] = {}
+_LOCALES: dict[str, str] = {}
+_MAX_REMEMBERED = 100_000
 _ZONES = frozenset(available_timezones())
 # Undecodable bytes arrive as lone surrogates (errors="surrogateescape"), and a JSON
 # "\ud800" escape makes one too: neither can be stored as UTF-8.
@@ -149,19 +157,26 @@ def row_key(external_id: Any) -> str | None:
 def parse_birthday(value: str) -> tuple[int | None, int, int]:
     """`YYYY-MM-DD` or `--MM-DD` → (year or None, month, day); 29 February is accepted."""
     text = value.strip()
+    known = _BIRTHDAYS.get(text)
+    if known is not None:
+        return known
     if text.startswith("--"):
-        match = re.fullmatch(r"--(\d{2})-(\d{2})", text)
+        match = _DAY_OF_YEAR.fullmatch(text)
         if not match:
             raise ValueError("expected YYYY-MM-DD or --MM-DD")
         month, day = int(match[1]), int(match[2])
         date(2000, month, day)  # 2000 is a leap year: --02-29 is valid
-        return None, month, day
-    if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", text):
-        raise ValueError("expected YYYY-MM-DD or --MM-DD")
-    parsed = date.fromisoformat(text)
-    if parsed > date.today() or parsed.year < 1900:
-        raise ValueError("expected a date between 1900 and today")
-    return parsed.year, parsed.month, parsed.day
+        birthday: tuple[int | None, int, int] = (None, month, day)
+    else:
+        if not _FULL_DATE.fullmatch(text):
+            raise ValueError("expected YYYY-MM-DD or --MM-DD")
+        parsed = date.fromisoformat(text)
+        if parsed > date.today() or parsed.year < 1900:
+            raise ValueError("expected a date between 1900 and today")
+        birthday = (parsed.year, parsed.month, parsed.day)
+    if len(_BIRTHDAYS) < _MAX_REMEMBERED:
+        _BIRTHDAYS[text] = birthday
+    return birthday
 
 
 def normal_email(value: str) -> str:
@@ -196,11 +211,10 @@ def _consent(value: Any) -> bool | None:
     text = _text(value)
     if text is None:
         return None
-    if text.lower() in _TRUE:
-        return True
-    if text.lower() in _FALSE:
-        return False
-    raise ValueError("expected true or false (yes/no, 1/0)")
+    consent = _CONSENT_WORDS.get(text.lower())
+    if consent is None:
+        raise ValueError("expected true or false (yes/no, 1/0)")
+    return consent
 
 
 def _corrupt_cells(raw: dict[str, Any]) -> tuple[list[RowError], set[str]]:
@@ -273,11 +287,16 @@ def _locale(row: MemberRow, value: str | None, _: str) -> None:
     if value is None:
         row.fields["locale"] = None
         return
-    match = _LOCALE.match(value)
-    if not match:
-        raise ValueError("expected a locale such as en, pl or pl-PL")
-    region = f"-{match[2].upper()}" if match[2] else ""
-    row.fields["locale"] = match[1].lower() + region
+    locale = _LOCALES.get(value)
+    if locale is None:
+        match = _LOCALE.match(value)
+        if not match:
+            raise ValueError("expected a locale such as en, pl or pl-PL")
+        region = f"-{match[2].upper()}" if match[2] else ""
+        locale = match[1].lower() + region
+        if len(_LOCALES) < _MAX_REMEMBERED:
+            _LOCALES[value] = locale
+    row.fields["locale"] = locale
 
 
 def _zone(row: MemberRow, value: str | None, _: str) -> None:
