@@ -160,12 +160,15 @@ def copy_members(session: Session, writes: Writes) -> None:
         if writes.new:
             # A member another writer adds meanwhile makes the COPY fail on its external_id:
             # the batch is then written row by row, and that row as an update.
+            # Drawn as one text value: thousands of rows cost more to fetch than to draw.
             cursor.execute(
-                "SELECT nextval(pg_get_serial_sequence('members', 'id')) "
-                "FROM generate_series(1, %s)",
+                "SELECT string_agg(nextval(s.seq)::text, ',') FROM "
+                "(SELECT pg_get_serial_sequence('members', 'id')::regclass AS seq) AS s, "
+                "generate_series(1, %s)",
                 [len(writes.new)],
             )
-            drawn = [member_id for (member_id,) in cursor.fetchall()]
+            (drawn_text,) = cursor.fetchone() or ("",)
+            drawn = [int(member_id) for member_id in drawn_text.split(",")]
             batch = "\t".join(map(copy_text, map(_copy_value, writes.batch_values())))
             lines = []
             # Codes and digests are letters and digits: nothing to escape.
@@ -175,19 +178,33 @@ def copy_members(session: Session, writes: Writes) -> None:
                 lines.append(f"{member_id}\t{new}\t{code}\t{digest or NULL}\t{batch}\n")
                 ids[external_id] = member_id
             with cursor.copy(_copy_statement("members", _INSERTED)) as copy:
-                copy.write("".join(lines))
+                # In parts, so the server starts on them while the next are sent; the
+                # consents are made ready while it finishes.
+                for start in range(0, len(lines), _COPY_PART):
+                    copy.write("".join(lines[start : start + _COPY_PART]))
+                consents = _consent_lines(writes)
+        else:
+            consents = _consent_lines(writes)
         if writes.records:
             _copy_update(cursor, writes.records)
-        if writes.consents:
-            at = copy_text(_copy_value(writes.now))
+        if consents:
             with cursor.copy(_copy_statement("consents", _CONSENT_COLUMNS)) as copy:
-                copy.write(
-                    "".join(
-                        f"{ids[key]}\t{channel}\tmarketing\t{copy_text(value)}\timport\t{at}\n"
-                        for key, channel, value in writes.consents
-                        if key in ids
-                    )
-                )
+                copy.write(consents)
+
+
+#: Rows sent to the server at a time by `COPY`.
+_COPY_PART = 500
+
+
+def _consent_lines(writes: Writes) -> str:
+    """The batch's consent changes as `COPY` text (every member's id known)."""
+    ids = writes.ids
+    at = copy_text(_copy_value(writes.now))
+    return "".join(
+        f"{ids[key]}\t{channel}\tmarketing\t{copy_text(value)}\timport\t{at}\n"
+        for key, channel, value in writes.consents
+        if key in ids
+    )
 
 
 def _copy_statement(table: str, columns: Iterable[str]) -> sql.Composed:
