@@ -3,6 +3,8 @@ in a batch, parsing processes, erased members, on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
+import csv
+import json
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -14,10 +16,12 @@ import loyalty.import_writer
 import loyalty.importer
 import loyalty.referrals
 from loyalty.app import App
-from loyalty.db import Database
+from loyalty.clock import FrozenClock
+from loyalty.db import Database, upgrade
 from loyalty.erasure import erase_member
 from loyalty.importer import ERASED, ImportReport, import_members
 from loyalty.models import Consent, Member
+from tests.conftest import make_settings
 from tests.factories import make_member, write_csv
 
 HEADER = "external_id,email,phone,first_name,email_consent,sms_consent,favourite_store"
@@ -304,3 +308,86 @@ def test_a_member_added_by_someone_else_during_a_batch_is_updated_not_rejected(
     assert everyone["m-1"].id == added[0]
     assert (everyone["m-1"].first_name, everyone["m-1"].email) == ("Ann", "m1@example.com")
     assert sorted(c for c in consents(app)) == [(f"m-{n}", "email", True) for n in range(3)]
+
+
+@pytest.mark.usefixtures("small_batches")
+def test_writing_processes_write_the_batches_in_the_files_order(
+    app: App, tmp_path: Path, refuse_name: str
+) -> None:
+    # Given a file of many small batches, with a row the database refuses
+    rows = [f"m-{n},m{n}@example.com,,Ann,yes,no," for n in range(20)]
+    rows[7] = f"m-7,m7@example.com,,{refuse_name},yes,no,"
+    path = write_csv(tmp_path / "m.csv", HEADER, *rows)
+
+    # When two processes parse and write it
+    report = run(app, path, workers=2)
+
+    # Then the refused row alone is rejected, by its number
+    assert [(p.row, p.field, p.external_id) for p in report.rejected] == [(9, "*", "m-7")]
+    assert report.created == 19
+    # And members and consents went in one batch after another, in the file's order
+    with app.database.sessions() as session:
+        order = list(session.scalars(select(Member.external_id).order_by(Member.id)))
+    kept = [n for n in range(20) if n != 7]
+    assert order == [f"m-{n}" for n in kept]
+    assert consents(app) == [
+        (f"m-{n}", channel, granted)
+        for n in kept
+        for channel, granted in (("email", True), ("sms", False))
+    ]
+
+
+def test_values_with_tabs_line_breaks_and_backslashes_are_stored_as_written(
+    app: App, tmp_path: Path
+) -> None:
+    # Given rows whose values hold what a bulk write could misread: tabs, line breaks,
+    # backslashes, and the two characters that spell NULL in COPY's text format
+    path = tmp_path / "m.csv"
+    with path.open("w", newline="", encoding="utf-8") as stream:
+        writer = csv.writer(stream)
+        writer.writerow(HEADER.split(","))
+        writer.writerow(["m-1", "", "", "A\tB\\C", "", "", "x\ny\r\nz"])
+        writer.writerow(["m-2", "", "", "\\N", "yes", "", "\\N\\t"])
+    jsonl = tmp_path / "m.jsonl"
+    jsonl.write_text(
+        json.dumps({"external_id": "j-1", "first_name": "a\\tb", "prefs": {"k\t": ["v\n\\N"]}})
+        + "\n",
+        encoding="utf-8",
+    )
+
+    # When both files are imported
+    report = run(app, path)
+    again = run(app, jsonl)
+
+    # Then every value is stored as written, none of them NULL
+    assert (report.created, report.rejected, again.created) == (2, [], 1)
+    everyone = members(app)
+    assert everyone["m-1"].first_name == "A\tB\\C"
+    assert everyone["m-1"].attributes == {"favourite_store": "x\ny\r\nz"}
+    assert everyone["m-2"].first_name == "\\N"
+    assert everyone["m-2"].attributes == {"favourite_store": "\\N\\t"}
+    assert everyone["j-1"].first_name == "a\\tb"
+    assert everyone["j-1"].attributes == {"prefs": {"k\t": ["v\n\\N"]}}
+    assert consents(app) == [("m-2", "email", True)]
+
+
+def test_a_database_in_memory_is_written_by_the_importing_process(
+    tmp_path: Path, clock: FrozenClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given an SQLite database that lives in this process alone
+    monkeypatch.setattr(loyalty.importer, "BATCH_SIZE", 3)
+    database = Database("sqlite://")
+    upgrade(database)
+    path = write_csv(
+        tmp_path / "m.csv", HEADER, *(f"m-{n},m{n}@example.com,,Ann,yes,," for n in range(10))
+    )
+
+    # When a file of several batches is imported with parsing processes
+    report = import_members(database, path, make_settings(database), clock, workers=2)
+
+    # Then its rows land in it
+    with database.sessions() as session:
+        stored = sorted(session.scalars(select(Member.external_id)))
+    database.dispose()
+    assert report.created == 10
+    assert stored == sorted(f"m-{n}" for n in range(10))

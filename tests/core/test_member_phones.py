@@ -86,3 +86,19 @@ def test_every_regions_numbers_come_out_as_phonenumbers_parses_them() -> None:
     # Then each is stored, rejected or found unparsable as phonenumbers' parser has it
     differ = [n for n in numbers if outcome(n, "PL") != reference(n, "PL")]
     assert differ == []
+
+
+def test_random_numbers_of_every_country_code_come_out_as_phonenumbers_parses_them() -> None:
+    # Given `+` and digits of every length after each country code, valid or not
+    rng = random.Random(19)
+    numbers = [
+        f"+{code}{rng.randrange(1, 10)}{rng.randrange(10**length):0{length}d}"
+        for code in sorted(phonenumbers.COUNTRY_CODE_TO_REGION_CODE)
+        for length in range(2, 14)
+        for _ in range(3)
+    ]
+
+    # Then each is stored, rejected or found unparsable as phonenumbers' parser has it
+    assert len(numbers) > 7000
+    differ = [n for n in numbers if outcome(n, "PL") != reference(n, "PL")]
+    assert differ == []
