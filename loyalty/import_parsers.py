@@ -26,7 +26,8 @@ __all__ = ["ParsedBatch", "Parsers", "Rows", "collections_per_batch"]
 Rows = list[tuple[int, dict[str, Any] | list[str]]]
 #: A batch's parsed rows, and beside each kept one its columns should it be a new member.
 ParsedBatch = tuple[list[ParsedRow], list[NewMember | None]]
-#: What writing a batch gives back.
+#: A parsed batch made ready to write, and what writing it gives back.
+P = TypeVar("P")
 R = TypeVar("R")
 
 
@@ -66,36 +67,38 @@ class ImportStoppedError(Exception):
 
 
 @dataclass
-class _Job(Generic[R]):
+class _Job(Generic[P, R]):
     """What the pool's processes share, set before they are forked."""
 
     region: str
     backend: str
-    #: Writes a parsed batch with its rows' digests; None when the importing process writes.
-    write: Callable[[ParsedBatch, list[str]], R] | None
+    #: Makes a parsed batch ready to write, given its rows' digests.
+    prepare: Callable[[ParsedBatch, list[str]], P]
+    #: Writes a batch made ready; None when the importing process writes.
+    write: Callable[[P], R] | None
     #: The number of the batch whose turn it is to be written; set when one failed.
     turn: Any
     failed: Any
     changed: Any  # a Condition, notified when the turn moves on
 
 
-_JOB: _Job[Any] | None = None
+_JOB: _Job[Any, Any] | None = None
 
 
 def _work(rows: Rows, digests: list[str], names: list[str], number: int) -> Any:
-    """Parse a batch in a pool process; write it when its turn comes."""
+    """Parse a batch in a pool process and make it ready; write it when its turn comes."""
     job = _JOB
     assert job is not None
     with collections_per_batch():
-        parsed = parse_batch(rows, names, job.region, job.backend)
+        ready = job.prepare(parse_batch(rows, names, job.region, job.backend), digests)
         if job.write is None:
-            return parsed
+            return ready
         with job.changed:
             job.changed.wait_for(lambda: job.turn.value == number or job.failed.value)
         try:
             if job.failed.value:
                 raise ImportStoppedError("an earlier batch failed")
-            return job.write(parsed, digests)
+            return job.write(ready)
         except BaseException:
             job.failed.value = 1
             raise
@@ -103,16 +106,17 @@ def _work(rows: Rows, digests: list[str], names: list[str], number: int) -> Any:
             with job.changed:
                 job.turn.value = number + 1
                 job.changed.notify_all()
-            del parsed
+            del ready
             gc.collect(1)
 
 
-class Parsers(Generic[R]):
+class Parsers(Generic[P, R]):
     """Parsing and writing in a pool of processes, started at the first full batch or the
     second one (small files need none).
 
-    `write` writes a parsed batch, given its rows' digests; `forked` runs first in
-    each pool process (to let go of connections the importing process opened).
+    `prepare` makes a parsed batch ready to write, given its rows' digests, before its
+    turn; `write` writes it in its turn; `forked` runs first in each pool process (to
+    let go of connections the importing process opened).
     """
 
     def __init__(
@@ -120,7 +124,8 @@ class Parsers(Generic[R]):
         workers: int,
         region: str,
         backend: str,
-        write: Callable[[ParsedBatch, list[str]], R],
+        prepare: Callable[[ParsedBatch, list[str]], P],
+        write: Callable[[P], R],
         *,
         forked: Callable[[], None],
         write_in_pool: bool = True,
@@ -129,6 +134,7 @@ class Parsers(Generic[R]):
         self.region = region
         #: The database the rows go to (`sqlite` or `postgresql`).
         self.backend = backend
+        self.prepare = prepare
         self.write = write
         self.forked = forked
         self.write_in_pool = write_in_pool
@@ -153,12 +159,13 @@ class Parsers(Generic[R]):
             self._start()
         if self.pool is None:
             # Every batch before this one is written: none is in a pool.
-            done = self.write(parse_batch(rows, names, self.region, self.backend), digests)
+            parsed = parse_batch(rows, names, self.region, self.backend)
+            done = self.write(self.prepare(parsed, digests))
             return lambda: done
         future = self.pool.submit(_work, rows, digests, names, self.submitted)
         if self.write_in_pool:
             return future.result
-        return lambda: self.write(future.result(), digests)
+        return lambda: self.write(future.result())
 
     def _start(self) -> None:
         global _JOB
@@ -169,6 +176,7 @@ class Parsers(Generic[R]):
         _JOB = _Job(
             self.region,
             self.backend,
+            self.prepare,
             self.write if self.write_in_pool else None,
             context.Value("q", self.submitted, lock=False),
             context.Value("b", 0, lock=False),
@@ -176,7 +184,7 @@ class Parsers(Generic[R]):
         )
         self.pool = ProcessPoolExecutor(self.workers, mp_context=context, initializer=self.forked)
 
-    def __enter__(self) -> Parsers[R]:
+    def __enter__(self) -> Parsers[P, R]:
         return self
 
     def __exit__(self, *_: object) -> None:

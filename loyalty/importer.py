@@ -240,7 +240,8 @@ def import_members(
             PARSE_WORKERS if workers is None else workers,
             region,
             database.engine.dialect.name,
-            functools.partial(_apply, database, settings, clock, report.file),
+            functools.partial(_prepare, report.file),
+            functools.partial(_store, database, settings, clock),
             forked=functools.partial(database.engine.dispose, close=False),
             write_in_pool=not _in_memory(database),
         ) as parsers,
@@ -352,15 +353,12 @@ def _finish(batch: _Batch, report: ImportReport) -> None:
     report.merge(batch.outcome())
 
 
-def _apply(
-    database: Database,
-    settings: Settings,
-    clock: Clock,
-    file: str,
-    batch: ParsedBatch,
-    digests: list[str],
-) -> ImportReport:
-    """Report a parsed batch's problems and write its good rows (`digests` beside them)."""
+#: A parsed batch's problems, and its good rows ready to write.
+_Ready = tuple["ImportReport", list[Parsed]]
+
+
+def _prepare(file: str, batch: ParsedBatch, digests: list[str]) -> _Ready:
+    """Report a parsed batch's problems and make its good rows ready (`digests` beside them)."""
     report = ImportReport(file=file)
     ready: list[Parsed] = []
     parsed, news = batch
@@ -374,7 +372,13 @@ def _apply(
         for name, reason in warnings:
             report.warnings.append(Problem(number, name, reason, key))
         ready.append(Parsed(number, member_row(fields), None if warnings else digest, new))
-    _flush(database, ready, settings, clock, report)
+    return report, ready
+
+
+def _store(database: Database, settings: Settings, clock: Clock, ready: _Ready) -> ImportReport:
+    """Write a batch's good rows; returns what the batch did."""
+    report, rows = ready
+    _flush(database, rows, settings, clock, report)
     return report
 
 
