@@ -22,8 +22,20 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import ColumnElement, Row, String, Table, any_, column, func, select, text
+from sqlalchemy import (
+    ColumnElement,
+    Row,
+    String,
+    Table,
+    any_,
+    column,
+    func,
+    select,
+    text,
+    type_coerce,
+)
 from sqlalchemy.orm import Session
+from sqlalchemy.types import NullType
 
 from loyalty.import_backends import copy_members, insert_members
 from loyalty.import_format import (
@@ -75,16 +87,24 @@ def unchanged_keys(session: Session, digests: Mapping[str, str]) -> set[str]:
     """The external ids whose raw row is the one last imported, and nobody changed since."""
     if not digests:
         return set()
+    # `updated_at` as the driver gives it, converted once per value: a batch's members
+    # mostly share one.
+    raw_updated_at = type_coerce(_MEMBERS.c.updated_at, NullType())
     rows = session.execute(
-        select(_MEMBERS.c.external_id, _MEMBERS.c.import_digest, _MEMBERS.c.updated_at).where(
+        select(_MEMBERS.c.external_id, _MEMBERS.c.import_digest, raw_updated_at).where(
             _external_id_in(session, list(digests)), _MEMBERS.c.import_digest.is_not(None)
         )
     )
-    return {
-        external_id
-        for external_id, stored, updated_at in rows
-        if stored == bound_digest(digests[external_id], updated_at)
-    }
+    dialect = session.get_bind().dialect
+    convert = _MEMBERS.c.updated_at.type.dialect_impl(dialect).result_processor(dialect, None)
+    stamps: dict[Any, Any] = {}
+    unchanged = set()
+    for external_id, stored, updated_at in rows:
+        if updated_at not in stamps:
+            stamps[updated_at] = updated_at if convert is None else convert(updated_at)
+        if stored == bound_digest(digests[external_id], stamps[updated_at]):
+            unchanged.add(external_id)
+    return unchanged
 
 
 def _external_id_in(session: Session, keys: list[str]) -> ColumnElement[bool]:
