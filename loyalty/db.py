@@ -46,7 +46,16 @@ def _sqlite_pragmas(dbapi_connection: DBAPIConnection, _: ConnectionPoolEntry) -
 
 
 def _sqlite_begin(connection: Any) -> None:
-    connection.exec_driver_sql("BEGIN IMMEDIATE")
+    # A connection marked read-only (`Database.reading`) takes no write lock, so it
+    # neither waits for a writer nor holds one up.
+    if connection.get_execution_options().get(READ_ONLY):
+        connection.exec_driver_sql("BEGIN DEFERRED")
+    else:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+#: Execution option of a connection that only reads.
+READ_ONLY = "loyalty_read_only"
 
 
 class Database:
@@ -70,6 +79,15 @@ class Database:
     @property
     def is_sqlite(self) -> bool:
         return self.engine.dialect.name == "sqlite"
+
+    @contextmanager
+    def reading(self) -> Iterator[Session]:
+        """A session that only reads: on SQLite it waits for no writer."""
+        with (
+            self.engine.connect().execution_options(**{READ_ONLY: True}) as connection,
+            Session(bind=connection) as session,
+        ):
+            yield session
 
     @contextmanager
     def transaction(self) -> Iterator[Session]:

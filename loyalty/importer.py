@@ -334,7 +334,7 @@ def _skip_unchanged(database: Database, batch: _Batch, context: str, in_flight: 
         row_digests.append(digest)
         if key is not None and key not in in_flight:
             digests[key] = digest
-    with database.sessions() as session:
+    with database.reading() as session:
         known = unchanged_keys(session, digests)
     for (number, raw, _, key), digest in zip(batch.rows, row_digests, strict=True):
         if key in known:
