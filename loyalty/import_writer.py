@@ -1,11 +1,11 @@
 """Writing one batch of parsed member rows in bulk, in one transaction.
 
 The batch's members are read first (locked on PostgreSQL; SQLite's writer holds the
-whole file) and the outcome of every row is worked out here, so that every row
-written has the same columns: SQLite takes them in one executemany of an upsert,
-PostgreSQL through `COPY` into a temporary table and one `INSERT … SELECT … ON
-CONFLICT (external_id) DO UPDATE … WHERE` the row changed. Consent changes, and only
-changes, go to the consent log with the source `import`.
+whole file) and the outcome of every row is worked out here: a new member is
+inserted with the columns its parsing process made ready, a member already there is
+upserted with every written column, and only if it changed (`loyalty.import_backends`
+writes them per database). Consent changes, and only changes, go to the consent log
+with the source `import`.
 
 Each member written keeps the digest of its raw row, bound to the member's
 `updated_at` (`bound_digest`): while nobody changes the member, the same raw row
