@@ -76,10 +76,12 @@ class _Job(Generic[P, R]):
     prepare: Callable[[ParsedBatch, list[str]], P]
     #: Writes a batch made ready; None when the importing process writes.
     write: Callable[[P], R] | None
-    #: The number of the batch whose turn it is to be written; set when one failed.
+    #: The number of the batch whose turn it is to be written (a shared Value).
     turn: Any
+    #: Set when a batch failed or the import stopped: no batch is written after it.
     failed: Any
-    changed: Any  # a Condition, notified when the turn moves on
+    #: A shared Condition, notified when the turn moves on or the import stops.
+    changed: Any
 
 
 _JOB: _Job[Any, Any] | None = None
