@@ -391,3 +391,19 @@ def test_a_database_in_memory_is_written_by_the_importing_process(
     database.dispose()
     assert report.created == 10
     assert stored == sorted(f"m-{n}" for n in range(10))
+
+
+def test_the_unchanged_row_lookup_waits_for_no_writer(app: App, tmp_path: Path) -> None:
+    # Given a member imported, and another transaction that holds SQLite's write lock
+    path = write_csv(tmp_path / "m.csv", HEADER, "m-1,a@example.com,,Anna,yes,,")
+    run(app, path)
+    with app.database.transaction() as writer:
+        writer.execute(update(Member).values(first_name="Someone"))
+
+        # When the import looks up which rows it already applied, meanwhile
+        with app.database.reading() as session:
+            known = loyalty.import_writer.unchanged_keys(session, {"m-1": "another row"})
+
+    # Then it reads what was committed without waiting for the writer to finish
+    assert known == set()
+    assert members(app)["m-1"].first_name == "Someone"
