@@ -144,7 +144,7 @@ def test_the_relay_leaves_an_event_to_its_own_delayed_retry(app: App, clock: Fro
 
 def retry_notes(app: App) -> list[tuple[str, int]]:
     with app.database.sessions() as session:
-        rows = session.execute(select(RetryWait.actor, RetryWait.row_id)).tuples()
+        rows = session.execute(select(RetryWait.actor, RetryWait.row_id))
         return [(actor, row_id) for actor, row_id in rows]
 
 
