@@ -90,11 +90,28 @@ def database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Databas
     database.dispose()
 
 
+#: Tables that triggers write to when rows of other tables are deleted: emptied last.
+TRIGGER_FED = ("message_counts",)
+
+
 def _emptied(url: str) -> Database:
+    """The database with no rows and every id sequence back at 1.
+
+    DELETE rather than TRUNCATE: a test leaves a few rows, which DELETE removes in
+    milliseconds, while TRUNCATE of every table takes about 0.3 s per test.
+    """
     database = Database(url)
-    tables = ", ".join(f'"{t.name}"' for t in Base.metadata.sorted_tables)
+    tables = [t.name for t in reversed(Base.metadata.sorted_tables) if t.name not in TRIGGER_FED]
+    deletes = [f'DELETE FROM "{name}"' for name in [*tables, *TRIGGER_FED]]
     with database.engine.begin() as connection:
-        connection.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+        sequences = connection.scalars(
+            text(
+                "SELECT sequence_name FROM information_schema.sequences"
+                " WHERE sequence_schema = current_schema()"
+            )
+        ).all()
+        restarts = [f'ALTER SEQUENCE "{name}" RESTART' for name in sequences]
+        connection.execute(text("; ".join([*deletes, *restarts])))
     return database
 
 
