@@ -103,7 +103,9 @@ def run() -> None:
     """Run the scheduler and workers together in this process (the embedded default)."""
     app = app_from_environment()
     broker = start(app, on_publish=print_publish_report)
-    with embedded_worker(broker, app.settings.worker_threads):
+    with embedded_worker(
+        broker, app.settings.worker_threads, timeout_ms=app.settings.worker_timeout_ms
+    ):
         _run_until_interrupted(scheduling.Scheduler(app))
 
 

@@ -95,5 +95,7 @@ def processing(
     if on_publish is not None:
         on_publish(report)
     check_sending_setup(app)
-    with embedded_worker(broker, app.settings.worker_threads):
+    with embedded_worker(
+        broker, app.settings.worker_threads, timeout_ms=app.settings.worker_timeout_ms
+    ):
         yield False
