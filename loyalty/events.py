@@ -146,7 +146,7 @@ def _process(
     if event.processed_at is not None or event.parked_at is not None:
         return [], None
     member = ledger.lock_member(session, event.member_id)
-    _wait_for_earlier(session, event, now)
+    _wait_for_earlier(session, event, now, settings.event_order_wait_ms / 1000)
     caused = [
         record_event(session, effect, settings=settings, now=now)[0].id
         for effect in apply_effect(session, event, member, settings, now)
@@ -160,7 +160,7 @@ def _process(
 ORDERING_WINDOW = timedelta(seconds=60)
 
 
-def _wait_for_earlier(session: Session, event: Event, now: datetime) -> None:
+def _wait_for_earlier(session: Session, event: Event, now: datetime, wait: float) -> None:
     """Keep one member's events in the order they arrived (a redeem after its order, say).
 
     Only events with a ledger effect (orders, refunds, redemptions) hold the later
@@ -182,7 +182,7 @@ def _wait_for_earlier(session: Session, event: Event, now: datetime) -> None:
         .limit(1)
     )
     if earlier is not None:
-        raise RetriableError(f"event {earlier} of the same member goes first", retry_after=0.2)
+        raise RetriableError(f"event {earlier} of the same member goes first", retry_after=wait)
 
 
 def handle_event(

@@ -134,6 +134,13 @@ class Settings(BaseSettings):
     retry_min_backoff_ms: int = Field(1_000, ge=1)
     retry_max_backoff_ms: int = Field(15 * 60_000, ge=1)
     event_relay_after_seconds: int = Field(60, ge=1)
+    event_order_wait_ms: int = Field(
+        200,
+        ge=1,
+        le=60_000,
+        description="how long a member's event waits for an earlier one still in flight "
+        "before it is tried again, in ms",
+    )
     scheduler_lock_ttl_seconds: int = Field(30, ge=5)
     scheduler_tick_seconds: Annotated[dict[str, int], NoDecode] = Field(
         default_factory=dict,
