@@ -7,6 +7,7 @@ token never opens the console and a user never calls /api/v1.
 
 from __future__ import annotations
 
+import functools
 import re
 from datetime import datetime
 from enum import IntEnum
@@ -33,8 +34,14 @@ __all__ = [
 MIN_PASSWORD_LENGTH = 12
 _EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]{1,255}$")
 _hasher = PasswordHasher()
-# Checked against when the email is unknown, so an unknown email takes as long as a known one.
-_DUMMY_HASH = _hasher.hash("not a password of anyone's")
+
+
+@functools.cache
+def _dummy_hash() -> str:
+    """Checked against when the email is unknown, so an unknown email takes as long as a
+    known one; made at the first sign-in rather than at import (a fifth of a second that
+    every `loyalty` command would pay)."""
+    return _hasher.hash("not a password of anyone's")
 
 
 class Role(IntEnum):
@@ -103,7 +110,7 @@ def check_password(
     """The enabled user with this email and password, or None; notes the sign-in."""
     row = session.scalar(select(ConsoleUser).where(ConsoleUser.email == email.strip().lower()))
     try:
-        _hasher.verify(row.password_hash if row else _DUMMY_HASH, password)
+        _hasher.verify(row.password_hash if row else _dummy_hash(), password)
     except (VerificationError, InvalidHashError):
         return None
     if row is None or row.disabled_at is not None:
