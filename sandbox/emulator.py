@@ -6,6 +6,7 @@ import asyncio
 import copy
 import math
 import threading
+import time
 from pathlib import Path
 from typing import Any, ClassVar, Self
 
@@ -115,13 +116,14 @@ class Emulator:
         return f"{self.scheme}://{LOOPBACK}:{self.port}"
 
     def reset(self) -> None:
-        """Back to a fresh state: settings, data, recorded requests and faults."""
+        """Back to a fresh state: settings, data, recorded requests, faults and their clock."""
         with self.lock:
             for key, value in self._initial_settings.items():
                 setattr(self, key, copy.deepcopy(value))
             self.reset_state()
         self.recorder.clear()
         self.faults.configure(self._initial_faults)
+        self.faults.clock = time.monotonic
 
     def set_faults(self, **changes: Any) -> FaultConfig:
         """Change fault settings at run time, e.g. set_faults(error_rate=0.2)."""

@@ -7,6 +7,7 @@ import random
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -101,10 +102,18 @@ class FaultDecision:
 
 
 class FaultInjector:
-    """Draws a decision per request from the current FaultConfig."""
+    """Draws a decision per request from the current FaultConfig.
 
-    def __init__(self, config: FaultConfig | None = None) -> None:
+    `clock` gives the seconds the rate-limit window counts in: real time by default;
+    a test may hand it its own clock (its FrozenClock's timestamp) so that the window
+    passes when the test advances time rather than after a real wait.
+    """
+
+    def __init__(
+        self, config: FaultConfig | None = None, *, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self._lock = threading.Lock()
+        self.clock = clock
         self.configure(config or FaultConfig())
 
     @property
@@ -140,7 +149,7 @@ class FaultInjector:
         with self._lock:
             latency = config.latency_ms + self._random.uniform(0, config.latency_jitter_ms)
             if self._window is not None:
-                allowed, _, retry_after = self._window.hit()
+                allowed, _, retry_after = self._window.hit(self.clock())
                 if not allowed:
                     return FaultDecision(latency / 1000, True, retry_after)
             if config.error_rate and self._random.random() < config.error_rate:
