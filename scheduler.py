@@ -10,7 +10,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from datetime import datetime
+from datetime import UTC, datetime
 
 import redis
 from apscheduler.schedulers.background import BackgroundScheduler
@@ -94,7 +94,8 @@ class Scheduler:
                 id=tick.name,
                 max_instances=1,
                 coalesce=True,
-                next_run_time=self.app.clock.now(),
+                # at once: APScheduler counts in real time, whatever the app's clock says
+                next_run_time=datetime.now(UTC),
             )
         jobs.start()
         self._jobs = jobs
