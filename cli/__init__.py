@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from importlib.metadata import entry_points
+import functools
+from importlib.metadata import EntryPoint, entry_points
 
 import click
 
@@ -28,7 +29,35 @@ __all__ = ["main"]
 PLUGIN_GROUP = "loyalty.commands"
 
 
-@click.group()
+@functools.cache
+def _plugins() -> dict[str, EntryPoint]:
+    return {plugin.name: plugin for plugin in entry_points(group=PLUGIN_GROUP)}
+
+
+class _Commands(click.Group):
+    """The commands; those of installed extras are imported only when named or listed.
+
+    The provider sandbox pulls in every emulator: a `loyalty worker` or a
+    `loyalty events emit` should not pay for that at each start.
+    """
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *_plugins()})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        command = super().get_command(ctx, cmd_name)
+        plugin = _plugins().get(cmd_name)
+        if command is not None or plugin is None:
+            return command
+        try:
+            command = plugin.load()
+        except ImportError as missing:  # an extra that is declared but not installed
+            command = _missing_extra(cmd_name, missing)
+        self.add_command(command, cmd_name)
+        return command
+
+
+@click.group(cls=_Commands)
 @click.version_option(package_name="loyalty-journeys")
 def main() -> None:
     """Loyalty members, points, journeys, messages and CRM sync."""
@@ -68,12 +97,6 @@ def _missing_extra(name: str, reason: ImportError) -> click.Command:
 
     return command
 
-
-for _plugin in entry_points(group=PLUGIN_GROUP):
-    try:
-        main.add_command(_plugin.load(), _plugin.name)
-    except ImportError as _missing:  # an extra that is declared but not installed
-        main.add_command(_missing_extra(_plugin.name, _missing), _plugin.name)
 
 if __name__ == "__main__":
     main()
