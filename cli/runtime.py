@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -110,8 +111,16 @@ def run() -> None:
 
 
 def _run_until_interrupted(scheduler: scheduling.Scheduler) -> None:
+    """Run until Ctrl-C or SIGTERM (a supervisor's stop); either gives the leader lock back.
+
+    Without that a stopped leader's Redis lock would hold the next scheduler back until
+    it expires (SCHEDULER_LOCK_TTL_SECONDS).
+    """
     click.echo("running; Ctrl-C stops", err=True)
+    previous = signal.signal(signal.SIGTERM, lambda _signal, _frame: scheduler.stop())
     try:
         scheduler.run()
     except KeyboardInterrupt:
         scheduler.stop()
+    finally:
+        signal.signal(signal.SIGTERM, previous)
