@@ -20,12 +20,7 @@ from bench.soak_processes import Supervisor, free_port, loyalty_command
 from loyalty.app import App
 from loyalty.db import Database
 from loyalty.models import Event, LedgerEntry, Member
-from tests.conftest import REDIS_URL
 from tests.processes import answers, wait_for
-
-#: A Redis database of this test's own: other suites' fixtures flush database 15 and
-#: their workers read its queues, which would take this test's messages.
-OWN_REDIS_URL = REDIS_URL.rsplit("/", 1)[0] + "/13"
 
 
 def balance(database: Database, external_id: str) -> int | None:
@@ -40,12 +35,11 @@ def test_events_posted_to_loyalty_serve_reach_the_ledger_through_loyalty_worker(
     postgres_app: App, redis_url: str, tmp_path: Path
 ) -> None:
     postgres = postgres_app.database
-    queues = redis.Redis.from_url(OWN_REDIS_URL)
-    queues.flushdb()
+    queues = redis.Redis.from_url(redis_url)  # emptied by the fixture
     env = {
         **os.environ,
         "DATABASE_URL": postgres.url,
-        "REDIS_URL": OWN_REDIS_URL,
+        "REDIS_URL": redis_url,
         "OUTBOX_DIR": str(tmp_path / "outbox"),
         "LOG_LEVEL": "WARNING",
     }
