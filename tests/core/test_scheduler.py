@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import shutil
+import signal
 import socket
 import subprocess
 import threading
@@ -21,12 +23,14 @@ from automations import runtime
 from automations.intake import emit
 from automations.runtime.broker import build_broker, embedded_worker
 from automations.runtime.leader import (
+    LOCK_NAME,
     FileLeaderLock,
     LeaderLock,
     PostgresLeaderLock,
     RedisLeaderLock,
 )
 from automations.runtime.ticks import expire_points, relay_events
+from bench.soak_processes import loyalty_command
 from cli import main
 from loyalty.app import App
 from loyalty.clock import FrozenClock
@@ -37,6 +41,7 @@ from loyalty.models import Event, LedgerEntry, Member, RetryWait
 from scheduler import Scheduler
 from tests.conftest import make_settings
 from tests.factories import make_member
+from tests.processes import wait_for
 
 
 def build_locks(kind: str, app: App, tmp_path: Path, redis_url: str | None) -> list[LeaderLock]:
@@ -304,3 +309,31 @@ def test_a_scheduler_outlives_redis_going_away_and_leads_again_when_it_is_back(
         thread.join(15)
         server.kill()
     assert not thread.is_alive()
+
+
+@pytest.mark.integration
+def test_loyalty_scheduler_gives_the_lock_back_on_sigterm(
+    postgres_app: App, redis_url: str, tmp_path: Path
+) -> None:
+    # Given `loyalty scheduler` leading through its Redis lock
+    env = {
+        **os.environ,
+        "DATABASE_URL": postgres_app.database.url,
+        "REDIS_URL": redis_url,
+        "OUTBOX_DIR": str(tmp_path / "outbox"),
+    }
+    locks = redis.Redis.from_url(redis_url)
+    with (tmp_path / "scheduler.log").open("wb") as log:
+        process = subprocess.Popen(
+            [*loyalty_command(), "scheduler"], env=env, cwd=tmp_path, stdout=log, stderr=log
+        )
+        try:
+            wait_for(lambda: locks.exists(LOCK_NAME) == 1, "the scheduler to lead", logs=tmp_path)
+            # When its supervisor stops it
+            process.send_signal(signal.SIGTERM)
+            assert process.wait(timeout=30) == 0
+        finally:
+            process.kill()
+            process.wait()
+    # Then the lock is free for the next scheduler at once, not after its TTL
+    assert locks.exists(LOCK_NAME) == 0
