@@ -201,7 +201,7 @@ def test_loyalty_worker_parks_a_failing_event_and_the_scheduler_relay_leaves_it(
         # The scheduler's relay queues the stored event (its first run is at start-up)
         scheduler = supervisor.start("scheduler", [*loyalty, "scheduler"])
         wait_for(lambda: event_row(postgres, bad_id).parked_at is not None, logs=tmp_path)
-        supervisor.kill(scheduler)
+        supervisor.stop(scheduler)  # SIGTERM: it gives the leader lock back
 
         # A later order of the same member is applied at once, not held behind it
         emitted = subprocess.run(
