@@ -50,7 +50,7 @@ def serve(host: str, port: int, access_log: bool, limit_concurrency: int) -> Non
         log_config=None,  # keeps the structured, redacted logging set up above
         access_log=access_log,
         # Idle and slow clients never hold connections for long: request bodies have their
-        # own deadline (web.common.BODY_DEADLINE_SECONDS).
+        # own deadline (BODY_DEADLINE_SECONDS).
         timeout_keep_alive=KEEP_ALIVE_SECONDS,
         limit_concurrency=limit_concurrency,
         h11_max_incomplete_event_size=MAX_HEADER_BYTES,

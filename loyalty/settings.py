@@ -82,6 +82,12 @@ class Settings(BaseSettings):
     journeys_dir: Path = Field(Path("./journeys"), description="journey definitions folder")
     outbox_dir: Path = Field(Path("./outbox"), description="local outbox folder")
     public_base_url: str = Field("http://127.0.0.1:8000", description="public URL of `serve`")
+    body_deadline_seconds: float = Field(
+        10.0,
+        gt=0,
+        le=300,
+        description="seconds a client has to send a whole request body; a stalled one gets 408",
+    )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["text", "json"] = Field(
         "text", description="text (key=value lines) or json (one object a line)"

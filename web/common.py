@@ -14,7 +14,6 @@ from loyalty.app import App
 from loyalty.settings import Settings
 
 __all__ = [
-    "BODY_DEADLINE_SECONDS",
     "BadBody",
     "SlowBody",
     "loyalty_app",
@@ -27,9 +26,6 @@ __all__ = [
 ]
 
 log = logging.getLogger("web")
-
-#: Seconds a client has to send a whole request body (providers send theirs at once).
-BODY_DEADLINE_SECONDS = 10.0
 
 
 class BadBody(ValueError):
@@ -56,7 +52,7 @@ async def read_body(request: Request, limit: int) -> bytes | None:
     chunks: list[bytes] = []
     size = 0
     try:
-        async with asyncio.timeout(BODY_DEADLINE_SECONDS):
+        async with asyncio.timeout(loyalty_app(request).settings.body_deadline_seconds):
             async for chunk in request.stream():
                 size += len(chunk)
                 if size > limit:
@@ -69,7 +65,8 @@ async def read_body(request: Request, limit: int) -> bytes | None:
 
 async def slow_body(request: Request, exc: Exception) -> Response:
     """Answer a stalled upload with 408 and close the connection."""
-    log.warning("web.slow_body", extra={"deadline_s": BODY_DEADLINE_SECONDS})
+    deadline = loyalty_app(request).settings.body_deadline_seconds
+    log.warning("web.slow_body", extra={"deadline_s": deadline})
     return PlainTextResponse("request timeout", status_code=408, headers={"Connection": "close"})
 
 

@@ -14,7 +14,9 @@ import httpx
 import pytest
 
 from loyalty.db import Database
-from web.common import BODY_DEADLINE_SECONDS
+
+#: The body deadline `loyalty serve` runs with here (BODY_DEADLINE_SECONDS; 10 s by default).
+BODY_DEADLINE_SECONDS = 1.0
 
 
 def _free_port() -> int:
@@ -26,7 +28,13 @@ def _free_port() -> int:
 @pytest.fixture
 def server(database: Database, tmp_path: Path) -> Iterator[str]:
     port = _free_port()
-    env = {**os.environ, "DATABASE_URL": database.url, "REDIS_URL": "", "LOG_LEVEL": "WARNING"}
+    env = {
+        **os.environ,
+        "DATABASE_URL": database.url,
+        "REDIS_URL": "",
+        "LOG_LEVEL": "WARNING",
+        "BODY_DEADLINE_SECONDS": str(BODY_DEADLINE_SECONDS),
+    }
     loyalty = Path(sys.executable).parent / "loyalty"
     process = subprocess.Popen(
         [str(loyalty), "serve", "--port", str(port)],
@@ -77,7 +85,7 @@ def test_stalled_uploads_get_408_and_the_server_keeps_answering(server: str) -> 
             answer += chunk
         conn.close()
         assert answer.startswith(b"HTTP/1.1 408"), answer[:80]
-    assert time.monotonic() - started < BODY_DEADLINE_SECONDS + 10
+    assert BODY_DEADLINE_SECONDS / 2 < time.monotonic() - started < BODY_DEADLINE_SECONDS + 10
 
 
 def test_a_head_on_an_unknown_unsubscribe_link_is_a_plain_404(server: str) -> None:

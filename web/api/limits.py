@@ -13,7 +13,7 @@ from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from web.api.errors import Problem, error_response
-from web.common import BODY_DEADLINE_SECONDS, SlowBody, read_body
+from web.common import SlowBody, loyalty_app, read_body
 
 __all__ = ["BATCH_BODY_BYTES", "BODY_BYTES", "BodyLimit"]
 
@@ -38,10 +38,12 @@ class BodyLimit:
             await self.app(scope, receive, send)
             return
         limit = limit_for(str(scope.get("path", "")))
+        request = Request(scope, receive)
         try:
-            body = await read_body(Request(scope, receive), limit)
+            body = await read_body(request, limit)
         except SlowBody:
-            log.warning("api.slow_body", extra={"deadline_s": BODY_DEADLINE_SECONDS})
+            deadline = loyalty_app(request).settings.body_deadline_seconds
+            log.warning("api.slow_body", extra={"deadline_s": deadline})
             problem = Problem(loc=["body"], msg="the body did not arrive in time", type="timeout")
             response = error_response(408, [problem], {"Connection": "close"})
             await response(scope, receive, send)
