@@ -38,7 +38,7 @@ from automations.simulation.clock_loop import run
 from automations.simulation.engagement import EngagementRates, SimulatedEngagement
 from automations.simulation.live_copy import Copied, copy_state
 from automations.simulation.timeline import iso, timeline
-from automations.versions import latest_versions, publish
+from automations.versions import latest_versions, publish, versions_frozen
 from loyalty.app import App
 from loyalty.clock import FrozenClock
 from loyalty.db import Database, upgrade
@@ -154,7 +154,8 @@ def simulate(
         _publish_for_simulation(app, journey_id, result)
         events = _read_events(events_file, start, result) if events_file else []
         opens = SimulatedEngagement(app, engagement or EngagementRates(), start)
-        run(app, start, end, events, result.problems, progress, opens)
+        with versions_frozen():  # nothing publishes in the copy while it runs
+            run(app, start, end, events, result.problems, progress, opens)
         found = timeline(app, start, end, copied)
         result.records, result.in_flight = found.records, found.in_flight
         if with_reports:

@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,6 +40,7 @@ __all__ = [
     "publish",
     "published_version",
     "templates_of",
+    "versions_frozen",
 ]
 
 
@@ -186,8 +190,33 @@ def load_version(row: JourneyVersion) -> Published:
 _published: dict[tuple[int, int, str], Published] = {}
 
 
+#: While set (`versions_frozen`), the published versions as first read: nothing publishes.
+_frozen: ContextVar[list[list[Published]] | None] = ContextVar("frozen_versions", default=None)
+
+
+@contextmanager
+def versions_frozen() -> Iterator[None]:
+    """Within, `latest_published` reads the versions once and answers from that reading:
+    for a simulation, whose copy of the program publishes nothing while it runs."""
+    token = _frozen.set([])
+    try:
+        yield
+    finally:
+        _frozen.reset(token)
+
+
 def latest_published(session: Session) -> list[Published]:
     """`load_version` of each of `latest_versions`, reading a definition only the first time."""
+    frozen = _frozen.get()
+    if frozen:
+        return frozen[0]
+    published = _latest_published(session)
+    if frozen is not None:
+        frozen.append(published)
+    return published
+
+
+def _latest_published(session: Session) -> list[Published]:
     newest = (
         select(JourneyVersion.journey_id, func.max(JourneyVersion.version).label("version"))
         .group_by(JourneyVersion.journey_id)

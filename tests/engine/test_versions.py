@@ -7,7 +7,8 @@ from pathlib import Path
 
 from click.testing import CliRunner
 
-from automations.versions import publish
+from automations.versions import latest_published, publish, versions_frozen
+from bench.pipeline_journey import counting
 from cli import main
 from loyalty.app import App
 from loyalty.clock import FrozenClock
@@ -82,3 +83,30 @@ def test_a_broken_file_keeps_its_last_version_and_spares_the_others(
     )
     assert result.exit_code == 0, result.output
     assert '"version": 1' in result.output and '"version": 2' in result.output
+
+
+def test_while_versions_are_frozen_they_are_read_once_and_a_publish_goes_unseen(
+    app: App, tmp_path: Path
+) -> None:
+    # Given a published journey, and the versions frozen (as a simulation does)
+    templates = {"en/first.email": mail("one"), "en/second.email": mail("two")}
+    folder = journey_folder(tmp_path, {"hello": JOURNEY}, templates)
+    publish(app, folder)
+    with versions_frozen():
+        with counting(app.database.engine) as first, app.database.sessions() as session:
+            [before] = latest_published(session)
+        with counting(app.database.engine) as again, app.database.sessions() as session:
+            assert latest_published(session) == [before]
+        # When a new version is published meanwhile, the frozen reading stays
+        (folder / "templates" / "en" / "second.email.liquid").write_text(mail("two, edited"))
+        assert publish(app, folder).published == [("hello", 2)]
+        assert versions_read(app) == [1]
+    # Then the first reading asked the database and the later ones did not
+    assert first.statements > 0 and again.statements == 0
+    # And once thawed, the new version is read
+    assert versions_read(app) == [2]
+
+
+def versions_read(app: App) -> list[int]:
+    with app.database.sessions() as session:
+        return [published.version for published in latest_published(session)]
