@@ -9,18 +9,16 @@ fields are left out and reported as warnings (`loyalty.member_rows`).
 
 from __future__ import annotations
 
-import csv
 import functools
 import gc
 import hashlib
 import io
-import json
 import os
 from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import psycopg
 from sqlalchemy import select, update
@@ -29,14 +27,13 @@ from sqlalchemy.orm import Session
 
 from loyalty.clock import Clock
 from loyalty.db import Database, insert_ignore
-from loyalty.errors import FatalError
+from loyalty.import_files import Line, Raw, UnusableFileError, reader_for
 from loyalty.import_parsers import ParsedBatch, Parsers, collections_per_batch
 from loyalty.import_writer import Parsed, unchanged_keys, write_batch
 from loyalty.member_rows import (
     MemberRow,
     member_row,
     row_key,
-    unusable_text,
 )
 from loyalty.models import Member, Referral
 from loyalty.referrals import referral_verdict
@@ -50,9 +47,6 @@ __all__ = ["ImportReport", "UnusableFileError", "import_members"]
 #: cost of a transaction (lookups, the temporary table, the commit) over more rows; a
 #: SQLite batch holds the write lock for a few hundred milliseconds.
 BATCH_SIZE = 5000
-#: Characters one JSONL line or one CSV cell may hold; past it the whole line is
-#: rejected. Cells have their own, lower limit (`loyalty.member_rows.MAX_CELL`).
-MAX_LINE = 64 * 1024 * 1024
 #: Processes that parse rows while this one writes (one per core).
 PARSE_WORKERS = os.cpu_count() or 1
 #: Part of every row digest: bump it when `loyalty.member_rows` changes what a row
@@ -62,15 +56,6 @@ RULES_VERSION = "1"
 ERASED = (
     "belongs to an erased member (GDPR): nothing of theirs is imported again; leave the row out"
 )
-
-#: A row as read: a JSON object, or the cells of a CSV line, which the header names.
-_Raw = dict[str, Any] | list[str]
-#: A line read: its number, the raw row (or why the line is unusable), the raw text.
-_Line = tuple[int, _Raw | str, str]
-
-
-class UnusableFileError(FatalError):
-    """The file as a whole cannot be read as members."""
 
 
 @dataclass
@@ -124,89 +109,6 @@ class ImportReport:
         }
 
 
-def _read_csv(stream: IO[str], header: list[str]) -> Iterator[_Line]:
-    """The file's rows as cells; the header's names go to `header`."""
-    # Our own per-cell checks name the field; the reader's limit only bounds memory.
-    # The limit is process-wide, so it is put back when the file is done.
-    previous = csv.field_size_limit(MAX_LINE)
-    try:
-        yield from _read_csv_rows(stream, header)
-    finally:
-        csv.field_size_limit(previous)
-
-
-def _read_csv_rows(stream: IO[str], header: list[str]) -> Iterator[_Line]:
-    # The parsing processes name the cells (`loyalty.member_rows.named_cells`), as
-    # csv.DictReader would.
-    reader = csv.reader(stream)
-    try:
-        fieldnames = next(reader, None) or []
-    except csv.Error as exc:
-        raise UnusableFileError(f"the header line is not readable CSV ({exc})") from None
-    problem = unusable_text(",".join(fieldnames), MAX_LINE)
-    if problem is not None:
-        raise UnusableFileError(f"the header line {problem}")
-    names = [f.strip() for f in fieldnames]
-    if "external_id" not in names:
-        raise UnusableFileError(
-            "the first line must be a header that names an external_id column "
-            f"(found: {', '.join(fieldnames) or 'nothing'})"
-        )
-    header[:] = names
-    width = len(names)
-    prefix = "\x1f".join(names)
-    done = reader.line_num  # the last line of the last record read
-    while True:
-        try:
-            cells = next(reader)
-        except StopIteration:
-            return
-        except csv.Error as exc:
-            # The reader starts afresh on the next line: only this one is lost.
-            yield done + 1, f"is not readable CSV ({exc})", ""
-            done = reader.line_num
-            continue
-        done = reader.line_num
-        if not cells:
-            continue
-        if len(cells) > width:
-            yield reader.line_num, f"has {len(cells) - width} more cells than the header", ""
-            continue
-        text = "\x1f".join(cells)
-        yield reader.line_num, cells, f"{prefix}\x1e{text}"
-
-
-def _read_jsonl(stream: IO[str], _: list[str]) -> Iterator[_Line]:
-    for number, line in enumerate(stream, start=1):
-        if not line.strip():
-            continue
-        if len(line) > MAX_LINE:
-            yield number, f"is longer than {MAX_LINE} characters", ""
-            continue
-        try:
-            value = json.loads(line)
-        except json.JSONDecodeError as exc:
-            yield number, f"is not valid JSON ({exc.msg} at column {exc.colno})", ""
-            continue
-        except (ValueError, RecursionError) as exc:
-            # Numbers too long to convert, or nesting too deep to parse.
-            yield number, f"is not usable JSON ({type(exc).__name__})", ""
-            continue
-        if not isinstance(value, dict):
-            yield number, "is not a JSON object", ""
-            continue
-        yield number, value, line
-
-
-def _reader(path: Path, fmt: str | None) -> Callable[[IO[str], list[str]], Iterator[_Line]]:
-    fmt = fmt or {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl"}.get(path.suffix.lower())
-    if fmt == "csv":
-        return _read_csv
-    if fmt == "jsonl":
-        return _read_jsonl
-    raise UnusableFileError(f"{path.name}: cannot tell the format; name it .csv or .jsonl")
-
-
 def import_members(
     database: Database,
     path: Path,
@@ -222,7 +124,7 @@ def import_members(
     `workers` parsing processes (default `PARSE_WORKERS`) parse batches while this
     one writes; 1 parses here.
     """
-    read = _reader(path, fmt)
+    read = reader_for(path, fmt)
     report = ImportReport(file=str(path))
     try:
         raw_stream = path.open("rb")
@@ -269,7 +171,7 @@ def import_members(
     return report
 
 
-def _reporting(lines: Iterator[_Line], tick: Callable[[], None]) -> Iterator[_Line]:
+def _reporting(lines: Iterator[Line], tick: Callable[[], None]) -> Iterator[Line]:
     for line in lines:
         tick()
         yield line
@@ -282,10 +184,10 @@ class _Batch:
     #: Lines that are no row, and why.
     unusable: list[tuple[int, str]] = field(default_factory=list)
     #: Rows: number, raw row, raw text, external_id (when usable).
-    rows: list[tuple[int, _Raw, str, str | None]] = field(default_factory=list)
+    rows: list[tuple[int, Raw, str, str | None]] = field(default_factory=list)
     keys: set[str] = field(default_factory=set)
     #: Rows to parse, and beside them the digest of each one's raw content.
-    to_parse: list[tuple[int, _Raw]] = field(default_factory=list)
+    to_parse: list[tuple[int, Raw]] = field(default_factory=list)
     digests: list[str] = field(default_factory=list)
     unchanged: int = 0
     #: What the batch's rows did, once they are written.
@@ -296,7 +198,7 @@ class _Batch:
         return len(self.unusable) + len(self.rows)
 
 
-def _batches(lines: Iterator[_Line], header: list[str]) -> Iterator[_Batch]:
+def _batches(lines: Iterator[Line], header: list[str]) -> Iterator[_Batch]:
     batch = _Batch()
     at = -1  # where a CSV line's external_id is (the last such column, as a dict keeps)
     for number, raw, text in lines:

@@ -130,8 +130,9 @@ def wake_enrollments(app: App) -> int:
         ).all()
     actors.send_batches("run_enrollment", ids, spread=worker_threads(app))
     # Queued: the next ticks leave them to these messages (a relay interval, for lost ones).
-    with app.database.transaction() as session:
-        note_queued(session, "run_enrollment", ids, now)
+    if ids:
+        with app.database.transaction() as session:
+            note_queued(session, "run_enrollment", ids, now)
     return len(ids)
 
 

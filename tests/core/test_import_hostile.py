@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select, text
 
-import loyalty.importer
+import loyalty.import_files
 from loyalty.app import App
 from loyalty.db import Database
 from loyalty.importer import ImportReport, Problem, import_members
@@ -98,7 +98,7 @@ def test_an_oversized_cell_rejects_only_its_row(app: App, tmp_path: Path) -> Non
 @pytest.fixture
 def small_line_limit(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     before = csv.field_size_limit()
-    monkeypatch.setattr(loyalty.importer, "MAX_LINE", 1000)
+    monkeypatch.setattr(loyalty.import_files, "MAX_LINE", 1000)
     yield
     assert csv.field_size_limit() == before  # the process-wide limit is put back
 
