@@ -1,44 +1,50 @@
 """The database tables (DESIGN §5). Later work only adds columns.
 
+The members, ledger, journeys, messages, CRM and rewards tables are here; the access
+tables are in `models_access`, what the console and metrics read in `models_tracking`,
+redemptions and referral clicks and codes in `models_rewards`,
+the base and column types in `model_base`; all are importable from here.
+
 Columns holding a closed set of values (`loyalty.states`) carry a CHECK constraint.
 """
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from decimal import Decimal
-from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import (
-    JSON,
     BigInteger,
     Boolean,
-    CheckConstraint,
-    DateTime,
     ForeignKey,
     Index,
-    Integer,
-    MetaData,
     Numeric,
     String,
     Text,
-    TypeDecorator,
     UniqueConstraint,
     text,
 )
-from sqlalchemy.dialects.postgresql import JSONB
-from sqlalchemy.engine import Dialect
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.orm import Mapped, mapped_column
 
-from loyalty.rewards import RedemptionState
+from loyalty.model_base import Base, Id, JSONType, UTCDateTime, member_fk, one_of
+from loyalty.models_access import ApiToken, ConsoleUser, SignInFailure
+from loyalty.models_rewards import Redemption, ReferralClick, ReferralFriendCode, RewardNotice
+from loyalty.models_tracking import (
+    ConsoleAction,
+    EntryRefusal,
+    JourneyPause,
+    MessageCount,
+    SchedulerTick,
+    SplitChoice,
+    StepCount,
+)
 from loyalty.states import (
     EnrollmentState,
     LedgerKind,
     MessageState,
     ReferralStatus,
     SyncDirection,
-    sql_in,
 )
 
 __all__ = [
@@ -53,6 +59,7 @@ __all__ = [
     "Enrollment",
     "EntryRefusal",
     "Event",
+    "JSONType",
     "JourneyPause",
     "JourneyVersion",
     "LedgerEntry",
@@ -73,55 +80,9 @@ __all__ = [
     "Suppression",
     "Survey",
     "SyncCursor",
+    "UTCDateTime",
     "birthday_text",
 ]
-
-
-class UTCDateTime(TypeDecorator[datetime]):
-    """Aware UTC datetimes on every backend (SQLite keeps no zone)."""
-
-    impl = DateTime
-    cache_ok = True
-
-    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        if value is None:
-            return None
-        if value.tzinfo is None:
-            raise ValueError("naive datetime given to a UTC column")
-        return value.astimezone(UTC).replace(tzinfo=None)
-
-    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        if value is None:
-            return None
-        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
-JSONType = JSON().with_variant(JSONB(), "postgresql")
-Money = Numeric(14, 2)
-# SQLite only auto-increments INTEGER PRIMARY KEY; PostgreSQL gets a bigint.
-Id = BigInteger().with_variant(Integer(), "sqlite")
-
-NAMING = {
-    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
-    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
-    "ck": "ck_%(table_name)s_%(constraint_name)s",
-    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
-    "pk": "pk_%(table_name)s",
-}
-
-
-class Base(DeclarativeBase):
-    metadata = MetaData(naming_convention=NAMING)
-    type_annotation_map = {datetime: UTCDateTime(), dict[str, Any]: JSONType, Decimal: Money}
-
-
-def _one_of(column: str, values: type[StrEnum]) -> CheckConstraint:
-    """CHECK that `column` holds one of `values`; named ck_<table>_<column>."""
-    return CheckConstraint(sql_in(column, values), name=column)
-
-
-def _member_fk() -> Mapped[int]:
-    return mapped_column(Id, ForeignKey("members.id"), index=True)
 
 
 class Member(Base):
@@ -185,7 +146,7 @@ class Consent(Base):
     __tablename__ = "consents"
 
     id: Mapped[int] = mapped_column(Id, primary_key=True)
-    member_id: Mapped[int] = _member_fk()
+    member_id: Mapped[int] = member_fk()
     channel: Mapped[str] = mapped_column(String(16))
     purpose: Mapped[str] = mapped_column(String(16))
     granted: Mapped[bool]
@@ -199,11 +160,11 @@ class LedgerEntry(Base):
     __tablename__ = "points_ledger"
     __table_args__ = (
         Index("ix_points_ledger_expires_at", "expires_at"),
-        _one_of("kind", LedgerKind),
+        one_of("kind", LedgerKind),
     )
 
     id: Mapped[int] = mapped_column(Id, primary_key=True)
-    member_id: Mapped[int] = _member_fk()
+    member_id: Mapped[int] = member_fk()
     delta: Mapped[int] = mapped_column(BigInteger)
     #: A LedgerKind.
     kind: Mapped[str] = mapped_column(String(16))
@@ -223,7 +184,7 @@ class Event(Base):
     source: Mapped[str] = mapped_column(String(64))
     external_id: Mapped[str] = mapped_column(String(255))
     type: Mapped[str] = mapped_column(String(64), index=True)
-    member_id: Mapped[int] = _member_fk()
+    member_id: Mapped[int] = member_fk()
     payload: Mapped[dict[str, Any]] = mapped_column(default=dict)
     occurred_at: Mapped[datetime] = mapped_column(index=True)
     received_at: Mapped[datetime]
@@ -256,13 +217,13 @@ class Enrollment(Base):
         Index("ix_enrollments_journey_state_step", "journey_id", "state", "current_step"),
         Index("ix_enrollments_journey_entered", "journey_id", "entered_at"),
         Index("ix_enrollments_journey_converted", "journey_id", "converted_at"),
-        _one_of("state", EnrollmentState),
+        one_of("state", EnrollmentState),
         Index("ix_enrollments_variant", "journey_id", "variant"),
     )
 
     id: Mapped[int] = mapped_column(Id, primary_key=True)
     journey_id: Mapped[str] = mapped_column(String(128))
-    member_id: Mapped[int] = _member_fk()
+    member_id: Mapped[int] = member_fk()
     occurrence: Mapped[str] = mapped_column(String(128))
     journey_version_id: Mapped[int] = mapped_column(Id, ForeignKey("journey_versions.id"))
     #: An EnrollmentState.
@@ -290,7 +251,7 @@ class Message(Base):
 
     __tablename__ = "messages"
     __table_args__ = (
-        _one_of("state", MessageState),
+        one_of("state", MessageState),
         # The console's per-step figures and its message list (newest first, per journey).
         Index("ix_messages_journey_step_state", "journey_id", "step_id", "state"),
         Index("ix_messages_created_at", "created_at"),
@@ -308,7 +269,7 @@ class Message(Base):
     id: Mapped[int] = mapped_column(Id, primary_key=True)
     idempotency_key: Mapped[str] = mapped_column(String(255), unique=True)
     enrollment_id: Mapped[int | None] = mapped_column(Id, ForeignKey("enrollments.id"), index=True)
-    member_id: Mapped[int] = _member_fk()
+    member_id: Mapped[int] = member_fk()
     journey_id: Mapped[str | None] = mapped_column(String(128))
     step_id: Mapped[str | None] = mapped_column(String(128))
     channel: Mapped[str] = mapped_column(String(16))
@@ -379,7 +340,7 @@ class CrmLink(Base):
     __table_args__ = (UniqueConstraint("member_id", "crm"),)
 
     id: Mapped[int] = mapped_column(Id, primary_key=True)
-    member_id: Mapped[int] = _member_fk()
+    member_id: Mapped[int] = member_fk()
     crm: Mapped[str] = mapped_column(String(32))
     crm_id: Mapped[str | None] = mapped_column(String(64))
     pushed_hash: Mapped[str | None] = mapped_column(String(64))
@@ -394,7 +355,7 @@ class CrmLink(Base):
 
 class SyncCursor(Base):
     __tablename__ = "sync_cursors"
-    __table_args__ = (_one_of("direction", SyncDirection),)
+    __table_args__ = (one_of("direction", SyncDirection),)
 
     crm: Mapped[str] = mapped_column(String(32), primary_key=True)
     #: A SyncDirection.
@@ -409,10 +370,10 @@ class SyncCursor(Base):
 
 class Referral(Base):
     __tablename__ = "referrals"
-    __table_args__ = (_one_of("status", ReferralStatus),)
+    __table_args__ = (one_of("status", ReferralStatus),)
 
     id: Mapped[int] = mapped_column(Id, primary_key=True)
-    referrer_id: Mapped[int] = _member_fk()
+    referrer_id: Mapped[int] = member_fk()
     referee_id: Mapped[int] = mapped_column(Id, ForeignKey("members.id"), unique=True)
     code: Mapped[str] = mapped_column(String(32))
     #: A ReferralStatus.
@@ -436,7 +397,7 @@ class Survey(Base):
     __tablename__ = "surveys"
 
     id: Mapped[int] = mapped_column(Id, primary_key=True)
-    member_id: Mapped[int] = _member_fk()
+    member_id: Mapped[int] = member_fk()
     enrollment_id: Mapped[int | None] = mapped_column(Id, ForeignKey("enrollments.id"))
     kind: Mapped[str] = mapped_column(String(8))
     channel: Mapped[str] = mapped_column(String(16))
@@ -471,247 +432,3 @@ class RetryWait(Base):
     actor: Mapped[str] = mapped_column(String(128), primary_key=True)
     row_id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=False)
     due_at: Mapped[datetime]
-
-
-class ApiToken(Base):
-    """A bearer token for /api/v1: only its SHA-256 hash is kept, shown once at creation."""
-
-    __tablename__ = "api_tokens"
-
-    id: Mapped[int] = mapped_column(Id, primary_key=True)
-    name: Mapped[str] = mapped_column(String(64), unique=True)
-    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
-    #: The scopes it grants, e.g. ["events:write", "members:read"].
-    scopes: Mapped[list[str]] = mapped_column(JSONType)
-    created_at: Mapped[datetime]
-    last_used_at: Mapped[datetime | None]
-    revoked_at: Mapped[datetime | None]
-
-
-class Redemption(Base):
-    """Points turned into a reward: taken once per (member, idempotency key), then a shop code.
-
-    pending → issued (the shop has the code) | failed (the shop refused it; points returned).
-    """
-
-    __tablename__ = "redemptions"
-    __table_args__ = (
-        UniqueConstraint("member_id", "idempotency_key"),
-        CheckConstraint(sql_in("state", RedemptionState), name="state"),
-    )
-
-    id: Mapped[int] = mapped_column(Id, primary_key=True)
-    member_id: Mapped[int] = _member_fk()
-    idempotency_key: Mapped[str] = mapped_column(String(255))
-    reward_id: Mapped[str] = mapped_column(String(64))
-    #: The reward's kind at redemption time (fixed_amount, percentage, free_shipping).
-    kind: Mapped[str] = mapped_column(String(16))
-    points: Mapped[int] = mapped_column(BigInteger)
-    #: A RedemptionState.
-    state: Mapped[str] = mapped_column(String(16), index=True)
-    code: Mapped[str | None] = mapped_column(String(64), unique=True)
-    #: The amount off (fixed_amount, in `currency`) or the percent off (percentage).
-    value: Mapped[Decimal | None] = mapped_column(Numeric(14, 2))
-    currency: Mapped[str | None] = mapped_column(String(3))
-    expires_at: Mapped[datetime]
-    #: Where the code lives: shopify, woocommerce, or local (no shop configured).
-    shop: Mapped[str | None] = mapped_column(String(32))
-    #: The shop's id of the code (a Shopify discount gid, a WooCommerce coupon id).
-    shop_code_id: Mapped[str | None] = mapped_column(String(128))
-    error: Mapped[str | None] = mapped_column(Text)
-    created_at: Mapped[datetime]
-    updated_at: Mapped[datetime]
-    issued_at: Mapped[datetime | None]
-
-
-class RewardNotice(Base):
-    """Whether a member's balance stands at a reward's cost: `reward.available` once per rise."""
-
-    __tablename__ = "reward_notices"
-    __table_args__ = (UniqueConstraint("member_id", "reward_id"),)
-
-    id: Mapped[int] = mapped_column(Id, primary_key=True)
-    member_id: Mapped[int] = _member_fk()
-    reward_id: Mapped[str] = mapped_column(String(64))
-    reached: Mapped[bool] = mapped_column(Boolean)
-    #: How many times the balance rose to the cost; names each `reward.available` event.
-    crossings: Mapped[int] = mapped_column(default=0)
-    updated_at: Mapped[datetime]
-
-
-class ReferralClick(Base):
-    """One visit of a referral link: when, and digests (never the raw values) of who."""
-
-    __tablename__ = "referral_clicks"
-
-    id: Mapped[int] = mapped_column(Id, primary_key=True)
-    referrer_id: Mapped[int] = _member_fk()
-    code: Mapped[str] = mapped_column(String(32))
-    at: Mapped[datetime] = mapped_column(index=True)
-    #: Keyed digests of the visitor's IP address and user agent.
-    ip_hash: Mapped[str | None] = mapped_column(String(64))
-    user_agent_hash: Mapped[str | None] = mapped_column(String(64))
-
-
-class ReferralFriendCode(Base):
-    """The discount a referrer's link gives friends: one per referrer, derived from their code.
-
-    pending → issued (the shop has it) | failed (the shop refused it for good).
-    """
-
-    __tablename__ = "referral_friend_codes"
-    __table_args__ = (CheckConstraint(sql_in("state", RedemptionState), name="state"),)
-
-    id: Mapped[int] = mapped_column(Id, primary_key=True)
-    referrer_id: Mapped[int] = mapped_column(Id, ForeignKey("members.id"), unique=True)
-    code: Mapped[str] = mapped_column(String(64), unique=True)
-    reward_id: Mapped[str] = mapped_column(String(64))
-    #: A RedemptionState.
-    state: Mapped[str] = mapped_column(String(16))
-    #: shopify, woocommerce, or local (no shop configured).
-    shop: Mapped[str | None] = mapped_column(String(32))
-    shop_code_id: Mapped[str | None] = mapped_column(String(128))
-    error: Mapped[str | None] = mapped_column(Text)
-    created_at: Mapped[datetime]
-    issued_at: Mapped[datetime | None]
-
-
-class ConsoleUser(Base):
-    """A person who signs in to the console; apart from the API tokens of /api/v1."""
-
-    __tablename__ = "console_users"
-    __table_args__ = (CheckConstraint("role IN ('viewer', 'marketer', 'operator')", name="role"),)
-
-    id: Mapped[int] = mapped_column(Id, primary_key=True)
-    #: Lower case; the sign-in name.
-    email: Mapped[str] = mapped_column(String(320), unique=True)
-    #: An argon2id hash (argon2-cffi's encoded form, parameters included).
-    password_hash: Mapped[str] = mapped_column(String(255))
-    #: viewer < marketer < operator (`loyalty.users.Role`).
-    role: Mapped[str] = mapped_column(String(16))
-    created_at: Mapped[datetime]
-    last_sign_in_at: Mapped[datetime | None]
-    #: A disabled user cannot sign in, and their open sessions stop working.
-    disabled_at: Mapped[datetime | None]
-
-
-class SignInFailure(Base):
-    """A failed console sign-in, by a digest of (email, address); counted to slow guessing."""
-
-    __tablename__ = "sign_in_failures"
-    __table_args__ = (Index("ix_sign_in_failures_key_at", "key", "at"),)
-
-    id: Mapped[int] = mapped_column(Id, primary_key=True)
-    key: Mapped[str] = mapped_column(String(64))
-    at: Mapped[datetime]
-
-
-class JourneyPause(Base):
-    """A journey stopped from the console: while `paused_at` is set, no new member enters."""
-
-    __tablename__ = "journey_pauses"
-
-    journey_id: Mapped[str] = mapped_column(String(128), primary_key=True)
-    paused_at: Mapped[datetime | None]
-    paused_by: Mapped[str | None] = mapped_column(String(320))
-    resumed_at: Mapped[datetime | None]
-    resumed_by: Mapped[str | None] = mapped_column(String(320))
-
-
-class ConsoleAction(Base):
-    """What a console user did (pause, resume, replay…), who and when: append-only."""
-
-    __tablename__ = "console_actions"
-    __table_args__ = (Index("ix_console_actions_target", "target", "at"),)
-
-    id: Mapped[int] = mapped_column(Id, primary_key=True)
-    at: Mapped[datetime]
-    user_email: Mapped[str] = mapped_column(String(320))
-    action: Mapped[str] = mapped_column(String(32))
-    #: What it was done to: `journey:<id>`, `dead_letter:<id>`.
-    target: Mapped[str] = mapped_column(String(160))
-
-
-class EntryRefusal(Base):
-    """Why a member last did not enter a journey when it was offered (audience, cooldown,
-    paused): one row per (journey, member), rewritten only when the answer changes."""
-
-    __tablename__ = "entry_refusals"
-    __table_args__ = (UniqueConstraint("member_id", "journey_id"),)
-
-    id: Mapped[int] = mapped_column(Id, primary_key=True)
-    journey_id: Mapped[str] = mapped_column(String(128))
-    member_id: Mapped[int] = mapped_column(Id, ForeignKey("members.id"))
-    occurrence: Mapped[str] = mapped_column(String(128))
-    #: audience, cooldown or paused.
-    reason: Mapped[str] = mapped_column(String(32))
-    detail: Mapped[str | None] = mapped_column(Text)
-    decided_at: Mapped[datetime]
-
-
-class StepCount(Base):
-    """How many enrollments entered a journey's step, kept in the step's own transaction.
-
-    Spread over a few shards by enrollment id, so workers running the same step at
-    once do not queue on one row; the console adds the shards up.
-    """
-
-    __tablename__ = "journey_step_counts"
-
-    journey_id: Mapped[str] = mapped_column(String(128), primary_key=True)
-    step_id: Mapped[str] = mapped_column(String(128), primary_key=True)
-    shard: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
-    entered: Mapped[int] = mapped_column(BigInteger, default=0)
-
-
-class SchedulerTick(Base):
-    """The last run of each scheduler job, written by the leader: the console shows it."""
-
-    __tablename__ = "scheduler_ticks"
-
-    name: Mapped[str] = mapped_column(String(64), primary_key=True)
-    #: Which scheduler ran it (host:pid:token).
-    holder: Mapped[str] = mapped_column(String(160))
-    started_at: Mapped[datetime]
-    finished_at: Mapped[datetime]
-    queued: Mapped[int] = mapped_column(default=0)
-    #: The exception's type when the run failed; None when it ran through.
-    error: Mapped[str | None] = mapped_column(String(160))
-
-
-class MessageCount(Base):
-    """Messages per (journey, step, channel, state, suppression reason), kept by a trigger on
-    `messages` (migration 0015, on PostgreSQL and SQLite) in the transaction that inserts,
-    changes or deletes each row, so that the console's per-step figures and `/metrics` do not
-    count millions of rows. A message of no journey counts under journey and step ''.
-
-    A counter is spread over shards (one per database connection, modulo 8), each holding
-    a part that may go below zero; a figure is the sum of its shards.
-    """
-
-    __tablename__ = "message_counts"
-
-    journey_id: Mapped[str] = mapped_column(String(128), primary_key=True)
-    step_id: Mapped[str] = mapped_column(String(128), primary_key=True)
-    channel: Mapped[str] = mapped_column(String(16), primary_key=True)
-    state: Mapped[str] = mapped_column(String(16), primary_key=True)
-    #: The first 64 characters of the error of a `suppressed` message (the rule that
-    #: stopped it); empty for the other states.
-    reason: Mapped[str] = mapped_column(String(64), primary_key=True)
-    shard: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
-    n: Mapped[int] = mapped_column(BigInteger, default=0)
-
-
-class SplitChoice(Base):
-    """The variant (or `holdout`) an enrollment got at each split step it went through, written
-    in the transaction that runs the split; reports count each split by it."""
-
-    __tablename__ = "split_choices"
-    __table_args__ = (Index("ix_split_choices_journey_split", "journey_id", "split_id", "variant"),)
-
-    enrollment_id: Mapped[int] = mapped_column(
-        Id, ForeignKey("enrollments.id"), primary_key=True, autoincrement=False
-    )
-    split_id: Mapped[str] = mapped_column(String(128), primary_key=True)
-    journey_id: Mapped[str] = mapped_column(String(128))
-    variant: Mapped[str] = mapped_column(String(64))
