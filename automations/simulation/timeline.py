@@ -153,16 +153,23 @@ def _engagements(
         .where(ProviderEvent.provider == "sendgrid", ProviderEvent.kind.in_(("open", "click")))
     )
     for kind, at, message in session.execute(query):
-        record = {
-            "at": iso(at),
-            "journey": message.journey_id or "",
-            "member": externals[message.member_id],
-            "step": message.step_id or "",
-            "action": kind,
-            "channel": message.channel,
-            "template": message.template,
-        }
+        record = _about(message, externals, at, kind)
+        record["template"] = message.template
         yield message.enrollment_id, record
+
+
+def _about(
+    message: Message, externals: dict[int, str], at: datetime, action: str
+) -> dict[str, Any]:
+    """A timeline record of something that happened to a message: when, where, what."""
+    return {
+        "at": iso(at),
+        "journey": message.journey_id or "",
+        "member": externals[message.member_id],
+        "step": message.step_id or "",
+        "action": action,
+        "channel": message.channel,
+    }
 
 
 def _message_record(message: Message, externals: dict[int, str], app: App) -> dict[str, Any]:
@@ -175,15 +182,8 @@ def _message_record(message: Message, externals: dict[int, str], app: App) -> di
         action = "send_survey"
     else:
         action = f"send_{message.channel}"
-    record: dict[str, Any] = {
-        "at": iso(at),
-        "journey": message.journey_id or "",
-        "member": externals[message.member_id],
-        "step": message.step_id or "",
-        "action": action,
-        "channel": message.channel,
-        "state": message.state,
-    }
+    record = _about(message, externals, at, action)
+    record["state"] = message.state
     if message.template:
         record["template"] = message.template
     if message.locale:
