@@ -26,6 +26,7 @@ from automations.definition.durations import STORED
 from automations.definition.models import SendEmail, SendSms, SendSurvey
 from channels.templates import PARTIALS_DIR, partial_names, read_partials, template_path
 from loyalty.app import App
+from loyalty.db import per_transaction
 from loyalty.journey_pauses import paused_journeys
 from loyalty.models import Enrollment, JourneyVersion
 from loyalty.states import IN_FLIGHT
@@ -210,7 +211,10 @@ def latest_published(session: Session) -> list[Published]:
     frozen = _frozen.get()
     if frozen:
         return frozen[0]
-    published = _latest_published(session)
+    known = per_transaction(session, _LATEST)
+    published = known.get("latest")
+    if published is None:  # read once per transaction: a batch of events asks for each
+        published = known["latest"] = _latest_published(session)
     if frozen is not None:
         frozen.append(published)
     return published
@@ -231,7 +235,11 @@ def _latest_published(session: Session) -> list[Published]:
         )
         .order_by(JourneyVersion.journey_id)
     ).all()
-    return [_cached(session, (row_id, version, digest)) for row_id, version, digest in keys]
+    published = [_cached(session, (row_id, version, digest)) for row_id, version, digest in keys]
+    # The enrollments they start ask for the same versions by id (`published_version`).
+    seen: dict[int, Published] = session.info.setdefault(_SEEN, {})
+    seen.update((p.row_id, p) for p in published)
+    return published
 
 
 def published_version(session: Session, version_id: int) -> Published | None:
@@ -253,6 +261,8 @@ def published_version(session: Session, version_id: int) -> Published | None:
 
 #: Where a session keeps the versions it has read.
 _SEEN = "versions.published"
+#: Where a transaction keeps the newest published versions it has read.
+_LATEST = "versions.latest"
 
 
 def _cached(session: Session, key: tuple[int, int, str]) -> Published:

@@ -25,6 +25,7 @@ __all__ = [
     "error_text",
     "insert_ignore",
     "insert_ignore_returning",
+    "per_transaction",
     "upgrade",
 ]
 
@@ -121,6 +122,17 @@ def error_text(exc: BaseException) -> str:
         first = message.strip().splitlines()[0] if message.strip() else ""
         return f"{type(exc).__name__}: {first}".rstrip(": ")
     return f"{type(exc).__name__}: {exc}"
+
+
+def per_transaction(session: Session, key: str) -> dict[Any, Any]:
+    """A dict kept for the session's current transaction only (a fresh one in the next):
+    what a batch's transaction reads once and asks for many times."""
+    transaction = session.get_transaction()
+    kept = session.info.get(key)
+    if kept is None or transaction is None or kept[0] is not transaction:
+        kept = session.info[key] = (transaction, {})
+    memo: dict[Any, Any] = kept[1]
+    return memo
 
 
 #: Inserts built once per dialect, table, conflict keys and RETURNING (`_insert_ignore`).

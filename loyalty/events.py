@@ -45,8 +45,10 @@ from loyalty.settings import Settings
 __all__ = [
     "Recorded",
     "handle_event",
+    "hold_events",
     "park_event",
     "process_event",
+    "process_held",
     "record",
     "record_event",
     "unpark_event",
@@ -140,12 +142,18 @@ def process_event(
 
 
 def _process(
-    session: Session, event: Event, *, settings: Settings, now: datetime
+    session: Session,
+    event: Event,
+    *,
+    settings: Settings,
+    now: datetime,
+    held: Member | None = None,
 ) -> tuple[list[int], Member | None]:
-    """`process_event` of a locked event; also the member it locked (None: nothing to do)."""
+    """`process_event` of a locked event; also the member it locked (None: nothing to do).
+    `held`: the event's member, when the transaction already holds its row."""
     if event.processed_at is not None or event.parked_at is not None:
         return [], None
-    member = ledger.lock_member(session, event.member_id)
+    member = held or ledger.lock_member(session, event.member_id)
     _wait_for_earlier(session, event, now, settings.event_order_wait_ms / 1000)
     caused = [
         record_event(session, effect, settings=settings, now=now)[0].id
@@ -154,6 +162,36 @@ def _process(
     caused += ledger.take_emitted(session)
     event.processed_at = now
     return caused, member
+
+
+def hold_events(
+    session: Session, event_ids: list[int], *, skip_locked: bool
+) -> tuple[list[tuple[Event, Member]], list[int]]:
+    """Lock a batch's events, then their members, each in id order (so two batches never
+    deadlock); the events this transaction holds with their member, in id order, and the
+    ids left to process on their own. `skip_locked` (PostgreSQL): rows another worker
+    holds are skipped, not waited for, and so are left to go alone."""
+    ids = sorted(set(event_ids))
+    query = select(Event).where(Event.id.in_(ids)).order_by(Event.id)
+    if skip_locked:
+        query = query.with_for_update(skip_locked=True)
+    rows = session.scalars(query.execution_options(populate_existing=True)).all()
+    members = select(Member).where(Member.id.in_({e.member_id for e in rows}))
+    if skip_locked:
+        members = members.with_for_update(skip_locked=True)
+    members = members.order_by(Member.id).execution_options(populate_existing=True)
+    locked = {m.id: m for m in session.scalars(members)}
+    held = [(e, locked[e.member_id]) for e in rows if e.member_id in locked]
+    taken = {e.id for e, _ in held}
+    return held, [i for i in ids if i not in taken]
+
+
+def process_held(
+    session: Session, event: Event, member: Member, *, settings: Settings, now: datetime
+) -> list[int]:
+    """`process_event` of an event `hold_events` holds with its member; the events it caused.
+    An event already processed or parked is left as it is."""
+    return _process(session, event, settings=settings, now=now, held=member)[0]
 
 
 #: How long a member's later events wait for an earlier one still in flight.
@@ -204,7 +242,7 @@ def handle_event(
             event = session.get(Event, event_id, with_for_update=True)
             if event is None:
                 return [], []
-            already = event.processed_at is not None
+            already = event.processed_at is not None or event.parked_at is not None
             # The member stays referenced, so `also` finds it in the session, locked.
             caused, _member = _process(session, event, settings=settings, now=now)
             extra = also(session, event) if also is not None and not already else []

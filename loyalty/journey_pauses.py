@@ -11,17 +11,26 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from loyalty.db import per_transaction
 from loyalty.models import ConsoleAction, JourneyPause
 
 __all__ = ["is_paused", "pause", "paused_journeys", "record_action", "resume"]
 
 
 def is_paused(session: Session, journey_id: str) -> bool:
-    """Whether the console has paused this journey."""
-    paused = session.scalar(
-        select(JourneyPause.paused_at).where(JourneyPause.journey_id == journey_id)
-    )
-    return paused is not None
+    """Whether the console has paused this journey (read once per transaction: a batch of
+    entries asks for each journey many times)."""
+    known = per_transaction(session, _KNOWN)
+    if journey_id not in known:
+        paused = session.scalar(
+            select(JourneyPause.paused_at).where(JourneyPause.journey_id == journey_id)
+        )
+        known[journey_id] = paused is not None
+    return bool(known[journey_id])
+
+
+#: Where a transaction keeps the pauses it has read.
+_KNOWN = "journey_pauses.known"
 
 
 def paused_journeys(session: Session) -> dict[str, JourneyPause]:
@@ -36,6 +45,7 @@ def pause(session: Session, journey_id: str, *, by: str, now: datetime) -> None:
     if row is None:
         row = JourneyPause(journey_id=journey_id)
         session.add(row)
+    per_transaction(session, _KNOWN).pop(journey_id, None)
     if row.paused_at is None:
         row.paused_at, row.paused_by = now, by
         record_action(session, by, "pause", f"journey:{journey_id}", now=now)
@@ -44,6 +54,7 @@ def pause(session: Session, journey_id: str, *, by: str, now: datetime) -> None:
 def resume(session: Session, journey_id: str, *, by: str, now: datetime) -> None:
     """Lift the journey's pause and record who."""
     row = session.get(JourneyPause, journey_id, with_for_update=True)
+    per_transaction(session, _KNOWN).pop(journey_id, None)
     if row is None or row.paused_at is None:
         return
     row.paused_at = row.paused_by = None

@@ -20,13 +20,15 @@ from dramatiq.brokers.redis import RedisBroker
 from dramatiq.brokers.stub import StubBroker
 from sqlalchemy.exc import OperationalError
 
-from automations import deliveries, runner, runner_batches, runtime
+from automations import deliveries, event_batches, runner, runner_batches, runtime
+from automations.event_batches import ProcessedBatch
 from automations.routing import route_event
 from automations.runtime.limits import one_at_a_time
 from automations.triggers.entry_batches import run_in_batches
 from channels import retries
 from channels.email_batches import Gathering, deliveries_needed
 from loyalty import events, ledger
+from loyalty.app import App
 from loyalty.errors import FatalError, RetriableError, SkippableError
 from loyalty.settings import Settings
 from loyalty.states import MessageState, SyncDirection
@@ -46,8 +48,24 @@ EMBEDDED_RETRY_HORIZON_SECONDS = 5
 
 
 def process_event(event_id: int) -> None:
-    """Apply one stored event and route it into the journeys, in one transaction."""
-    _then("run_enrollment", _process(event_id))
+    """Apply one stored event, route it into the journeys and run the steps it started, in
+    one transaction (`event_batches`); the messages they made are delivered next.
+
+    Should that fail, or another worker hold the event or its member, the event goes
+    as it would alone: applied and routed in its own transaction (with this actor's
+    retries), then its enrollments each in theirs.
+    """
+    app = runtime.current()
+    try:
+        done = event_batches.process_events(app, [event_id])
+    except Exception as exc:
+        log.info("event.processed_alone", extra={"event_id": event_id, "error": repr(exc)})
+        done = None
+    if done is None or done.alone:
+        _then("run_enrollment", _process(event_id))
+        return
+    _queue_after(app, done)
+    _then("deliver_message", done.messages)
 
 
 def _process(event_id: int) -> list[int]:
@@ -226,14 +244,35 @@ def run_enrollments(enrollment_ids: list[int]) -> None:
 
 
 def process_events(event_ids: list[int]) -> None:
-    """Process events queued together (by the relay, or several that arrived together), in
-    their order, each as `process_event` does; one that fails is queued again on its own (its
-    retries, dead letter and parking are that actor's) and never holds the rest. The
-    enrollments they made then run as one batch (`run_enrollments`)."""
-    entered: list[int] = []
-    _each_alone(event_ids, lambda event_id: entered.extend(_process(event_id)), "process_event")
-    if entered:  # the journeys they started run together, as a batch of their own would
-        run_enrollments(entered)
+    """Process events queued together (by the relay, or several that arrived together) and
+    run the steps they started, in one transaction (`event_batches`); the messages they
+    made are delivered in batches. Should the batch fail, each event is processed in its
+    own transaction, and one that fails again is queued on its own (its retries, dead
+    letter and parking are that actor's) and never holds the rest; the enrollments they
+    made then run as one batch (`run_enrollments`)."""
+    app = runtime.current()
+    try:
+        done = event_batches.process_events(app, event_ids)
+    except Exception as exc:  # the batch's own transaction failed: each goes alone instead
+        log.warning("batch.run_alone", extra={"actor": "process_events", "error": repr(exc)})
+        entered: list[int] = []
+        _each_alone(event_ids, lambda event_id: entered.extend(_process(event_id)), "process_event")
+        if entered:  # the journeys they started run together, as a batch of their own would
+            run_enrollments(entered)
+        return
+    _queue_after(app, done)
+    send_batches(retries.ACTOR, done.messages)
+    for event_id in done.alone:
+        send("process_event", event_id)
+
+
+def _queue_after(app: App, done: ProcessedBatch) -> None:
+    """Queue what a processed batch caused: its events, and the wake-ups due soon."""
+    if done.events:
+        send_batches("process_event", done.events)
+    now = app.clock.now()
+    for enrollment_id, wake_at in done.wakes.items():
+        _send_later("run_enrollment", enrollment_id, (wake_at - now).total_seconds())
 
 
 def deliver_messages(message_ids: list[int]) -> None:

@@ -143,7 +143,8 @@ def test_an_event_out_of_retries_on_a_lost_database_is_not_parked(
     runtime.configure(app)
     broker = build_broker(app.settings)
     original = app.database.transaction
-    failures = iter([True])
+    # Both tries fail: the one with its steps, and the one of the event alone after it.
+    failures = iter([True, True])
     lock = threading.Lock()
 
     def dropped():  # type: ignore[no-untyped-def]

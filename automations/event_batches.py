@@ -1,0 +1,71 @@
+"""Processing events that arrive together: one transaction for the events and the steps
+they start.
+
+Processed one by one, each event costs its own transaction (its row, its member, the
+published journeys, the pauses, a commit), and the journeys it starts another. Here a
+batch holds its events and their members first (in id order; on PostgreSQL rows
+another worker holds are skipped, not waited for, and handed back to go on their own),
+applies each event and routes it into the journeys as `process_event` does, runs the
+steps of the enrollments they started or woke on the rows it holds, and commits once.
+A failure rolls the batch back; each of its events then goes on its own, with that
+actor's retries, parking and dead letter, so that one never holds the rest.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from automations.routing import route_event
+from automations.runner import Ran, run_steps
+from loyalty import events
+from loyalty.app import App
+from loyalty.step_counts import counted_together
+
+__all__ = ["ProcessedBatch", "process_events"]
+
+
+@dataclass
+class ProcessedBatch:
+    """What a batch left to queue, and the events to process on their own."""
+
+    #: Events the batch caused (`points.changed`, a referral's reward, …).
+    events: list[int] = field(default_factory=list)
+    #: Messages its steps made.
+    messages: list[int] = field(default_factory=list)
+    #: Enrollments now waiting, and when each is due to run again.
+    wakes: dict[int, datetime] = field(default_factory=dict)
+    #: Held by another worker: each goes alone after the batch.
+    alone: list[int] = field(default_factory=list)
+
+
+def process_events(app: App, event_ids: list[int]) -> ProcessedBatch:
+    """Apply and route each event of the batch, in id order, and run the enrollments they
+    started until each waits or ends, all in one transaction.
+
+    A failure raises, and rolls the whole batch back: the caller then sends each alone.
+    """
+    out = ProcessedBatch()
+    now = app.clock.now()
+    settings = app.settings
+    with app.database.transaction() as session:
+        # (the rows stay referenced here, so the session's identity map keeps them)
+        held, out.alone = events.hold_events(
+            session, event_ids, skip_locked=not app.database.is_sqlite
+        )
+        started: list[int] = []
+        for event, member in held:
+            if event.processed_at is not None or event.parked_at is not None:
+                continue  # done before (a message delivered twice), or set aside
+            out.events += events.process_held(session, event, member, settings=settings, now=now)
+            started += route_event(session, event, settings=settings)
+        # Every enrollment routed here is this transaction's: inserted by it, or locked.
+        with counted_together(session, shard=held[0][0].id if held else 0):
+            for enrollment_id in dict.fromkeys(started):
+                ran = Ran()
+                run_steps(session, app, enrollment_id, ran, locked=True)
+                out.messages += ran.messages
+                out.events += ran.events
+                if ran.wake_at is not None:
+                    out.wakes[enrollment_id] = ran.wake_at
+    return out
