@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from automations.routing import route_event
+from automations.routing import route_event, waiting_enrollments
 from automations.runner import Ran, run_steps
 from loyalty import events
 from loyalty.app import App
@@ -51,14 +51,16 @@ def process_events(app: App, event_ids: list[int]) -> ProcessedBatch:
     with app.database.transaction() as session:
         # (the rows stay referenced here, so the session's identity map keeps them)
         held, out.alone = events.hold_events(
-            session, event_ids, skip_locked=not app.database.is_sqlite
+            session, event_ids, now=now, skip_locked=not app.database.is_sqlite
         )
+        waiting = waiting_enrollments(session, {m.id for _, m in held})
         started: list[int] = []
         for event, member in held:
             if event.processed_at is not None or event.parked_at is not None:
                 continue  # done before (a message delivered twice), or set aside
             out.events += events.process_held(session, event, member, settings=settings, now=now)
-            started += route_event(session, event, settings=settings)
+            mine = waiting.get(member.id, [])
+            started += route_event(session, event, settings=settings, waiting=mine)
         # Every enrollment routed here is this transaction's: inserted by it, or locked.
         with counted_together(session, shard=held[0][0].id if held else 0):
             for enrollment_id in dict.fromkeys(started):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, Select, select
 from sqlalchemy.orm import Session
 
 from automations.definition import Context, EventTrigger, evaluate
@@ -47,8 +47,34 @@ def occurrence_of(event: Event) -> str:
     return name
 
 
-def route_event(session: Session, event: Event, *, settings: Settings) -> list[int]:
-    """Apply one processed event to the journeys; returns enrollment ids to run now."""
+def waiting_enrollments(session: Session, member_ids: set[int]) -> dict[int, list[Enrollment]]:
+    """The waiting enrollments of these members, locked, by member (for a batch of events)."""
+    found: dict[int, list[Enrollment]] = {}
+    if member_ids:
+        for enrollment in session.scalars(_waiting(Enrollment.member_id.in_(member_ids))):
+            found.setdefault(enrollment.member_id, []).append(enrollment)
+    return found
+
+
+def _waiting(member: ColumnElement[bool]) -> Select[Enrollment]:
+    return (
+        select(Enrollment)
+        .where(member, Enrollment.state == EnrollmentState.WAITING)
+        .order_by(Enrollment.id)
+        .with_for_update()
+    )
+
+
+def route_event(
+    session: Session,
+    event: Event,
+    *,
+    settings: Settings,
+    waiting: list[Enrollment] | None = None,
+) -> list[int]:
+    """Apply one processed event to the journeys; returns enrollment ids to run now.
+
+    `waiting`: the member's waiting enrollments, when the caller holds them."""
     member = session.get(Member, event.member_id)
     if member is None or member.erased_at is not None:
         return []
@@ -126,15 +152,15 @@ def route_event(session: Session, event: Event, *, settings: Settings) -> list[i
                     enrollment.next_run_at = None
                 enrollment.state = EnrollmentState.CONVERTED
                 enrollment.converted_at = now
-    for enrollment in session.scalars(
-        select(Enrollment)
-        .where(Enrollment.member_id == member.id, Enrollment.state == EnrollmentState.WAITING)
-        .with_for_update()
-    ):
-        waiting = enrollment.context.get("waiting_for")
-        if not waiting or waiting.get("event") != event.type:
+    if waiting is None:
+        waiting = list(session.scalars(_waiting(Enrollment.member_id == member.id)))
+    for enrollment in waiting:
+        waits_for = enrollment.context.get("waiting_for")
+        if enrollment.state != EnrollmentState.WAITING:
+            continue  # (an earlier event of a batch woke it, or its goal converted it)
+        if not waits_for or waits_for.get("event") != event.type:
             continue
-        conditions = waiting.get("conditions")
+        conditions = waits_for.get("conditions")
         if conditions is not None:
             from pydantic import TypeAdapter
 
@@ -148,7 +174,7 @@ def route_event(session: Session, event: Event, *, settings: Settings) -> list[i
         }
         new_context["event"] = event.payload
         enrollment.context = new_context
-        enrollment.current_step = waiting["on_event"]
+        enrollment.current_step = waits_for["on_event"]
         enrollment.state = EnrollmentState.ACTIVE
         enrollment.next_run_at = now
         to_run.append(enrollment.id)

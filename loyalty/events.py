@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.orm import Session
 
 from loyalty import ledger
@@ -153,8 +153,11 @@ def _process(
     `held`: the event's member, when the transaction already holds its row."""
     if event.processed_at is not None or event.parked_at is not None:
         return [], None
-    member = held or ledger.lock_member(session, event.member_id)
-    _wait_for_earlier(session, event, now, settings.event_order_wait_ms / 1000)
+    if held is not None:
+        member = held  # `hold_events` checked the order for the batch
+    else:
+        member = ledger.lock_member(session, event.member_id)
+        _wait_for_earlier(session, event, now, settings.event_order_wait_ms / 1000)
     caused = [
         record_event(session, effect, settings=settings, now=now)[0].id
         for effect in apply_effect(session, event, member, settings, now)
@@ -165,12 +168,13 @@ def _process(
 
 
 def hold_events(
-    session: Session, event_ids: list[int], *, skip_locked: bool
+    session: Session, event_ids: list[int], *, now: datetime, skip_locked: bool
 ) -> tuple[list[tuple[Event, Member]], list[int]]:
     """Lock a batch's events, then their members, each in id order (so two batches never
     deadlock); the events this transaction holds with their member, in id order, and the
     ids left to process on their own. `skip_locked` (PostgreSQL): rows another worker
-    holds are skipped, not waited for, and so are left to go alone."""
+    holds are skipped, not waited for, and so are left to go alone; so are the events an
+    earlier one of their member still holds back, which wait for it on their own."""
     ids = sorted(set(event_ids))
     query = select(Event).where(Event.id.in_(ids)).order_by(Event.id)
     if skip_locked:
@@ -182,15 +186,45 @@ def hold_events(
     members = members.order_by(Member.id).execution_options(populate_existing=True)
     locked = {m.id: m for m in session.scalars(members)}
     held = [(e, locked[e.member_id]) for e in rows if e.member_id in locked]
+    # A member's events wait for an earlier one outside the batch (`_wait_for_earlier`):
+    # those go alone, and so do the member's later ones in the batch, to keep their order.
+    first = _earliest_open(session, [e for e, _ in held], now)
+    held = [(e, m) for e, m in held if first.get(m.id, e.id) >= e.id]
     taken = {e.id for e, _ in held}
     return held, [i for i in ids if i not in taken]
+
+
+def _earliest_open(session: Session, batch: list[Event], now: datetime) -> dict[int, int]:
+    """Per member of the batch, the first event outside it that holds its later ones back."""
+    if not batch:
+        return {}
+    query = (
+        select(Event.member_id, func.min(Event.id))
+        .where(
+            Event.member_id.in_({e.member_id for e in batch}),
+            Event.id.not_in([e.id for e in batch]),
+            *_holding_back(now),
+        )
+        .group_by(Event.member_id)
+    )
+    return {int(member_id): int(first) for member_id, first in session.execute(query)}
+
+
+def _holding_back(now: datetime) -> list[ColumnElement[bool]]:
+    """Events that hold a member's later ones back (`_wait_for_earlier`)."""
+    return [
+        Event.type.in_(HANDLERS),
+        Event.processed_at.is_(None),
+        Event.parked_at.is_(None),
+        Event.received_at > now - ORDERING_WINDOW,
+    ]
 
 
 def process_held(
     session: Session, event: Event, member: Member, *, settings: Settings, now: datetime
 ) -> list[int]:
-    """`process_event` of an event `hold_events` holds with its member; the events it caused.
-    An event already processed or parked is left as it is."""
+    """`process_event` of an event `hold_events` holds with its member (and found no earlier
+    event holding back); the events it caused. One already processed or parked is left."""
     return _process(session, event, settings=settings, now=now, held=member)[0]
 
 
@@ -209,14 +243,7 @@ def _wait_for_earlier(session: Session, event: Event, now: datetime, wait: float
     """
     earlier = session.scalar(
         select(Event.id)
-        .where(
-            Event.member_id == event.member_id,
-            Event.id < event.id,
-            Event.type.in_(HANDLERS),
-            Event.processed_at.is_(None),
-            Event.parked_at.is_(None),
-            Event.received_at > now - ORDERING_WINDOW,
-        )
+        .where(Event.member_id == event.member_id, Event.id < event.id, *_holding_back(now))
         .limit(1)
     )
     if earlier is not None:

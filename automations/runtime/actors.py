@@ -207,10 +207,14 @@ def create_reward_code(redemption_id: int) -> None:
 
 def apply_shop_delivery(row_id: int) -> None:
     """Apply one stored shop webhook delivery; queue the events it made."""
+    for event_id in _apply_shop_delivery(row_id):
+        send("process_event", event_id)
+
+
+def _apply_shop_delivery(row_id: int) -> list[int]:
     from automations.shop_deliveries import apply_delivery
 
-    for event_id in apply_delivery(runtime.current(), row_id).event_ids:
-        send("process_event", event_id)
+    return apply_delivery(runtime.current(), row_id).event_ids
 
 
 def apply_shop_deliveries(row_ids: list[int]) -> None:
@@ -218,8 +222,13 @@ def apply_shop_deliveries(row_ids: list[int]) -> None:
 
     Each is applied on its own, as `apply_shop_delivery` does; one that fails is queued
     again on its own, with that actor's retries and dead letter, and never holds the rest.
+    The events they made are queued together (`process_events`).
     """
-    _each_alone(row_ids, apply_shop_delivery, "apply_shop_delivery")
+    made: list[int] = []
+    _each_alone(
+        row_ids, lambda row_id: made.extend(_apply_shop_delivery(row_id)), "apply_shop_delivery"
+    )
+    send_batches("process_event", made)
 
 
 def run_enrollments(enrollment_ids: list[int]) -> None:
