@@ -16,10 +16,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from automations.routing import route_event, waiting_enrollments
-from automations.runner import Ran, run_steps
+from sqlalchemy import select
+
+from automations.routing import Entries, route_event, waiting_enrollments
+from automations.runner import Ran, messages_together, run_steps
 from loyalty import events
 from loyalty.app import App
+from loyalty.models import Enrollment
 from loyalty.step_counts import counted_together
 
 __all__ = ["ProcessedBatch", "process_events"]
@@ -55,19 +58,29 @@ def process_events(app: App, event_ids: list[int]) -> ProcessedBatch:
         )
         waiting = waiting_enrollments(session, {m.id for _, m in held})
         started: list[int] = []
+        entries = Entries()  # made together, a journey at a time
         for event, member in held:
             if event.processed_at is not None or event.parked_at is not None:
                 continue  # done before (a message delivered twice), or set aside
+            if member.id in entries.members:  # its next event sees the entries it made
+                started += entries.enter(session, now=now, settings=settings)
             out.events += events.process_held(session, event, member, settings=settings, now=now)
             mine = waiting.get(member.id, [])
-            started += route_event(session, event, settings=settings, waiting=mine)
-        # Every enrollment routed here is this transaction's: inserted by it, or locked.
-        with counted_together(session, shard=held[0][0].id if held else 0):
-            for enrollment_id in dict.fromkeys(started):
+            started += route_event(session, event, settings=settings, waiting=mine, entries=entries)
+        started += entries.enter(session, now=now, settings=settings)
+        # Every enrollment routed here is this transaction's: inserted by it, or locked;
+        # read in one query for the steps (and kept here, so the identity map keeps them).
+        routed = {
+            e.id: e for e in session.scalars(select(Enrollment).where(Enrollment.id.in_(started)))
+        }
+        shard = held[0][0].id if held else 0
+        with counted_together(session, shard=shard), messages_together(session) as made:
+            for enrollment_id in sorted(routed):
                 ran = Ran()
                 run_steps(session, app, enrollment_id, ran, locked=True)
                 out.messages += ran.messages
                 out.events += ran.events
                 if ran.wake_at is not None:
                     out.wakes[enrollment_id] = ran.wake_at
+        out.messages += made
     return out

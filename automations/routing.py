@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import hashlib
+from dataclasses import dataclass, field
+from datetime import datetime
 
 from sqlalchemy import ColumnElement, Select, select
 from sqlalchemy.orm import Session
 
 from automations.definition import Context, EventTrigger, evaluate
 from automations.definition.conditions import Condition
-from automations.enrollments import count_events_for, enter
-from automations.versions import latest_published
+from automations.enrollments import Entrant, count_events_for, enter, enter_all
+from automations.versions import Published, latest_published
 from channels.engagement import engagement_counter
 from loyalty.members import member_data
 from loyalty.models import Enrollment, Event, Member
@@ -65,16 +67,44 @@ def _waiting(member: ColumnElement[bool]) -> Select[Enrollment]:
     )
 
 
+@dataclass
+class Entries:
+    """Entries a batch of events makes, kept to be made together: one insert a journey
+    (`enter_all`) instead of one an event."""
+
+    by_version: dict[int, tuple[Published, list[Entrant]]] = field(default_factory=dict)
+    members: dict[int, Member] = field(default_factory=dict)
+
+    def add(self, published: Published, entrant: Entrant, member: Member) -> None:
+        self.by_version.setdefault(published.row_id, (published, []))[1].append(entrant)
+        self.members[member.id] = member
+
+    def enter(self, session: Session, *, now: datetime, settings: Settings) -> list[int]:
+        """Make the entries kept so far (as `enter` would have, one by one); their ids."""
+        entered: list[int] = []
+        for published, entrants in self.by_version.values():
+            entered += enter_all(
+                session, published, entrants, now=now, settings=settings, members=self.members
+            )
+        self.by_version.clear()
+        self.members.clear()
+        return entered
+
+
 def route_event(
     session: Session,
     event: Event,
     *,
     settings: Settings,
     waiting: list[Enrollment] | None = None,
+    entries: Entries | None = None,
 ) -> list[int]:
     """Apply one processed event to the journeys; returns enrollment ids to run now.
 
-    `waiting`: the member's waiting enrollments, when the caller holds them."""
+    `waiting`: the member's waiting enrollments, when the caller holds them. `entries`:
+    where a batch keeps the entries it makes together (those of journeys with no
+    audience, which may read the event); the caller makes them before this member's
+    next event is routed, so that its goals and waits see them."""
     member = session.get(Member, event.member_id)
     if member is None or member.erased_at is not None:
         return []
@@ -115,18 +145,23 @@ def route_event(
             and trigger.event == event.type
             and holds(trigger.conditions)
         ):
-            enrolled = enter(
-                session,
-                published,
-                member,
-                occurrence=occurrence_of(event),
-                now=now,
-                settings=settings,
-                context={"event": event.payload, "event_id": event.id},
-                event=event.payload,
-            )
-            if enrolled is not None:
-                to_run.append(enrolled)
+            occurrence = occurrence_of(event)
+            given = {"event": event.payload, "event_id": event.id}
+            if entries is not None and journey.audience is None:
+                entries.add(published, Entrant(member.id, occurrence, given), member)
+            else:
+                enrolled = enter(
+                    session,
+                    published,
+                    member,
+                    occurrence=occurrence,
+                    now=now,
+                    settings=settings,
+                    context=given,
+                    event=event.payload,
+                )
+                if enrolled is not None:
+                    to_run.append(enrolled)
         if (
             journey.goal is not None
             and journey.goal.event == event.type

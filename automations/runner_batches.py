@@ -19,7 +19,7 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from automations.runner import Ran, run_steps
+from automations.runner import Ran, messages_together, run_steps
 from loyalty.app import App
 from loyalty.models import Enrollment, Member
 from loyalty.step_counts import counted_together
@@ -52,7 +52,8 @@ def run_enrollments(app: App, enrollment_ids: list[int]) -> RanBatch:
         # (the rows stay referenced here, so the session's identity map keeps them)
         held = _hold(session, app, ids)
         out.alone += [i for i in ids if i not in held]
-        with counted_together(session, shard=ids[0] if ids else 0):
+        shard = ids[0] if ids else 0
+        with counted_together(session, shard=shard), messages_together(session) as made:
             for enrollment_id in sorted(held):
                 ran = Ran()
                 run_steps(session, app, enrollment_id, ran, locked=True)
@@ -60,6 +61,7 @@ def run_enrollments(app: App, enrollment_ids: list[int]) -> RanBatch:
                 out.events += ran.events
                 if ran.wake_at is not None:
                     out.wakes[enrollment_id] = ran.wake_at
+        out.messages += made
     return out
 
 

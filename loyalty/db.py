@@ -24,6 +24,7 @@ __all__ = [
     "downgrade",
     "error_text",
     "insert_ignore",
+    "insert_ignore_ids",
     "insert_ignore_returning",
     "per_transaction",
     "upgrade",
@@ -164,6 +165,22 @@ def insert_ignore(
         return len(session.execute(varied.returning(_ONE)).all())
     statement = _insert_ignore(dialect, table, tuple(keys), _ONE)
     return len(session.execute(statement, list(rows)).all())
+
+
+def insert_ignore_ids(
+    session: Session,
+    table: Table | type[Any],
+    rows: Sequence[dict[str, Any]],
+    keys: Sequence[str],
+    column: Any,
+) -> list[int]:
+    """INSERT rows (all with the same columns) … ON CONFLICT (keys) DO NOTHING, in one
+    statement; the integer `column` (the id) of each row inserted."""
+    if not rows:
+        return []
+    dialect = session.get_bind().dialect.name
+    statement = _insert_ignore(dialect, table, tuple(keys), column)
+    return [int(found) for found in session.scalars(statement, list(rows))]
 
 
 def insert_ignore_returning(
