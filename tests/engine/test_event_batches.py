@@ -33,7 +33,7 @@ from tests.engine.test_wake_batches import HELLO, queued
 from tests.factories import make_member
 
 #: Statements a batch of sign-ups takes that start a journey and make an email each,
-#: whatever their number (measured: 13–14 for 30, on both databases: the reads of the batch,
+#: whatever their number (measured: 13 or 14 for 30, on both databases: the reads of the batch,
 #: one insert of enrollments and one of emails, the events' and the enrollments' updates
 #: in an executemany each; one by one each event took 14 and two commits).
 BATCH_STATEMENTS = 20
