@@ -161,10 +161,11 @@ def copy_members(session: Session, writes: Writes) -> None:
             # A member another writer adds meanwhile makes the COPY fail on its external_id:
             # the batch is then written row by row, and that row as an update.
             # Drawn as one text value: thousands of rows cost more to fetch than to draw.
+            # The sequence is looked up once (materialized), not once per id drawn.
             cursor.execute(
-                "SELECT string_agg(nextval(s.seq)::text, ',') FROM "
-                "(SELECT pg_get_serial_sequence('members', 'id')::regclass AS seq) AS s, "
-                "generate_series(1, %s)",
+                "WITH s AS MATERIALIZED "
+                "(SELECT pg_get_serial_sequence('members', 'id')::regclass AS seq) "
+                "SELECT string_agg(nextval(s.seq)::text, ',') FROM s, generate_series(1, %s)",
                 [len(writes.new)],
             )
             (drawn_text,) = cursor.fetchone() or ("",)
