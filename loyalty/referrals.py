@@ -20,7 +20,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
-import struct
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 
@@ -54,8 +53,11 @@ _CODES = len(_ALPHABET) ** CODE_LENGTH
 # Codes are spelled two letters at a time (least significant first, as one at a time).
 _PAIRS = [b + a for a in _ALPHABET for b in _ALPHABET]
 _PAIRS_BASE = len(_ALPHABET) ** 2
-_MASK = (1 << _CODES.bit_length()) - 1
-_WORDS = struct.Struct("<Q")
+# Random bytes as letters (`new_referral_codes`): the bytes at or past a multiple of
+# the alphabet's length are dropped, so that each letter is equally likely.
+_KEPT = 256 - 256 % len(_ALPHABET)
+_LETTERS = bytes(ord(_ALPHABET[b % len(_ALPHABET)]) for b in range(_KEPT)) + bytes(256 - _KEPT)
+_DROPPED = bytes(range(_KEPT, 256))
 #: Key of the click digests when REWARD_CODE_SECRET is unset.
 CLICK_KEY = "loyalty-journeys-referral-clicks"
 #: The referrer's own orders looked at for their IPs and shipping addresses.
@@ -72,21 +74,20 @@ def new_referral_code() -> str:
 def new_referral_codes(count: int) -> list[str]:
     """`count` codes drawn as `new_referral_code` draws one, from one read of the OS's randomness.
 
-    Each code is a 50-bit number below 31**10, drawn again when it is not (as
-    `secrets.randbelow` does), so every code is equally likely.
+    Each letter is one random byte: a byte below 31 * 8 spells the letter it is
+    (modulo 31), and a higher one is drawn again (dropped, as `secrets.randbelow`
+    drops draws out of range). Every letter of every code is equally likely, so
+    every code is.
     """
-    codes: list[str] = []
-    while len(codes) < count:
-        # A draw is rejected with probability 1 - 31**10 / 2**50 (about 27 %).
-        wanted = count - len(codes)
-        data = secrets.token_bytes(8 * (wanted + wanted // 2 + 8))
-        for (number,) in _WORDS.iter_unpack(data):
-            number &= _MASK
-            if number < _CODES:
-                codes.append(_spelled(number))
-                if len(codes) == count:
-                    break
-    return codes
+    letters = b""
+    wanted = count * CODE_LENGTH
+    while len(letters) < wanted:
+        # About 3 % of the bytes are dropped: a few more are read than needed.
+        missing = wanted - len(letters)
+        data = secrets.token_bytes(missing + missing // 16 + 16)
+        letters += data.translate(_LETTERS, _DROPPED)
+    text = letters[:wanted].decode("ascii")
+    return [text[i : i + CODE_LENGTH] for i in range(0, wanted, CODE_LENGTH)]
 
 
 def _spelled(number: int) -> str:
