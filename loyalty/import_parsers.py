@@ -19,6 +19,7 @@ from typing import Any, Generic, TypeVar
 
 from loyalty.import_format import NewMember, new_member
 from loyalty.member_rows import ParsedRow, parse_rows
+from loyalty.plain_rows import csv_layout, plain_row
 
 __all__ = ["ParsedBatch", "Parsers", "Rows", "collections_per_batch"]
 
@@ -48,13 +49,27 @@ def collections_per_batch() -> Iterator[None]:
 
 
 def parse_batch(rows: Rows, names: list[str], region: str, backend: str) -> ParsedBatch:
-    """`parse_rows`, and each kept row as a new member for `backend`'s driver."""
-    parsed = parse_rows(rows, region, names)
+    """`parse_rows`, and each kept row as a new member for `backend`'s driver.
+
+    Plain CSV rows take the one-pass path (`loyalty.plain_rows`), the others
+    `parse_rows`: each row's outcome is the same.
+    """
+    layout = csv_layout(tuple(names)) if names else None
+    parsed: list[ParsedRow] = []
     news: list[NewMember | None] = []
-    for _, _, fields, _, _ in parsed:
+    for number, cells in rows:
+        fields = None
+        if layout is not None and type(cells) is list:
+            fields = plain_row(cells, layout, region)
         if fields is None:
-            news.append(None)
-            continue
+            (row,) = parse_rows([(number, cells)], region, names)
+            parsed.append(row)
+            fields = row[2]
+            if fields is None:
+                news.append(None)
+                continue
+        else:
+            parsed.append((number, fields[0], fields, [], []))
         external_id, values, email_consent, sms_consent, _, attributes = fields
         news.append(
             new_member(backend, external_id, values, email_consent, sms_consent, attributes)

@@ -26,19 +26,25 @@ from loyalty.errors import RowError
 from loyalty.phone_numbers import normal_phone
 
 __all__ = [
+    "FIELD_ERRORS",
     "KNOWN_COLUMNS",
     "MAX_CELL",
     "MemberRow",
     "ParsedRow",
+    "consent_value",
+    "locale_value",
     "member_row",
+    "name_value",
     "named_cells",
     "normal_email",
     "normal_phone",
     "parse_birthday",
     "parse_row",
     "parse_rows",
+    "referral_code_value",
     "row_key",
     "unusable_text",
+    "zone_value",
 ]
 
 KNOWN_COLUMNS = (
@@ -209,12 +215,7 @@ def _consent(value: Any) -> bool | None:
     if isinstance(value, bool):
         return value
     text = _text(value)
-    if text is None:
-        return None
-    consent = _CONSENT_WORDS.get(text.lower())
-    if consent is None:
-        raise ValueError("expected true or false (yes/no, 1/0)")
-    return consent
+    return None if text is None else consent_value(text)
 
 
 def _corrupt_cells(raw: dict[str, Any]) -> tuple[list[RowError], set[str]]:
@@ -266,6 +267,49 @@ def _reason(name: str, exc: Exception, raw: Any) -> str:
     return reason.replace(text, "…") if text else reason
 
 
+def name_value(value: str) -> str:
+    """A first or last name as stored, or ValueError."""
+    if len(value) > 255:
+        raise ValueError("is longer than 255 characters")
+    return value
+
+
+def locale_value(value: str) -> str:
+    """A locale as stored (`pl`, `pl-PL`), or ValueError."""
+    locale = _LOCALES.get(value)
+    if locale is None:
+        match = _LOCALE.match(value)
+        if not match:
+            raise ValueError("expected a locale such as en, pl or pl-PL")
+        region = f"-{match[2].upper()}" if match[2] else ""
+        locale = match[1].lower() + region
+        if len(_LOCALES) < _MAX_REMEMBERED:
+            _LOCALES[value] = locale
+    return locale
+
+
+def zone_value(value: str) -> str:
+    """An IANA time zone as stored, or ValueError."""
+    if value not in _ZONES:
+        raise ValueError("expected an IANA time zone such as Europe/Warsaw")
+    return value
+
+
+def consent_value(value: str) -> bool:
+    """A consent cell's word (stripped, not empty) as granted or not, or ValueError."""
+    consent = _CONSENT_WORDS.get(value.lower())
+    if consent is None:
+        raise ValueError("expected true or false (yes/no, 1/0)")
+    return consent
+
+
+def referral_code_value(value: str) -> str:
+    """A referrer's code as looked up, or ValueError."""
+    if len(value) > _REFERRAL_CODE_LENGTH:
+        raise ValueError(f"is longer than {_REFERRAL_CODE_LENGTH} characters")
+    return value.upper()
+
+
 def _email(row: MemberRow, value: str | None, _: str) -> None:
     row.fields["email"] = None if value is None else normal_email(value)
 
@@ -276,33 +320,17 @@ def _phone(row: MemberRow, value: str | None, region: str) -> None:
 
 def _name(column: str) -> Callable[[MemberRow, Any, str], None]:
     def parse(row: MemberRow, value: str | None, _: str) -> None:
-        if value is not None and len(value) > 255:
-            raise ValueError("is longer than 255 characters")
-        row.fields[column] = value
+        row.fields[column] = None if value is None else name_value(value)
 
     return parse
 
 
 def _locale(row: MemberRow, value: str | None, _: str) -> None:
-    if value is None:
-        row.fields["locale"] = None
-        return
-    locale = _LOCALES.get(value)
-    if locale is None:
-        match = _LOCALE.match(value)
-        if not match:
-            raise ValueError("expected a locale such as en, pl or pl-PL")
-        region = f"-{match[2].upper()}" if match[2] else ""
-        locale = match[1].lower() + region
-        if len(_LOCALES) < _MAX_REMEMBERED:
-            _LOCALES[value] = locale
-    row.fields["locale"] = locale
+    row.fields["locale"] = None if value is None else locale_value(value)
 
 
 def _zone(row: MemberRow, value: str | None, _: str) -> None:
-    if value is not None and value not in _ZONES:
-        raise ValueError("expected an IANA time zone such as Europe/Warsaw")
-    row.fields["time_zone"] = value
+    row.fields["time_zone"] = None if value is None else zone_value(value)
 
 
 def _birthday(row: MemberRow, value: str | None, _: str) -> None:
@@ -319,9 +347,7 @@ def _sms_consent(row: MemberRow, value: Any, _: str) -> None:
 
 
 def _referred_by(row: MemberRow, value: str | None, _: str) -> None:
-    if value is not None and len(value) > _REFERRAL_CODE_LENGTH:
-        raise ValueError(f"is longer than {_REFERRAL_CODE_LENGTH} characters")
-    row.referred_by_code = value.upper() if value else None
+    row.referred_by_code = None if value is None else referral_code_value(value)
 
 
 #: The known optional columns, in the order their warnings are reported, and their parsers.
@@ -338,7 +364,8 @@ _FIELD_PARSERS: tuple[tuple[str, Callable[[MemberRow, Any, str], None]], ...] = 
     ("referred_by_code", _referred_by),
 )
 _KNOWN = frozenset(KNOWN_COLUMNS)
-_FIELD_ERRORS = (ValueError, EmailNotValidError, phonenumbers.NumberParseException)
+#: What a field's value may fail with (a warning, the field left out).
+FIELD_ERRORS = (ValueError, EmailNotValidError, phonenumbers.NumberParseException)
 
 
 def parse_row(raw: dict[str, Any], *, phone_region: str) -> MemberRow:
@@ -369,7 +396,7 @@ def parse_row(raw: dict[str, Any], *, phone_region: str) -> MemberRow:
             else:
                 value = cell if isinstance(cell, bool) else _text(cell)
             parse(row, value, phone_region)
-        except _FIELD_ERRORS as exc:
+        except FIELD_ERRORS as exc:
             row.warnings.append(RowError(name, _reason(name, exc, cell)))
     attributes = row.attributes
     for key, value in raw.items():
