@@ -123,24 +123,67 @@ def new_member(
     attributes: dict[str, Any],
 ) -> NewMember:
     """The `NEW_COLUMNS` of a member created from a parsed row, for `backend`'s driver."""
-    values = [external_id, *map(fields.get, _FIELDS), email_consent, sms_consent, attributes]
+    get = fields.get
     if backend == "postgresql":
-        values[-1] = json.dumps(attributes)
-        if _SPECIAL.search("".join([v for v in values if type(v) is str])):
-            values[-1] = attributes
-            return "\t".join(map(copy_text, values))
-        # No value needs escaping.
-        return "\t".join(
-            [
-                NULL if v is None else "t" if v is True else "f" if v is False else str(v)
-                for v in values
-            ]
+        email, phone, first_name, last_name, locale, time_zone, year, month, day = map(get, _FIELDS)
+        line = (
+            f"{external_id}\t{NULL if email is None else email}\t"
+            f"{NULL if phone is None else phone}\t"
+            f"{NULL if first_name is None else first_name}\t"
+            f"{NULL if last_name is None else last_name}\t"
+            f"{NULL if locale is None else locale}\t{NULL if time_zone is None else time_zone}\t"
+            f"{NULL if year is None else year}\t{NULL if month is None else month}\t"
+            f"{NULL if day is None else day}\t{_COPY_FLAGS[email_consent]}\t"
+            f"{_COPY_FLAGS[sms_consent]}\t{_json_text(attributes)}"
         )
-    for i, process in _sqlite_processors():
-        value = values[i]
-        if value is not None:
-            values[i] = process(value)
-    return tuple(values)
+        # Its only tabs and backslashes those of the format (one a NULL): nothing to escape.
+        nulls = (
+            email, phone, first_name, last_name, locale, time_zone, year, month, day,
+            email_consent, sms_consent,
+        ).count(None)  # fmt: skip
+        if (
+            line.count("\t") == _COPY_TABS
+            and line.count("\\") == nulls
+            and _LINE_BREAK.search(line) is None
+        ):
+            return line
+        values = [external_id, *map(get, _FIELDS), email_consent, sms_consent, attributes]
+        return "\t".join(map(copy_text, values))
+    flag = _sqlite_flags()
+    return (
+        external_id,
+        *map(get, _FIELDS),
+        flag[email_consent],
+        flag[sms_consent],
+        _json_text(attributes, _sqlite_json()),
+    )
+
+
+#: `COPY` text of a flag.
+_COPY_FLAGS = {None: NULL, True: "t", False: "f"}
+#: The tabs between a new member's `COPY` values.
+_COPY_TABS = len(NEW_COLUMNS) - 1
+_LINE_BREAK = re.compile(r"[\n\r]")
+#: The JSON of attributes already seen, by serializer: the attribute columns of a file
+#: mostly hold a few values (a segment, a store).
+_JSON_TEXTS: dict[Callable[[Any], Any], dict[tuple[tuple[str, str], ...], str]] = {}
+_MAX_JSON_TEXTS = 4096
+
+
+def _json_text(attributes: dict[str, Any], serialize: Callable[[Any], Any] = json.dumps) -> str:
+    """`serialize(attributes)`, looked up when the attributes are text seen before."""
+    try:
+        "".join(attributes.values())  # only text values, which compare as their JSON does
+    except TypeError:
+        return str(serialize(attributes))
+    key = tuple(attributes.items())
+    texts = _JSON_TEXTS.setdefault(serialize, {})
+    text = texts.get(key)
+    if text is None:
+        text = str(serialize(attributes))
+        if len(texts) < _MAX_JSON_TEXTS:
+            texts[key] = text
+    return text
 
 
 def copy_text(value: Any) -> str:
@@ -160,12 +203,18 @@ def copy_text(value: Any) -> str:
 
 
 @functools.cache
-def _sqlite_processors() -> tuple[tuple[int, Callable[[Any], Any]], ...]:
-    """Where `NEW_COLUMNS` need typing for SQLite, and how SQLAlchemy types them."""
+def _sqlite_flags() -> dict[bool | None, Any]:
+    """A flag as SQLAlchemy types it for SQLite."""
     dialect = sqlite.dialect()
-    typed = []
-    for i, name in enumerate(NEW_COLUMNS):
-        process = _MEMBERS.c[name].type.dialect_impl(dialect).bind_processor(dialect)
-        if process is not None:
-            typed.append((i, process))
-    return tuple(typed)
+    process = _MEMBERS.c.email_consent.type.dialect_impl(dialect).bind_processor(dialect)
+    assert process is not None
+    return {None: None, True: process(True), False: process(False)}
+
+
+@functools.cache
+def _sqlite_json() -> Callable[[Any], Any]:
+    """The attributes' JSON as SQLAlchemy makes it for SQLite."""
+    dialect = sqlite.dialect()
+    process = _MEMBERS.c.attributes.type.dialect_impl(dialect).bind_processor(dialect)
+    assert process is not None
+    return process
