@@ -97,6 +97,8 @@ class _Job(Generic[P, R]):
     failed: Any
     #: A shared Condition, notified when the turn moves on or the import stops.
     changed: Any
+    #: Runs after a batch is written and the turn has moved on (see `Parsers`).
+    settle: Callable[[], None] | None = None
 
 
 _JOB: _Job[Any, Any] | None = None
@@ -115,7 +117,7 @@ def _work(rows: Rows, digests: list[str], names: list[str], number: int) -> Any:
         try:
             if job.failed.value:
                 raise ImportStoppedError("an earlier batch failed")
-            return job.write(ready)
+            done = job.write(ready)
         except BaseException:
             job.failed.value = 1
             raise
@@ -125,6 +127,9 @@ def _work(rows: Rows, digests: list[str], names: list[str], number: int) -> Any:
                 job.changed.notify_all()
             del ready
             gc.collect(1)
+        if job.settle is not None:
+            job.settle()
+        return done
 
 
 class Parsers(Generic[P, R]):
@@ -132,8 +137,10 @@ class Parsers(Generic[P, R]):
     second one (small files need none).
 
     `prepare` makes a parsed batch ready to write, given its rows' digests, before its
-    turn; `write` writes it in its turn; `forked` runs first in each pool process (to
-    let go of connections the importing process opened).
+    turn; `write` writes it in its turn; `settle` (if any) runs in a pool process
+    after its batch is written and the next batch's turn has come, to do what
+    need not hold the others up; `forked` runs first in each pool process (to let go
+    of connections the importing process opened).
     """
 
     def __init__(
@@ -146,6 +153,7 @@ class Parsers(Generic[P, R]):
         *,
         forked: Callable[[], None],
         write_in_pool: bool = True,
+        settle: Callable[[], None] | None = None,
     ) -> None:
         self.workers = workers
         self.region = region
@@ -155,6 +163,7 @@ class Parsers(Generic[P, R]):
         self.write = write
         self.forked = forked
         self.write_in_pool = write_in_pool
+        self.settle = settle
         self.pool: ProcessPoolExecutor | None = None
         self.submitted = 0
 
@@ -198,6 +207,7 @@ class Parsers(Generic[P, R]):
             context.Value("q", self.submitted, lock=False),
             context.Value("b", 0, lock=False),
             changed,
+            self.settle,
         )
         self.pool = ProcessPoolExecutor(self.workers, mp_context=context, initializer=self.forked)
 

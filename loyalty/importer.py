@@ -21,9 +21,11 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
-from sqlalchemy import select, update
+from sqlalchemy import event, select, update
+from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError, StatementError
 from sqlalchemy.orm import Session
+from sqlalchemy.pool import ConnectionPoolEntry
 
 from loyalty.clock import Clock
 from loyalty.db import Database, insert_ignore
@@ -144,8 +146,9 @@ def import_members(
             database.engine.dialect.name,
             functools.partial(_prepare, report.file),
             functools.partial(_store, database, settings, clock),
-            forked=functools.partial(database.engine.dispose, close=False),
+            forked=functools.partial(_forked, database),
             write_in_pool=not _in_memory(database),
+            settle=functools.partial(_checkpoint, database) if database.is_sqlite else None,
         ) as parsers,
         collections_per_batch(),
     ):
@@ -282,6 +285,32 @@ def _store(database: Database, settings: Settings, clock: Clock, ready: _Ready) 
     report, rows = ready
     _flush(database, rows, settings, clock, report)
     return report
+
+
+def _forked(database: Database) -> None:
+    """In a new parsing process: let go of the importing process's connections; on
+    SQLite, the connections this process writes with leave checkpoints to `_checkpoint`."""
+    database.engine.dispose(close=False)
+    if database.is_sqlite:
+        event.listen(database.engine, "connect", _no_autocheckpoint)
+
+
+def _no_autocheckpoint(dbapi_connection: DBAPIConnection, _: ConnectionPoolEntry) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA wal_autocheckpoint=0")
+    cursor.close()
+
+
+def _checkpoint(database: Database) -> None:
+    """Copy the batches written so far from SQLite's log into the database, once the next
+    batch's turn has come: a commit would otherwise do it (every 1,000 pages, which a
+    batch is), holding up the next batch. Passive: it waits for no one."""
+    connection = database.engine.raw_connection()
+    try:
+        # The driver connection is in autocommit mode (`loyalty.db`): no transaction.
+        connection.driver_connection.execute("PRAGMA wal_checkpoint(PASSIVE)")  # type: ignore[union-attr]
+    finally:
+        connection.close()
 
 
 def _in_memory(database: Database) -> bool:
