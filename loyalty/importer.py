@@ -157,11 +157,15 @@ def import_members(
         if progress is not None:
             lines = _reporting(lines, lambda: progress(raw_stream.tell()))
         pending: deque[_Batch] = deque()
+        # Into a table with no member yet, no row can be one a last import applied: the
+        # rows are not looked up (a member the file names twice, or someone else adds
+        # meanwhile, is still compared when its batch is written).
+        look_up = _has_members(database)
         for batch in _batches(lines, header):
             report.rows += batch.lines
             # Rows of batches not yet written are parsed whatever their digest says.
-            in_flight = set().union(*(b.keys for b in pending))
-            _skip_unchanged(database, batch, context, in_flight)
+            in_flight = set().union(*(b.keys for b in pending)) if look_up else set()
+            _skip_unchanged(database, batch, context, in_flight, look_up=look_up)
             batch.outcome = parsers.submit(batch.to_parse, batch.digests, header, BATCH_SIZE)
             pending.append(batch)
             while len(pending) > parsers.depth:
@@ -228,17 +232,31 @@ def _batches(lines: Iterator[Line], header: list[str]) -> Iterator[_Batch]:
         yield batch
 
 
-def _skip_unchanged(database: Database, batch: _Batch, context: str, in_flight: set[str]) -> None:
-    """Find the rows the last import already applied; the others are to parse."""
-    digests: dict[str, str] = {}
-    row_digests = []
-    for _, _, text, key in batch.rows:
-        digest = hashlib.blake2b(
+def _has_members(database: Database) -> bool:
+    with database.reading() as session:
+        return session.execute(select(Member.id).limit(1)).first() is not None
+
+
+def _skip_unchanged(
+    database: Database, batch: _Batch, context: str, in_flight: set[str], *, look_up: bool
+) -> None:
+    """Find the rows the last import already applied (when `look_up`); the others are to
+    parse."""
+    row_digests = [
+        hashlib.blake2b(
             f"{context}\x1e{text}".encode("utf-8", "surrogatepass"), digest_size=16
         ).hexdigest()
-        row_digests.append(digest)
-        if key is not None and key not in in_flight:
-            digests[key] = digest
+        for _, _, text, _ in batch.rows
+    ]
+    if not look_up:
+        batch.to_parse = [(number, raw) for number, raw, _, _ in batch.rows]
+        batch.digests = row_digests
+        return
+    digests = {
+        key: digest
+        for (_, _, _, key), digest in zip(batch.rows, row_digests, strict=True)
+        if key is not None and key not in in_flight
+    }
     with database.reading() as session:
         known = unchanged_keys(session, digests)
     for (number, raw, _, key), digest in zip(batch.rows, row_digests, strict=True):
