@@ -12,6 +12,7 @@ changes go to the consent log with the source `import`.
 from __future__ import annotations
 
 import functools
+import hashlib
 import operator
 from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime
@@ -31,7 +32,7 @@ from loyalty.import_format import (
     NULL,
     WRITTEN_COLUMNS,
     Writes,
-    bound_digest,
+    bound_stamp,
     copy_text,
 )
 from loyalty.models import Consent, Member, UTCDateTime
@@ -47,9 +48,14 @@ _INSERTED = ("id", *NEW_COLUMNS, "referral_code", "import_digest", *BATCH_COLUMN
 
 
 def _digests(writes: Writes) -> list[str | None]:
-    """The digests the new members keep, bound to their `updated_at` (now)."""
-    now = writes.now
-    return [None if digest is None else bound_digest(digest, now) for _, _, digest in writes.new]
+    """The digests the new members keep, bound to their `updated_at` (now), as
+    `bound_digest` binds them."""
+    stamp = f"|{bound_stamp(writes.now)}".encode()
+    blake2b = hashlib.blake2b
+    return [
+        None if digest is None else blake2b(digest.encode() + stamp, digest_size=16).hexdigest()
+        for _, _, digest in writes.new
+    ]
 
 
 def insert_members(session: Session, writes: Writes) -> None:

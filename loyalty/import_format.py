@@ -31,6 +31,7 @@ __all__ = [
     "NewMember",
     "Writes",
     "bound_digest",
+    "bound_stamp",
     "copy_text",
     "new_member",
 ]
@@ -96,13 +97,13 @@ class Writes:
 
 def bound_digest(row_digest: str, updated_at: datetime) -> str:
     """The digest stored on a member: the raw row's, bound to the member's `updated_at`."""
-    text = f"{row_digest}|{_stamp(updated_at)}"
+    text = f"{row_digest}|{bound_stamp(updated_at)}"
     return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
 
 
 @functools.lru_cache(maxsize=1024)
-def _stamp(updated_at: datetime) -> str:
-    # A batch's members mostly share one `updated_at`.
+def bound_stamp(updated_at: datetime) -> str:
+    """`updated_at` as a digest is bound to it (a batch's members mostly share one)."""
     return updated_at.astimezone(UTC).isoformat()
 
 

@@ -393,9 +393,10 @@ def _write(
     now = clock.now()
     with database.transaction() as session:
         result = write_batch(session, batch, now=now, tier=tier_for(0, settings.tier_thresholds))
-        erased = {id(parsed) for parsed in result.erased}
-        written = {p.row.external_id: (p.number, p.row) for p in batch if id(p) not in erased}
-        _link_referrals(session, written, now, report)
+        if any(p.row.referred_by_code for p in batch):
+            erased = {id(parsed) for parsed in result.erased}
+            written = {p.row.external_id: (p.number, p.row) for p in batch if id(p) not in erased}
+            _link_referrals(session, written, now, report)
     report.created, report.updated, report.unchanged = (
         result.created,
         result.updated,
