@@ -364,6 +364,8 @@ _FIELD_PARSERS: tuple[tuple[str, Callable[[MemberRow, Any, str], None]], ...] = 
     ("referred_by_code", _referred_by),
 )
 _KNOWN = frozenset(KNOWN_COLUMNS)
+#: Fields a JSON line may give as true or false.
+_YES_NO = frozenset({"email_consent", "sms_consent"})
 #: What a field's value may fail with (a warning, the field left out).
 FIELD_ERRORS = (ValueError, EmailNotValidError, phonenumbers.NumberParseException)
 
@@ -393,8 +395,12 @@ def parse_row(raw: dict[str, Any], *, phone_region: str) -> MemberRow:
         try:
             if type(cell) is str:
                 value: Any = cell.strip() or None
+            elif isinstance(cell, bool):
+                if name not in _YES_NO:
+                    raise ValueError(f"expected text, not {str(cell).lower()}")
+                value = cell
             else:
-                value = cell if isinstance(cell, bool) else _text(cell)
+                value = _text(cell)
             parse(row, value, phone_region)
         except FIELD_ERRORS as exc:
             row.warnings.append(RowError(name, _reason(name, exc, cell)))

@@ -140,6 +140,31 @@ def test_jsonl_with_a_malformed_line(app: App, tmp_path: Path) -> None:
     assert "not valid JSON" in report.rejected[0].reason
 
 
+def test_a_jsonl_true_or_false_where_text_belongs_leaves_that_field_out(
+    app: App, tmp_path: Path
+) -> None:
+    # A boolean in a name or code field is that field's warning, never the file's failure
+    path = tmp_path / "members.jsonl"
+    rows = [
+        {"external_id": "b-1", "first_name": False, "email": "b1@example.com"},
+        {"external_id": "b-2", "last_name": True, "referred_by_code": False},
+        {"external_id": "b-3", "first_name": "Ann", "email_consent": True},
+    ]
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    report = import_members(app.database, path, app.settings, app.clock)
+    kept = members(app)
+    assert sorted(kept) == ["b-1", "b-2", "b-3"] and report.rejected == []
+    assert (kept["b-1"].first_name, kept["b-1"].email) == (None, "b1@example.com")
+    assert kept["b-2"].last_name is None
+    assert (kept["b-3"].first_name, kept["b-3"].email_consent) == ("Ann", True)
+    warned = sorted((w.row, w.field, w.reason.split(" (")[0]) for w in report.warnings)
+    assert warned == [
+        (1, "first_name", "expected text, not false"),
+        (2, "last_name", "expected text, not true"),
+        (2, "referred_by_code", "expected text, not false"),
+    ]
+
+
 def test_referred_by_code_links_the_referrer(app: App, tmp_path: Path) -> None:
     write_csv(tmp_path / "a.csv", HEADER, "ref-1,r@example.com,,,,,,,,,,")
     import_members(app.database, tmp_path / "a.csv", app.settings, app.clock)
