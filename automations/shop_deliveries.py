@@ -60,6 +60,7 @@ from shops.webhooks import (
 
 __all__ = [
     "Applied",
+    "apply_deliveries",
     "apply_delivery",
     "delivery_actions",
     "pending_deliveries",
@@ -150,48 +151,76 @@ def apply_delivery(app: App, row_id: int) -> Applied:
     raise AssertionError("unreachable")
 
 
+def apply_deliveries(app: App, row_ids: list[int]) -> tuple[list[Applied], list[int]]:
+    """Apply stored deliveries that were queued together, in one transaction: what each
+    did, and the ids left to apply on their own (`apply_delivery`): those another worker
+    holds (skipped on PostgreSQL, not waited for) and privacy requests, whose work runs
+    after their transaction. A failure raises and rolls the whole batch back."""
+    ids = sorted(set(row_ids))
+    with app.database.transaction() as session:
+        query = select(ProviderEvent).where(ProviderEvent.id.in_(ids)).order_by(ProviderEvent.id)
+        if not app.database.is_sqlite:
+            query = query.with_for_update(skip_locked=True)
+        rows = session.scalars(query).all()
+        held = {row.id for row in rows}
+        alone = [i for i in ids if i not in held]
+        done: list[Applied] = []
+        for row in rows:
+            applied = _apply_row(session, app, row)
+            if applied.privacy is not None:
+                alone.append(row.id)
+            else:
+                done.append(applied)
+    return done, sorted(alone)
+
+
 def _apply(app: App, row_id: int) -> Applied:
-    now = app.clock.now()
     with app.database.transaction() as session:
         row = session.get(ProviderEvent, row_id, with_for_update=True)
-        if row is None or row.applied_at is not None or row.provider not in SHOPS:
-            return Applied(done=True)
-        shop = row.provider
-        stored = Applied(shop=shop, delivery_id=row.provider_event_id)
-        actions = delivery_actions(app.settings, shop, row.kind, row.payload)
-        stored.ids = dict(actions.ids)
-        if actions.privacy is not None:
-            # The body stays until the request is done: a failed run is tried again from it.
-            stored.privacy = actions.privacy
-            return stored
-        # The body held addresses and names: only the shop's ids stay with the record.
-        row.payload = dict(actions.ids)
-        row.applied_at = now
-        for upsert in actions.upserts:
-            try:
-                with session.begin_nested():
-                    result = upsert_member(
-                        session,
-                        upsert.external_id,
-                        upsert.profile,
-                        settings=app.settings,
-                        now=now,
-                        source=shop,
-                        as_of=upsert.as_of,
-                    )
-            except SkippableError as exc:
-                stored.skipped.append(f"member: {type(exc).__name__}")
-                continue
-            if result.stale:
-                stored.skipped.append("member: an update older than the one applied")
-                continue
-            stored.upserted += int(result.changed)
-            stored.members_created += int(result.created)
-            if result.warnings:
-                fields = sorted({warning.field for warning in result.warnings})
-                stored.skipped.append(f"member fields left out: {', '.join(fields)}")
-        for event in actions.events:
-            _record(session, app, shop, event, stored)
+        return _apply_row(session, app, row)
+
+
+def _apply_row(session: Session, app: App, row: ProviderEvent | None) -> Applied:
+    """Apply one held delivery's upserts and events in `session` (the caller's transaction)."""
+    now = app.clock.now()
+    if row is None or row.applied_at is not None or row.provider not in SHOPS:
+        return Applied(done=True)
+    shop = row.provider
+    stored = Applied(shop=shop, delivery_id=row.provider_event_id)
+    actions = delivery_actions(app.settings, shop, row.kind, row.payload)
+    stored.ids = dict(actions.ids)
+    if actions.privacy is not None:
+        # The body stays until the request is done: a failed run is tried again from it.
+        stored.privacy = actions.privacy
+        return stored
+    # The body held addresses and names: only the shop's ids stay with the record.
+    row.payload = dict(actions.ids)
+    row.applied_at = now
+    for upsert in actions.upserts:
+        try:
+            with session.begin_nested():
+                result = upsert_member(
+                    session,
+                    upsert.external_id,
+                    upsert.profile,
+                    settings=app.settings,
+                    now=now,
+                    source=shop,
+                    as_of=upsert.as_of,
+                )
+        except SkippableError as exc:
+            stored.skipped.append(f"member: {type(exc).__name__}")
+            continue
+        if result.stale:
+            stored.skipped.append("member: an update older than the one applied")
+            continue
+        stored.upserted += int(result.changed)
+        stored.members_created += int(result.created)
+        if result.warnings:
+            fields = sorted({warning.field for warning in result.warnings})
+            stored.skipped.append(f"member fields left out: {', '.join(fields)}")
+    for event in actions.events:
+        _record(session, app, shop, event, stored)
     return stored
 
 

@@ -220,13 +220,22 @@ def _apply_shop_delivery(row_id: int) -> list[int]:
 def apply_shop_deliveries(row_ids: list[int]) -> None:
     """Apply stored shop deliveries the web process queued together (one message a batch).
 
-    Each is applied on its own, as `apply_shop_delivery` does; one that fails is queued
-    again on its own, with that actor's retries and dead letter, and never holds the rest.
-    The events they made are queued together (`process_events`).
+    They are applied in one transaction (`apply_deliveries`), each as `apply_shop_delivery`
+    does; should it fail, each is applied on its own, and one that fails again is queued
+    on its own, with that actor's retries and dead letter, and never holds the rest.
+    Privacy requests, and deliveries another worker holds, go on their own too. The
+    events they made are queued together (`process_events`).
     """
-    made: list[int] = []
+    from automations.shop_deliveries import apply_deliveries
+
+    try:
+        applied, alone = apply_deliveries(runtime.current(), row_ids)
+    except Exception as exc:  # the batch's own transaction failed: each goes alone instead
+        log.warning("batch.run_alone", extra={"actor": "apply_shop_deliveries", "error": repr(exc)})
+        applied, alone = [], row_ids
+    made = [event_id for done in applied for event_id in done.event_ids]
     _each_alone(
-        row_ids, lambda row_id: made.extend(_apply_shop_delivery(row_id)), "apply_shop_delivery"
+        alone, lambda row_id: made.extend(_apply_shop_delivery(row_id)), "apply_shop_delivery"
     )
     send_batches("process_event", made)
 

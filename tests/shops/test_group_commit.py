@@ -8,15 +8,23 @@ from __future__ import annotations
 
 import asyncio
 import json
+from datetime import timedelta
 from typing import Any
 
 import httpx
+from dramatiq.brokers.stub import StubBroker
 from sqlalchemy import select
 
+from automations import runtime
+from automations.runtime.actors import apply_shop_deliveries
+from automations.runtime.broker import build_broker, embedded_worker
+from automations.shop_deliveries import pending_deliveries
+from bench.pipeline_journey import counting
 from loyalty.app import App
 from loyalty.models import ProviderEvent
 from sandbox.shopify import sign_webhook
 from sandbox.shopify_payloads import customer_payload, order_payload
+from tests.engine.test_wake_batches import queued
 from tests.shops.support import SHOP_DOMAIN, SHOPIFY_SECRET, balance, process_stored_events
 from web.app import create_app
 
@@ -91,3 +99,29 @@ def test_a_delivery_the_database_refuses_fails_alone(postgres_app: App) -> None:
     assert answers[5] == 500
     assert answers[:5] + answers[6:] == [200] * 12
     assert sorted(_stored(app)) == sorted(f"wh-{n}" for n in range(12))
+
+
+def test_deliveries_queued_together_are_applied_in_one_commit_and_their_events_together(
+    shop_app: App,
+) -> None:
+    # Given 30 orders of 3 customers, kept by the web app
+    burst = [(f"wh-{n}", _order(7000 + n, 900 + n % 3)) for n in range(30)]
+    assert asyncio.run(_burst(shop_app, burst)) == [200] * 30
+    ids = pending_deliveries(shop_app, timedelta(0), 100)
+    runtime.configure(shop_app)
+    broker = build_broker(shop_app.settings)
+    assert isinstance(broker, StubBroker)
+
+    # When one batch message applies them
+    with counting(shop_app.database.engine) as counts:
+        apply_shop_deliveries(ids)
+
+    # Then one commit applied all 30, and their events are queued as one batch
+    assert counts.commits == 1, str(counts)
+    assert pending_deliveries(shop_app, timedelta(0), 100) == []
+    [batch] = queued(broker, "events")
+    assert (batch.actor_name, len(batch.args[0])) == ("process_events", 30)
+    # And processed, each order earned once
+    with embedded_worker(broker, threads=1):
+        pass
+    assert [balance(shop_app, f"shopify:{900 + c}") for c in range(3)] == [100] * 3
