@@ -83,17 +83,32 @@ def _check_source(event: EventInput) -> None:
 def store_batch(app: App, events: Sequence[EventInput]) -> list[Recorded | SkippableError]:
     """Store each event once, all in one transaction; a bad one is answered, the rest stored.
 
-    Each event gets a savepoint, so one the database refuses (or one that another
-    request stored at the same moment) undoes only itself. Nothing is queued: see
-    `queue_events`, after the commit.
+    First with no savepoint but for events that may create their member (what nearly
+    every batch needs: an event found wrong is answered before it writes anything).
+    Should the database refuse one (one that another request stored at the same
+    moment, a value it cannot hold), the batch is rolled back and stored again with a
+    savepoint per event, so that the refused one undoes only itself. Nothing is
+    queued: see `queue_events`, after the commit.
     """
+    try:
+        return _store_batch(app, events, guarded=False)
+    except (IntegrityError, DataError):
+        return _store_batch(app, events, guarded=True)
+
+
+def _store_batch(
+    app: App, events: Sequence[EventInput], *, guarded: bool
+) -> list[Recorded | SkippableError]:
     results: list[Recorded | SkippableError] = []
     with app.database.transaction() as session:
         now = app.clock.now()
         for event in events:
             try:
                 _check_source(event)
-                results.append(_record_once(app, session, event, now))
+                if guarded or event.profile is not None:
+                    results.append(_record_once(app, session, event, now))
+                else:  # `record` writes only once the event passed its checks
+                    results.append(record(session, event, settings=app.settings, now=now))
             except SkippableError as exc:
                 results.append(exc)
     return results

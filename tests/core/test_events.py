@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 import uuid
 from decimal import Decimal
 from pathlib import Path
@@ -11,14 +12,20 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import ColumnElement, func, select
+from sqlalchemy import ColumnElement, event, func, select
 
 from automations import runtime
-from automations.intake import emit, ingest_file
+from automations.intake import emit, ingest_file, store_batch
 from automations.runtime.broker import build_broker, embedded_worker
 from loyalty.app import App
-from loyalty.errors import InvalidEventError, UnknownEventTypeError, UnknownMemberError
+from loyalty.errors import (
+    InvalidEventError,
+    SkippableError,
+    UnknownEventTypeError,
+    UnknownMemberError,
+)
 from loyalty.event_types import EventInput
+from loyalty.events import Recorded, record
 from loyalty.models import Event, LedgerEntry, Member, Referral
 from tests.factories import make_member
 
@@ -355,3 +362,56 @@ def test_a_hostile_event_is_refused_at_intake_and_the_members_next_event_goes_th
     assert [e.external_id for e in stored] == ["good-1"]
     assert stored[0].processed_at is not None and stored[0].error is None
     assert member(app, "m-1").points_balance == 40
+
+
+@pytest.mark.integration
+def test_a_batch_meeting_an_event_another_request_is_storing_answers_it_as_a_duplicate(
+    postgres_app: App,
+) -> None:
+    # Given another request storing event "dup" at this moment, not committed yet
+    app = postgres_app
+    for n in range(3):
+        make_member(app, external_id=f"b-{n}")
+    batch = [EventInput("member.enrolled", f"b-{n}", id=f"e-{n}") for n in range(3)]
+    batch[1] = EventInput("member.enrolled", "b-1", id="dup")
+    other = app.database.sessions()
+    other.begin()
+    record(other, batch[1], settings=app.settings, now=app.clock.now())
+    answers: list[list[Recorded | SkippableError]] = []
+
+    # When a batch holding the same event is stored meanwhile (it waits for the other one)
+    storing = threading.Thread(target=lambda: answers.append(store_batch(app, batch)))
+    storing.start()
+    storing.join(timeout=1.0)
+    assert storing.is_alive()  # held at the same event's key
+    other.commit()
+    other.close()
+    storing.join(timeout=30)
+
+    # Then the database's refusal undid the batch's first try only: the same event is
+    # answered as one stored before, and the other two are stored once
+    [results] = answers
+    assert [isinstance(r, Recorded) and r.created for r in results] == [True, False, True]
+    with app.database.sessions() as session:
+        assert sorted(session.scalars(select(Event.external_id))) == ["dup", "e-0", "e-2"]
+
+
+def test_a_batch_of_known_members_events_takes_no_savepoint(app: App) -> None:
+    # Savepoints are for the batches the database refuses (and for events that may create
+    # their member): a plain batch is stored in its transaction alone
+    for n in range(10):
+        make_member(app, external_id=f"s-{n}")
+    statements: list[str] = []
+
+    def seen(_c: Any, _cur: Any, text: str, *_: Any) -> None:
+        statements.append(text)
+
+    event.listen(app.database.engine, "before_cursor_execute", seen)
+    try:
+        results = store_batch(
+            app, [EventInput("member.enrolled", f"s-{n}", id=f"e-{n}") for n in range(10)]
+        )
+    finally:
+        event.remove(app.database.engine, "before_cursor_execute", seen)
+    assert all(isinstance(r, Recorded) and r.created for r in results)
+    assert not [s for s in statements if s.upper().startswith(("SAVEPOINT", "RELEASE"))]
