@@ -13,42 +13,24 @@ actor's retries, parking and dead letter, so that one never holds the rest.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from datetime import datetime
-
 from sqlalchemy import select
 
 from automations.routing import Entries, route_event, waiting_enrollments
-from automations.runner import Ran, messages_together, run_steps
+from automations.runner_batches import RanBatch, run_held
 from loyalty import events
 from loyalty.app import App
 from loyalty.models import Enrollment
-from loyalty.step_counts import counted_together
 
-__all__ = ["ProcessedBatch", "process_events"]
-
-
-@dataclass
-class ProcessedBatch:
-    """What a batch left to queue, and the events to process on their own."""
-
-    #: Events the batch caused (`points.changed`, a referral's reward, …).
-    events: list[int] = field(default_factory=list)
-    #: Messages its steps made.
-    messages: list[int] = field(default_factory=list)
-    #: Enrollments now waiting, and when each is due to run again.
-    wakes: dict[int, datetime] = field(default_factory=dict)
-    #: Held by another worker: each goes alone after the batch.
-    alone: list[int] = field(default_factory=list)
+__all__ = ["process_events"]
 
 
-def process_events(app: App, event_ids: list[int]) -> ProcessedBatch:
+def process_events(app: App, event_ids: list[int]) -> RanBatch:
     """Apply and route each event of the batch, in id order, and run the enrollments they
     started until each waits or ends, all in one transaction.
 
     A failure raises, and rolls the whole batch back: the caller then sends each alone.
     """
-    out = ProcessedBatch()
+    out = RanBatch()
     now = app.clock.now()
     settings = app.settings
     with app.database.transaction() as session:
@@ -73,14 +55,5 @@ def process_events(app: App, event_ids: list[int]) -> ProcessedBatch:
         routed = {
             e.id: e for e in session.scalars(select(Enrollment).where(Enrollment.id.in_(started)))
         }
-        shard = held[0][0].id if held else 0
-        with counted_together(session, shard=shard), messages_together(session) as made:
-            for enrollment_id in sorted(routed):
-                ran = Ran()
-                run_steps(session, app, enrollment_id, ran, locked=True)
-                out.messages += ran.messages
-                out.events += ran.events
-                if ran.wake_at is not None:
-                    out.wakes[enrollment_id] = ran.wake_at
-        out.messages += made
+        run_held(session, app, sorted(routed), out, shard=held[0][0].id if held else 0)
     return out

@@ -24,14 +24,15 @@ from loyalty.app import App
 from loyalty.models import Enrollment, Member
 from loyalty.step_counts import counted_together
 
-__all__ = ["RanBatch", "run_enrollments"]
+__all__ = ["RanBatch", "run_enrollments", "run_held"]
 
 log = logging.getLogger(__name__)
 
 
 @dataclass
 class RanBatch:
-    """What a batch's runs left to queue, and the enrollments to run on their own."""
+    """What a batch's runs left to queue, and the rows (enrollments, or events) to run on
+    their own."""
 
     messages: list[int] = field(default_factory=list)
     events: list[int] = field(default_factory=list)
@@ -52,17 +53,24 @@ def run_enrollments(app: App, enrollment_ids: list[int]) -> RanBatch:
         # (the rows stay referenced here, so the session's identity map keeps them)
         held = _hold(session, app, ids)
         out.alone += [i for i in ids if i not in held]
-        shard = ids[0] if ids else 0
-        with counted_together(session, shard=shard), messages_together(session) as made:
-            for enrollment_id in sorted(held):
-                ran = Ran()
-                run_steps(session, app, enrollment_id, ran, locked=True)
-                out.messages += ran.messages
-                out.events += ran.events
-                if ran.wake_at is not None:
-                    out.wakes[enrollment_id] = ran.wake_at
-        out.messages += made
+        run_held(session, app, sorted(held), out, shard=ids[0] if ids else 0)
     return out
+
+
+def run_held(
+    session: Session, app: App, enrollment_ids: list[int], out: RanBatch, *, shard: int
+) -> None:
+    """Run each enrollment, whose row and member's the session holds, until it waits or ends;
+    their step entries counted, and their messages inserted, together at the end."""
+    with counted_together(session, shard=shard), messages_together(session) as made:
+        for enrollment_id in enrollment_ids:
+            ran = Ran()
+            run_steps(session, app, enrollment_id, ran, locked=True)
+            out.messages += ran.messages
+            out.events += ran.events
+            if ran.wake_at is not None:
+                out.wakes[enrollment_id] = ran.wake_at
+    out.messages += made
 
 
 def _hold(session: Session, app: App, ids: list[int]) -> dict[int, tuple[Enrollment, Member]]:

@@ -21,8 +21,8 @@ from dramatiq.brokers.stub import StubBroker
 from sqlalchemy.exc import OperationalError
 
 from automations import deliveries, event_batches, runner, runner_batches, runtime
-from automations.event_batches import ProcessedBatch
 from automations.routing import route_event
+from automations.runner_batches import RanBatch
 from automations.runtime.limits import one_at_a_time
 from automations.triggers.entry_batches import run_in_batches
 from channels import retries
@@ -284,7 +284,7 @@ def process_events(event_ids: list[int]) -> None:
         send("process_event", event_id)
 
 
-def _queue_after(app: App, done: ProcessedBatch) -> None:
+def _queue_after(app: App, done: RanBatch) -> None:
     """Queue what a processed batch caused: its events, and the wake-ups due soon."""
     if done.events:
         send_batches("process_event", done.events)
