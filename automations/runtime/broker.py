@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import dramatiq
-from dramatiq import Broker, Message, Worker
+from dramatiq import Broker, Consumer, Message, Worker
 from dramatiq.broker import MessageProxy
 from dramatiq.brokers.redis import RedisBroker
 from dramatiq.brokers.stub import StubBroker
@@ -22,6 +22,7 @@ from dramatiq.middleware import Retries
 from automations.runtime import actors
 from automations.runtime.dead_letters import DeadLetters
 from automations.runtime.retry_waits import RetryWaits
+from channels import retries
 from loyalty.settings import Settings
 
 __all__ = [
@@ -38,11 +39,32 @@ __all__ = [
 WORKER_TIMEOUT_MS = 20
 
 
+#: The queues of an event's way to its email: their consumers look for work as often as
+#: WORKER_TIMEOUT_MS says.
+PROMPT_QUEUES = frozenset({"events", "journeys", retries.QUEUE})
+#: How long an idle consumer of any other queue (points, CRM, rewards) and of every delay
+#: queue waits before it looks again, at the least. Each consumer of each process polls
+#: Redis when idle: with all of them at 20 ms, an idle `loyalty worker` of two processes
+#: spent a third of a core polling. A delayed message (a retry, a gathering batch's next
+#: look) may start up to this much after its time.
+IDLE_TIMEOUT_MS = 200
+
+
+class WorkBroker(RedisBroker):
+    """Dramatiq's Redis broker, whose consumers of queues off the event → email path (and
+    of the delay queues) wait longer when idle (`IDLE_TIMEOUT_MS`)."""
+
+    def consume(self, queue_name: str, prefetch: int = 1, timeout: int = 5000) -> Consumer:
+        if queue_name not in PROMPT_QUEUES:
+            timeout = max(timeout, IDLE_TIMEOUT_MS)
+        return super().consume(queue_name, prefetch, timeout)
+
+
 def build_broker(settings: Settings) -> Broker:
     """A Redis broker when REDIS_URL is set, otherwise an in-process one; actors declared."""
     broker: Broker
     if settings.redis_url:
-        broker = RedisBroker(url=settings.redis_url)  # type: ignore[no-untyped-call]
+        broker = WorkBroker(url=settings.redis_url)  # type: ignore[no-untyped-call]
     else:
         broker = StubBroker()
         broker.emit_after("process_boot")

@@ -6,11 +6,14 @@ import json
 import socket
 import threading
 import time
+from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import dramatiq
 import pytest
 from click.testing import CliRunner
+from dramatiq.brokers.redis import RedisBroker
 from sqlalchemy import func, select, text
 from sqlalchemy.exc import OperationalError
 
@@ -117,7 +120,7 @@ def test_events_go_through_redis_to_a_worker(app: App, redis_url: str) -> None:
     app.settings = make_settings(app.database, redis_url=redis_url)
     runtime.configure(app)
     broker = build_broker(app.settings)
-    assert type(broker).__name__ == "RedisBroker"
+    assert isinstance(broker, RedisBroker)
     emit(app, EventInput("order.completed", "m-1", id="e-1", data=ORDER))
     assert balance(app, "m-1") == 0  # queued in Redis, not processed yet
     worker = dramatiq.Worker(broker, worker_threads=2, worker_timeout=100)
@@ -182,3 +185,32 @@ def test_events_stored_while_redis_is_down_wait_for_the_relay_and_nothing_is_los
         stored = session.scalars(select(Event).order_by(Event.id)).all()
     assert [e.external_id for e in stored] == ["e-x", "e-0", "e-1", "e-2"]
     assert all(e.processed_at is None for e in stored)  # the relay tick picks them up
+
+
+def test_idle_consumers_off_the_event_path_poll_redis_less_often(app: App, redis_url: str) -> None:
+    # Given a Redis broker whose fetches from Redis are counted by queue
+    app.settings = make_settings(app.database, redis_url=redis_url)
+    runtime.configure(app)
+    broker = build_broker(app.settings)
+    fetches: Counter[str] = Counter()
+    fetch = broker.do_fetch  # type: ignore[attr-defined]
+
+    def counted(queue_name: str, prefetch: int) -> Any:
+        fetches[queue_name] += 1
+        return fetch(queue_name, prefetch)
+
+    broker.do_fetch = counted  # type: ignore[attr-defined]
+
+    # When a worker looks for work every 20 ms and finds none for two seconds
+    worker = dramatiq.Worker(broker, worker_threads=1, worker_timeout=20)
+    worker.start()
+    try:
+        time.sleep(2)
+    finally:
+        worker.stop()
+        broker.close()
+
+    # Then the queues of an event's way to its email were looked at about every 20 ms, and
+    # the others (and every delay queue) about ten times less often
+    assert min(fetches["events"], fetches["messages"], fetches["journeys"]) >= 50, fetches
+    assert max(fetches["crm"], fetches["rewards"], fetches["events.DQ"]) <= 25, fetches
