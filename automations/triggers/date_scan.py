@@ -19,6 +19,11 @@ The query over-selects by at most a day on each side; the exact decision (the
 member's zone, DST, 29 February) is taken in Python by ``date_triggers``. Members
 who already hold an enrollment for the occurrence are left out in the same query
 (``NOT EXISTS``), so a scan repeated after entering them returns nothing new.
+
+The statement depends only on the journey, the field and the dates looked at, which
+stay the same for the scans of a whole day (every minute, or every zone's ``at`` in a
+simulation): each is built once and kept (`_statement`), so a scan costs its query,
+not the building and compiling of its SQL.
 """
 
 from __future__ import annotations
@@ -27,7 +32,8 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
-from typing import Any, TypeVar
+from functools import lru_cache
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import ColumnElement, Select, and_, exists, false, func, or_, select
@@ -37,6 +43,7 @@ from automations.definition.models import DateTrigger
 from automations.triggers.date_rules import (
     EARLIEST_OFFSET,
     LATEST_OFFSET,
+    DateField,
     Firing,
     LeapDayRule,
     anniversary_firing,
@@ -55,7 +62,6 @@ from loyalty.settings import Settings
 
 __all__ = ["DEFAULT_GRACE", "DueEntry", "due_date_entries"]
 
-_T = TypeVar("_T")
 _AnySelect = Select[*tuple[Any, ...]]
 
 #: Without catch-up, how late after ``at`` a scan may still enter a member (a late tick).
@@ -77,6 +83,26 @@ class _Group:
 
     occurrence: str
     where: ColumnElement[bool]
+
+
+@dataclass(frozen=True, slots=True)
+class _Shape:
+    """What a scan's statement is built from (and kept by): the same for a day's scans."""
+
+    journey_id: str
+    field: DateField
+    leap_day: LeapDayRule
+    exclude_enrolled: bool
+    #: Per occurrence, the celebration dates looked at (a lapse's: the order dates).
+    dates: tuple[tuple[str, tuple[date, ...]], ...]
+    #: Anniversaries: the first enrolment year (one before the earliest enrolment).
+    first_year: int = 0
+
+
+#: Built scan statements kept: a few per date journey and day.
+STATEMENTS_KEPT = 256
+#: The earliest enrolment, for the anniversaries' years.
+_EARLIEST_ENROLMENT = select(func.min(Member.enrolled_at))
 
 
 def due_date_entries(
@@ -137,14 +163,8 @@ class _Scan:
     # -- the three fields -------------------------------------------------------------------
 
     def birthdays(self, session: Session) -> list[DueEntry]:
-        groups = [
-            _Group(occurrence, _month_day_in(pairs))
-            for occurrence, pairs in self._by_occurrence(
-                lambda c: month_days_celebrated_on(c, self.leap_day)
-            ).items()
-        ]
-        query = select(Member.id, Member.time_zone, Member.birth_month, Member.birth_day)
-        rows = session.execute(self._restrict(query, groups, Member.id)).all()
+        query, occurrences = _statement(self._shape())
+        rows = session.execute(query).all()
 
         # Members share a few hundred zones and a few dates: each pair is worked out once.
         firings: dict[tuple[Any, int, int], Firing | None] = {}
@@ -157,57 +177,37 @@ class _Scan:
                 )
             return firings[key]
 
-        return self._decide(rows, groups, firing)
+        return self._decide(rows, occurrences, firing)
 
     def anniversaries(self, session: Session) -> list[DueEntry]:
-        earliest = session.scalar(select(func.min(Member.enrolled_at)))
+        earliest = session.scalar(_EARLIEST_ENROLMENT)
         if earliest is None:
             return []
         # One year earlier too: a member's local date can be a day behind UTC.
         first_year = ensure_utc(earliest).year - 1
-
-        def enrolment_dates(celebration: date) -> list[date]:
-            pairs = month_days_celebrated_on(celebration, self.leap_day)
-            return [
-                day
-                for year in range(first_year, celebration.year)
-                for month, day_of_month in pairs
-                if (day := _date_or_none(year, month, day_of_month)) is not None
-            ]
-
-        groups = [
-            _Group(occurrence, _local_dates_in(Member.enrolled_at, dates))
-            for occurrence, dates in self._by_occurrence(enrolment_dates).items()
-        ]
-        query = select(Member.id, Member.time_zone, Member.enrolled_at)
-        rows = session.execute(self._restrict(query, groups, Member.id)).all()
+        query, occurrences = _statement(self._shape(first_year))
+        rows = session.execute(query).all()
 
         def firing(row: Any, zone: ZoneInfo) -> Firing | None:
             return anniversary_firing(row.enrolled_at, zone, self.trigger, self.now, self.leap_day)
 
-        return self._decide(rows, groups, firing)
+        return self._decide(rows, occurrences, firing)
 
     def expiries(self, session: Session) -> list[DueEntry]:
-        groups = [
-            _Group(occurrence, _local_dates_in(LedgerEntry.expires_at, dates))
-            for occurrence, dates in self._by_occurrence(lambda c: [c]).items()
-        ]
-        query = (
-            select(LedgerEntry.member_id.label("id"), Member.time_zone, LedgerEntry.expires_at)
-            .join(Member, Member.id == LedgerEntry.member_id)
-            .where(LedgerEntry.remaining > 0)
-        )
-        rows = session.execute(self._restrict(query, groups, LedgerEntry.member_id)).all()
+        query, occurrences = _statement(self._shape())
+        rows = session.execute(query).all()
 
         def firing(row: Any, zone: ZoneInfo) -> Firing | None:
             return expiry_firing(row.expires_at, zone, self.trigger, self.now)
 
-        return self._decide(rows, groups, firing)
+        return self._decide(rows, occurrences, firing)
 
     def lapses(self, session: Session) -> list[DueEntry]:
         ordered_on = celebrations_at(self.now, -(self.trigger.days_after or 0))
-        query = select(Member.id, Member.time_zone, Member.last_order_at).where(
-            Member.erased_at.is_(None), _local_dates_in(Member.last_order_at, ordered_on)
+        query, _ = _statement(
+            _Shape(
+                self.journey_id, "last_order_at", self.leap_day, False, (("", tuple(ordered_on)),)
+            )
         )
 
         def firing(row: Any, zone: ZoneInfo) -> Firing | None:
@@ -230,37 +230,19 @@ class _Scan:
 
     # -- shared steps -----------------------------------------------------------------------
 
-    def _by_occurrence(self, values: Callable[[date], list[_T]]) -> dict[str, list[_T]]:
-        grouped: dict[str, list[_T]] = defaultdict(list)
+    def _shape(self, first_year: int = 0) -> _Shape:
+        """What this scan's statement is built from: the celebrations, by occurrence."""
+        grouped: dict[str, list[date]] = defaultdict(list)
         for celebration in self.celebrations:
-            grouped[occurrence_for(self.trigger.field, celebration)].extend(values(celebration))
-        return grouped
-
-    def _restrict(
-        self, query: _AnySelect, groups: Sequence[_Group], member_id: InstrumentedAttribute[int]
-    ) -> _AnySelect:
-        """Add the candidate filter, erasure and the already-enrolled exclusion."""
-        query = query.where(Member.erased_at.is_(None), or_(false(), *(g.where for g in groups)))
-        if not self.exclude_enrolled:
-            return query
-        if len(groups) == 1:
-            return query.where(self._not_enrolled(member_id, groups[0].occurrence))
-        # Which occurrence a row belongs to depends on its zone, known only in
-        # Python; so each group says in its own column whether the row is open
-        # for that group's occurrence, and the row is kept if any group is.
-        opens = [
-            and_(group.where, self._not_enrolled(member_id, group.occurrence)).label(f"open_{n}")
-            for n, group in enumerate(groups)
-        ]
-        return query.add_columns(*opens).where(or_(*opens))
-
-    def _not_enrolled(
-        self, member_id: InstrumentedAttribute[int], occurrence: str
-    ) -> ColumnElement[bool]:
-        return ~exists().where(
-            Enrollment.journey_id == self.journey_id,
-            Enrollment.member_id == member_id,
-            Enrollment.occurrence == occurrence,
+            grouped[occurrence_for(self.trigger.field, celebration)].append(celebration)
+        dates = tuple((occurrence, tuple(days)) for occurrence, days in grouped.items())
+        return _Shape(
+            self.journey_id,
+            self.trigger.field,
+            self.leap_day,
+            self.exclude_enrolled,
+            dates,
+            first_year,
         )
 
     def _zone(self, name: str | None) -> ZoneInfo:
@@ -272,11 +254,11 @@ class _Scan:
     def _decide(
         self,
         rows: Iterable[Any],
-        groups: Sequence[_Group],
+        occurrences: Sequence[str],
         firing_of: Callable[[Any, ZoneInfo], Firing | None],
     ) -> list[DueEntry]:
-        open_column = {g.occurrence: f"open_{n}" for n, g in enumerate(groups)}
-        checked_columns = self.exclude_enrolled and len(groups) > 1
+        open_column = {occurrence: f"open_{n}" for n, occurrence in enumerate(occurrences)}
+        checked_columns = self.exclude_enrolled and len(occurrences) > 1
         entries: set[DueEntry] = set()
         for row in rows:
             firing = firing_of(row, self._zone(row.time_zone))
@@ -289,6 +271,105 @@ class _Scan:
             if is_due(firing, self.now, catch_up=self.catch_up, grace=self.grace):
                 entries.add(DueEntry(row.id, firing.occurrence, firing.fire_at))
         return sorted(entries)
+
+
+# -- SQL statements -----------------------------------------------------------------------------
+
+
+@lru_cache(maxsize=STATEMENTS_KEPT)
+def _statement(shape: _Shape) -> tuple[_AnySelect, tuple[str, ...]]:
+    """The candidates' statement of a scan shaped so, and its occurrences in column order.
+
+    Built once per shape: a statement keeps its compiled form's cache key, so running it
+    again costs only the query.
+    """
+    journey_id, field, leap_day, dates = shape.journey_id, shape.field, shape.leap_day, shape.dates
+    query: _AnySelect
+    if field == "last_order_at":
+        query = select(Member.id, Member.time_zone, Member.last_order_at).where(
+            Member.erased_at.is_(None), _local_dates_in(Member.last_order_at, dates[0][1])
+        )
+        return query, ()
+    groups: list[_Group]
+    member_id: InstrumentedAttribute[int] = Member.id
+    if field == "birthday":
+        groups = [
+            _Group(occurrence, _month_day_in(_celebrated_pairs(days, leap_day)))
+            for occurrence, days in dates
+        ]
+        query = select(Member.id, Member.time_zone, Member.birth_month, Member.birth_day)
+    elif field == "enrolled_at":
+        groups = [
+            _Group(
+                occurrence,
+                _local_dates_in(
+                    Member.enrolled_at, _enrolment_dates(days, leap_day, shape.first_year)
+                ),
+            )
+            for occurrence, days in dates
+        ]
+        query = select(Member.id, Member.time_zone, Member.enrolled_at)
+    else:
+        groups = [
+            _Group(occurrence, _local_dates_in(LedgerEntry.expires_at, days))
+            for occurrence, days in dates
+        ]
+        query = (
+            select(LedgerEntry.member_id.label("id"), Member.time_zone, LedgerEntry.expires_at)
+            .join(Member, Member.id == LedgerEntry.member_id)
+            .where(LedgerEntry.remaining > 0)
+        )
+        member_id = LedgerEntry.member_id
+    occurrences = tuple(g.occurrence for g in groups)
+    return _restrict(query, groups, journey_id, member_id, shape.exclude_enrolled), occurrences
+
+
+def _celebrated_pairs(days: Iterable[date], leap_day: LeapDayRule) -> list[tuple[int, int]]:
+    return [pair for day in days for pair in month_days_celebrated_on(day, leap_day)]
+
+
+def _enrolment_dates(days: Iterable[date], leap_day: LeapDayRule, first_year: int) -> list[date]:
+    """The enrolment dates whose anniversaries fall on `days` (from `first_year` on)."""
+    return [
+        enrolled
+        for celebration in days
+        for year in range(first_year, celebration.year)
+        for month, day_of_month in month_days_celebrated_on(celebration, leap_day)
+        if (enrolled := _date_or_none(year, month, day_of_month)) is not None
+    ]
+
+
+def _restrict(
+    query: _AnySelect,
+    groups: Sequence[_Group],
+    journey_id: str,
+    member_id: InstrumentedAttribute[int],
+    exclude_enrolled: bool,
+) -> _AnySelect:
+    """Add the candidate filter, erasure and the already-enrolled exclusion."""
+    query = query.where(Member.erased_at.is_(None), or_(false(), *(g.where for g in groups)))
+    if not exclude_enrolled:
+        return query
+    if len(groups) == 1:
+        return query.where(_not_enrolled(journey_id, member_id, groups[0].occurrence))
+    # Which occurrence a row belongs to depends on its zone, known only in
+    # Python; so each group says in its own column whether the row is open
+    # for that group's occurrence, and the row is kept if any group is.
+    opens = [
+        and_(group.where, _not_enrolled(journey_id, member_id, group.occurrence)).label(f"open_{n}")
+        for n, group in enumerate(groups)
+    ]
+    return query.add_columns(*opens).where(or_(*opens))
+
+
+def _not_enrolled(
+    journey_id: str, member_id: InstrumentedAttribute[int], occurrence: str
+) -> ColumnElement[bool]:
+    return ~exists().where(
+        Enrollment.journey_id == journey_id,
+        Enrollment.member_id == member_id,
+        Enrollment.occurrence == occurrence,
+    )
 
 
 # -- SQL filters --------------------------------------------------------------------------------
