@@ -7,8 +7,9 @@ emitted at their `at`. The virtual clock then jumps from one moment that
 matters to the next and runs there what the scheduler and the workers would
 (`simulation.clock_loop`); sent emails are opened and clicked at the rates
 given (`simulation.engagement`, none by default). The timeline is read back
-from the copy (`simulation.timeline`). Messages go to a temporary outbox;
-nothing is sent and the real database is untouched.
+from the copy (`simulation.timeline`). Messages go to the local outbox, which
+records them as sent without writing their files; nothing is sent and the real
+database is untouched.
 
 The summary and the split reports count, per journey, the members who entered
 during the period and those already in flight when it started (`in_flight`: they
@@ -178,6 +179,7 @@ def _sandbox(source: App, start: datetime) -> Iterator[App]:
                 "database_url": f"sqlite:///{Path(folder) / 'simulation.db'}",
                 "redis_url": None,
                 "outbox_dir": Path(folder) / "outbox",
+                "outbox_files": False,  # thrown away with the copy: records, no files
                 # Nothing leaves the machine: the local outbox stands in for every provider.
                 "sendgrid_api_key": None,
                 "twilio_account_sid": None,

@@ -152,6 +152,8 @@ def _rowcount(result: Any) -> int:
 
 
 def _write(app: App, message: Message, member: Member, rendered: Rendered, now: datetime) -> str:
+    if not app.settings.outbox_files:  # sent, as if written (the simulator's outbox)
+        return outbox.file_name(message.id, "json" if message.channel == "sms" else "eml")
     folder = app.settings.outbox_dir
     if message.channel == "sms":
         path = outbox.write_sms(

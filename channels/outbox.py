@@ -18,20 +18,21 @@ from typing import Any
 
 from channels.render import Rendered
 
-__all__ = ["erase_files", "write_email", "write_sms"]
+__all__ = ["erase_files", "file_name", "write_email", "write_sms"]
 
 #: What the files of one message are called, for each suffix written.
 SUFFIXES = ("eml", "json")
 
 
-def _name(message_id: int, suffix: str) -> str:
+def file_name(message_id: int, suffix: str) -> str:
+    """The name of a message's file (`eml` for an email, `json` for an SMS)."""
     return f"message-{message_id}.{suffix}"
 
 
 def _path(folder: Path, sent_at: datetime, message_id: int, suffix: str) -> Path:
     day = folder / sent_at.date().isoformat()
     day.mkdir(parents=True, exist_ok=True)
-    return day / _name(message_id, suffix)
+    return day / file_name(message_id, suffix)
 
 
 def erase_files(folder: Path, message_ids: Iterable[int]) -> int:
@@ -39,7 +40,7 @@ def erase_files(folder: Path, message_ids: Iterable[int]) -> int:
 
     A member's erasure calls it with their messages' ids; returns how many files went.
     """
-    names = {_name(message_id, suffix) for message_id in message_ids for suffix in SUFFIXES}
+    names = {file_name(message_id, suffix) for message_id in message_ids for suffix in SUFFIXES}
     if not names or not folder.is_dir():
         return 0
     removed = 0

@@ -81,6 +81,11 @@ class Settings(BaseSettings):
     default_phone_region: str = Field("US", description="region for phones without +prefix")
     journeys_dir: Path = Field(Path("./journeys"), description="journey definitions folder")
     outbox_dir: Path = Field(Path("./outbox"), description="local outbox folder")
+    outbox_files: bool = Field(
+        True,
+        description="the local outbox writes each message it sends as a file; off, it only "
+        "records them as sent (the simulator, whose outbox is thrown away)",
+    )
     public_base_url: str = Field("http://127.0.0.1:8000", description="public URL of `serve`")
     body_deadline_seconds: float = Field(
         10.0,

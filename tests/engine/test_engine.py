@@ -133,6 +133,31 @@ def test_an_event_runs_the_steps_and_a_wait_wakes_later(
     assert "Dzięki Anna! 10 pkt. STOP=rezygnacja" in text
 
 
+def test_an_outbox_without_files_records_the_sends_it_would_have_written(
+    app: App, tmp_path: Path, clock: FrozenClock
+) -> None:
+    # Given the local outbox set to write no files (as the simulator's is)
+    quiet = App(app.settings.model_copy(update={"outbox_files": False}), app.database, clock)
+    given_thanks(quiet, tmp_path)
+    make_member(
+        quiet,
+        external_id="m-1",
+        email="anna@example.com",
+        phone="+48601234567",
+        email_consent=True,
+        sms_consent=True,
+    )
+    # When an order sends the email, and the wait's end the SMS
+    send_event(quiet, order("m-1", "1001"))
+    clock.advance(timedelta(days=3))
+    assert tick(quiet) == 1
+    # Then both are sent under the names their files would have had, and no file is written
+    email, sms = messages(quiet)
+    assert (email.state, email.provider_id) == ("sent", f"message-{email.id}.eml")
+    assert (sms.state, sms.provider_id) == ("sent", f"message-{sms.id}.json")
+    assert not quiet.settings.outbox_dir.exists() or not any(quiet.settings.outbox_dir.rglob("*"))
+
+
 def test_replayed_messages_and_ticks_change_nothing(app: App, tmp_path: Path) -> None:
     given_thanks(app, tmp_path)
     make_member(app, external_id="m-1", email="a@example.com", email_consent=True)
