@@ -66,17 +66,21 @@ def run(
     moments = _Moments(app, start, end)
     pending = deque(events)
     now = start
+    # Whether anything ran since the rows' moments were last read: a quiet moment (a
+    # scan that entered nobody) changes no wake-up, retry or expiry, so they are kept.
+    touched = True
     while True:
         clock.set(now)
-        if engagement is not None:
-            engagement.apply_due(now)
+        if engagement is not None and engagement.apply_due(now):
+            touched = True
         while pending and (pending[0].at or start) <= now:
             event = pending.popleft()
+            touched = True
             try:
                 emit(app, event)
             except Exception as exc:
                 problems.append(f"event {event.id or event.type}: {exc}")
-        broker.run_queued()
+        ran = broker.run_queued()
         dates, schedules = moments.journeys_due(now)
         if dates:
             for journey_id in dates:
@@ -84,20 +88,21 @@ def run(
                     app, only=(journey_id,), fired_after=moments.scanned(journey_id)
                 )
                 moments.scanned_at(journey_id, now)
-            broker.run_queued()
+            ran += broker.run_queued()
         if schedules:
             fire_schedules(app)
-            broker.run_queued()
-        due = moments.work_due(now)
-        if due.expiries:
-            expire_points(app)
-            broker.run_queued()
-        if due.wakes:
-            wake_enrollments(app)
-            broker.run_queued()
-        if due.retries:
-            relay_messages(app)
-            broker.run_queued()
+            ran += 1 + broker.run_queued()
+        due = moments.work_due(now, reread=touched or ran > 0)
+        touched = False
+        for tick, is_due in (
+            (expire_points, due.expiries),
+            (wake_enrollments, due.wakes),
+            (relay_messages, due.retries),
+        ):
+            if is_due:
+                tick(app)
+                broker.run_queued()
+                touched = True
         if engagement is not None:
             engagement.decide_sent(now)
         if progress is not None:
@@ -163,6 +168,8 @@ class _Moments:
         )
         #: (`at`, zone) → the next instant the wall clock there shows `at`.
         self._fires: dict[tuple[time, str], datetime] = {}
+        #: The earliest wake-up, retry and expiry as last read.
+        self._read: tuple[datetime | None, ...] | None = None
 
     # -- the journeys' own moments ----------------------------------------------------------
 
@@ -202,10 +209,13 @@ class _Moments:
 
     # -- the rows' moments ------------------------------------------------------------------
 
-    def work_due(self, now: datetime) -> _Due:
-        """Which of wake-ups, retries and expiries are due now (read from the rows)."""
-        with self.app.database.sessions() as session:
-            wake, retry, expiry = session.execute(self._earliest).one()
+    def work_due(self, now: datetime, *, reread: bool = True) -> _Due:
+        """Which of wake-ups, retries and expiries are due now: read from the rows, or, when
+        nothing ran since the last read (`reread` false), as that read found them."""
+        if reread or self._read is None:
+            with self.app.database.sessions() as session:
+                self._read = tuple(session.execute(self._earliest).one())
+        wake, retry, expiry = self._read
         due = _Due(
             wakes=wake is not None and ensure_utc(wake) <= now,
             retries=retry is not None and ensure_utc(retry) <= now,

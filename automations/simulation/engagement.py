@@ -121,8 +121,9 @@ class SimulatedEngagement:
         """When the next open or click is due, if any."""
         return self._due[0][0] if self._due else None
 
-    def apply_due(self, now: datetime) -> None:
-        """The opens and clicks due by `now`, applied as SendGrid's Event Webhook would."""
+    def apply_due(self, now: datetime) -> int:
+        """The opens and clicks due by `now`, applied as SendGrid's Event Webhook would;
+        how many."""
         events: list[dict[str, Any]] = []
         while self._due and self._due[0][0] <= now:
             at, message_id, kind = heapq.heappop(self._due)
@@ -137,6 +138,7 @@ class SimulatedEngagement:
         if events:
             with self.app.database.transaction() as session:
                 apply_sendgrid_events(session, events, now=now)
+        return len(events)
 
     def decide_sent(self, now: datetime) -> None:
         """Draw the open and click of each email sent since the last call (up to `now`)."""
