@@ -5,10 +5,12 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
+from functools import cache
 
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.expression import Executable
 
 from loyalty.models import StepCount
 
@@ -50,16 +52,23 @@ def counted_together(session: Session, shard: int) -> Iterator[Counter[tuple[str
 
 
 def _add(session: Session, journey_id: str, step_id: str, shard: int, n: int) -> None:
-    dialect = session.get_bind().dialect.name
+    values = {"journey_id": journey_id, "step_id": step_id, "shard": shard, "n": n}
+    session.execute(_upsert(session.get_bind().dialect.name), values)
+
+
+@cache
+def _upsert(dialect: str) -> Executable:
+    """The counter's upsert for a dialect, built once (its values are parameters)."""
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
     statement = insert(StepCount).values(
-        journey_id=journey_id, step_id=step_id, shard=shard, entered=n
+        journey_id=bindparam("journey_id"),
+        step_id=bindparam("step_id"),
+        shard=bindparam("shard"),
+        entered=bindparam("n"),
     )
-    session.execute(
-        statement.on_conflict_do_update(
-            index_elements=["journey_id", "step_id", "shard"],
-            set_={"entered": StepCount.entered + n},
-        )
+    return statement.on_conflict_do_update(
+        index_elements=["journey_id", "step_id", "shard"],
+        set_={"entered": StepCount.entered + bindparam("n")},
     )
 
 
