@@ -10,7 +10,9 @@ twenty, who joins during the year. Then it
 times `simulate` over 365 days for each size and prints the seconds, the time
 per member and their ratio (goal: 10,000 members under 60 s, and the time per
 member at 10,000 no more than ~1.2 times that at 1,000), and as a ceiling the
-time the same run takes with no member at all (the clock's own walk).
+time the same run takes with no member at all (the clock's own walk). Each figure
+comes with its CPU seconds and the load average: on a shared machine the wall
+time grows with the load, the CPU time much less.
 
 Run with `python -m bench.simulate [MEMBERS ...] [--days N]`.
 """
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import shutil
 import tempfile
@@ -200,20 +203,24 @@ def _iso(value: datetime) -> str:
     return value.isoformat().replace("+00:00", "Z")
 
 
-def measure(members: int, days: int) -> tuple[float, int]:
-    """(seconds, timeline rows) of simulating `days` days for `members` members."""
+def measure(members: int, days: int) -> tuple[float, float, int]:
+    """(seconds, CPU seconds, timeline rows) of simulating `days` days for `members` members."""
     with tempfile.TemporaryDirectory(prefix="loyalty-bench-simulate-") as folder:
         app, events = build(Path(folder), members, days)
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.process_time()
         result = simulate(
             app,
             start=START,
             end=START + timedelta(days=days) - timedelta(seconds=1),
             events_file=events,
         )
-        elapsed = time.perf_counter() - started
+        elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
         app.database.dispose()
-    return elapsed, len(result.records)
+    return elapsed, cpu, len(result.records)
+
+
+def _load() -> str:
+    return "load average " + " ".join(f"{n:.2f}" for n in os.getloadavg())
 
 
 def main() -> None:
@@ -222,15 +229,18 @@ def main() -> None:
     parser.add_argument("--days", type=int, default=365)
     args = parser.parse_args()
     configure_logging("ERROR")
-    empty, _ = measure(0, args.days)
-    print(f"members {0:>7,}  {args.days} days  {empty:7.1f} s  (the clock's walk alone)")
+    empty, empty_cpu, _ = measure(0, args.days)
+    print(
+        f"members {0:>7,}  {args.days} days  {empty:7.1f} s  (CPU {empty_cpu:.1f} s; "
+        f"the clock's walk alone)  {_load()}"
+    )
     figures = []
     for members in args.members:
-        elapsed, rows = measure(members, args.days)
+        elapsed, cpu, rows = measure(members, args.days)
         figures.append((members, elapsed))
         print(
-            f"members {members:>7,}  {args.days} days  {elapsed:7.1f} s  "
-            f"{elapsed / members * 1000:6.2f} ms/member  {rows:,} timeline rows"
+            f"members {members:>7,}  {args.days} days  {elapsed:7.1f} s  (CPU {cpu:.1f} s)  "
+            f"{elapsed / members * 1000:6.2f} ms/member  {rows:,} timeline rows  {_load()}"
         )
     if len(figures) >= 2:
         (small, t_small), (large, t_large) = figures[0], figures[-1]
