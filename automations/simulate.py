@@ -193,6 +193,7 @@ def _sandbox(source: App, start: datetime) -> Iterator[App]:
         # A throwaway file: nothing needs to survive a crash, so no write waits for the disk.
         db_events.listen(database.engine, "connect", _disposable)
         upgrade(database)
+        _index_unspent_lots(database)
         app = App(settings, database, FrozenClock(start))
         runtime.configure(app)
         try:
@@ -208,6 +209,26 @@ def _disposable(dbapi_connection: Any, _: Any) -> None:
     cursor.execute("PRAGMA temp_store=MEMORY")
     cursor.execute("PRAGMA cache_size=-65536")
     cursor.close()
+
+
+#: Lots still holding points, by expiry, in the simulation's copy only.
+UNSPENT_LOTS_INDEX = (
+    "CREATE INDEX ix_simulation_unspent_lots ON points_ledger (expires_at) WHERE remaining > 0"
+)
+
+
+def _index_unspent_lots(database: Database) -> None:
+    """Index the lots that still hold points by their expiry, in the copy.
+
+    The clock loop asks for the earliest expiry after every moment where something ran,
+    and the expiry tick for the lots past theirs. On the ledger's index of `expires_at`
+    both walk every spent and expired lot before the first one still holding points, a
+    walk that grows with the members and through the simulated year (8 ms a question
+    with 20,000 lots behind). The index is the copy's own: DDL, not a table's metadata,
+    which the models and migrations share.
+    """
+    with database.engine.begin() as connection:
+        connection.exec_driver_sql(UNSPENT_LOTS_INDEX)
 
 
 def _publish_for_simulation(app: App, journey_id: str | None, result: Simulation) -> None:
