@@ -10,7 +10,7 @@ from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select
 from sqlalchemy.orm import Session
 
 from loyalty.clock import ensure_utc
@@ -68,20 +68,34 @@ def next_expiring_on_local_day(
     return _expiring_by_member(session, [member], now=now, default_zone=default_zone).get(member.id)
 
 
+# The two reads of `members_data`, built once (a template or condition reads them per member).
+#: The lots of some members still to expire after `now`, by member and expiry.
+_EXPIRING = (
+    select(LedgerEntry.member_id, LedgerEntry.expires_at, LedgerEntry.remaining)
+    .where(
+        LedgerEntry.member_id.in_(bindparam("member_ids", expanding=True)),
+        LedgerEntry.remaining > 0,
+        LedgerEntry.expires_at > bindparam("now"),
+    )
+    .order_by(LedgerEntry.member_id, LedgerEntry.expires_at)
+)
+#: The completed referrals of some members, by referrer.
+_COMPLETED = (
+    select(Referral.referrer_id, func.count(Referral.id))
+    .where(
+        Referral.referrer_id.in_(bindparam("member_ids", expanding=True)),
+        Referral.status == ReferralStatus.COMPLETED,
+    )
+    .group_by(Referral.referrer_id)
+)
+
+
 def _expiring_by_member(
     session: Session, members: Sequence[Member], *, now: datetime, default_zone: str
 ) -> dict[int, tuple[int, datetime]]:
     """`next_expiring_on_local_day` of each member holding points still to expire."""
     # One read of the lots still to expire (a member holds a few): the first day's are kept.
-    rows = session.execute(
-        select(LedgerEntry.member_id, LedgerEntry.expires_at, LedgerEntry.remaining)
-        .where(
-            LedgerEntry.member_id.in_([m.id for m in members]),
-            LedgerEntry.remaining > 0,
-            LedgerEntry.expires_at > now,
-        )
-        .order_by(LedgerEntry.member_id, LedgerEntry.expires_at)
-    ).all()
+    rows = session.execute(_EXPIRING, {"member_ids": [m.id for m in members], "now": now}).all()
     lots: dict[int, list[tuple[datetime, int]]] = defaultdict(list)
     for member_id, at, remaining in rows:
         if at is not None:
@@ -130,17 +144,7 @@ def members_data(
     if not members:
         return {}
     expiring = _expiring_by_member(session, members, now=now, default_zone=default_zone)
-    completed = {
-        key: value
-        for key, value in session.execute(
-            select(Referral.referrer_id, func.count(Referral.id))
-            .where(
-                Referral.referrer_id.in_([m.id for m in members]),
-                Referral.status == ReferralStatus.COMPLETED,
-            )
-            .group_by(Referral.referrer_id)
-        )
-    }
+    completed = dict(session.execute(_COMPLETED, {"member_ids": [m.id for m in members]}).all())
     return {
         m.id: _data(m, expiring.get(m.id), int(completed.get(m.id) or 0), public_base_url)
         for m in members
