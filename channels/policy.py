@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Final, Literal
 
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select
 from sqlalchemy.orm import Session
 
 from channels.quiet_hours import parse_quiet_hours, quiet_until
@@ -107,6 +107,22 @@ def known_for(
     return Known(suppressions, recent)
 
 
+# A single message's two reads, built once (a batch reads them with `known_for`).
+#: The reason an address is suppressed on a channel.
+_SUPPRESSION = select(Suppression.reason).where(
+    Suppression.channel == bindparam("channel"), Suppression.address == bindparam("address")
+)
+#: A member's other marketing messages on a channel that count against its cap since then.
+_RECENT = select(func.count(Message.id)).where(
+    Message.member_id == bindparam("member_id"),
+    Message.channel == bindparam("channel"),
+    Message.purpose == "marketing",
+    Message.state.in_(_COUNTED),
+    Message.id != bindparam("message_id"),
+    func.coalesce(Message.sent_at, Message.updated_at) > bindparam("since"),
+)
+
+
 def check(
     session: Session,
     member: Member,
@@ -136,11 +152,7 @@ def check(
     if known is not None:
         suppressed = known.suppressions.get((channel, address.lower()))
     else:
-        suppressed = session.scalar(
-            select(Suppression.reason).where(
-                Suppression.channel == channel, Suppression.address == address.lower()
-            )
-        )
+        suppressed = session.scalar(_SUPPRESSION, {"channel": channel, "address": address.lower()})
     if suppressed is not None:
         return Decision(MessageState.SUPPRESSED, suppressed)
     until = quiet_until(now, zone, parse_quiet_hours(_quiet_hours(channel, policy, settings)))
@@ -153,14 +165,13 @@ def check(
             recent = known.recent.get((member.id, channel), 0)
         else:
             recent = session.scalar(
-                select(func.count(Message.id)).where(
-                    Message.member_id == member.id,
-                    Message.channel == channel,
-                    Message.purpose == "marketing",
-                    Message.state.in_(_COUNTED),
-                    Message.id != message.id,
-                    func.coalesce(Message.sent_at, Message.updated_at) > now - window,
-                )
+                _RECENT,
+                {
+                    "member_id": member.id,
+                    "channel": channel,
+                    "message_id": message.id,
+                    "since": now - window,
+                },
             )
         if (recent or 0) + pending >= limit:
             return Decision(MessageState.SUPPRESSED, "frequency_cap")
