@@ -211,21 +211,23 @@ def _disposable(dbapi_connection: Any, _: Any) -> None:
     cursor.close()
 
 
-#: Lots still holding points, by expiry, in the simulation's copy only.
+#: Lots still holding points, by expiry, in the simulation's copy only. Its condition is
+#: written `remaining >= 1` (the same lots: points are whole) so that only the clock
+#: loop's question, which says so, uses it: the engine's own queries say `remaining > 0`
+#: and keep their plans (SQLite would otherwise take it for a member's lots too).
 UNSPENT_LOTS_INDEX = (
-    "CREATE INDEX ix_simulation_unspent_lots ON points_ledger (expires_at) WHERE remaining > 0"
+    "CREATE INDEX ix_simulation_unspent_lots ON points_ledger (expires_at) WHERE remaining >= 1"
 )
 
 
 def _index_unspent_lots(database: Database) -> None:
     """Index the lots that still hold points by their expiry, in the copy.
 
-    The clock loop asks for the earliest expiry after every moment where something ran,
-    and the expiry tick for the lots past theirs. On the ledger's index of `expires_at`
-    both walk every spent and expired lot before the first one still holding points, a
-    walk that grows with the members and through the simulated year (8 ms a question
-    with 20,000 lots behind). The index is the copy's own: DDL, not a table's metadata,
-    which the models and migrations share.
+    The clock loop asks for the earliest expiry after every moment where something ran.
+    On the ledger's index of `expires_at` that walks every spent and expired lot before
+    the first one still holding points, a walk that grows with the members and through
+    the simulated year (8 ms a question with 20,000 lots behind). The index is the
+    copy's own: DDL, not a table's metadata, which the models and migrations share.
     """
     with database.engine.begin() as connection:
         connection.exec_driver_sql(UNSPENT_LOTS_INDEX)

@@ -163,7 +163,8 @@ class _Moments:
             .where(Message.state.in_((MessageState.DEFERRED, MessageState.PENDING)))
             .scalar_subquery(),
             select(func.min(LedgerEntry.expires_at))
-            .where(LedgerEntry.remaining > 0)
+            # As the copy's index of unspent lots says it (`simulate.UNSPENT_LOTS_INDEX`).
+            .where(LedgerEntry.remaining >= 1)
             .scalar_subquery(),
         )
         #: (`at`, zone) → the next instant the wall clock there shows `at`.
