@@ -11,7 +11,7 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from loyalty.models import JourneyVersion
@@ -57,18 +57,17 @@ def stored_journey(version: JourneyVersion) -> StoredJourney:
 
 #: Stored journeys by content hash: a version's content never changes, so it is read once.
 _by_digest: dict[str, StoredJourney] = {}
+#: The content hash of versions by row id (built once: every message sent reads it).
+_DIGESTS = select(JourneyVersion.id, JourneyVersion.content_hash).where(
+    JourneyVersion.id.in_(bindparam("version_ids", expanding=True))
+)
 
 
 def stored_journeys(session: Session, version_ids: Collection[int]) -> dict[int, StoredJourney]:
     """`stored_journey` of each version by row id; a definition read only the first time."""
-    digests: dict[int, str] = {
-        version_id: digest
-        for version_id, digest in session.execute(
-            select(JourneyVersion.id, JourneyVersion.content_hash).where(
-                JourneyVersion.id.in_(version_ids)
-            )
-        )
-    }
+    digests: dict[int, str] = dict(
+        session.execute(_DIGESTS, {"version_ids": list(version_ids)}).all()
+    )
     missing = {d for d in digests.values() if d not in _by_digest}
     if missing:
         for version in session.scalars(
