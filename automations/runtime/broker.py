@@ -17,6 +17,7 @@ from dramatiq import Broker, Consumer, Message, Worker
 from dramatiq.broker import MessageProxy
 from dramatiq.brokers.redis import RedisBroker
 from dramatiq.brokers.stub import StubBroker
+from dramatiq.common import dq_name
 from dramatiq.middleware import Retries
 
 from automations.runtime import actors
@@ -39,14 +40,17 @@ __all__ = [
 WORKER_TIMEOUT_MS = 20
 
 
-#: The queues of an event's way to its email: their consumers look for work as often as
-#: WORKER_TIMEOUT_MS says.
-PROMPT_QUEUES = frozenset({"events", "journeys", retries.QUEUE})
-#: How long an idle consumer of any other queue (points, CRM, rewards) and of every delay
-#: queue waits before it looks again, at the least. Each consumer of each process polls
+#: The queues of an event's way to its email, and their delay queues (an event's wait for
+#: an earlier one of its member, a gathering batch's next look): their consumers look for
+#: work as often as WORKER_TIMEOUT_MS says.
+PROMPT_QUEUES = frozenset(
+    name for queue in ("events", "journeys", retries.QUEUE) for name in (queue, dq_name(queue))
+)
+#: How long an idle consumer of any other queue (points, CRM, rewards, and their delay
+#: queues) waits before it looks again, at the least. Each consumer of each process polls
 #: Redis when idle: with all of them at 20 ms, an idle `loyalty worker` of two processes
-#: spent a third of a core polling. A delayed message (a retry, a gathering batch's next
-#: look) may start up to this much after its time.
+#: spent a third of a core polling. A delayed message of these queues (a CRM push's retry,
+#: say) may start up to this much after its time.
 IDLE_TIMEOUT_MS = 200
 
 
