@@ -6,7 +6,7 @@ import hashlib
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import ColumnElement, Select, select
+from sqlalchemy import ColumnElement, Select, bindparam, select
 from sqlalchemy.orm import Session
 
 from automations.definition import Context, EventTrigger, evaluate
@@ -53,7 +53,7 @@ def waiting_enrollments(session: Session, member_ids: set[int]) -> dict[int, lis
     """The waiting enrollments of these members, locked, by member (for a batch of events)."""
     found: dict[int, list[Enrollment]] = {}
     if member_ids:
-        for enrollment in session.scalars(_waiting(Enrollment.member_id.in_(member_ids))):
+        for enrollment in session.scalars(_WAITING_OF, {"members": sorted(member_ids)}):
             found.setdefault(enrollment.member_id, []).append(enrollment)
     return found
 
@@ -89,6 +89,10 @@ class Entries:
         self.by_version.clear()
         self.members.clear()
         return entered
+
+
+#: `waiting_enrollments`' statement, built once (the members go as a parameter).
+_WAITING_OF = _waiting(Enrollment.member_id.in_(bindparam("members", expanding=True)))
 
 
 def route_event(

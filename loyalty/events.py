@@ -16,8 +16,9 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import ColumnElement, func, select
+from sqlalchemy import BindParameter, ColumnElement, Select, bindparam, func, select
 from sqlalchemy.orm import Session
 
 from loyalty import ledger
@@ -176,16 +177,13 @@ def hold_events(
     holds are skipped, not waited for, and so are left to go alone; so are the events an
     earlier one of their member still holds back, which wait for it on their own."""
     ids = sorted(set(event_ids))
-    query = select(Event).where(Event.id.in_(ids)).order_by(Event.id)
-    if skip_locked:
-        query = query.with_for_update(skip_locked=True)
-    rows = session.scalars(query.execution_options(populate_existing=True)).all()
-    members = select(Member).where(Member.id.in_({e.member_id for e in rows}))
-    if skip_locked:
-        members = members.with_for_update(skip_locked=True)
-    members = members.order_by(Member.id).execution_options(populate_existing=True)
-    locked = {m.id: m for m in session.scalars(members)}
-    held = [(e, locked[e.member_id]) for e in rows if e.member_id in locked]
+    options = {"populate_existing": True}
+    rows = session.scalars(_HOLD_EVENTS[skip_locked], {"ids": ids}, execution_options=options)
+    events = rows.all()
+    members = {"ids": sorted({e.member_id for e in events})}
+    found = session.scalars(_HOLD_MEMBERS[skip_locked], members, execution_options=options)
+    locked = {m.id: m for m in found}
+    held = [(e, locked[e.member_id]) for e in events if e.member_id in locked]
     # A member's events wait for an earlier one outside the batch (`_wait_for_earlier`):
     # those go alone, and so do the member's later ones in the batch, to keep their order.
     first = _earliest_open(session, [e for e, _ in held], now)
@@ -194,20 +192,40 @@ def hold_events(
     return held, [i for i in ids if i not in taken]
 
 
+def _locking(query: Select[Any]) -> dict[bool, Select[Any]]:
+    """The query as it is, and (for `skip_locked`) locking its rows, skipping held ones."""
+    return {False: query, True: query.with_for_update(skip_locked=True)}
+
+
+_IDS: BindParameter[Any] = bindparam("ids", expanding=True)
+#: A batch's statements, built once: their ids (and the moment) go as parameters.
+_HOLD_EVENTS = _locking(select(Event).where(Event.id.in_(_IDS)).order_by(Event.id))
+_HOLD_MEMBERS = _locking(select(Member).where(Member.id.in_(_IDS)).order_by(Member.id))
+_EARLIEST_OPEN = (
+    select(Event.member_id, func.min(Event.id))
+    .where(
+        Event.member_id.in_(bindparam("members", expanding=True)),
+        Event.id.not_in(bindparam("events", expanding=True)),
+        Event.type.in_(HANDLERS),
+        Event.processed_at.is_(None),
+        Event.parked_at.is_(None),
+        Event.received_at > bindparam("since"),
+    )
+    .group_by(Event.member_id)
+)
+
+
 def _earliest_open(session: Session, batch: list[Event], now: datetime) -> dict[int, int]:
     """Per member of the batch, the first event outside it that holds its later ones back."""
     if not batch:
         return {}
-    query = (
-        select(Event.member_id, func.min(Event.id))
-        .where(
-            Event.member_id.in_({e.member_id for e in batch}),
-            Event.id.not_in([e.id for e in batch]),
-            *_holding_back(now),
-        )
-        .group_by(Event.member_id)
-    )
-    return {int(member_id): int(first) for member_id, first in session.execute(query)}
+    values = {
+        "members": sorted({e.member_id for e in batch}),
+        "events": [e.id for e in batch],
+        "since": now - ORDERING_WINDOW,
+    }
+    found = session.execute(_EARLIEST_OPEN, values)
+    return {int(member_id): int(first) for member_id, first in found}
 
 
 def _holding_back(now: datetime) -> list[ColumnElement[bool]]:
