@@ -10,8 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import secrets
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
@@ -32,20 +31,21 @@ from automations.engine import (
     decide,
 )
 from automations.enrollments import count_events_for
+from automations.step_messages import kept_together
 from automations.versions import Published, published_version
 from channels.engagement import engagement_counter
 from channels.render import RenderError, render_text
 from channels.template_data import template_data
 from loyalty import ledger
 from loyalty.app import App
-from loyalty.db import insert_ignore, insert_ignore_ids, insert_ignore_returning
+from loyalty.db import insert_ignore, insert_ignore_returning
 from loyalty.members import LazyMemberData, member_zone
 from loyalty.models import Enrollment, Event, Member, Message, SplitChoice, Survey
 from loyalty.settings import Settings
 from loyalty.states import EnrollmentState, LedgerKind, MessageState
 from loyalty.step_counts import count_entered
 
-__all__ = ["Ran", "messages_together", "run_enrollment", "run_steps"]
+__all__ = ["Ran", "run_enrollment", "run_steps"]
 
 log = logging.getLogger(__name__)
 
@@ -76,25 +76,6 @@ def run_enrollment(app: App, enrollment_id: int) -> Ran:
         if not progressed:
             break
     return ran
-
-
-#: Where a batch keeps the messages its steps make until its one insert.
-_TOGETHER = "runner.messages_together"
-
-
-@contextmanager
-def messages_together(session: Session) -> Iterator[list[int]]:
-    """Within, the messages the steps make (but surveys, whose rows need theirs at once) are
-    kept and inserted together at the end, in one statement, with the same ``ON CONFLICT
-    DO NOTHING`` on their keys; yields the list their ids then join."""
-    rows: list[dict[str, Any]] = []
-    session.info[_TOGETHER] = rows
-    made: list[int] = []
-    try:
-        yield made
-    finally:
-        session.info.pop(_TOGETHER, None)
-    made += insert_ignore_ids(session, Message, rows, ["idempotency_key"], Message.id)
 
 
 def run_steps(
@@ -374,7 +355,7 @@ def _queue(
         decisions=decisions,
     )
     row["unsubscribe_token"] = secrets.token_urlsafe(24)
-    together: list[dict[str, Any]] | None = session.info.get(_TOGETHER)
+    together = kept_together(session)
     if together is not None and not send.survey:
         together.append(row)  # its id comes with the batch's one insert (`messages_together`)
         return None

@@ -19,7 +19,8 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from automations.runner import Ran, messages_together, run_steps
+from automations.runner import Ran, run_steps
+from automations.step_messages import messages_together
 from loyalty.app import App
 from loyalty.models import Enrollment, Member
 from loyalty.step_counts import counted_together

@@ -192,6 +192,17 @@ def hold_events(
     return held, [i for i in ids if i not in taken]
 
 
+def _holding_back(since: datetime | BindParameter[Any]) -> list[ColumnElement[bool]]:
+    """Events that hold a member's later ones back (`_wait_for_earlier`): received after
+    `since` (the ordering window's start)."""
+    return [
+        Event.type.in_(HANDLERS),
+        Event.processed_at.is_(None),
+        Event.parked_at.is_(None),
+        Event.received_at > since,
+    ]
+
+
 def _locking(query: Select[Any]) -> dict[bool, Select[Any]]:
     """The query as it is, and (for `skip_locked`) locking its rows, skipping held ones."""
     return {False: query, True: query.with_for_update(skip_locked=True)}
@@ -206,10 +217,7 @@ _EARLIEST_OPEN = (
     .where(
         Event.member_id.in_(bindparam("members", expanding=True)),
         Event.id.not_in(bindparam("events", expanding=True)),
-        Event.type.in_(HANDLERS),
-        Event.processed_at.is_(None),
-        Event.parked_at.is_(None),
-        Event.received_at > bindparam("since"),
+        *_holding_back(bindparam("since", type_=Event.received_at.type)),
     )
     .group_by(Event.member_id)
 )
@@ -226,16 +234,6 @@ def _earliest_open(session: Session, batch: list[Event], now: datetime) -> dict[
     }
     found = session.execute(_EARLIEST_OPEN, values)
     return {int(member_id): int(first) for member_id, first in found}
-
-
-def _holding_back(now: datetime) -> list[ColumnElement[bool]]:
-    """Events that hold a member's later ones back (`_wait_for_earlier`)."""
-    return [
-        Event.type.in_(HANDLERS),
-        Event.processed_at.is_(None),
-        Event.parked_at.is_(None),
-        Event.received_at > now - ORDERING_WINDOW,
-    ]
 
 
 def process_held(
@@ -261,7 +259,11 @@ def _wait_for_earlier(session: Session, event: Event, now: datetime, wait: float
     """
     earlier = session.scalar(
         select(Event.id)
-        .where(Event.member_id == event.member_id, Event.id < event.id, *_holding_back(now))
+        .where(
+            Event.member_id == event.member_id,
+            Event.id < event.id,
+            *_holding_back(now - ORDERING_WINDOW),
+        )
         .limit(1)
     )
     if earlier is not None:
