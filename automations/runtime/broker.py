@@ -8,22 +8,24 @@ calling process (the embedded default).
 from __future__ import annotations
 
 import contextlib
+import time
 from collections import deque
 from collections.abc import Iterator
 from typing import Any
 
 import dramatiq
+import redis
 from dramatiq import Broker, Consumer, Message, Worker
 from dramatiq.broker import MessageProxy
-from dramatiq.brokers.redis import RedisBroker
+from dramatiq.brokers.redis import RedisBroker, _RedisConsumer
 from dramatiq.brokers.stub import StubBroker
-from dramatiq.common import dq_name
+from dramatiq.errors import ConnectionClosed
 from dramatiq.middleware import Retries
+from redis.client import PubSub
 
 from automations.runtime import actors
 from automations.runtime.dead_letters import DeadLetters
 from automations.runtime.retry_waits import RetryWaits
-from channels import retries
 from loyalty.settings import Settings
 
 __all__ = [
@@ -40,28 +42,92 @@ __all__ = [
 WORKER_TIMEOUT_MS = 20
 
 
-#: The queues of an event's way to its email, and their delay queues (an event's wait for
-#: an earlier one of its member, a gathering batch's next look): their consumers look for
-#: work as often as WORKER_TIMEOUT_MS says.
-PROMPT_QUEUES = frozenset(
-    name for queue in ("events", "journeys", retries.QUEUE) for name in (queue, dq_name(queue))
-)
-#: How long an idle consumer of any other queue (points, CRM, rewards, and their delay
-#: queues) waits before it looks again, at the least. Each consumer of each process polls
-#: Redis when idle: with all of them at 20 ms, an idle `loyalty worker` of two processes
-#: spent a third of a core polling. A delayed message of these queues (a CRM push's retry,
-#: say) may start up to this much after its time.
+#: How often an idle consumer looks at its queue in Redis when no wake-up comes. Each
+#: consumer of each process polled Redis every WORKER_TIMEOUT_MS when idle: an idle
+#: `loyalty worker` of two processes spent a third of a core doing it. A message queued
+#: through this broker wakes the consumers of its queue at once; this bounds how late a
+#: message queued otherwise (by a process that does not publish wake-ups) starts.
 IDLE_TIMEOUT_MS = 200
 
 
 class WorkBroker(RedisBroker):
-    """Dramatiq's Redis broker, whose consumers of queues off the event → email path (and
-    of the delay queues) wait longer when idle (`IDLE_TIMEOUT_MS`)."""
+    """Dramatiq's Redis broker whose idle consumers wait for a wake-up instead of polling.
 
-    def consume(self, queue_name: str, prefetch: int = 1, timeout: int = 5000) -> Consumer:
-        if queue_name not in PROMPT_QUEUES:
-            timeout = max(timeout, IDLE_TIMEOUT_MS)
-        return super().consume(queue_name, prefetch, timeout)
+    Each message queued publishes a wake-up on its queue's channel (Redis pub/sub) and
+    an idle consumer waits on that channel: a message starts as soon as it is queued,
+    while idle consumers fetch from Redis only every `IDLE_TIMEOUT_MS`. Between fetches
+    the consumer still returns to its worker every WORKER_TIMEOUT_MS, so delayed messages
+    start on time and a stopping worker stops as soon as before.
+    """
+
+    @property
+    def consumer_class(self) -> type[Consumer]:
+        return _WakingConsumer
+
+    def enqueue(self, message: Message[Any], *, delay: int | None = None) -> Message[Any]:
+        queued = super().enqueue(message, delay=delay)
+        self.client.publish(self.wake_channel(queued.queue_name), b"")
+        return queued
+
+    def wake_channel(self, queue_name: str) -> str:
+        return f"{self.namespace}:wake:{queue_name}"
+
+
+class _WakingConsumer(_RedisConsumer):
+    """Dramatiq's Redis consumer, fetching when woken (or every `IDLE_TIMEOUT_MS`) only."""
+
+    def __init__(self, broker: WorkBroker, queue_name: str, prefetch: int, timeout: int) -> None:
+        super().__init__(broker, queue_name, prefetch, timeout)  # type: ignore[no-untyped-call]
+        self._channel = broker.wake_channel(queue_name)
+        self._wakes: PubSub | None = None
+        #: Fetch at the next look: a wake-up came, or the last fetch found messages.
+        self._look = True
+        self._next_poll = 0.0
+
+    def __next__(self) -> MessageProxy | None:
+        # As Dramatiq's consumer: a message from the cache, else a fetch of up to the
+        # prefetch; when there is none, a wait (for a wake-up, here) and None.
+        try:
+            while self.message_cache:
+                data = self.message_cache.pop(0)
+                if data is not None:
+                    message = Message.decode(data)
+                    self.queued_message_ids.add(message.message_id)
+                    return MessageProxy(message)
+            room = self.prefetch - self.outstanding_message_count
+            if room > 0 and (self._look or time.monotonic() >= self._next_poll):
+                self.message_cache = self.broker.do_fetch(self.queue_name, room)
+                self._look = bool(self.message_cache)
+                self._next_poll = time.monotonic() + IDLE_TIMEOUT_MS / 1000
+                if self.message_cache:
+                    return self.__next__()
+            self._look = self._woken(self.timeout / 1000) or self._look
+            return None
+        except redis.ConnectionError as exc:
+            self._close_wakes()
+            raise ConnectionClosed(exc) from None  # type: ignore[no-untyped-call]
+
+    def _woken(self, seconds: float) -> bool:
+        """Whether a wake-up of this queue came within `seconds`."""
+        if self._wakes is None:
+            # Subscribed, then fetched: a message queued after this fetch wakes the wait.
+            self._wakes = self.broker.client.pubsub(ignore_subscribe_messages=True)
+            self._wakes.subscribe(self._channel)
+            return True
+        woken = self._wakes.get_message(timeout=seconds) is not None
+        while woken and self._wakes.get_message(timeout=0) is not None:
+            pass  # several wake-ups, one fetch
+        return woken
+
+    def close(self) -> None:
+        self._close_wakes()
+        super().close()
+
+    def _close_wakes(self) -> None:
+        if self._wakes is not None:
+            with contextlib.suppress(redis.RedisError, OSError):
+                self._wakes.close()
+            self._wakes = None
 
 
 def build_broker(settings: Settings) -> Broker:
