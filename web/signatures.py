@@ -9,7 +9,6 @@ from __future__ import annotations
 import base64
 import binascii
 import functools
-import hashlib
 import hmac
 import logging
 from datetime import UTC, datetime, timedelta
@@ -118,7 +117,7 @@ def _base64_hmac_sha256_ok(secret: str | None, body: bytes, signature: str | Non
     # Neither shop publishes a Python helper for this; both sign the same way, byte for byte.
     if not secret or not signature:
         return False
-    expected = base64.b64encode(hmac.new(secret.encode(), body, hashlib.sha256).digest())
+    expected = base64.b64encode(hmac.digest(secret.encode(), body, "sha256"))
     try:
         given = signature.strip().encode("ascii")
     except UnicodeEncodeError:
