@@ -195,14 +195,17 @@ def send_email_batch(
         return Gathering(look[0], 0.0) if look[1] == 0 else None
     sender = SendGridSender(app.settings)
     sent = 0
+    states: dict[int, str] = {}
     while look is not None and look[1] == 0 and sent < FLUSH_LIMIT:
-        outgoing, claimed = _send_claimed(app, sender, batch, look[0])
+        outgoing, claimed = _send_claimed(app, sender, batch, look[0], states)
         sent += outgoing
         if claimed == 0:  # another worker holds the lead: its delivery sends the batch
             return Gathering(look[0], REGATHER_SECONDS)
         with app.database.sessions() as session:
             look = _look(session, app, batch)
             if look is None:
+                if message_id in states:
+                    return states[message_id]
                 return session.scalar(select(Message.state).where(Message.id == message_id))
     return Gathering(look[0], max(look[1], REGATHER_SECONDS if sent else 0.0))
 
@@ -226,32 +229,43 @@ def flush_emails(app: App) -> int:
 
 
 def _send_claimed(
-    app: App, sender: SendGridSender, batch: _Batch | None, lead: int | None
+    app: App,
+    sender: SendGridSender,
+    batch: _Batch | None,
+    lead: int | None,
+    states: dict[int, str] | None = None,
 ) -> tuple[int, int]:
     """Claim up to CLAIM_BATCH due emails (of `batch` from its `lead`, or any) and send them.
 
-    Returns how many went out and how many rows the claim looked at.
+    Returns how many went out and how many rows the claim looked at; `states` gets the
+    emails their request sent.
     """
-    outgoing, claimed = _claim_emails(app, CLAIM_BATCH, batch, lead)
-    for request in batches(outgoing):
-        left = request_left(app, [e.message_id for e in request])
-        request = [e for e in request if e.message_id in left]
-        if not request:
-            continue
+    requests, claimed = _claim_emails(app, CLAIM_BATCH, batch, lead)
+    for position, request in enumerate(requests):
+        if position > 0:  # the first request's leaving was committed with the claim
+            left = request_left(app, [e.message_id for e in request])
+            request = [e for e in request if e.message_id in left]
+            if not request:
+                continue
         outcome = measured("sendgrid", functools.partial(sender.send, request))
+        ids = [e.message_id for e in request]
         with app.database.transaction() as session:
-            record(session, app, [e.message_id for e in request], outcome, app.clock.now())
-    return len(outgoing), claimed
+            state = record(session, app, ids, outcome, app.clock.now())
+        if states is not None and state == MessageState.SENT:
+            states.update(dict.fromkeys(ids, state))
+    return sum(len(r) for r in requests), claimed
 
 
 def _claim_emails(
     app: App, limit: int, batch: _Batch | None = None, lead: int | None = None
-) -> tuple[list[OutgoingEmail], int]:
-    """Claim up to `limit` due emails; those that go now, and how many rows were looked at.
+) -> tuple[list[list[OutgoingEmail]], int]:
+    """Claim up to `limit` due emails; the requests that take them, and how many rows were
+    looked at.
 
     On PostgreSQL rows another worker is claiming are skipped, not waited for. A batch is
     claimed only while its lead is still due and free: two deliveries of one batch never
-    split it into two requests.
+    split it into two requests. The first request's leaving is recorded with the claim
+    (its request goes right after the commit, as it would after `request_left`'s).
     """
     now = app.clock.now()
     outgoing: list[OutgoingEmail] = []
@@ -293,7 +307,13 @@ def _claim_emails(
                 if prepared is not None:
                     taken[message.member_id] += 1
                     outgoing.append(_outgoing_email(app, prepared))
-    return outgoing, len(claimed)
+        requests = batches(outgoing)
+        if requests:
+            leaving = {e.message_id for e in requests[0]}
+            for message in claimed:
+                if message.id in leaving:
+                    message.request_at, message.updated_at = now, now
+    return requests, len(claimed)
 
 
 def _outgoing_email(app: App, prepared: Prepared) -> OutgoingEmail:
