@@ -25,6 +25,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import redis
@@ -34,7 +35,7 @@ from automations.intake import queue_events, store_batch
 from automations.runtime.broker import build_broker
 from bench.birthday_mail import message_states
 from bench.pipeline_journey import EVENT_TYPE, event_journey, mailable_members, one_event_to_email
-from bench.production import POSTGRES_URL, Stack, load_average, stack
+from bench.production import POSTGRES_URL, Stack, load_average, stack, tree_cpu_seconds
 from bench.soak_processes import WORKER_PROCESSES, WORKER_THREADS, Supervisor
 from loyalty.app import App
 from loyalty.event_types import EventInput
@@ -70,6 +71,8 @@ class Run:
         self.redis_url = bench.redis_url
         self.members = iter(mailable_members(app, 20_000))
         self._events = 0
+        #: The `loyalty worker` processes running now.
+        self.worker_pids: list[int] = []
 
     def environment(self, **extra: str) -> dict[str, str]:
         return self.bench.environment(sendgrid=self.sendgrid, **WORKER_SETTINGS, **extra)
@@ -78,7 +81,8 @@ class Run:
     def workers(self, gather_ms: int) -> Iterator[None]:
         """`loyalty worker` processes with this gathering delay, up once they sent an email."""
         settings = {**WORKER_SETTINGS, "EMAIL_BATCH_GATHER_MS": str(gather_ms)}
-        with self.bench.processes("worker", sendgrid=self.sendgrid, **settings):
+        with self.bench.processes("worker", sendgrid=self.sendgrid, **settings) as supervisor:
+            self.worker_pids = [m.process.pid for m in supervisor.running]
             self.send(1, timeout=60)
             yield
 
@@ -129,7 +133,7 @@ def percentiles(latencies: list[float]) -> str:
     )
 
 
-def noop_ceiling(run: Run, messages: int) -> float:
+def noop_ceiling(run: Run, messages: int) -> Rate:
     """Bare Dramatiq no-op messages/s through workers of the same shape on the same Redis."""
     env = {**run.environment(), "BENCH_NOOP_REDIS_URL": run.redis_url}
     env["dramatiq_worker_timeout"] = str(run.app.settings.worker_timeout_ms)
@@ -141,34 +145,50 @@ def noop_ceiling(run: Run, messages: int) -> float:
     # Run from the project folder, where `bench` is importable.
     supervisor = Supervisor(env, Path(__file__).resolve().parents[1], run.root)
     argv = ["-m", "dramatiq", "bench.pipeline_noop", "--processes", str(PROCESSES)]
-    supervisor.start("noop", [sys.executable, *argv, "--threads", str(THREADS)])
+    noop = supervisor.start("noop", [sys.executable, *argv, "--threads", str(THREADS)])
     try:
         pipeline_noop.noop.send(0)
         wait_until(lambda: client.hlen(held) == 0, "the no-op workers", timeout=60)
+        cpu_before = tree_cpu_seconds([noop.process.pid])
         started = time.perf_counter()
         for n in range(messages):
             pipeline_noop.noop.send(n)
         wait_until(lambda: client.hlen(held) == 0, "the no-op messages")
-        return messages / (time.perf_counter() - started)
+        seconds = time.perf_counter() - started
+        cpu = tree_cpu_seconds([noop.process.pid]) - cpu_before
+        return Rate(messages / seconds, cpu / messages)
     finally:
         supervisor.stop_all()
         client.close()
 
 
-def burst(run: Run, count: int) -> float:
+@dataclass(frozen=True)
+class Rate:
+    """Work done per second, and the CPU seconds the worker processes spent per item."""
+
+    per_second: float
+    cpu_per_item: float
+
+
+def burst(run: Run, count: int) -> Rate:
     """Emails/s from queueing `count` stored events at once to the last email accepted."""
     events = run.stored(count)
+    cpu_before = tree_cpu_seconds(run.worker_pids)
     started_at = time.time()
     queue_events(list(events))
     wait_until(lambda: set(events.values()) <= set(run.arrivals()), f"{count} burst emails")
+    cpu = tree_cpu_seconds(run.worker_pids) - cpu_before
     last = max(run.arrivals()[a] for a in events.values())
-    return count / (last - started_at)
+    return Rate(count / (last - started_at), cpu / count)
 
 
-def ratio(size: int, name: str, rate: float, ceiling: float) -> None:
+def ratio(size: int, name: str, rate: Rate, ceiling: Rate) -> None:
     print(
-        f"burst of {size} events → emails, {name}: {rate:.0f} emails/s ÷ {ceiling:.0f} no-op "
-        f"Dramatiq messages/s = {rate / ceiling:.3f} (goal ≥ 0.4); load average {load_average()}"
+        f"burst of {size} events → emails, {name}: {rate.per_second:.0f} emails/s ÷ "
+        f"{ceiling.per_second:.0f} no-op Dramatiq messages/s = "
+        f"{rate.per_second / ceiling.per_second:.3f} (goal ≥ 0.4); the workers' CPU "
+        f"{rate.cpu_per_item * 1000:.2f} ms per email ({ceiling.cpu_per_item * 1000:.2f} ms "
+        f"per no-op message); load average {load_average()}"
     )
 
 
@@ -194,7 +214,7 @@ def main(burst_size: int, latency_events: int) -> None:
         build_broker(app.settings)
         ceiling = noop_ceiling(run, burst_size * 5)
         print(
-            f"ceiling: {ceiling:.0f} no-op Dramatiq messages/s, {PROCESSES} x {THREADS} "
+            f"ceiling: {ceiling.per_second:.0f} no-op Dramatiq messages/s, {PROCESSES} x {THREADS} "
             f"workers on the same Redis; load average {load_average()}"
         )
         with run.workers(gather_ms=0):
