@@ -9,17 +9,19 @@ from datetime import datetime
 from sqlalchemy import ColumnElement, Select, bindparam, select
 from sqlalchemy.orm import Session
 
-from automations.definition import Context, EventTrigger, evaluate
+from automations.definition import Context, EventTrigger, Wait, evaluate
 from automations.definition.conditions import Condition
 from automations.enrollments import Entrant, count_events_for, enter, enter_all
-from automations.versions import Published, latest_published
+from automations.versions import Published, latest_published, published_version
 from channels.engagement import engagement_counter
+from loyalty import ledger
+from loyalty.db import per_transaction
 from loyalty.members import member_data
-from loyalty.models import Enrollment, Event, Member
+from loyalty.models import Enrollment, Event, JourneyVersion, Member
 from loyalty.settings import Settings
 from loyalty.states import IN_FLIGHT, EnrollmentState
 
-__all__ = ["occurrence_of", "route_event"]
+__all__ = ["heard_types", "occurrence_of", "route_event"]
 
 #: Enrollments a goal event converts: in flight (it ends them) or already through the steps.
 GOAL_OPEN = (*IN_FLIGHT, EnrollmentState.COMPLETED, EnrollmentState.EXITED)
@@ -218,3 +220,52 @@ def route_event(
         enrollment.next_run_at = now
         to_run.append(enrollment.id)
     return to_run
+
+
+#: Every stored version's key (published versions never change; new ones add rows).
+_VERSION_KEYS = select(JourneyVersion.id, JourneyVersion.content_hash).order_by(JourneyVersion.id)
+#: The event types the journeys of each set of stored versions listen for.
+_heard: dict[tuple[tuple[int, str], ...], frozenset[str]] = {}
+#: Where a transaction keeps what it found.
+_HEARD = "routing.heard"
+
+
+def heard_types(session: Session) -> frozenset[str]:
+    """The event types `route_event` may act on: a trigger, a goal or a wait for an event
+    (`until_event`) of any stored version of any journey, whatever its status (an
+    enrollment of an older version may wait for an event its newer one no longer
+    names). Read once per transaction, parsed once per set of versions.
+
+    An event of another type only gets its `processed_at` from routing: the ledger
+    stores the program's own ones already processed (`ledger.heard_by`).
+    """
+    memo = per_transaction(session, _HEARD)
+    found: frozenset[str] | None = memo.get("heard")
+    if found is None:
+        keys = tuple((int(i), str(h)) for i, h in session.execute(_VERSION_KEYS))
+        found = _heard.get(keys)
+        if found is None:
+            types: set[str] = set()
+            for row_id, _ in keys:
+                published = published_version(session, row_id)
+                if published is not None:
+                    types |= _listens_for(published)
+            if len(_heard) > 16:  # a long-lived process that published many times
+                _heard.clear()
+            found = _heard[keys] = frozenset(types)
+        memo["heard"] = found
+    return found
+
+
+def _listens_for(published: Published) -> set[str]:
+    journey = published.journey
+    types = {s.until_event.event for s in journey.steps if isinstance(s, Wait) and s.until_event}
+    if isinstance(journey.trigger, EventTrigger):
+        types.add(journey.trigger.event)
+    if journey.goal is not None:
+        types.add(journey.goal.event)
+    return types
+
+
+# Events are routed in this process: the program's own ones no journey hears need no routing.
+ledger.heard_by(heard_types)

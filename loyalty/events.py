@@ -159,10 +159,13 @@ def _process(
     else:
         member = ledger.lock_member(session, event.member_id)
         _wait_for_earlier(session, event, now, settings.event_order_wait_ms / 1000)
-    caused = [
-        record_event(session, effect, settings=settings, now=now)[0].id
-        for effect in apply_effect(session, event, member, settings, now)
-    ]
+    caused: list[int] = []
+    for effect in apply_effect(session, event, member, settings, now):
+        row, created = record_event(session, effect, settings=settings, now=now)
+        if created and ledger.unheard(session, row.type):
+            row.processed_at = now  # as processing would leave it (`ledger.heard_by`)
+        else:
+            caused.append(row.id)
     caused += ledger.take_emitted(session)
     event.processed_at = now
     return caused, member
