@@ -16,7 +16,7 @@ from automations.versions import Published, latest_published, published_version
 from channels.engagement import engagement_counter
 from loyalty import ledger
 from loyalty.db import per_transaction
-from loyalty.members import member_data
+from loyalty.members import LazyMemberData
 from loyalty.models import Enrollment, Event, JourneyVersion, Member
 from loyalty.settings import Settings
 from loyalty.states import IN_FLIGHT, EnrollmentState
@@ -95,6 +95,20 @@ class Entries:
 
 #: `waiting_enrollments`' statement, built once (the members go as a parameter).
 _WAITING_OF = _waiting(Enrollment.member_id.in_(bindparam("members", expanding=True)))
+#: A member's enrollments of a journey that its goal event converts, entered within the
+#: goal's window before the event (built once: the values go as parameters).
+_CONVERTING = (
+    select(Enrollment)
+    .where(
+        Enrollment.journey_id == bindparam("journey"),
+        Enrollment.member_id == bindparam("member"),
+        Enrollment.state.in_(GOAL_OPEN),
+        Enrollment.converted_at.is_(None),
+        Enrollment.entered_at >= bindparam("since", type_=Enrollment.entered_at.type),
+        Enrollment.entered_at <= bindparam("until", type_=Enrollment.entered_at.type),
+    )
+    .with_for_update()
+)
 
 
 def route_event(
@@ -119,9 +133,10 @@ def route_event(
     contexts: list[Context] = []
 
     def context() -> Context:
-        # Built when a condition first asks: most events meet none (points.changed, say).
+        # Built when a condition first asks: most events meet none (points.changed, say);
+        # the member's derived fields only when one reads them (most read the event).
         if not contexts:
-            data = member_data(
+            data = LazyMemberData(
                 session,
                 member,
                 now=now,
@@ -175,18 +190,13 @@ def route_event(
         ):
             # Members who already went through the steps convert too while the window
             # lasts, so that a variant is measured over the same window as its holdout.
-            for enrollment in session.scalars(
-                select(Enrollment)
-                .where(
-                    Enrollment.journey_id == journey.id,
-                    Enrollment.member_id == member.id,
-                    Enrollment.state.in_(GOAL_OPEN),
-                    Enrollment.converted_at.is_(None),
-                    Enrollment.entered_at >= event.occurred_at - journey.goal.within,
-                    Enrollment.entered_at <= event.occurred_at,
-                )
-                .with_for_update()
-            ):
+            window = {
+                "journey": journey.id,
+                "member": member.id,
+                "since": event.occurred_at - journey.goal.within,
+                "until": event.occurred_at,
+            }
+            for enrollment in session.scalars(_CONVERTING, window):
                 if enrollment.state in IN_FLIGHT:
                     enrollment.exited_at = now
                     enrollment.exit_reason = "goal"

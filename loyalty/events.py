@@ -90,9 +90,7 @@ def record(session: Session, event: EventInput, *, settings: Settings, now: date
             "rewards change; send what causes it instead (an order, a refund, a points adjustment)"
         )
     check_envelope(event)
-    found = session.execute(
-        select(Member.id, Member.erased_at).where(Member.external_id == event.member)
-    ).first()
+    found = session.execute(_MEMBER_NAMED, {"member": event.member}).first()
     if found is None and event.profile is None:
         raise UnknownMemberError(event.member)
     data = event.data or {}
@@ -113,9 +111,7 @@ def record(session: Session, event: EventInput, *, settings: Settings, now: date
             f"member {event.member!r} was erased (GDPR); events for erased members are refused"
         )
     external_id = event.id or str(uuid.uuid4())
-    existing = session.scalar(
-        select(Event).where(Event.source == event.source, Event.external_id == external_id)
-    )
+    existing = session.scalar(_STORED, {"source": event.source, "external_id": external_id})
     if existing is not None:
         return Recorded(existing, False)
     row = Event(
@@ -130,6 +126,13 @@ def record(session: Session, event: EventInput, *, settings: Settings, now: date
     session.add(row)
     session.flush()
     return Recorded(row, True, member_created, warnings)
+
+
+#: `record`'s reads, built once (the values go as parameters).
+_MEMBER_NAMED = select(Member.id, Member.erased_at).where(Member.external_id == bindparam("member"))
+_STORED = select(Event).where(
+    Event.source == bindparam("source"), Event.external_id == bindparam("external_id")
+)
 
 
 def process_event(

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Literal
 
-from sqlalchemy import Select, func, nulls_last, or_, select
+from sqlalchemy import Select, bindparam, func, nulls_last, or_, select
 from sqlalchemy.orm import Session
 
 from loyalty.errors import InsufficientPointsError
@@ -90,6 +90,10 @@ def lock_member(session: Session, member_id: int) -> Member:
     return member
 
 
+#: The entry posted under a key (built once: the key goes as a parameter).
+_POSTED = select(LedgerEntry).where(LedgerEntry.idempotency_key == bindparam("key"))
+
+
 def apply(
     session: Session,
     member: Member,
@@ -110,7 +114,7 @@ def apply(
     unexpired lots FIFO; more than is redeemable raises InsufficientPointsError,
     unless `partial` is set, in which case only what is available is taken.
     """
-    existing = session.scalar(select(LedgerEntry).where(LedgerEntry.idempotency_key == key))
+    existing = session.scalar(_POSTED, {"key": key})
     if existing is not None:
         return Posting(existing, applied=False)
     kind = LedgerKind(kind)
