@@ -191,8 +191,10 @@ def _emit_changes(
         for event_type, payload in events
     ]
     session.add_all(rows)
-    session.flush()
-    session.info.setdefault(_EMITTED, []).extend(r.id for r in rows if r.processed_at is None)
+    handed = [row for row in rows if row.processed_at is None]
+    if handed:  # their ids, to hand on (the others are written with the next flush)
+        session.flush()
+        session.info.setdefault(_EMITTED, []).extend(row.id for row in handed)
 
 
 def take_emitted(session: Session) -> list[int]:
