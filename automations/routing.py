@@ -9,17 +9,19 @@ from datetime import datetime
 from sqlalchemy import ColumnElement, Select, bindparam, select
 from sqlalchemy.orm import Session
 
-from automations.definition import Context, EventTrigger, evaluate
+from automations.definition import Context, EventTrigger, Wait, evaluate
 from automations.definition.conditions import Condition
 from automations.enrollments import Entrant, count_events_for, enter, enter_all
-from automations.versions import Published, latest_published
+from automations.versions import Published, latest_published, published_version
 from channels.engagement import engagement_counter
-from loyalty.members import member_data
-from loyalty.models import Enrollment, Event, Member
+from loyalty import ledger
+from loyalty.db import per_transaction
+from loyalty.members import LazyMemberData
+from loyalty.models import Enrollment, Event, JourneyVersion, Member
 from loyalty.settings import Settings
 from loyalty.states import IN_FLIGHT, EnrollmentState
 
-__all__ = ["occurrence_of", "route_event"]
+__all__ = ["heard_types", "occurrence_of", "route_event"]
 
 #: Enrollments a goal event converts: in flight (it ends them) or already through the steps.
 GOAL_OPEN = (*IN_FLIGHT, EnrollmentState.COMPLETED, EnrollmentState.EXITED)
@@ -93,6 +95,20 @@ class Entries:
 
 #: `waiting_enrollments`' statement, built once (the members go as a parameter).
 _WAITING_OF = _waiting(Enrollment.member_id.in_(bindparam("members", expanding=True)))
+#: A member's enrollments of a journey that its goal event converts, entered within the
+#: goal's window before the event (built once: the values go as parameters).
+_CONVERTING = (
+    select(Enrollment)
+    .where(
+        Enrollment.journey_id == bindparam("journey"),
+        Enrollment.member_id == bindparam("member"),
+        Enrollment.state.in_(GOAL_OPEN),
+        Enrollment.converted_at.is_(None),
+        Enrollment.entered_at >= bindparam("since", type_=Enrollment.entered_at.type),
+        Enrollment.entered_at <= bindparam("until", type_=Enrollment.entered_at.type),
+    )
+    .with_for_update()
+)
 
 
 def route_event(
@@ -117,9 +133,10 @@ def route_event(
     contexts: list[Context] = []
 
     def context() -> Context:
-        # Built when a condition first asks: most events meet none (points.changed, say).
+        # Built when a condition first asks: most events meet none (points.changed, say);
+        # the member's derived fields only when one reads them (most read the event).
         if not contexts:
-            data = member_data(
+            data = LazyMemberData(
                 session,
                 member,
                 now=now,
@@ -173,18 +190,13 @@ def route_event(
         ):
             # Members who already went through the steps convert too while the window
             # lasts, so that a variant is measured over the same window as its holdout.
-            for enrollment in session.scalars(
-                select(Enrollment)
-                .where(
-                    Enrollment.journey_id == journey.id,
-                    Enrollment.member_id == member.id,
-                    Enrollment.state.in_(GOAL_OPEN),
-                    Enrollment.converted_at.is_(None),
-                    Enrollment.entered_at >= event.occurred_at - journey.goal.within,
-                    Enrollment.entered_at <= event.occurred_at,
-                )
-                .with_for_update()
-            ):
+            window = {
+                "journey": journey.id,
+                "member": member.id,
+                "since": event.occurred_at - journey.goal.within,
+                "until": event.occurred_at,
+            }
+            for enrollment in session.scalars(_CONVERTING, window):
                 if enrollment.state in IN_FLIGHT:
                     enrollment.exited_at = now
                     enrollment.exit_reason = "goal"
@@ -218,3 +230,52 @@ def route_event(
         enrollment.next_run_at = now
         to_run.append(enrollment.id)
     return to_run
+
+
+#: Every stored version's key (published versions never change; new ones add rows).
+_VERSION_KEYS = select(JourneyVersion.id, JourneyVersion.content_hash).order_by(JourneyVersion.id)
+#: The event types the journeys of each set of stored versions listen for.
+_heard: dict[tuple[tuple[int, str], ...], frozenset[str]] = {}
+#: Where a transaction keeps what it found.
+_HEARD = "routing.heard"
+
+
+def heard_types(session: Session) -> frozenset[str]:
+    """The event types `route_event` may act on: a trigger, a goal or a wait for an event
+    (`until_event`) of any stored version of any journey, whatever its status (an
+    enrollment of an older version may wait for an event its newer one no longer
+    names). Read once per transaction, parsed once per set of versions.
+
+    An event of another type only gets its `processed_at` from routing: the ledger
+    stores the program's own ones already processed (`ledger.heard_by`).
+    """
+    memo = per_transaction(session, _HEARD)
+    found: frozenset[str] | None = memo.get("heard")
+    if found is None:
+        keys = tuple((int(i), str(h)) for i, h in session.execute(_VERSION_KEYS))
+        found = _heard.get(keys)
+        if found is None:
+            types: set[str] = set()
+            for row_id, _ in keys:
+                published = published_version(session, row_id)
+                if published is not None:
+                    types |= _listens_for(published)
+            if len(_heard) > 16:  # a long-lived process that published many times
+                _heard.clear()
+            found = _heard[keys] = frozenset(types)
+        memo["heard"] = found
+    return found
+
+
+def _listens_for(published: Published) -> set[str]:
+    journey = published.journey
+    types = {s.until_event.event for s in journey.steps if isinstance(s, Wait) and s.until_event}
+    if isinstance(journey.trigger, EventTrigger):
+        types.add(journey.trigger.event)
+    if journey.goal is not None:
+        types.add(journey.goal.event)
+    return types
+
+
+# Events are routed in this process: the program's own ones no journey hears need no routing.
+ledger.heard_by(heard_types)

@@ -90,9 +90,7 @@ def record(session: Session, event: EventInput, *, settings: Settings, now: date
             "rewards change; send what causes it instead (an order, a refund, a points adjustment)"
         )
     check_envelope(event)
-    found = session.execute(
-        select(Member.id, Member.erased_at).where(Member.external_id == event.member)
-    ).first()
+    found = session.execute(_MEMBER_NAMED, {"member": event.member}).first()
     if found is None and event.profile is None:
         raise UnknownMemberError(event.member)
     data = event.data or {}
@@ -113,9 +111,7 @@ def record(session: Session, event: EventInput, *, settings: Settings, now: date
             f"member {event.member!r} was erased (GDPR); events for erased members are refused"
         )
     external_id = event.id or str(uuid.uuid4())
-    existing = session.scalar(
-        select(Event).where(Event.source == event.source, Event.external_id == external_id)
-    )
+    existing = session.scalar(_STORED, {"source": event.source, "external_id": external_id})
     if existing is not None:
         return Recorded(existing, False)
     row = Event(
@@ -130,6 +126,13 @@ def record(session: Session, event: EventInput, *, settings: Settings, now: date
     session.add(row)
     session.flush()
     return Recorded(row, True, member_created, warnings)
+
+
+#: `record`'s reads, built once (the values go as parameters).
+_MEMBER_NAMED = select(Member.id, Member.erased_at).where(Member.external_id == bindparam("member"))
+_STORED = select(Event).where(
+    Event.source == bindparam("source"), Event.external_id == bindparam("external_id")
+)
 
 
 def process_event(
@@ -159,10 +162,13 @@ def _process(
     else:
         member = ledger.lock_member(session, event.member_id)
         _wait_for_earlier(session, event, now, settings.event_order_wait_ms / 1000)
-    caused = [
-        record_event(session, effect, settings=settings, now=now)[0].id
-        for effect in apply_effect(session, event, member, settings, now)
-    ]
+    caused: list[int] = []
+    for effect in apply_effect(session, event, member, settings, now):
+        row, created = record_event(session, effect, settings=settings, now=now)
+        if created and ledger.unheard(session, row.type):
+            row.processed_at = now  # as processing would leave it (`ledger.heard_by`)
+        else:
+            caused.append(row.id)
     caused += ledger.take_emitted(session)
     event.processed_at = now
     return caused, member

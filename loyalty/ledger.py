@@ -9,17 +9,19 @@ Every entry that moves the balance records a `points.changed` event, and one
 that moves the tier a `tier.changed` event, in the same transaction and named
 after the entry (`points.changed:<entry id>`): once per change, whichever path
 posted it. `take_emitted` hands their ids to the caller, which queues them; the
-relay tick picks up any that nobody queued.
+relay tick picks up any that nobody queued. A type nothing acts on once stored (no
+journey listens for it: see `heard_by`) is stored already processed and handed to
+nobody, so that no worker spends a transaction on it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Container, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Literal
 
-from sqlalchemy import Select, func, nulls_last, or_, select
+from sqlalchemy import Select, bindparam, func, nulls_last, or_, select
 from sqlalchemy.orm import Session
 
 from loyalty.errors import InsufficientPointsError
@@ -35,10 +37,12 @@ __all__ = [
     "apply",
     "default_expiry",
     "expire_due",
+    "heard_by",
     "lock_member",
     "next_expiring",
     "redeemable",
     "take_emitted",
+    "unheard",
 ]
 
 #: A movement's kind: a LedgerKind, or its plain value.
@@ -46,6 +50,23 @@ Kind = LedgerKind | Literal["earn", "redeem", "expire", "adjust", "bonus"]
 _LIFETIME_KINDS = (LedgerKind.EARN, LedgerKind.BONUS, LedgerKind.ADJUST)
 #: Where a session keeps the ids of the change events it recorded, until taken.
 _EMITTED = "ledger.emitted_events"
+#: The program event types something acts on once stored, asked in the transaction that
+#: records one (`heard_by`); None: every one is handed on to be processed.
+_heard: Callable[[Session], Container[str]] | None = None
+
+
+def heard_by(decide: Callable[[Session], Container[str]] | None) -> None:
+    """Say which program event types (`points.changed`, `tier.changed`, `reward.available`)
+    anything acts on, as a function of the transaction that records one: the layer that
+    routes events into journeys sets it. The others are stored already processed, as
+    processing would leave them (no effect, no journey), and are not handed on."""
+    global _heard
+    _heard = decide
+
+
+def unheard(session: Session, event_type: str) -> bool:
+    """Whether nothing acts on a stored event of this program type (`heard_by`)."""
+    return _heard is not None and event_type not in _heard(session)
 
 
 @dataclass(frozen=True)
@@ -69,6 +90,10 @@ def lock_member(session: Session, member_id: int) -> Member:
     return member
 
 
+#: The entry posted under a key (built once: the key goes as a parameter).
+_POSTED = select(LedgerEntry).where(LedgerEntry.idempotency_key == bindparam("key"))
+
+
 def apply(
     session: Session,
     member: Member,
@@ -89,7 +114,7 @@ def apply(
     unexpired lots FIFO; more than is redeemable raises InsufficientPointsError,
     unless `partial` is set, in which case only what is available is taken.
     """
-    existing = session.scalar(select(LedgerEntry).where(LedgerEntry.idempotency_key == key))
+    existing = session.scalar(_POSTED, {"key": key})
     if existing is not None:
         return Posting(existing, applied=False)
     kind = LedgerKind(kind)
@@ -161,12 +186,15 @@ def _emit_changes(
             payload=payload,
             occurred_at=now,
             received_at=now,
+            processed_at=now if unheard(session, event_type) else None,
         )
         for event_type, payload in events
     ]
     session.add_all(rows)
-    session.flush()
-    session.info.setdefault(_EMITTED, []).extend(row.id for row in rows)
+    handed = [row for row in rows if row.processed_at is None]
+    if handed:  # their ids, to hand on (the others are written with the next flush)
+        session.flush()
+        session.info.setdefault(_EMITTED, []).extend(row.id for row in handed)
 
 
 def take_emitted(session: Session) -> list[int]:

@@ -9,11 +9,13 @@ from typing import Any
 from click.testing import CliRunner
 from sqlalchemy import select
 
+from automations.intake import store_batch
 from automations.runtime import actors
 from cli import main
 from loyalty.app import App
 from loyalty.clock import FrozenClock
 from loyalty.event_types import EventInput
+from loyalty.events import Recorded, handle_event
 from loyalty.models import Enrollment, Event
 from tests.engine.helpers import enrollments, journey_folder, published, send_event, workers
 from tests.factories import make_member
@@ -224,3 +226,26 @@ def test_a_refund_under_two_event_ids_enters_once_and_another_refund_again(
     send_event(app, refund("m-1", "1", "r-2", "refund-2"))
 
     assert entered(app, "refunded") == ["refund:1:r-1", "refund:1:r-2"]
+
+
+def test_a_change_no_journey_hears_is_stored_processed_and_a_heard_one_waits_for_routing(
+    app: App, tmp_path: Path
+) -> None:
+    # Given a journey on tier.changed, and none on points.changed
+    given_journeys(app, tmp_path, promoted=PROMOTED)
+    make_member(app, external_id="m-1", email="a@example.com", email_consent=True)
+    (stored,) = store_batch(app, [order("m-1", "1", "1200")])
+    assert isinstance(stored, Recorded)
+
+    # When the order is processed, with no worker to take what it caused
+    caused, _ = handle_event(
+        app.database, stored.row.id, settings=app.settings, now=app.clock.now()
+    )
+
+    # Then points.changed is stored already processed and handed to nobody,
+    # while tier.changed is handed on, still to be routed into the journey
+    with app.database.sessions() as session:
+        rows = {e.type: e for e in session.scalars(select(Event).where(Event.source == "loyalty"))}
+    assert rows["points.changed"].processed_at == app.clock.now()
+    assert rows["tier.changed"].processed_at is None
+    assert caused == [rows["tier.changed"].id]
