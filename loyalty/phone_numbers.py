@@ -2,7 +2,9 @@
 
 phonenumbers' parser took a good part of an import's parsing time. Here a number
 written as `+` and digits is built without the parser when that cannot change what
-the parser makes of it; validity is always `phonenumbers.is_valid_number`'s.
+the parser makes of it. Validity is always `phonenumbers.is_valid_number`'s: for a
+country code of one region, its own test of the number against each kind of
+number of that region's metadata, asking first about the kinds most numbers are.
 """
 
 from __future__ import annotations
@@ -11,7 +13,8 @@ import functools
 import re
 
 import phonenumbers
-from phonenumbers import PhoneMetadata
+from phonenumbers import REGION_CODE_FOR_NON_GEO_ENTITY, PhoneMetadata, PhoneNumberDesc
+from phonenumbers.phonenumberutil import _is_number_matching_desc
 
 __all__ = ["normal_phone", "valid_number"]
 
@@ -77,5 +80,46 @@ def _national_prefix(country_code: int) -> re.Pattern[str] | None:
 def valid_number(country_code: int, national: str) -> bool:
     """`phonenumbers.is_valid_number` of the number with that country code and national
     significant number (no leading zero)."""
-    number = phonenumbers.PhoneNumber(country_code=country_code, national_number=int(national))
-    return bool(phonenumbers.is_valid_number(number))
+    kinds = _kinds(country_code)
+    if kinds is None:
+        number = phonenumbers.PhoneNumber(country_code=country_code, national_number=int(national))
+        return bool(phonenumbers.is_valid_number(number))
+    general, specific = kinds
+    # As phonenumbers' `is_valid_number_for_region`: the number fits the region's numbers
+    # and one kind of them; which kind does not matter, so mobile and fixed line go first.
+    return _is_number_matching_desc(national, general) and any(
+        _is_number_matching_desc(national, kind) for kind in specific
+    )
+
+
+#: A kind of number in a region's metadata (None when the region has none of it).
+_Desc = PhoneNumberDesc | None
+
+
+@functools.cache
+def _kinds(country_code: int) -> tuple[_Desc, tuple[_Desc, ...]] | None:
+    """The general description of the numbers of a country code's one region and the
+    kinds of number `phonenumbers` tells a valid number by (`_number_type_helper`),
+    mobile and fixed line first; None when the country code has several regions (which
+    one a number is from depends on it) or none."""
+    regions = phonenumbers.COUNTRY_CODE_TO_REGION_CODE.get(country_code, ())
+    if len(regions) != 1 or regions[0] == REGION_CODE_FOR_NON_GEO_ENTITY:
+        return None
+    metadata = PhoneMetadata.metadata_for_region(regions[0].upper())
+    if metadata is None:
+        return None
+    # phonenumbers looks at mobile numbers only when their pattern is not the fixed lines'.
+    mobile = () if metadata.same_mobile_and_fixed_line_pattern else (metadata.mobile,)
+    specific = (
+        *mobile,
+        metadata.fixed_line,
+        metadata.premium_rate,
+        metadata.toll_free,
+        metadata.shared_cost,
+        metadata.voip,
+        metadata.personal_number,
+        metadata.pager,
+        metadata.uan,
+        metadata.voicemail,
+    )
+    return metadata.general_desc, specific
