@@ -16,6 +16,7 @@ import io
 import os
 from collections import deque
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -49,8 +50,9 @@ __all__ = ["ImportReport", "UnusableFileError", "import_members"]
 #: cost of a transaction (lookups, the temporary table, the commit) over more rows; a
 #: SQLite batch holds the write lock for a few hundred milliseconds.
 BATCH_SIZE = 5000
-#: Processes that parse rows while this one writes (one per core).
-PARSE_WORKERS = os.cpu_count() or 1
+#: Processes that parse and write batches: one per core, and one more, which parses a
+#: batch while one process writes and another has a parsed batch waiting for its turn.
+PARSE_WORKERS = (os.cpu_count() or 1) + 1
 #: Part of every row digest: bump it when `loyalty.member_rows` changes what a row
 #: becomes, so that the next import parses every row again.
 RULES_VERSION = "1"
@@ -322,7 +324,27 @@ def _no_autocheckpoint(dbapi_connection: DBAPIConnection, _: ConnectionPoolEntry
 def _checkpoint(database: Database) -> None:
     """Copy the batches written so far from SQLite's log into the database, once the next
     batch's turn has come: a commit would otherwise do it (every 1,000 pages, which a
-    batch is), holding up the next batch. Passive: it waits for no one."""
+    batch is), holding up the next batch. Passive: it waits for no one. It runs in a
+    thread of the parsing process, which parses its next batch meanwhile (SQLite lets go
+    of the interpreter while it copies); one still running is not started again."""
+    global _checkpointing
+    if _checkpointing is not None:
+        if not _checkpointing.done():
+            return
+        _checkpointing.result()  # a checkpoint that failed fails the batch after it
+    _checkpointing = _checkpoints().submit(_checkpoint_now, database)
+
+
+#: The parsing process's last checkpoint (`_checkpoint`).
+_checkpointing: Future[None] | None = None
+
+
+@functools.cache
+def _checkpoints() -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(1, thread_name_prefix="checkpoint")
+
+
+def _checkpoint_now(database: Database) -> None:
     connection = database.engine.raw_connection()
     try:
         # The driver connection is in autocommit mode (`loyalty.db`): no transaction.
