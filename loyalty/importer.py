@@ -18,6 +18,7 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,7 @@ from sqlalchemy.pool import ConnectionPoolEntry
 
 from loyalty.clock import Clock
 from loyalty.db import Database, insert_ignore
+from loyalty.import_backends import finished_rows
 from loyalty.import_files import Line, Raw, UnusableFileError, reader_for
 from loyalty.import_parsers import ParsedBatch, Parsers, collections_per_batch
 from loyalty.import_writer import Parsed, unchanged_keys, write_batch
@@ -146,8 +148,8 @@ def import_members(
             PARSE_WORKERS if workers is None else workers,
             region,
             database.engine.dialect.name,
-            functools.partial(_prepare, report.file),
-            functools.partial(_store, database, settings, clock),
+            functools.partial(_prepare, report.file, settings, clock, database.engine.dialect.name),
+            functools.partial(_store, database, settings),
             forked=functools.partial(_forked, database),
             write_in_pool=not _in_memory(database),
             settle=functools.partial(_checkpoint, database) if database.is_sqlite else None,
@@ -278,12 +280,20 @@ def _finish(batch: _Batch, report: ImportReport) -> None:
     report.merge(batch.outcome())
 
 
-#: A parsed batch's problems, and its good rows ready to write.
-_Ready = tuple["ImportReport", list[Parsed]]
+#: A parsed batch's problems, its good rows ready to write, and the time they are written at.
+_Ready = tuple["ImportReport", list[Parsed], datetime]
 
 
-def _prepare(file: str, batch: ParsedBatch, digests: list[str]) -> _Ready:
-    """Report a parsed batch's problems and make its good rows ready (`digests` beside them)."""
+def _prepare(
+    file: str,
+    settings: Settings,
+    clock: Clock,
+    backend: str,
+    batch: ParsedBatch,
+    digests: list[str],
+) -> _Ready:
+    """Report a parsed batch's problems and make its good rows ready (`digests` beside
+    them): each one's row should it be a new member, in full but for its id."""
     report = ImportReport(file=file)
     ready: list[Parsed] = []
     parsed, news = batch
@@ -297,13 +307,20 @@ def _prepare(file: str, batch: ParsedBatch, digests: list[str]) -> _Ready:
         for name, reason in warnings:
             report.warnings.append(Problem(number, name, reason, key))
         ready.append(Parsed(number, member_row(fields), None if warnings else digest, new))
-    return report, ready
+    now = clock.now()
+    made = [(p, p.new) for p in ready if p.new is not None]
+    rows = finished_rows(
+        backend, [(new, p.digest) for p, new in made], now, tier_for(0, settings.tier_thresholds)
+    )
+    for (p, _), row in zip(made, rows, strict=True):
+        p.new = row
+    return report, ready, now
 
 
-def _store(database: Database, settings: Settings, clock: Clock, ready: _Ready) -> ImportReport:
+def _store(database: Database, settings: Settings, ready: _Ready) -> ImportReport:
     """Write a batch's good rows; returns what the batch did."""
-    report, rows = ready
-    _flush(database, rows, settings, clock, report)
+    report, rows, now = ready
+    _flush(database, rows, settings, now, report)
     return report
 
 
@@ -366,21 +383,21 @@ def _flush(
     database: Database,
     batch: list[Parsed],
     settings: Settings,
-    clock: Clock,
+    now: datetime,
     report: ImportReport,
 ) -> None:
     """Write one batch; when the database refuses it, write row by row to find the culprit."""
     if not batch:
         return
     try:
-        report.merge(_write(database, batch, settings, clock, report.file))
+        report.merge(_write(database, batch, settings, now, report.file))
         return
     except _REFUSALS as exc:
         if _not_the_rows_fault(exc):
             raise
     for parsed in batch:
         try:
-            report.merge(_write(database, [parsed], settings, clock, report.file))
+            report.merge(_write(database, [parsed], settings, now, report.file))
         except _REFUSALS as exc:
             if _not_the_rows_fault(exc):
                 raise
@@ -408,11 +425,10 @@ def _refusal(exc: Exception) -> str:
 
 
 def _write(
-    database: Database, batch: list[Parsed], settings: Settings, clock: Clock, file: str
+    database: Database, batch: list[Parsed], settings: Settings, now: datetime, file: str
 ) -> ImportReport:
     """Upsert one batch in one transaction; returns what it did (applied once committed)."""
     report = ImportReport(file=file)
-    now = clock.now()
     with database.transaction() as session:
         result = write_batch(session, batch, now=now, tier=tier_for(0, settings.tier_thresholds))
         if any(p.row.referred_by_code for p in batch):

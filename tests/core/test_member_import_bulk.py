@@ -11,14 +11,16 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select, text, update
+from sqlalchemy.orm import Session
 
+import loyalty.import_backends
 import loyalty.import_writer
 import loyalty.importer
-import loyalty.referrals
 from loyalty.app import App
 from loyalty.clock import FrozenClock
 from loyalty.db import Database, upgrade
 from loyalty.erasure import erase_member
+from loyalty.import_format import Writes
 from loyalty.importer import ERASED, ImportReport, import_members
 from loyalty.models import Consent, Member
 from tests.conftest import make_settings
@@ -286,17 +288,15 @@ def test_a_member_added_by_someone_else_during_a_batch_is_updated_not_rejected(
     path = write_csv(
         tmp_path / "m.csv", HEADER, *(f"m-{n},m{n}@example.com,,Ann,yes,," for n in range(3))
     )
-    draw = loyalty.referrals.new_referral_codes
+    write = loyalty.import_backends.copy_members
     added: list[int] = []
 
-    def codes_while_another_writer_adds_m1(count: int) -> list[str]:
+    def write_after_another_writer_adds_m1(session: Session, writes: Writes) -> None:
         if not added:
             added.append(make_member(app, external_id="m-1", first_name="Other").id)
-        return draw(count)
+        write(session, writes)
 
-    monkeypatch.setattr(
-        loyalty.import_writer, "new_referral_codes", codes_while_another_writer_adds_m1
-    )
+    monkeypatch.setattr(loyalty.import_writer, "copy_members", write_after_another_writer_adds_m1)
 
     # When the file is imported
     report = run(app, path)
