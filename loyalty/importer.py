@@ -396,6 +396,8 @@ def _flush(
         if _not_the_rows_fault(exc):
             raise
     for parsed in batch:
+        # Made again, with a referral code drawn again: the batch's may have been taken.
+        parsed.new = None
         try:
             report.merge(_write(database, [parsed], settings, now, report.file))
         except _REFUSALS as exc:
