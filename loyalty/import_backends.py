@@ -1,12 +1,13 @@
 """Writing a batch's `Writes` in bulk: SQLite's executemany, PostgreSQL's `COPY`.
 
-New members, whose columns the parsing processes made ready for the driver, are
-inserted with their ids given up front: SQLite's next rowids (its writer holds the
-whole file), PostgreSQL's drawn from the members' sequence. Members already there
-are upserted with every written column, and only those that changed are written:
-SQLite by one executemany of `INSERT … ON CONFLICT (external_id) DO UPDATE … WHERE`,
-PostgreSQL by `COPY` into a temporary table and one such `INSERT … SELECT`. Consent
-changes go to the consent log with the source `import`.
+New members, whose rows the parsing processes made ready for the driver but for
+their ids (`finished_rows`), are inserted with their ids given in the batch's turn:
+SQLite's next rowids (its writer holds the whole file), PostgreSQL's drawn from the
+members' sequence. Members already there are upserted with every written column, and
+only those that changed are written: SQLite by one executemany of `INSERT … ON
+CONFLICT (external_id) DO UPDATE … WHERE`, PostgreSQL by `COPY` into a temporary
+table and one such `INSERT … SELECT`. Consent changes go to the consent log with the
+source `import`.
 """
 
 from __future__ import annotations
@@ -14,8 +15,9 @@ from __future__ import annotations
 import functools
 import hashlib
 import operator
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
 
 from psycopg import Connection as PsycopgConnection
@@ -31,13 +33,15 @@ from loyalty.import_format import (
     NEW_COLUMNS,
     NULL,
     WRITTEN_COLUMNS,
+    NewMember,
     Writes,
     bound_stamp,
     copy_text,
 )
 from loyalty.models import Consent, Member, UTCDateTime
+from loyalty.referrals import new_referral_codes
 
-__all__ = ["copy_members", "insert_members"]
+__all__ = ["copy_members", "finished_rows", "insert_members"]
 
 _UPDATED = (*IMPORT_COLUMNS, "import_digest", "updated_at")
 _MEMBERS: Table = Member.__table__  # type: ignore[assignment]
@@ -47,15 +51,40 @@ _CONSENTS: Table = Consent.__table__  # type: ignore[assignment]
 _INSERTED = ("id", *NEW_COLUMNS, "referral_code", "import_digest", *BATCH_COLUMNS)
 
 
-def _digests(writes: Writes) -> list[str | None]:
-    """The digests the new members keep, bound to their `updated_at` (now), as
-    `bound_digest` binds them."""
-    stamp = f"|{bound_stamp(writes.now)}".encode()
+def finished_rows(
+    backend: str, news: Sequence[tuple[NewMember, str | None]], now: datetime, tier: str
+) -> list[NewMember]:
+    """New members' rows in full but for their ids, from the columns each one's row decides
+    and the digest of the raw row: a referral code drawn for each, the digest bound to
+    `now` (as `bound_digest` binds it) and the batch's columns; typed values for SQLite's
+    executemany or a `COPY` line for PostgreSQL. Made before the batch's turn to write."""
+    codes = new_referral_codes(len(news))
+    stamp = f"|{bound_stamp(now)}".encode()
     blake2b = hashlib.blake2b
-    return [
+    digests = [
         None if digest is None else blake2b(digest.encode() + stamp, digest_size=16).hexdigest()
-        for _, _, digest in writes.new
+        for _, digest in news
     ]
+    batch_values = (now, tier, 0, 0, 0, Decimal(0), now, now)
+    if backend == "postgresql":
+        # Codes and digests are letters and digits: nothing to escape.
+        batch = "\t".join(map(copy_text, map(_copy_value, batch_values)))
+        return [
+            f"{new}\t{code}\t{digest or NULL}\t{batch}\n"
+            for (new, _), code, digest in zip(news, codes, digests, strict=True)
+        ]
+    process = _processors(_SQLITE, BATCH_COLUMNS)
+    typed = tuple(
+        v if p is None or v is None else p(v) for v, p in zip(batch_values, process, strict=True)
+    )
+    rows: list[NewMember] = []
+    for (new, _), code, digest in zip(news, codes, digests, strict=True):
+        assert isinstance(new, tuple)
+        rows.append((*new, code, digest, *typed))
+    return rows
+
+
+_SQLITE = sqlite.dialect()
 
 
 def insert_members(session: Session, writes: Writes) -> None:
@@ -65,22 +94,10 @@ def insert_members(session: Session, writes: Writes) -> None:
     ids = writes.ids
     if writes.new:
         last = connection.exec_driver_sql("SELECT coalesce(max(id), 0) FROM members").scalar()
-        first = int(last or 0) + 1
-        process = _processors(dialect, BATCH_COLUMNS)
-        batch = tuple(
-            v if p is None or v is None else p(v)
-            for v, p in zip(writes.batch_values(), process, strict=True)
-        )
         rows = []
-        for member_id, (external_id, new, _), code, digest in zip(
-            range(first, first + len(writes.new)),
-            writes.new,
-            writes.codes,
-            _digests(writes),
-            strict=True,
-        ):
+        for member_id, (external_id, new) in enumerate(writes.new, start=int(last or 0) + 1):
             assert isinstance(new, tuple)
-            rows.append((member_id, *new, code, digest, *batch))
+            rows.append((member_id, *new))
             ids[external_id] = member_id
         marks = ", ".join("?" * len(_INSERTED))
         connection.exec_driver_sql(
@@ -176,13 +193,9 @@ def copy_members(session: Session, writes: Writes) -> None:
             )
             (drawn_text,) = cursor.fetchone() or ("",)
             drawn = [int(member_id) for member_id in drawn_text.split(",")]
-            batch = "\t".join(map(copy_text, map(_copy_value, writes.batch_values())))
             lines = []
-            # Codes and digests are letters and digits: nothing to escape.
-            for member_id, (external_id, new, _), code, digest in zip(
-                drawn, writes.new, writes.codes, _digests(writes), strict=True
-            ):
-                lines.append(f"{member_id}\t{new}\t{code}\t{digest or NULL}\t{batch}\n")
+            for member_id, (external_id, new) in zip(drawn, writes.new, strict=True):
+                lines.append(f"{member_id}\t{new}")
                 ids[external_id] = member_id
             with cursor.copy(_copy_statement("members", _INSERTED)) as copy:
                 # In parts, so the server starts on them while the next are sent; the

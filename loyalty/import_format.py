@@ -15,7 +15,6 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import Table
@@ -80,19 +79,12 @@ class Writes:
     tier: str
     #: The ids of the batch's members already there.
     ids: dict[str, int]
-    #: New members: external_id, columns, digest of the raw row (None: keep none).
-    new: list[tuple[str, NewMember, str | None]] = field(default_factory=list)
-    #: The new members' referral codes, in the same order.
-    codes: list[str] = field(default_factory=list)
+    #: New members: external_id, and their row but the id (`import_backends.finished_rows`).
+    new: list[tuple[str, NewMember]] = field(default_factory=list)
     #: Members already there, in full (`WRITTEN_COLUMNS`), to upsert.
     records: list[dict[str, Any]] = field(default_factory=list)
     #: Consent changes: external_id, channel, granted.
     consents: list[tuple[str, str, bool]] = field(default_factory=list)
-
-    def batch_values(self) -> tuple[Any, ...]:
-        """The `BATCH_COLUMNS` of a new member."""
-        now = self.now
-        return (now, self.tier, 0, 0, 0, Decimal(0), now, now)
 
 
 def bound_digest(row_digest: str, updated_at: datetime) -> str:

@@ -37,7 +37,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Session
 from sqlalchemy.types import NullType
 
-from loyalty.import_backends import copy_members, insert_members
+from loyalty.import_backends import copy_members, finished_rows, insert_members
 from loyalty.import_format import (
     IMPORT_COLUMNS,
     WRITTEN_COLUMNS,
@@ -48,7 +48,6 @@ from loyalty.import_format import (
 )
 from loyalty.member_rows import MemberRow
 from loyalty.models import Member
-from loyalty.referrals import new_referral_codes
 
 __all__ = [
     "WRITTEN_COLUMNS",
@@ -70,7 +69,8 @@ class Parsed:
     row: MemberRow
     #: The digest of the raw row; None when the row had warnings (never skipped).
     digest: str | None
-    #: The member's columns should it be new, made by the parsing process (or here).
+    #: The member's row but its id should it be new (`finished_rows`), made by the parsing
+    #: process before the batch's turn (or here).
     new: NewMember | None = None
 
 
@@ -156,7 +156,7 @@ def write_batch(
             result.created += 1
             new = parsed.new
             if new is None:
-                new = new_member(
+                columns = new_member(
                     backend,
                     row.external_id,
                     row.fields,
@@ -164,7 +164,8 @@ def write_batch(
                     row.sms_consent,
                     row.attributes,
                 )
-            news.append((row.external_id, new, parsed.digest))
+                (new,) = finished_rows(backend, [(columns, parsed.digest)], now, tier)
+            news.append((row.external_id, new))
             if row.email_consent is not None:
                 consents.append((row.external_id, "email", row.email_consent))
             if row.sms_consent is not None:
@@ -181,7 +182,6 @@ def write_batch(
             if old.import_digest == record["import_digest"]:
                 continue
         writes.records.append(record)
-    writes.codes = new_referral_codes(len(news))
     if news or writes.records:
         if backend == "postgresql":
             copy_members(session, writes)

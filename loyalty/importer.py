@@ -16,7 +16,9 @@ import io
 import os
 from collections import deque
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +31,7 @@ from sqlalchemy.pool import ConnectionPoolEntry
 
 from loyalty.clock import Clock
 from loyalty.db import Database, insert_ignore
+from loyalty.import_backends import finished_rows
 from loyalty.import_files import Line, Raw, UnusableFileError, reader_for
 from loyalty.import_parsers import ParsedBatch, Parsers, collections_per_batch
 from loyalty.import_writer import Parsed, unchanged_keys, write_batch
@@ -49,8 +52,9 @@ __all__ = ["ImportReport", "UnusableFileError", "import_members"]
 #: cost of a transaction (lookups, the temporary table, the commit) over more rows; a
 #: SQLite batch holds the write lock for a few hundred milliseconds.
 BATCH_SIZE = 5000
-#: Processes that parse rows while this one writes (one per core).
-PARSE_WORKERS = os.cpu_count() or 1
+#: Processes that parse and write batches: one per core, and one more, which parses a
+#: batch while one process writes and another has a parsed batch waiting for its turn.
+PARSE_WORKERS = (os.cpu_count() or 1) + 1
 #: Part of every row digest: bump it when `loyalty.member_rows` changes what a row
 #: becomes, so that the next import parses every row again.
 RULES_VERSION = "1"
@@ -144,8 +148,8 @@ def import_members(
             PARSE_WORKERS if workers is None else workers,
             region,
             database.engine.dialect.name,
-            functools.partial(_prepare, report.file),
-            functools.partial(_store, database, settings, clock),
+            functools.partial(_prepare, report.file, settings, clock, database.engine.dialect.name),
+            functools.partial(_store, database, settings),
             forked=functools.partial(_forked, database),
             write_in_pool=not _in_memory(database),
             settle=functools.partial(_checkpoint, database) if database.is_sqlite else None,
@@ -276,12 +280,20 @@ def _finish(batch: _Batch, report: ImportReport) -> None:
     report.merge(batch.outcome())
 
 
-#: A parsed batch's problems, and its good rows ready to write.
-_Ready = tuple["ImportReport", list[Parsed]]
+#: A parsed batch's problems, its good rows ready to write, and the time they are written at.
+_Ready = tuple["ImportReport", list[Parsed], datetime]
 
 
-def _prepare(file: str, batch: ParsedBatch, digests: list[str]) -> _Ready:
-    """Report a parsed batch's problems and make its good rows ready (`digests` beside them)."""
+def _prepare(
+    file: str,
+    settings: Settings,
+    clock: Clock,
+    backend: str,
+    batch: ParsedBatch,
+    digests: list[str],
+) -> _Ready:
+    """Report a parsed batch's problems and make its good rows ready (`digests` beside
+    them): each one's row should it be a new member, in full but for its id."""
     report = ImportReport(file=file)
     ready: list[Parsed] = []
     parsed, news = batch
@@ -295,13 +307,20 @@ def _prepare(file: str, batch: ParsedBatch, digests: list[str]) -> _Ready:
         for name, reason in warnings:
             report.warnings.append(Problem(number, name, reason, key))
         ready.append(Parsed(number, member_row(fields), None if warnings else digest, new))
-    return report, ready
+    now = clock.now()
+    made = [(p, p.new) for p in ready if p.new is not None]
+    rows = finished_rows(
+        backend, [(new, p.digest) for p, new in made], now, tier_for(0, settings.tier_thresholds)
+    )
+    for (p, _), row in zip(made, rows, strict=True):
+        p.new = row
+    return report, ready, now
 
 
-def _store(database: Database, settings: Settings, clock: Clock, ready: _Ready) -> ImportReport:
+def _store(database: Database, settings: Settings, ready: _Ready) -> ImportReport:
     """Write a batch's good rows; returns what the batch did."""
-    report, rows = ready
-    _flush(database, rows, settings, clock, report)
+    report, rows, now = ready
+    _flush(database, rows, settings, now, report)
     return report
 
 
@@ -322,7 +341,27 @@ def _no_autocheckpoint(dbapi_connection: DBAPIConnection, _: ConnectionPoolEntry
 def _checkpoint(database: Database) -> None:
     """Copy the batches written so far from SQLite's log into the database, once the next
     batch's turn has come: a commit would otherwise do it (every 1,000 pages, which a
-    batch is), holding up the next batch. Passive: it waits for no one."""
+    batch is), holding up the next batch. Passive: it waits for no one. It runs in a
+    thread of the parsing process, which parses its next batch meanwhile (SQLite lets go
+    of the interpreter while it copies); one still running is not started again."""
+    global _checkpointing
+    if _checkpointing is not None:
+        if not _checkpointing.done():
+            return
+        _checkpointing.result()  # a checkpoint that failed fails the batch after it
+    _checkpointing = _checkpoints().submit(_checkpoint_now, database)
+
+
+#: The parsing process's last checkpoint (`_checkpoint`).
+_checkpointing: Future[None] | None = None
+
+
+@functools.cache
+def _checkpoints() -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(1, thread_name_prefix="checkpoint")
+
+
+def _checkpoint_now(database: Database) -> None:
     connection = database.engine.raw_connection()
     try:
         # The driver connection is in autocommit mode (`loyalty.db`): no transaction.
@@ -344,21 +383,23 @@ def _flush(
     database: Database,
     batch: list[Parsed],
     settings: Settings,
-    clock: Clock,
+    now: datetime,
     report: ImportReport,
 ) -> None:
     """Write one batch; when the database refuses it, write row by row to find the culprit."""
     if not batch:
         return
     try:
-        report.merge(_write(database, batch, settings, clock, report.file))
+        report.merge(_write(database, batch, settings, now, report.file))
         return
     except _REFUSALS as exc:
         if _not_the_rows_fault(exc):
             raise
     for parsed in batch:
+        # Made again, with a referral code drawn again: the batch's may have been taken.
+        parsed.new = None
         try:
-            report.merge(_write(database, [parsed], settings, clock, report.file))
+            report.merge(_write(database, [parsed], settings, now, report.file))
         except _REFUSALS as exc:
             if _not_the_rows_fault(exc):
                 raise
@@ -386,11 +427,10 @@ def _refusal(exc: Exception) -> str:
 
 
 def _write(
-    database: Database, batch: list[Parsed], settings: Settings, clock: Clock, file: str
+    database: Database, batch: list[Parsed], settings: Settings, now: datetime, file: str
 ) -> ImportReport:
     """Upsert one batch in one transaction; returns what it did (applied once committed)."""
     report = ImportReport(file=file)
-    now = clock.now()
     with database.transaction() as session:
         result = write_batch(session, batch, now=now, tier=tier_for(0, settings.tier_thresholds))
         if any(p.row.referred_by_code for p in batch):

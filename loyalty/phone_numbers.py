@@ -2,7 +2,10 @@
 
 phonenumbers' parser took a good part of an import's parsing time. Here a number
 written as `+` and digits is built without the parser when that cannot change what
-the parser makes of it; validity is always `phonenumbers.is_valid_number`'s.
+the parser makes of it. Validity is always `phonenumbers.is_valid_number`'s: for a
+country code of one region, its test of the number (lengths, then the pattern in
+full) against each kind of number of that region's metadata, asking first about the
+kinds most numbers are.
 """
 
 from __future__ import annotations
@@ -11,7 +14,8 @@ import functools
 import re
 
 import phonenumbers
-from phonenumbers import PhoneMetadata
+from phonenumbers import REGION_CODE_FOR_NON_GEO_ENTITY, PhoneMetadata
+from phonenumbers.re_util import re_compile
 
 __all__ = ["normal_phone", "valid_number"]
 
@@ -20,6 +24,8 @@ __all__ = ["normal_phone", "valid_number"]
 phonenumbers.enable_pattern_cache()
 
 _PLUS_DIGITS = re.compile(r"\+[1-9][0-9]{3,18}")
+#: The country codes phonenumbers knows, by their digits.
+_COUNTRY_CODES = {str(code): code for code in phonenumbers.COUNTRY_CODE_TO_REGION_CODE}
 # National numbers phonenumbers' parser takes as they are (it accepts 2 to 17 digits).
 _MIN_NATIONAL = 4
 _MAX_NATIONAL = 17
@@ -49,8 +55,8 @@ def _international(value: str) -> tuple[int, str] | None:
         return None
     digits = value[1:]
     for width in (1, 2, 3):
-        country_code = int(digits[:width])
-        if country_code in phonenumbers.COUNTRY_CODE_TO_REGION_CODE:
+        country_code = _COUNTRY_CODES.get(digits[:width])
+        if country_code is not None:
             national = digits[width:]
             break
     else:
@@ -77,5 +83,63 @@ def _national_prefix(country_code: int) -> re.Pattern[str] | None:
 def valid_number(country_code: int, national: str) -> bool:
     """`phonenumbers.is_valid_number` of the number with that country code and national
     significant number (no leading zero)."""
-    number = phonenumbers.PhoneNumber(country_code=country_code, national_number=int(national))
-    return bool(phonenumbers.is_valid_number(number))
+    kinds = _kinds(country_code)
+    if kinds is None:
+        number = phonenumbers.PhoneNumber(country_code=country_code, national_number=int(national))
+        return bool(phonenumbers.is_valid_number(number))
+    # As phonenumbers' `is_valid_number_for_region`: the number fits the region's numbers
+    # (the first kind) and one kind of them; which kind does not matter, so mobile and
+    # fixed line are asked first.
+    length = len(national)
+    general, *specific = kinds
+    lengths, pattern = general
+    if (lengths and length not in lengths) or not pattern.fullmatch(national):
+        return False
+    return any(
+        (not lengths or length in lengths) and pattern.fullmatch(national)
+        for lengths, pattern in specific
+    )
+
+
+#: A kind of number as phonenumbers tests a number against it (`_is_number_matching_desc`):
+#: the lengths it may have (any when empty), and the pattern it must match in full.
+_Kind = tuple[frozenset[int], re.Pattern[str]]
+
+
+@functools.cache
+def _kinds(country_code: int) -> tuple[_Kind, ...] | None:
+    """The numbers of a country code's one region, then the kinds of number phonenumbers
+    tells a valid number by (`_number_type_helper`), mobile and fixed line first; None
+    when the country code has several regions (which one a number is from depends on
+    it) or none."""
+    regions = phonenumbers.COUNTRY_CODE_TO_REGION_CODE.get(country_code, ())
+    if len(regions) != 1 or regions[0] == REGION_CODE_FOR_NON_GEO_ENTITY:
+        return None
+    metadata = PhoneMetadata.metadata_for_region(regions[0].upper())
+    if metadata is None:
+        return None
+    general = metadata.general_desc
+    if general is None or not general.national_number_pattern:
+        return None  # phonenumbers' own check finds no number of the region valid
+    # phonenumbers looks at mobile numbers only when their pattern is not the fixed lines'.
+    mobile = () if metadata.same_mobile_and_fixed_line_pattern else (metadata.mobile,)
+    descriptions = (
+        general,
+        *mobile,
+        metadata.fixed_line,
+        metadata.premium_rate,
+        metadata.toll_free,
+        metadata.shared_cost,
+        metadata.voip,
+        metadata.personal_number,
+        metadata.pager,
+        metadata.uan,
+        metadata.voicemail,
+    )
+    # A kind without a pattern matches no number; the patterns are phonenumbers' own,
+    # compiled as it compiles them.
+    return tuple(
+        (frozenset(d.possible_length), re_compile(d.national_number_pattern))
+        for d in descriptions
+        if d is not None and d.national_number_pattern
+    )

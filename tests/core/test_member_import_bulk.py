@@ -11,7 +11,9 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select, text, update
+from sqlalchemy.orm import Session
 
+import loyalty.import_backends
 import loyalty.import_writer
 import loyalty.importer
 import loyalty.referrals
@@ -19,6 +21,7 @@ from loyalty.app import App
 from loyalty.clock import FrozenClock
 from loyalty.db import Database, upgrade
 from loyalty.erasure import erase_member
+from loyalty.import_format import Writes
 from loyalty.importer import ERASED, ImportReport, import_members
 from loyalty.models import Consent, Member
 from tests.conftest import make_settings
@@ -286,17 +289,15 @@ def test_a_member_added_by_someone_else_during_a_batch_is_updated_not_rejected(
     path = write_csv(
         tmp_path / "m.csv", HEADER, *(f"m-{n},m{n}@example.com,,Ann,yes,," for n in range(3))
     )
-    draw = loyalty.referrals.new_referral_codes
+    write = loyalty.import_backends.copy_members
     added: list[int] = []
 
-    def codes_while_another_writer_adds_m1(count: int) -> list[str]:
+    def write_after_another_writer_adds_m1(session: Session, writes: Writes) -> None:
         if not added:
             added.append(make_member(app, external_id="m-1", first_name="Other").id)
-        return draw(count)
+        write(session, writes)
 
-    monkeypatch.setattr(
-        loyalty.import_writer, "new_referral_codes", codes_while_another_writer_adds_m1
-    )
+    monkeypatch.setattr(loyalty.import_writer, "copy_members", write_after_another_writer_adds_m1)
 
     # When the file is imported
     report = run(app, path)
@@ -307,6 +308,37 @@ def test_a_member_added_by_someone_else_during_a_batch_is_updated_not_rejected(
     assert sorted(everyone) == ["m-0", "m-1", "m-2"]
     assert everyone["m-1"].id == added[0]
     assert (everyone["m-1"].first_name, everyone["m-1"].email) == ("Ann", "m1@example.com")
+    assert sorted(c for c in consents(app)) == [(f"m-{n}", "email", True) for n in range(3)]
+
+
+def test_a_referral_code_drawn_for_a_new_member_and_already_taken_is_drawn_again(
+    app: App, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a member whose referral code is the first one the import's draw comes up with
+    taken = make_member(app, external_id="old", referral_code="TAKEN23456").referral_code
+    draw = loyalty.referrals.new_referral_codes
+    draws: list[int] = []
+
+    def first_draw_taken(count: int) -> list[str]:
+        codes = draw(count)
+        if not draws:
+            codes[1] = taken
+        draws.append(count)
+        return codes
+
+    monkeypatch.setattr(loyalty.import_backends, "new_referral_codes", first_draw_taken)
+    path = write_csv(
+        tmp_path / "m.csv", HEADER, *(f"m-{n},m{n}@example.com,,Ann,yes,," for n in range(3))
+    )
+
+    # When the file is imported
+    report = run(app, path)
+
+    # Then every row lands, each member with a code of its own
+    assert report.rejected == [] and report.created == 3
+    everyone = members(app)
+    assert len({m.referral_code for m in everyone.values()}) == 4
+    assert everyone["old"].referral_code == taken
     assert sorted(c for c in consents(app)) == [(f"m-{n}", "email", True) for n in range(3)]
 
 
