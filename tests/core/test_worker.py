@@ -232,14 +232,14 @@ def test_a_queued_message_wakes_an_idle_worker_at_once(
     runtime.configure(app)
     broker = build_broker(app.settings)
     done = threading.Event()
-    dramatiq.actor(done.set, broker=broker, actor_name="woken", queue_name="events")
+    dramatiq.actor(broker=broker, actor_name="woken", queue_name="events")(done.set)
     worker = dramatiq.Worker(broker, worker_threads=1, worker_timeout=20)
     worker.start()
     try:
         time.sleep(0.5)  # every consumer is waiting now
         # When a message is queued from another broker (another process)
         build_broker(app.settings)
-        dramatiq.actor(lambda: None, actor_name="woken", queue_name="events").send()
+        dramatiq.actor(actor_name="woken", queue_name="events")(lambda: None).send()
 
         # Then the worker runs it long before its next look
         assert done.wait(timeout=20), "the queued message did not wake the idle worker"
