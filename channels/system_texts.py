@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -178,13 +179,28 @@ def _tier(key: str) -> bool:
     return key.startswith(TIER_PREFIX) and len(key) > len(TIER_PREFIX)
 
 
+#: How long a texts file's modification time and size are trusted before the file is looked
+#: at again: an edited file is read within this, and a batch of messages looks once.
+RECHECK_SECONDS = 1.0
+#: Path → (when it was looked at, monotonic; its modification time and size, or None).
+_stamps: dict[Path, tuple[float, tuple[int, int] | None]] = {}
+
+
 def _texts(folder: Path, locale: str) -> dict[str, Text]:
     path = texts_path(folder, locale)
-    try:
-        stat = path.stat()
-    except OSError:
-        return {}
-    return _read(path, (stat.st_mtime_ns, stat.st_size))
+    now = time.monotonic()
+    known = _stamps.get(path)
+    if known is not None and now - known[0] < RECHECK_SECONDS:
+        stamp = known[1]
+    else:
+        try:
+            stat = path.stat()
+        except OSError:
+            stamp = None
+        else:
+            stamp = (stat.st_mtime_ns, stat.st_size)
+        _stamps[path] = (now, stamp)
+    return _read(path, stamp) if stamp is not None else {}
 
 
 def available_locales(templates_dir: Path | None) -> list[str]:
