@@ -8,7 +8,17 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Connection, Engine, Table, create_engine, event, literal_column
+from sqlalchemy import (
+    Connection,
+    Engine,
+    Table,
+    bindparam,
+    create_engine,
+    event,
+    func,
+    literal_column,
+    select,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlalchemy.exc import StatementError
@@ -137,7 +147,7 @@ def per_transaction(session: Session, key: str) -> dict[Any, Any]:
 
 
 #: Inserts built once per dialect, table, conflict keys and RETURNING (`_insert_ignore`).
-_inserts: dict[tuple[str, Any, tuple[str, ...], Any], Any] = {}
+_inserts: dict[tuple[Any, ...], Any] = {}
 
 
 def _insert_ignore(dialect: str, table: Any, keys: tuple[str, ...], returning: Any) -> Any:
@@ -149,6 +159,49 @@ def _insert_ignore(dialect: str, table: Any, keys: tuple[str, ...], returning: A
         statement = insert(table).on_conflict_do_nothing(index_elements=keys).returning(returning)
         _inserts[key] = statement
     return statement
+
+
+#: Rows from which a PostgreSQL insert goes as one array per column (`_unnest_insert`): a
+#: statement with a placeholder per value is parsed again by the driver for every call
+#: once it has more than psycopg's 50 cached parameters (`_split_query`, about a third of
+#: a 500-email batch's insert).
+UNNEST_FROM_ROWS = 4
+
+
+def _unnest_insert(
+    table: Any, columns: tuple[str, ...], keys: tuple[str, ...], returning: Any
+) -> Any:
+    """INSERT … SELECT unnest(:many_a), unnest(:many_b), … ON CONFLICT (keys) DO NOTHING
+    RETURNING: any number of rows in one statement of one parameter per column."""
+    key = ("unnest", table, columns, keys, returning)
+    statement = _inserts.get(key)
+    if statement is None:
+        target: Table = getattr(table, "__table__", table)
+        arrays = [
+            func.unnest(bindparam(f"many_{c}", type_=postgresql.ARRAY(target.c[c].type)))
+            for c in columns
+        ]
+        statement = (
+            postgresql.insert(target)
+            .from_select(list(columns), select(*arrays))
+            .on_conflict_do_nothing(index_elements=keys)
+            .returning(returning)
+        )
+        _inserts[key] = statement
+    return statement
+
+
+def _inserted(
+    session: Session, table: Any, rows: Sequence[dict[str, Any]], keys: Sequence[str], column: Any
+) -> list[Any]:
+    """INSERT rows with the same columns … ON CONFLICT (keys) DO NOTHING RETURNING `column`."""
+    dialect = session.get_bind().dialect.name
+    if dialect == "postgresql" and len(rows) >= UNNEST_FROM_ROWS:
+        columns = tuple(rows[0])
+        statement = _unnest_insert(table, columns, tuple(keys), column)
+        arrays = {f"many_{c}": [row[c] for row in rows] for c in columns}
+        return list(session.scalars(statement, arrays))
+    return list(session.scalars(_insert_ignore(dialect, table, tuple(keys), column), list(rows)))
 
 
 def insert_ignore(
@@ -163,8 +216,7 @@ def insert_ignore(
         insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
         varied = insert(table).values(list(rows)).on_conflict_do_nothing(index_elements=keys)
         return len(session.execute(varied.returning(_ONE)).all())
-    statement = _insert_ignore(dialect, table, tuple(keys), _ONE)
-    return len(session.execute(statement, list(rows)).all())
+    return len(_inserted(session, table, rows, keys, _ONE))
 
 
 def insert_ignore_ids(
@@ -178,9 +230,7 @@ def insert_ignore_ids(
     statement; the integer `column` (the id) of each row inserted."""
     if not rows:
         return []
-    dialect = session.get_bind().dialect.name
-    statement = _insert_ignore(dialect, table, tuple(keys), column)
-    return [int(found) for found in session.scalars(statement, list(rows))]
+    return [int(found) for found in _inserted(session, table, rows, keys, column)]
 
 
 def insert_ignore_returning(
