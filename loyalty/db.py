@@ -11,6 +11,7 @@ from alembic.config import Config
 from sqlalchemy import (
     Connection,
     Engine,
+    Row,
     Table,
     bindparam,
     create_engine,
@@ -36,6 +37,7 @@ __all__ = [
     "insert_ignore",
     "insert_ignore_ids",
     "insert_ignore_returning",
+    "insert_ignore_rows",
     "per_transaction",
     "upgrade",
 ]
@@ -150,13 +152,15 @@ def per_transaction(session: Session, key: str) -> dict[Any, Any]:
 _inserts: dict[tuple[Any, ...], Any] = {}
 
 
-def _insert_ignore(dialect: str, table: Any, keys: tuple[str, ...], returning: Any) -> Any:
+def _insert_ignore(
+    dialect: str, table: Any, keys: tuple[str, ...], returning: tuple[Any, ...]
+) -> Any:
     # Built once, so compiled once (SQLAlchemy's cache finds it); rows go as parameters.
     key = (dialect, table, keys, returning)
     statement = _inserts.get(key)
     if statement is None:
         insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-        statement = insert(table).on_conflict_do_nothing(index_elements=keys).returning(returning)
+        statement = insert(table).on_conflict_do_nothing(index_elements=keys).returning(*returning)
         _inserts[key] = statement
     return statement
 
@@ -185,23 +189,31 @@ def _unnest_insert(
             postgresql.insert(target)
             .from_select(list(columns), select(*arrays))
             .on_conflict_do_nothing(index_elements=keys)
-            .returning(returning)
+            .returning(*returning)
         )
         _inserts[key] = statement
     return statement
 
 
-def _inserted(
-    session: Session, table: Any, rows: Sequence[dict[str, Any]], keys: Sequence[str], column: Any
-) -> list[Any]:
-    """INSERT rows with the same columns … ON CONFLICT (keys) DO NOTHING RETURNING `column`."""
+def insert_ignore_rows(
+    session: Session,
+    table: Table | type[Any],
+    rows: Sequence[dict[str, Any]],
+    keys: Sequence[str],
+    *columns: Any,
+) -> list[Row[Any]]:
+    """INSERT rows (all with the same columns) … ON CONFLICT (keys) DO NOTHING, in one
+    statement; `columns` of each row inserted (RETURNING)."""
+    if not rows:
+        return []
     dialect = session.get_bind().dialect.name
     if dialect == "postgresql" and len(rows) >= UNNEST_FROM_ROWS:
-        columns = tuple(rows[0])
-        statement = _unnest_insert(table, columns, tuple(keys), column)
-        arrays = {f"many_{c}": [row[c] for row in rows] for c in columns}
-        return list(session.scalars(statement, arrays))
-    return list(session.scalars(_insert_ignore(dialect, table, tuple(keys), column), list(rows)))
+        names = tuple(rows[0])
+        statement = _unnest_insert(table, names, tuple(keys), columns)
+        arrays = {f"many_{c}": [row[c] for row in rows] for c in names}
+        return list(session.execute(statement, arrays))
+    statement = _insert_ignore(dialect, table, tuple(keys), columns)
+    return list(session.execute(statement, list(rows)))
 
 
 def insert_ignore(
@@ -216,7 +228,7 @@ def insert_ignore(
         insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
         varied = insert(table).values(list(rows)).on_conflict_do_nothing(index_elements=keys)
         return len(session.execute(varied.returning(_ONE)).all())
-    return len(_inserted(session, table, rows, keys, _ONE))
+    return len(insert_ignore_rows(session, table, rows, keys, _ONE))
 
 
 def insert_ignore_ids(
@@ -230,7 +242,7 @@ def insert_ignore_ids(
     statement; the integer `column` (the id) of each row inserted."""
     if not rows:
         return []
-    return [int(found) for found in _inserted(session, table, rows, keys, column)]
+    return [int(row[0]) for row in insert_ignore_rows(session, table, rows, keys, column)]
 
 
 def insert_ignore_returning(
@@ -243,7 +255,7 @@ def insert_ignore_returning(
     """INSERT one row … ON CONFLICT (keys) DO NOTHING; its integer `column` (its id), or None
     when a row with the same keys was there already."""
     dialect = session.get_bind().dialect.name
-    found = session.scalar(_insert_ignore(dialect, table, tuple(keys), column), row)
+    found = session.scalar(_insert_ignore(dialect, table, tuple(keys), (column,)), row)
     return None if found is None else int(found)
 
 

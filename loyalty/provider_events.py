@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
 from collections.abc import Mapping, Sequence
@@ -11,11 +10,9 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
-from sqlalchemy.sql.dml import ReturningInsert
 
-from loyalty.db import insert_ignore
+from loyalty.db import insert_ignore, insert_ignore_rows
 from loyalty.models import ProviderEvent
 
 __all__ = [
@@ -99,24 +96,21 @@ def keep_provider_events(
         }
         for (provider, event_id), delivery in first.items()
     ]
-    # One statement for any number of rows (compiled once; the driver's batches carry them).
-    returned = session.connection().execute(_keep_statement(session.get_bind().dialect.name), rows)
+    returned = insert_ignore_rows(
+        session,
+        ProviderEvent,
+        rows,
+        ["provider", "provider_event_id"],
+        ProviderEvent.id,
+        ProviderEvent.provider,
+        ProviderEvent.provider_event_id,
+    )
     kept = {(row.provider, row.provider_event_id): int(row.id) for row in returned}
     ids: list[int | None] = []
     for delivery in deliveries:
         # Only the first of a repeated key in this batch is the new row.
         ids.append(kept.pop(delivery.key, None))
     return ids
-
-
-@functools.cache
-def _keep_statement(dialect: str) -> ReturningInsert[int, str, str]:
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    return (
-        insert(ProviderEvent)
-        .on_conflict_do_nothing(index_elements=["provider", "provider_event_id"])
-        .returning(ProviderEvent.id, ProviderEvent.provider, ProviderEvent.provider_event_id)
-    )
 
 
 def mark_applied(session: Session, provider: str, event_id: str, now: datetime) -> None:
