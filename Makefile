@@ -25,8 +25,13 @@ lint: $(STAMP)
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
+#: Test processes of pytest-xdist (`make test XDIST=0` runs them in one process). Each
+#: worker has databases of its own (tests/conftest.py). Python writes its bytecode cache
+#: here, so the many `loyalty` processes the tests start do not compile the sources again.
+XDIST ?= 4
+
 test: lint chromium
-	$(BIN)/pytest
+	PYTHONDONTWRITEBYTECODE= $(BIN)/pytest -n $(XDIST) --dist loadgroup
 
 chromium:
 	@test -x $(CHROMIUM) || { \

@@ -23,7 +23,12 @@ ROOT = Path(__file__).resolve().parents[2]
 #: The short soak takes about 60-90 s; this bounds a hung one.
 SOAK_TIMEOUT_S = 200
 
-pytestmark = [pytest.mark.integration, pytest.mark.timeout(SOAK_TIMEOUT_S + 30)]
+#: One worker runs them all under pytest-xdist: the soak runs once for the module.
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.timeout(SOAK_TIMEOUT_S + 30),
+    pytest.mark.xdist_group("soak"),
+]
 
 
 @dataclass(frozen=True)
