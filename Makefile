@@ -26,12 +26,13 @@ lint: $(STAMP)
 	$(BIN)/lint-imports
 
 #: Test processes of pytest-xdist (`make test XDIST=0` runs them in one process). Each
-#: worker has databases of its own (tests/conftest.py). Python writes its bytecode cache
-#: here, so the many `loyalty` processes the tests start do not compile the sources again.
+#: worker has databases of its own (tests/conftest.py); a module's tests stay on one worker
+#: (--dist loadscope: the soak and the browser tests share processes per module). Python
+#: writes its bytecode cache here, so the `loyalty` processes tests start compile nothing.
 XDIST ?= 4
 
 test: lint chromium
-	PYTHONDONTWRITEBYTECODE= $(BIN)/pytest -n $(XDIST) --dist loadgroup
+	PYTHONDONTWRITEBYTECODE= $(BIN)/pytest -n $(XDIST) --dist loadscope --no-loadscope-reorder
 
 chromium:
 	@test -x $(CHROMIUM) || { \

@@ -62,6 +62,23 @@ REDIS_URL = worker_redis_url(
 IN_CI = os.environ.get("CI", "").lower() == "true"
 START = datetime(2026, 3, 10, 12, 0, tzinfo=UTC)
 
+#: Modules that run their own processes for minutes (the soak, the console in Chromium, the
+#: production shape: tests/production and *_production.py), longest first: under
+#: pytest-xdist they then overlap the rest of the suite instead of finishing it alone.
+LONG_FIRST = ("production/test_soak.py", "browser/", "production")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    tests = Path(__file__).parent
+
+    def rank(item: pytest.Item) -> int:
+        if not item.path.is_relative_to(tests):
+            return len(LONG_FIRST)
+        where = item.path.relative_to(tests).as_posix()
+        return next((i for i, p in enumerate(LONG_FIRST) if p in where), len(LONG_FIRST))
+
+    items.sort(key=rank)
+
 
 def _reachable(host: str, port: int) -> bool:
     try:

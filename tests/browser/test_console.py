@@ -28,8 +28,7 @@ from tests.browser.conftest import ROLES, SOON_DAYS, Site, email_of
 from tests.console.support import PASSWORD
 from tests.processes import wait_for
 
-#: One worker runs them all under pytest-xdist: they share the module's processes and browser.
-pytestmark = [pytest.mark.integration, pytest.mark.browser, pytest.mark.xdist_group("browser")]
+pytestmark = [pytest.mark.integration, pytest.mark.browser]
 
 
 @pytest.fixture(scope="module")

@@ -23,12 +23,7 @@ ROOT = Path(__file__).resolve().parents[2]
 #: The short soak takes about 60-90 s; this bounds a hung one.
 SOAK_TIMEOUT_S = 200
 
-#: One worker runs them all under pytest-xdist: the soak runs once for the module.
-pytestmark = [
-    pytest.mark.integration,
-    pytest.mark.timeout(SOAK_TIMEOUT_S + 30),
-    pytest.mark.xdist_group("soak"),
-]
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(SOAK_TIMEOUT_S + 30)]
 
 
 @dataclass(frozen=True)
