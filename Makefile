@@ -29,7 +29,7 @@ lint: $(STAMP)
 #: worker has databases of its own (tests/conftest.py); a module's tests stay on one worker
 #: (--dist loadscope: the soak and the browser tests share processes per module). Python
 #: writes its bytecode cache here, so the `loyalty` processes tests start compile nothing.
-XDIST ?= 4
+XDIST ?= 3
 
 test: lint chromium
 	PYTHONDONTWRITEBYTECODE= $(BIN)/pytest -n $(XDIST) --dist loadscope --no-loadscope-reorder
