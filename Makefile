@@ -25,8 +25,14 @@ lint: $(STAMP)
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
+#: Test processes of pytest-xdist (`make test XDIST=0` runs them in one process). Each
+#: worker has databases of its own (tests/conftest.py); a module's tests stay on one worker
+#: (--dist loadscope: the soak and the browser tests share processes per module). Python
+#: writes its bytecode cache here, so the `loyalty` processes tests start compile nothing.
+XDIST ?= 3
+
 test: lint chromium
-	$(BIN)/pytest
+	PYTHONDONTWRITEBYTECODE= $(BIN)/pytest -n $(XDIST) --dist loadscope --no-loadscope-reorder
 
 chromium:
 	@test -x $(CHROMIUM) || { \

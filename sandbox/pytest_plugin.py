@@ -5,7 +5,7 @@ Load with `pytest_plugins = ["sandbox.pytest_plugin"]` in the root conftest.py.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 
@@ -29,6 +29,7 @@ __all__ = [
     "_sandbox_woocommerce",
     "hubspot_sandbox",
     "salesforce_sandbox",
+    "sandbox_accepted",
     "sendgrid_sandbox",
     "shopify_sandbox",
     "twilio_sandbox",
@@ -36,15 +37,33 @@ __all__ = [
     "woocommerce_sandbox",
 ]
 
-#: SendGrid and Twilio requests the emulators accepted during this session, by provider;
-#: contract tests validate them against the providers' OpenAPI documents.
+#: SendGrid and Twilio requests the emulators accepted during this session (this process), by
+#: provider, as `sandbox_accepted` keeps them unless a conftest.py overrides it.
 ACCEPTED_REQUESTS: dict[str, list[RecordedRequest]] = {"sendgrid": [], "twilio": []}
 
+#: Receives a provider's name and the requests its emulator accepted during one test.
+AcceptedCheck = Callable[[str, list[RecordedRequest]], None]
 
-def _keep_accepted(name: str, requests: list[RecordedRequest]) -> None:
-    ACCEPTED_REQUESTS[name].extend(
+
+def _accepted(requests: list[RecordedRequest]) -> list[RecordedRequest]:
+    return [
         r for r in requests if r.status is not None and 200 <= r.status < 300 and r.fault is None
-    )
+    ]
+
+
+@pytest.fixture(scope="session")
+def sandbox_accepted() -> AcceptedCheck:
+    """What is done, after each test, with the SendGrid and Twilio requests it got accepted.
+
+    By default they are kept in ACCEPTED_REQUESTS; a conftest.py overrides this fixture to
+    check them right away (against the providers' OpenAPI documents, say), which holds
+    whichever pytest-xdist worker ran the test.
+    """
+
+    def keep(name: str, requests: list[RecordedRequest]) -> None:
+        ACCEPTED_REQUESTS[name].extend(requests)
+
+    return keep
 
 
 @pytest.fixture(scope="session")
@@ -104,21 +123,25 @@ def salesforce_sandbox(_sandbox_salesforce: SalesforceSandbox) -> Iterator[Sales
 
 
 @pytest.fixture
-def sendgrid_sandbox(_sandbox_sendgrid: SendGridSandbox) -> Iterator[SendGridSandbox]:
+def sendgrid_sandbox(
+    _sandbox_sendgrid: SendGridSandbox, sandbox_accepted: AcceptedCheck
+) -> Iterator[SendGridSandbox]:
     """SendGrid mail send; set `webhook_url` to receive signed events (no duplicates)."""
     _sandbox_sendgrid.reset()
     yield _sandbox_sendgrid
     _sandbox_sendgrid.wait_idle(2.0)
-    _keep_accepted("sendgrid", _sandbox_sendgrid.requests(path="/v3/mail/send"))
+    sandbox_accepted("sendgrid", _accepted(_sandbox_sendgrid.requests(path="/v3/mail/send")))
 
 
 @pytest.fixture
-def twilio_sandbox(_sandbox_twilio: TwilioSandbox) -> Iterator[TwilioSandbox]:
+def twilio_sandbox(
+    _sandbox_twilio: TwilioSandbox, sandbox_accepted: AcceptedCheck
+) -> Iterator[TwilioSandbox]:
     """Twilio Messages with fast pacing (200 segments/s per sender) and 10 ms delivery."""
     _sandbox_twilio.reset()
     yield _sandbox_twilio
     _sandbox_twilio.wait_idle(2.0)
-    _keep_accepted("twilio", _sandbox_twilio.requests(method="POST"))
+    sandbox_accepted("twilio", _accepted(_sandbox_twilio.requests(method="POST")))
 
 
 @pytest.fixture

@@ -3,6 +3,10 @@
 Database tests run once on SQLite and once on PostgreSQL. PostgreSQL and
 Redis tests skip with a reason when the service is unreachable, and fail
 instead when CI=true.
+
+Under pytest-xdist (`make test` runs `pytest -n ...`) every worker is isolated: each
+session makes PostgreSQL databases of its own, and worker gwN uses the Redis database N
+below the one in TEST_REDIS_URL (default 15: gw0 15, gw1 14, ...).
 """
 
 from __future__ import annotations
@@ -14,7 +18,8 @@ import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 from sqlalchemy import create_engine, text
@@ -25,12 +30,54 @@ from loyalty.db import Database, upgrade
 from loyalty.models import Base
 from loyalty.settings import Settings, load_settings
 
+if TYPE_CHECKING:  # imported as a plugin below, before assertion rewriting would see it
+    from sandbox.pytest_plugin import AcceptedCheck
 pytest_plugins = ["sandbox.pytest_plugin"]
 
 POSTGRES_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432")
-REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+
+
+def worker_redis_url(url: str, worker: str) -> str:
+    """The Redis database of xdist worker `worker` ("gw2"): N below the one in `url` for gwN.
+
+    Outside xdist (`worker` empty) it is `url` itself.
+    """
+    if not worker:
+        return url
+    parts = urlsplit(url)
+    base = int(parts.path.strip("/") or "0")
+    number = base - int(worker.removeprefix("gw"))
+    if number < 0:
+        raise pytest.UsageError(
+            f"TEST_REDIS_URL {url} leaves no Redis database for xdist worker {worker}:"
+            " use a higher database number or fewer workers"
+        )
+    return urlunsplit(parts._replace(path=f"/{number}"))
+
+
+REDIS_URL = worker_redis_url(
+    os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15"),
+    os.environ.get("PYTEST_XDIST_WORKER", ""),
+)
 IN_CI = os.environ.get("CI", "").lower() == "true"
 START = datetime(2026, 3, 10, 12, 0, tzinfo=UTC)
+
+#: Modules that run their own processes for minutes (the soak, the console in Chromium, the
+#: production shape: tests/production and *_production.py), longest first: under
+#: pytest-xdist they then overlap the rest of the suite instead of finishing it alone.
+LONG_FIRST = ("production/test_soak.py", "browser/", "production")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    tests = Path(__file__).parent
+
+    def rank(item: pytest.Item) -> int:
+        if not item.path.is_relative_to(tests):
+            return len(LONG_FIRST)
+        where = item.path.relative_to(tests).as_posix()
+        return next((i for i, p in enumerate(LONG_FIRST) if p in where), len(LONG_FIRST))
+
+    items.sort(key=rank)
 
 
 def _reachable(host: str, port: int) -> bool:
@@ -157,3 +204,12 @@ def redis_url() -> Iterator[str]:
     client.flushdb()
     yield REDIS_URL
     client.flushdb()
+
+
+@pytest.fixture(scope="session")
+def sandbox_accepted() -> AcceptedCheck:
+    """The requests SendGrid and Twilio accepted in a test are checked against the providers'
+    OpenAPI documents after it (tests/sandbox/contract.py)."""
+    from tests.sandbox.contract import check_accepted  # loads openapi-core when first needed
+
+    return check_accepted
