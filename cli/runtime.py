@@ -19,6 +19,7 @@ from cli.context import (
     print_publish_report,
     settings_from_environment,
 )
+from loyalty.collector import tune_collector
 
 __all__ = ["run", "scheduler_command", "worker"]
 
@@ -104,6 +105,7 @@ def run() -> None:
     """Run the scheduler and workers together in this process (the embedded default)."""
     app = app_from_environment()
     broker = start(app, on_publish=print_publish_report)
+    tune_collector()  # the process's own objects are built: see `loyalty.collector`
     with embedded_worker(
         broker, app.settings.worker_threads, timeout_ms=app.settings.worker_timeout_ms
     ):

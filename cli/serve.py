@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from cli.context import app_from_environment, guard
+from loyalty.collector import tune_collector
 
 __all__ = ["serve"]
 
@@ -43,8 +44,10 @@ def serve(host: str, port: int, access_log: bool, limit_concurrency: int) -> Non
     from web.app import create_app
 
     app = app_from_environment()
+    web = create_app(app)
+    tune_collector()  # the process's own objects are built: see `loyalty.collector`
     uvicorn.run(
-        create_app(app),
+        web,
         host=host,
         port=port,
         log_config=None,  # keeps the structured, redacted logging set up above
