@@ -19,6 +19,7 @@ from dramatiq import Broker, Consumer, Message, Worker
 from dramatiq.broker import MessageProxy
 from dramatiq.brokers.redis import RedisBroker, _RedisConsumer
 from dramatiq.brokers.stub import StubBroker
+from dramatiq.common import dq_name
 from dramatiq.errors import ConnectionClosed
 from dramatiq.middleware import Retries
 from redis.client import PubSub
@@ -26,6 +27,7 @@ from redis.client import PubSub
 from automations.runtime import actors
 from automations.runtime.dead_letters import DeadLetters
 from automations.runtime.retry_waits import RetryWaits
+from channels import retries
 from loyalty.settings import Settings
 
 __all__ = [
@@ -48,6 +50,13 @@ WORKER_TIMEOUT_MS = 20
 #: through this broker wakes the consumers of its queue at once; this bounds how late a
 #: message queued otherwise (by a process that does not publish wake-ups) starts.
 IDLE_TIMEOUT_MS = 200
+#: The delay queues of an event's way to its email (an event's wait for an earlier one, a
+#: gathering batch's next look): their consumers return to their worker every
+#: WORKER_TIMEOUT_MS, which starts the delayed messages they hold once their time came.
+PROMPT_DELAY_QUEUES = frozenset(dq_name(q) for q in ("events", "journeys", retries.QUEUE))
+#: How long any other idle consumer waits for a wake-up before it returns to its worker
+#: (which then handles acknowledgements and delayed messages, and stops if told to).
+WAIT_SLICE_MS = 200
 
 
 class WorkBroker(RedisBroker):
@@ -55,10 +64,16 @@ class WorkBroker(RedisBroker):
 
     Each message queued publishes a wake-up on its queue's channel (Redis pub/sub) and
     an idle consumer waits on that channel: a message starts as soon as it is queued,
-    while idle consumers fetch from Redis only every `IDLE_TIMEOUT_MS`. Between fetches
-    the consumer still returns to its worker every WORKER_TIMEOUT_MS, so delayed messages
-    start on time and a stopping worker stops as soon as before.
+    while idle consumers fetch from Redis only every `IDLE_TIMEOUT_MS`. The consumers of
+    the event → email path's delay queues still return to their worker every
+    WORKER_TIMEOUT_MS, so that its delayed messages start on time; the others every
+    `WAIT_SLICE_MS`.
     """
+
+    def consume(self, queue_name: str, prefetch: int = 1, timeout: int = 5000) -> Consumer:
+        if queue_name not in PROMPT_DELAY_QUEUES:
+            timeout = max(timeout, WAIT_SLICE_MS)
+        return super().consume(queue_name, prefetch, timeout)
 
     @property
     def consumer_class(self) -> type[Consumer]:
