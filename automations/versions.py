@@ -191,15 +191,24 @@ def load_version(row: JourneyVersion) -> Published:
 _published: dict[tuple[int, int, str], Published] = {}
 
 
+@dataclass
+class _Frozen:
+    """The versions read while frozen: the newest (once read), and each by row id."""
+
+    latest: list[Published] | None = None
+    by_id: dict[int, Published] = field(default_factory=dict)
+
+
 #: While set (`versions_frozen`), the published versions as first read: nothing publishes.
-_frozen: ContextVar[list[list[Published]] | None] = ContextVar("frozen_versions", default=None)
+_frozen: ContextVar[_Frozen | None] = ContextVar("frozen_versions", default=None)
 
 
 @contextmanager
 def versions_frozen() -> Iterator[None]:
-    """Within, `latest_published` reads the versions once and answers from that reading:
-    for a simulation, whose copy of the program publishes nothing while it runs."""
-    token = _frozen.set([])
+    """Within, `latest_published` reads the versions once and answers from that reading, and
+    `published_version` reads each version's row once: for a simulation, whose copy of the
+    program publishes nothing while it runs."""
+    token = _frozen.set(_Frozen())
     try:
         yield
     finally:
@@ -209,14 +218,15 @@ def versions_frozen() -> Iterator[None]:
 def latest_published(session: Session) -> list[Published]:
     """`load_version` of each of `latest_versions`, reading a definition only the first time."""
     frozen = _frozen.get()
-    if frozen:
-        return frozen[0]
+    if frozen is not None and frozen.latest is not None:
+        return frozen.latest
     known = per_transaction(session, _LATEST)
     published = known.get("latest")
     if published is None:  # read once per transaction: a batch of events asks for each
         published = known["latest"] = _latest_published(session)
     if frozen is not None:
-        frozen.append(published)
+        frozen.latest = published
+        frozen.by_id.update((p.row_id, p) for p in published)
     return published
 
 
@@ -245,7 +255,10 @@ def _latest_published(session: Session) -> list[Published]:
 def published_version(session: Session, version_id: int) -> Published | None:
     """`load_version` of the version with this row id, its definition read only the first time
     (and its row once per session: a batch of runs asks for the same version many times)."""
-    seen: dict[int, Published] = session.info.setdefault(_SEEN, {})
+    frozen = _frozen.get()
+    seen: dict[int, Published] = (
+        frozen.by_id if frozen is not None else session.info.setdefault(_SEEN, {})
+    )
     if version_id in seen:
         return seen[version_id]
     key = session.execute(

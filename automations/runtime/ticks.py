@@ -8,7 +8,7 @@ would, and queues one that fails to that actor alone, with its retries and dead 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -212,15 +212,20 @@ def fire_schedules(app: App) -> int:
 
 
 def enter_date_journeys(
-    app: App, *, only: Collection[str] | None = None, fired_after: datetime | None = None
+    app: App,
+    *,
+    only: Collection[str] | None = None,
+    fired_after: datetime | Mapping[str, datetime | None] | None = None,
 ) -> int:
     """Enter the members whose date-journey moment (e.g. 09:00 on their birthday) has come.
 
-    One scan per journey, then the due members entered a batch per statement and
-    their first steps queued a batch per message (`triggers.entry_batches`).
-    `only`: these journeys, not every date journey. `fired_after`: only the
-    moments after this instant (the simulator, which ran the tick then, leaves
-    out the members it already saw that day).
+    One scan per journey, all in one session, then the due members entered a batch
+    per statement and their first steps queued a batch per message
+    (`triggers.entry_batches`). `only`: these journeys, not every date journey.
+    `fired_after`: only the moments after this instant, or after each journey's own
+    (the simulator, which ran the tick then, leaves out the members it already saw
+    that day). A scan only reads; what one journey enters changes no other journey's
+    scan, so every scan runs before the first entry.
     """
     from automations.definition import DateTrigger
     from automations.enrollments import Entrant
@@ -229,19 +234,26 @@ def enter_date_journeys(
     from automations.versions import latest_published
 
     now = app.clock.now()
+    scans = []
     with app.database.sessions() as session:
-        journeys = latest_published(session)
-    entered = 0
-    for published in journeys:
-        trigger = published.journey.trigger
-        if not isinstance(trigger, DateTrigger) or published.journey.status != "active":
-            continue
-        if only is not None and published.journey.id not in only:
-            continue
-        with app.database.sessions() as session:
-            due = due_date_entries(
-                session, published.journey.id, trigger, now, app.settings, fired_after=fired_after
+        for published in latest_published(session):
+            trigger = published.journey.trigger
+            if not isinstance(trigger, DateTrigger) or published.journey.status != "active":
+                continue
+            if only is not None and published.journey.id not in only:
+                continue
+            after = (
+                fired_after.get(published.journey.id)
+                if isinstance(fired_after, Mapping)
+                else fired_after
             )
+            due = due_date_entries(
+                session, published.journey.id, trigger, now, app.settings, fired_after=after
+            )
+            if due:
+                scans.append((published, due))
+    entered = 0
+    for published, due in scans:
         entrants = (
             Entrant(d.member_id, d.occurrence, {"fire_at": d.fire_at.isoformat()}) for d in due
         )

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
+from functools import lru_cache
 from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -75,8 +76,12 @@ class Firing:
 # -- zones and wall time ------------------------------------------------------------------------
 
 
+@lru_cache(maxsize=1024)
 def member_zone(name: str | None, default: str) -> ZoneInfo:
-    """The member's zone; members without one (or with a zone we cannot read) get the default."""
+    """The member's zone; members without one (or with a zone we cannot read) get the default.
+
+    Kept per name: scans ask it for every candidate row, and members share a few hundred zones.
+    """
     if name:
         try:
             return ZoneInfo(name)

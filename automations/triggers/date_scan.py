@@ -164,7 +164,7 @@ class _Scan:
 
     def birthdays(self, session: Session) -> list[DueEntry]:
         query, occurrences = _statement(self._shape())
-        rows = session.execute(query).all()
+        rows = _rows(session, query)
 
         # Members share a few hundred zones and a few dates: each pair is worked out once.
         firings: dict[tuple[Any, int, int], Firing | None] = {}
@@ -186,7 +186,7 @@ class _Scan:
         # One year earlier too: a member's local date can be a day behind UTC.
         first_year = ensure_utc(earliest).year - 1
         query, occurrences = _statement(self._shape(first_year))
-        rows = session.execute(query).all()
+        rows = _rows(session, query)
 
         def firing(row: Any, zone: ZoneInfo) -> Firing | None:
             return anniversary_firing(row.enrolled_at, zone, self.trigger, self.now, self.leap_day)
@@ -195,7 +195,7 @@ class _Scan:
 
     def expiries(self, session: Session) -> list[DueEntry]:
         query, occurrences = _statement(self._shape())
-        rows = session.execute(query).all()
+        rows = _rows(session, query)
 
         def firing(row: Any, zone: ZoneInfo) -> Firing | None:
             return expiry_firing(row.expires_at, zone, self.trigger, self.now)
@@ -213,7 +213,7 @@ class _Scan:
         def firing(row: Any, zone: ZoneInfo) -> Firing | None:
             return lapse_firing(row.last_order_at, zone, self.trigger, self.now)
 
-        entries = self._decide(session.execute(query).all(), [], firing)
+        entries = self._decide(_rows(session, query), [], firing)
         if not self.exclude_enrolled or not entries:
             return entries
         entered = {
@@ -274,6 +274,12 @@ class _Scan:
 
 
 # -- SQL statements -----------------------------------------------------------------------------
+
+
+def _rows(session: Session, query: _AnySelect) -> Sequence[Any]:
+    """The candidates' rows, run on the session's connection: columns only, so the ORM's
+    handling of a statement (a few hundred microseconds a scan) adds nothing."""
+    return session.connection().execute(query).all()
 
 
 @lru_cache(maxsize=STATEMENTS_KEPT)
