@@ -195,17 +195,17 @@ def send_email_batch(
         return Gathering(look[0], 0.0) if look[1] == 0 else None
     sender = SendGridSender(app.settings)
     sent = 0
-    states: dict[int, str] = {}
+    went: set[int] = set()  # the emails this delivery's requests sent
     while look is not None and look[1] == 0 and sent < FLUSH_LIMIT:
-        outgoing, claimed = _send_claimed(app, sender, batch, look[0], states)
+        outgoing, claimed = _send_claimed(app, sender, batch, look[0], went)
         sent += outgoing
         if claimed == 0:  # another worker holds the lead: its delivery sends the batch
             return Gathering(look[0], REGATHER_SECONDS)
         with app.database.sessions() as session:
             look = _look(session, app, batch)
             if look is None:
-                if message_id in states:
-                    return states[message_id]
+                if message_id in went:
+                    return MessageState.SENT
                 return session.scalar(select(Message.state).where(Message.id == message_id))
     return Gathering(look[0], max(look[1], REGATHER_SECONDS if sent else 0.0))
 
@@ -233,11 +233,11 @@ def _send_claimed(
     sender: SendGridSender,
     batch: _Batch | None,
     lead: int | None,
-    states: dict[int, str] | None = None,
+    went: set[int] | None = None,
 ) -> tuple[int, int]:
     """Claim up to CLAIM_BATCH due emails (of `batch` from its `lead`, or any) and send them.
 
-    Returns how many went out and how many rows the claim looked at; `states` gets the
+    Returns how many went out and how many rows the claim looked at; `went` gets the
     emails their request sent.
     """
     requests, claimed = _claim_emails(app, CLAIM_BATCH, batch, lead)
@@ -251,8 +251,8 @@ def _send_claimed(
         ids = [e.message_id for e in request]
         with app.database.transaction() as session:
             state = record(session, app, ids, outcome, app.clock.now())
-        if states is not None and state == MessageState.SENT:
-            states.update(dict.fromkeys(ids, state))
+        if went is not None and state == MessageState.SENT:
+            went.update(ids)
     return sum(len(r) for r in requests), claimed
 
 

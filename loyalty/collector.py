@@ -1,4 +1,7 @@
-"""Python's garbage collector tuned for the long-running processes (workers, web, scheduler).
+"""Python's garbage collector tuned for the long-running processes that do the work.
+
+`loyalty worker`'s processes, `loyalty serve` and `loyalty run` call `tune_collector`
+once started.
 
 A batch of events or emails builds thousands of short-lived objects (ORM rows and
 their states, result rows, parameters), and with Python's default thresholds (a

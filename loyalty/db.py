@@ -173,7 +173,7 @@ UNNEST_FROM_ROWS = 4
 
 
 def _unnest_insert(
-    table: Any, columns: tuple[str, ...], keys: tuple[str, ...], returning: Any
+    table: Any, columns: tuple[str, ...], keys: tuple[str, ...], returning: tuple[Any, ...]
 ) -> Any:
     """INSERT … SELECT unnest(:many_a), unnest(:many_b), … ON CONFLICT (keys) DO NOTHING
     RETURNING: any number of rows in one statement of one parameter per column."""

@@ -16,24 +16,22 @@ import io
 import os
 from collections import deque
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import psycopg
-from sqlalchemy import event, select, update
-from sqlalchemy.engine.interfaces import DBAPIConnection
+from sqlalchemy import select, update
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError, StatementError
 from sqlalchemy.orm import Session
-from sqlalchemy.pool import ConnectionPoolEntry
 
 from loyalty.clock import Clock
 from loyalty.db import Database, insert_ignore
 from loyalty.import_backends import finished_rows
 from loyalty.import_files import Line, Raw, UnusableFileError, reader_for
 from loyalty.import_parsers import ParsedBatch, Parsers, collections_per_batch
+from loyalty.import_processes import checkpoint, forked, in_memory
 from loyalty.import_writer import Parsed, unchanged_keys, write_batch
 from loyalty.member_rows import (
     MemberRow,
@@ -150,9 +148,9 @@ def import_members(
             database.engine.dialect.name,
             functools.partial(_prepare, report.file, settings, clock, database.engine.dialect.name),
             functools.partial(_store, database, settings),
-            forked=functools.partial(_forked, database),
-            write_in_pool=not _in_memory(database),
-            settle=functools.partial(_checkpoint, database) if database.is_sqlite else None,
+            forked=functools.partial(forked, database),
+            write_in_pool=not in_memory(database),
+            settle=functools.partial(checkpoint, database) if database.is_sqlite else None,
         ) as parsers,
         collections_per_batch(),
     ):
@@ -322,61 +320,6 @@ def _store(database: Database, settings: Settings, ready: _Ready) -> ImportRepor
     report, rows, now = ready
     _flush(database, rows, settings, now, report)
     return report
-
-
-def _forked(database: Database) -> None:
-    """In a new parsing process: let go of the importing process's connections; on
-    SQLite, the connections this process writes with leave checkpoints to `_checkpoint`."""
-    database.engine.dispose(close=False)
-    if database.is_sqlite:
-        event.listen(database.engine, "connect", _no_autocheckpoint)
-
-
-def _no_autocheckpoint(dbapi_connection: DBAPIConnection, _: ConnectionPoolEntry) -> None:
-    cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA wal_autocheckpoint=0")
-    cursor.close()
-
-
-def _checkpoint(database: Database) -> None:
-    """Copy the batches written so far from SQLite's log into the database, once the next
-    batch's turn has come: a commit would otherwise do it (every 1,000 pages, which a
-    batch is), holding up the next batch. Passive: it waits for no one. It runs in a
-    thread of the parsing process, which parses its next batch meanwhile (SQLite lets go
-    of the interpreter while it copies); one still running is not started again."""
-    global _checkpointing
-    if _checkpointing is not None:
-        if not _checkpointing.done():
-            return
-        _checkpointing.result()  # a checkpoint that failed fails the batch after it
-    _checkpointing = _checkpoints().submit(_checkpoint_now, database)
-
-
-#: The parsing process's last checkpoint (`_checkpoint`).
-_checkpointing: Future[None] | None = None
-
-
-@functools.cache
-def _checkpoints() -> ThreadPoolExecutor:
-    return ThreadPoolExecutor(1, thread_name_prefix="checkpoint")
-
-
-def _checkpoint_now(database: Database) -> None:
-    connection = database.engine.raw_connection()
-    try:
-        # The driver connection is in autocommit mode (`loyalty.db`): no transaction.
-        connection.driver_connection.execute("PRAGMA wal_checkpoint(PASSIVE)")  # type: ignore[union-attr]
-    finally:
-        connection.close()
-
-
-def _in_memory(database: Database) -> bool:
-    """Whether the database lives in this process alone (SQLite in memory)."""
-    url = database.engine.url
-    name = url.database or ""
-    return database.is_sqlite and (
-        name in ("", ":memory:") or name.startswith("file::memory:") or "mode=memory" in str(url)
-    )
 
 
 def _flush(
