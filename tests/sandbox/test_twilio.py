@@ -174,9 +174,12 @@ def test_status_callbacks_queued_sent_delivered_and_undelivered(
 def test_each_sender_is_paced_by_segments(
     twilio_sandbox: TwilioSandbox, webhook_sink: WebhookSink
 ) -> None:
-    twilio_sandbox.segments_per_second = 5.0
+    twilio_sandbox.segments_per_second = 10.0
     client = twilio_client(twilio_sandbox)
     callback = webhook_sink.url("/sms/status")
+    # The emulator's first callback also opens its connection to the sink: not timed.
+    client.messages.create(to=MEMBER, from_="+15005550007", body="x", status_callback=callback)
+    assert twilio_sandbox.wait_idle()
 
     for _ in range(3):
         client.messages.create(to=MEMBER, from_=SENDER, body="x" * 200, status_callback=callback)
@@ -185,9 +188,9 @@ def test_each_sender_is_paced_by_segments(
 
     sent = [r for r in webhook_sink.requests() if r.form()["MessageStatus"] == "sent"]
     first_sender = [r.at for r in sent if r.form()["From"] == SENDER]
-    other = next(r.at for r in sent if r.form()["From"] != SENDER)
+    other = next(r.at for r in sent if r.form()["From"] == "+15005550009")
     gaps = [b - a for a, b in itertools.pairwise(first_sender)]
-    assert all(0.35 <= gap <= 0.7 for gap in gaps)  # two segments at 5/s
+    assert all(0.15 <= gap <= 0.35 for gap in gaps), gaps  # two segments at 10/s
     assert other < first_sender[-1]  # not queued behind the other sender's messages
 
 
