@@ -60,6 +60,7 @@ def worker(
     app = app_from_environment()
     check_sending_setup(app)  # against the journeys the scheduler published
     app.database.dispose()  # the worker processes are forked: no connection is shared
+    os.nice(settings.worker_nice)  # inherited by the worker processes
     args = make_argument_parser().parse_args(  # type: ignore[no-untyped-call]
         [
             WORKER_MODULE,

@@ -8,12 +8,17 @@ it is first imported.
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
+import time
+from pathlib import Path
 
 import click
+import pytest
 
 import cli
+from bench.soak_processes import loyalty_command
 
 
 def _imported_after(code: str) -> set[str]:
@@ -50,3 +55,52 @@ def test_every_command_is_listed_and_resolves() -> None:
             command = cli.main.get_command(ctx, name)
             assert isinstance(command, click.Command), name
         assert cli.main.get_command(ctx, "no-such-command") is None
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
+
+
+def _nice(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[16])
+
+
+@pytest.mark.integration
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc")
+def test_the_worker_processes_run_at_a_lower_cpu_priority(redis_url: str, tmp_path: Path) -> None:
+    env = {
+        **os.environ,
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'loyalty.db'}",
+        "REDIS_URL": redis_url,
+        "WORKER_NICE": "7",
+        "JOURNEYS_DIR": str(tmp_path / "journeys"),
+    }
+    worker = subprocess.Popen(
+        [*loyalty_command(), "worker", "--processes", "2", "--threads", "1"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while len(_children(worker.pid)) < 2 and worker.poll() is None:
+            assert time.monotonic() < deadline, "no worker processes started"
+            time.sleep(0.1)
+        assert worker.poll() is None, worker.stderr.read() if worker.stderr else ""
+        expected = min(19, os.nice(0) + 7)
+        assert _nice(worker.pid) == expected
+        assert [_nice(child) for child in _children(worker.pid)] == [expected] * len(
+            _children(worker.pid)
+        )
+    finally:
+        worker.terminate()
+        worker.wait(30)
+    assert worker.returncode == 0
