@@ -47,6 +47,12 @@ def test_importing_the_command_line_imports_no_command() -> None:
     assert not modules & {"dramatiq", "sqlalchemy", "alembic", "automations", "sandbox", "web"}
 
 
+def test_the_workers_import_a_crm_client_only_where_it_is_configured() -> None:
+    modules = _imported_after("import automations.runtime.worker_entry")
+    assert "dramatiq" in modules and "hubspot" in modules
+    assert not modules & {"simple_salesforce", "zeep"}  # Salesforce's, a quarter second
+
+
 def test_every_command_is_listed_and_resolves() -> None:
     with click.Context(cli.main) as ctx:
         names = cli.main.list_commands(ctx)
