@@ -216,6 +216,7 @@ def enter_date_journeys(
     *,
     only: Collection[str] | None = None,
     fired_after: datetime | Mapping[str, datetime | None] | None = None,
+    zones: Mapping[str, Collection[str] | None] | None = None,
 ) -> int:
     """Enter the members whose date-journey moment (e.g. 09:00 on their birthday) has come.
 
@@ -224,7 +225,8 @@ def enter_date_journeys(
     (`triggers.entry_batches`). `only`: these journeys, not every date journey.
     `fired_after`: only the moments after this instant, or after each journey's own
     (the simulator, which ran the tick then, leaves out the members it already saw
-    that day). A scan only reads; what one journey enters changes no other journey's
+    that day). `zones`: per journey, only its members in these zones (the simulator's,
+    whose `at` came since its previous scan; None: every zone). A scan only reads; what one journey enters changes no other journey's
     scan, so every scan runs before the first entry.
     """
     from automations.definition import DateTrigger
@@ -248,7 +250,13 @@ def enter_date_journeys(
                 else fired_after
             )
             due = due_date_entries(
-                session, published.journey.id, trigger, now, app.settings, fired_after=after
+                session,
+                published.journey.id,
+                trigger,
+                now,
+                app.settings,
+                fired_after=after,
+                zones=zones.get(published.journey.id) if zones is not None else None,
             )
             if due:
                 scans.append((published, due))

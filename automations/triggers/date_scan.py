@@ -29,7 +29,7 @@ not the building and compiling of its SQL.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from functools import lru_cache
@@ -115,6 +115,7 @@ def due_date_entries(
     grace: timedelta = DEFAULT_GRACE,
     exclude_enrolled: bool = True,
     fired_after: datetime | None = None,
+    zones: Collection[str] | None = None,
 ) -> list[DueEntry]:
     """The members whose firing of `trigger` is due at `now`, sorted by member id.
 
@@ -122,11 +123,15 @@ def due_date_entries(
     ``settings.date_triggers_catch_up``), else ``now - fire_at < grace``. Erased
     members never; members already enrolled for the occurrence not when
     `exclude_enrolled`; with `fired_after`, only firings after that instant (a
-    scan that saw every earlier one).
+    scan that saw every earlier one). `zones`: only members whose zone (as
+    `member_zone` reads it) is one of these keys; the simulator, which scans each
+    zone at its own `at`, names those whose `at` came since `fired_after`, for no
+    other zone's member can have fired in between.
     """
     now = ensure_utc(now)
     scan = _Scan(journey_id, trigger, now, settings, grace, exclude_enrolled)
     scan.fired_after = ensure_utc(fired_after) if fired_after is not None else None
+    scan.zone_keys = frozenset(zones) if zones is not None else None
     if trigger.field == "birthday":
         return scan.birthdays(session)
     if trigger.field == "enrolled_at":
@@ -159,6 +164,7 @@ class _Scan:
         self.celebrations = celebrations_at(now, trigger.days_before)
         self._zones: dict[str | None, ZoneInfo] = {}
         self.fired_after: datetime | None = None
+        self.zone_keys: frozenset[str] | None = None
 
     # -- the three fields -------------------------------------------------------------------
 
@@ -260,8 +266,12 @@ class _Scan:
         open_column = {occurrence: f"open_{n}" for n, occurrence in enumerate(occurrences)}
         checked_columns = self.exclude_enrolled and len(occurrences) > 1
         entries: set[DueEntry] = set()
+        zone_keys = self.zone_keys
         for row in rows:
-            firing = firing_of(row, self._zone(row.time_zone))
+            zone = self._zone(row.time_zone)
+            if zone_keys is not None and zone.key not in zone_keys:
+                continue
+            firing = firing_of(row, zone)
             if firing is None:
                 continue
             if checked_columns and not getattr(row, open_column[firing.occurrence]):
