@@ -40,6 +40,11 @@ log = logging.getLogger(__name__)
 def deliver(app: App, message_id: int) -> str | email_batches.Gathering | None:
     """Deliver one outbox row if it is due; its new state (None: nothing to do here), or
     the wait of the email batch it leads (`channels.email_batches.send_email_batch`)."""
+    if not claims.uses_sendgrid(app) and not claims.uses_twilio(app):
+        # Every email and SMS goes to the local outbox: one transaction reads and sends it.
+        done = delivery.deliver_locally(app, message_id)
+        if not isinstance(done, delivery.NotLocal):
+            return done
     with app.database.sessions() as session:
         message = session.get(Message, message_id)
     channel = message.channel if message is not None else None

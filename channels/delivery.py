@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import update
+from sqlalchemy.orm import Session
 
 from channels import outbox
 from channels.claims import is_due, prepare, record, request_left, uses_sendgrid, uses_twilio
@@ -27,7 +28,7 @@ from loyalty.app import App
 from loyalty.models import Member, Message
 from loyalty.states import MessageState
 
-__all__ = ["deliver", "settle_stale"]
+__all__ = ["NOT_LOCAL", "NotLocal", "deliver", "deliver_locally", "settle_stale"]
 
 log = logging.getLogger(__name__)
 
@@ -78,19 +79,45 @@ def deliver(app: App, message_id: int, loaded: Message | None = None) -> str | G
         return record(session, app, [message_id], outcome, app.clock.now())
 
 
+class NotLocal:
+    """What `deliver_locally` answers for a row of another channel."""
+
+
+#: The one `NotLocal`.
+NOT_LOCAL = NotLocal()
+
+
+def deliver_locally(app: App, message_id: int) -> str | None | NotLocal:
+    """With no provider configured for email nor SMS: deliver an email or SMS to the local
+    outbox with the row read once, in the delivery's own transaction; `NOT_LOCAL` for a
+    row of another channel (a journey call, a CRM task), which has a delivery of its own."""
+    now = app.clock.now()
+    with app.database.transaction() as session:
+        message = session.get(Message, message_id, with_for_update=True)
+        if message is not None and message.channel not in ("email", "sms"):
+            return NOT_LOCAL
+        return _write_locally(session, app, message, now)
+
+
 def _deliver_locally(app: App, message_id: int) -> str | None:
     """Write the message to the local outbox (no provider configured for its channel)."""
     now = app.clock.now()
     with app.database.transaction() as session:
         message = session.get(Message, message_id, with_for_update=True)
-        if message is None or not is_due(message, now):
-            return None
-        prepared = prepare(session, app, message, now)
-        if prepared is None:
-            return message.state
-        message.provider_id = _write(app, message, prepared.member, prepared.rendered, now)
-        message.state, message.sent_at = MessageState.SENT, now
+        return _write_locally(session, app, message, now)
+
+
+def _write_locally(
+    session: Session, app: App, message: Message | None, now: datetime
+) -> str | None:
+    if message is None or not is_due(message, now):
+        return None
+    prepared = prepare(session, app, message, now)
+    if prepared is None:
         return message.state
+    message.provider_id = _write(app, message, prepared.member, prepared.rendered, now)
+    message.state, message.sent_at = MessageState.SENT, now
+    return message.state
 
 
 def settle_stale(app: App) -> int:

@@ -194,9 +194,8 @@ class _Moments:
             if journey_id not in self._last_scan:
                 dates[journey_id] = None
                 continue
-            fires = self._fires
-            key = self.date_at[journey_id]
-            dates[journey_id] = [z for z in self.zones if fires[key, z] <= now]
+            at_zone = self.date_at[journey_id]
+            dates[journey_id] = [z for z in self.zones if self._fires[at_zone, z] <= now]
         for journey_id in dates:
             self._next_scan[journey_id] = min(
                 self._fire(self.date_at[journey_id], z, now) for z in self.zones
