@@ -26,7 +26,7 @@ from automations.definition.durations import STORED
 from automations.definition.models import SendEmail, SendSms, SendSurvey
 from channels.templates import PARTIALS_DIR, partial_names, read_partials, template_path
 from loyalty.app import App
-from loyalty.db import per_transaction
+from loyalty.db import per_transaction, program_frozen
 from loyalty.journey_pauses import paused_journeys
 from loyalty.models import Enrollment, JourneyVersion
 from loyalty.states import IN_FLIGHT
@@ -207,10 +207,12 @@ _frozen: ContextVar[_Frozen | None] = ContextVar("frozen_versions", default=None
 def versions_frozen() -> Iterator[None]:
     """Within, `latest_published` reads the versions once and answers from that reading, and
     `published_version` reads each version's row once: for a simulation, whose copy of the
-    program publishes nothing while it runs."""
+    program publishes nothing while it runs. What a transaction reads once of the program
+    (`loyalty.db.per_transaction`: pauses, the event types heard) is read once too."""
     token = _frozen.set(_Frozen())
     try:
-        yield
+        with program_frozen():
+            yield
     finally:
         _frozen.reset(token)
 

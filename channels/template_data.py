@@ -14,6 +14,7 @@ from typing import Any, Protocol
 from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
+from loyalty.db import per_transaction
 from loyalty.models import JourneyVersion
 
 __all__ = [
@@ -57,6 +58,8 @@ def stored_journey(version: JourneyVersion) -> StoredJourney:
 
 #: Stored journeys by content hash: a version's content never changes, so it is read once.
 _by_digest: dict[str, StoredJourney] = {}
+#: Where a transaction keeps the content hashes of versions it has read, by row id.
+_DIGESTS_KNOWN = "template_data.digests"
 #: The content hash of versions by row id (built once: every message sent reads it).
 _DIGESTS = select(JourneyVersion.id, JourneyVersion.content_hash).where(
     JourneyVersion.id.in_(bindparam("version_ids", expanding=True))
@@ -64,10 +67,13 @@ _DIGESTS = select(JourneyVersion.id, JourneyVersion.content_hash).where(
 
 
 def stored_journeys(session: Session, version_ids: Collection[int]) -> dict[int, StoredJourney]:
-    """`stored_journey` of each version by row id; a definition read only the first time."""
-    digests: dict[int, str] = dict(
-        session.execute(_DIGESTS, {"version_ids": list(version_ids)}).all()
-    )
+    """`stored_journey` of each version by row id; a definition read only the first time,
+    and a version's content hash once per transaction (stored versions never change)."""
+    known: dict[int, str] = per_transaction(session, _DIGESTS_KNOWN)
+    unknown = [i for i in version_ids if i not in known]
+    if unknown:
+        known.update(session.execute(_DIGESTS, {"version_ids": unknown}).all())
+    digests = {i: known[i] for i in version_ids if i in known}
     missing = {d for d in digests.values() if d not in _by_digest}
     if missing:
         for version in session.scalars(

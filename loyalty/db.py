@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import (
@@ -143,9 +144,31 @@ def error_text(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
+#: While set (`program_frozen`), the `per_transaction` dicts kept for the whole block.
+_frozen_program: ContextVar[dict[str, dict[Any, Any]] | None] = ContextVar(
+    "frozen_program", default=None
+)
+
+
+@contextmanager
+def program_frozen() -> Iterator[None]:
+    """Within, what `per_transaction` keeps is kept for the whole block, not per transaction:
+    for a simulation, whose copy of the program changes none of it (the journeys published,
+    their pauses) while it runs."""
+    token = _frozen_program.set({})
+    try:
+        yield
+    finally:
+        _frozen_program.reset(token)
+
+
 def per_transaction(session: Session, key: str) -> dict[Any, Any]:
     """A dict kept for the session's current transaction only (a fresh one in the next):
-    what a batch's transaction reads once and asks for many times."""
+    what a batch's transaction reads once and asks for many times (of the program's set-up,
+    never of members; within `program_frozen`, kept for the block)."""
+    frozen = _frozen_program.get()
+    if frozen is not None:
+        return frozen.setdefault(key, {})
     transaction = session.get_transaction()
     kept = session.info.get(key)
     if kept is None or transaction is None or kept[0] is not transaction:
