@@ -87,7 +87,7 @@ class NotLocal:
 NOT_LOCAL = NotLocal()
 
 
-def deliver_locally(app: App, message_id: int) -> str | None | NotLocal:
+def deliver_locally(app: App, message_id: int) -> str | NotLocal | None:
     """With no provider configured for email nor SMS: deliver an email or SMS to the local
     outbox with the row read once, in the delivery's own transaction; `NOT_LOCAL` for a
     row of another channel (a journey call, a CRM task), which has a delivery of its own."""

@@ -226,8 +226,9 @@ def enter_date_journeys(
     `fired_after`: only the moments after this instant, or after each journey's own
     (the simulator, which ran the tick then, leaves out the members it already saw
     that day). `zones`: per journey, only its members in these zones (the simulator's,
-    whose `at` came since its previous scan; None: every zone). A scan only reads; what one journey enters changes no other journey's
-    scan, so every scan runs before the first entry.
+    whose `at` came since its previous scan; None: every zone). A scan only reads; what
+    one journey enters changes no other journey's scan, so every scan runs before the
+    first entry.
     """
     from automations.definition import DateTrigger
     from automations.enrollments import Entrant
