@@ -30,7 +30,7 @@ from automations.definition import Context, Journey, evaluate
 from automations.versions import Published
 from channels.engagement import engagement_counter
 from loyalty.journey_pauses import is_paused
-from loyalty.members import members_data
+from loyalty.members import lazy_members_data
 from loyalty.models import Enrollment, EntryRefusal, Event, Member
 from loyalty.settings import Settings
 from loyalty.states import EnrollmentState
@@ -319,7 +319,8 @@ def _in_audience(
         if members is not None
         else list(session.scalars(select(Member).where(Member.id.in_(ids))))
     )
-    data = members_data(
+    # The derived fields (points expiring, referrals) read only if the audience asks.
+    data = lazy_members_data(
         session,
         rows,
         now=now,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 from collections import defaultdict
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -24,6 +24,7 @@ __all__ = [
     "LazyMemberData",
     "first_expiring_day",
     "get_member",
+    "lazy_members_data",
     "member_data",
     "member_view",
     "member_zone",
@@ -230,6 +231,59 @@ class LazyMemberData(Mapping[str, Any]):
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._completed())
+
+    def __len__(self) -> int:
+        return len(self._fields)
+
+
+def lazy_members_data(
+    session: Session,
+    members: Sequence[Member],
+    *,
+    now: datetime,
+    public_base_url: str,
+    default_zone: str,
+) -> dict[int, Mapping[str, Any]]:
+    """`members_data` of many members by id, whose fields beyond the members' rows are read
+    for all of them at once (`members_data`'s two queries) when first asked for, if ever:
+    an audience on the members' own fields (consent, tier) reads none. Use it inside the
+    session it was made with, before that session changes the members' ledger or referrals."""
+    bulk: dict[int, dict[str, Any]] = {}
+
+    def complete() -> dict[int, dict[str, Any]]:
+        if not bulk:
+            bulk.update(
+                members_data(
+                    session,
+                    members,
+                    now=now,
+                    public_base_url=public_base_url,
+                    default_zone=default_zone,
+                )
+            )
+        return bulk
+
+    return {m.id: _LazyInBulk(m, complete, public_base_url) for m in members}
+
+
+class _LazyInBulk(Mapping[str, Any]):
+    """One member's part of `lazy_members_data`."""
+
+    def __init__(
+        self,
+        member: Member,
+        complete: Callable[[], dict[int, dict[str, Any]]],
+        public_base_url: str,
+    ) -> None:
+        self._id = member.id
+        self._fields = _data(member, None, 0, public_base_url)
+        self._complete = complete
+
+    def __getitem__(self, key: str) -> Any:
+        return (self._complete()[self._id] if key in _DERIVED else self._fields)[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._complete()[self._id])
 
     def __len__(self) -> int:
         return len(self._fields)
