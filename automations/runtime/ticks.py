@@ -216,7 +216,7 @@ def enter_date_journeys(
     *,
     only: Collection[str] | None = None,
     fired_after: datetime | Mapping[str, datetime | None] | None = None,
-    zones: Mapping[str, Collection[str] | None] | None = None,
+    skip_zones: Mapping[str, Collection[str]] | None = None,
 ) -> int:
     """Enter the members whose date-journey moment (e.g. 09:00 on their birthday) has come.
 
@@ -225,8 +225,8 @@ def enter_date_journeys(
     (`triggers.entry_batches`). `only`: these journeys, not every date journey.
     `fired_after`: only the moments after this instant, or after each journey's own
     (the simulator, which ran the tick then, leaves out the members it already saw
-    that day). `zones`: per journey, only its members in these zones (the simulator's,
-    whose `at` came since its previous scan; None: every zone). A scan only reads; what
+    that day). `skip_zones`: per journey, not its members in these zones (the
+    simulator's, whose `at` did not come since its previous scan). A scan only reads; what
     one journey enters changes no other journey's scan, so every scan runs before the
     first entry.
     """
@@ -257,7 +257,7 @@ def enter_date_journeys(
                 now,
                 app.settings,
                 fired_after=after,
-                zones=zones.get(published.journey.id) if zones is not None else None,
+                skip_zones=skip_zones.get(published.journey.id, ()) if skip_zones else (),
             )
             if due:
                 scans.append((published, due))

@@ -83,13 +83,13 @@ def run(
         ran = broker.run_queued()
         dates, schedules = moments.journeys_due(now)
         if dates:
-            # The journeys due now in one call: their scans share a session; each looks only
-            # at the members of the zones whose `at` came since its previous scan.
+            # The journeys due now in one call: their scans share a session; each leaves out
+            # the members of the zones whose `at` did not come since its previous scan.
             enter_date_journeys(
                 app,
                 only=list(dates),
                 fired_after={j: moments.scanned(j) for j in dates},
-                zones=dates,
+                skip_zones=dates,
             )
             for journey_id in dates:
                 moments.scanned_at(journey_id, now)
@@ -179,23 +179,25 @@ class _Moments:
 
     # -- the journeys' own moments ----------------------------------------------------------
 
-    def journeys_due(self, now: datetime) -> tuple[dict[str, list[str] | None], bool]:
-        """The date journeys whose scan is due, each with the zones it is due in (None: every
-        zone, at the first scan), and whether a cron journey fires now.
+    def journeys_due(self, now: datetime) -> tuple[dict[str, list[str]], bool]:
+        """The date journeys whose scan is due, each with the zones in use it is not due in
+        (none at the first scan, which catches up on every zone), and whether a cron
+        journey fires now.
 
         A zone is due when the wall clock there showed the journey's `at` since the journey's
-        previous scan: every such instant is a moment of the walk, so a member of another
-        zone cannot have reached their firing since.
+        previous scan: every such instant is a moment of the walk, so the members of the
+        other zones cannot have reached their firing since. A zone not in use at the start
+        (a member an event created) is never left out.
         """
-        dates: dict[str, list[str] | None] = {}
+        dates: dict[str, list[str]] = {}
         for journey_id, at in sorted(self._next_scan.items()):
             if at > now:
                 continue
-            if journey_id not in self._last_scan:
-                dates[journey_id] = None
-                continue
             at_zone = self.date_at[journey_id]
-            dates[journey_id] = [z for z in self.zones if self._fires[at_zone, z] <= now]
+            first = journey_id not in self._last_scan
+            dates[journey_id] = (
+                [] if first else [z for z in self.zones if self._fires[at_zone, z] > now]
+            )
         for journey_id in dates:
             self._next_scan[journey_id] = min(
                 self._fire(self.date_at[journey_id], z, now) for z in self.zones

@@ -115,7 +115,7 @@ def due_date_entries(
     grace: timedelta = DEFAULT_GRACE,
     exclude_enrolled: bool = True,
     fired_after: datetime | None = None,
-    zones: Collection[str] | None = None,
+    skip_zones: Collection[str] = (),
 ) -> list[DueEntry]:
     """The members whose firing of `trigger` is due at `now`, sorted by member id.
 
@@ -123,15 +123,15 @@ def due_date_entries(
     ``settings.date_triggers_catch_up``), else ``now - fire_at < grace``. Erased
     members never; members already enrolled for the occurrence not when
     `exclude_enrolled`; with `fired_after`, only firings after that instant (a
-    scan that saw every earlier one). `zones`: only members whose zone (as
-    `member_zone` reads it) is one of these keys; the simulator, which scans each
-    zone at its own `at`, names those whose `at` came since `fired_after`, for no
-    other zone's member can have fired in between.
+    scan that saw every earlier one). `skip_zones`: not the members whose zone (as
+    `member_zone` reads it) is one of these keys; the simulator, which scans each zone
+    at its own `at`, names those whose `at` did not come since `fired_after`, for none
+    of their members can have fired in between.
     """
     now = ensure_utc(now)
     scan = _Scan(journey_id, trigger, now, settings, grace, exclude_enrolled)
     scan.fired_after = ensure_utc(fired_after) if fired_after is not None else None
-    scan.zone_keys = frozenset(zones) if zones is not None else None
+    scan.skip_zones = frozenset(skip_zones)
     if trigger.field == "birthday":
         return scan.birthdays(session)
     if trigger.field == "enrolled_at":
@@ -164,7 +164,7 @@ class _Scan:
         self.celebrations = celebrations_at(now, trigger.days_before)
         self._zones: dict[str | None, ZoneInfo] = {}
         self.fired_after: datetime | None = None
-        self.zone_keys: frozenset[str] | None = None
+        self.skip_zones: frozenset[str] = frozenset()
 
     # -- the three fields -------------------------------------------------------------------
 
@@ -266,10 +266,10 @@ class _Scan:
         open_column = {occurrence: f"open_{n}" for n, occurrence in enumerate(occurrences)}
         checked_columns = self.exclude_enrolled and len(occurrences) > 1
         entries: set[DueEntry] = set()
-        zone_keys = self.zone_keys
+        skip_zones = self.skip_zones
         for row in rows:
             zone = self._zone(row.time_zone)
-            if zone_keys is not None and zone.key not in zone_keys:
+            if zone.key in skip_zones:
                 continue
             firing = firing_of(row, zone)
             if firing is None:
