@@ -41,7 +41,9 @@ def deliver(app: App, message_id: int) -> str | email_batches.Gathering | None:
     """Deliver one outbox row if it is due; its new state (None: nothing to do here), or
     the wait of the email batch it leads (`channels.email_batches.send_email_batch`)."""
     with app.database.sessions() as session:
-        message = session.get(Message, message_id)
+        message = session.execute(
+            select(*email_batches.LOOKED_AT).where(Message.id == message_id)
+        ).first()
     channel = message.channel if message is not None else None
     if channel == "http":
         return deliver_call(app, message_id)

@@ -12,18 +12,23 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Final, Literal
 
-from sqlalchemy import bindparam, func, select
+from sqlalchemy import Row, bindparam, func, select
 from sqlalchemy.orm import Session
 
 from channels.quiet_hours import parse_quiet_hours, quiet_until
-from loyalty.models import Member, Message, Suppression
+from loyalty.members import MemberRow
+from loyalty.models import Message, Suppression
 from loyalty.settings import Settings
 from loyalty.states import POSSIBLY_SENT, MessageState
 
-__all__ = ["SEND", "Decision", "Known", "address_of", "check", "known_for"]
+__all__ = ["SEND", "Decision", "Known", "MessageRow", "address_of", "check", "known_for"]
 
 #: States that count against a frequency cap: sent, or possibly sent, or going out now.
 _COUNTED = (*POSSIBLY_SENT, MessageState.CLAIMED)
+
+#: A message as sending reads it: the ORM object, or a Core row of the `messages` columns
+#: (a batch of emails is claimed without building objects).
+MessageRow = Message | Row[*tuple[Any, ...]]
 
 #: The verdict that lets a message go.
 SEND: Final = "send"
@@ -41,7 +46,7 @@ class Decision:
         return self.verdict == SEND
 
 
-def address_of(member: Member, channel: str) -> str | None:
+def address_of(member: MemberRow, channel: str) -> str | None:
     return member.email if channel == "email" else member.phone
 
 
@@ -75,7 +80,7 @@ class Known:
 
 
 def known_for(
-    session: Session, members: Collection[Member], channel: str, *, now: datetime
+    session: Session, members: Collection[MemberRow], channel: str, *, now: datetime
 ) -> Known:
     """`Known` for `members` on `channel`, in two queries whatever their number.
 
@@ -125,8 +130,8 @@ _RECENT = select(func.count(Message.id)).where(
 
 def check(
     session: Session,
-    member: Member,
-    message: Message,
+    member: MemberRow,
+    message: MessageRow,
     *,
     settings: Settings,
     now: datetime,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -19,6 +19,7 @@ from sqlalchemy import (
     func,
     literal_column,
     select,
+    update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine.interfaces import DBAPIConnection
@@ -39,6 +40,7 @@ __all__ = [
     "insert_ignore_returning",
     "insert_ignore_rows",
     "per_transaction",
+    "update_rows",
     "upgrade",
 ]
 
@@ -257,6 +259,54 @@ def insert_ignore_returning(
     dialect = session.get_bind().dialect.name
     found = session.scalar(_insert_ignore(dialect, table, tuple(keys), (column,)), row)
     return None if found is None else int(found)
+
+
+def update_rows(
+    session: Session,
+    table: Table | type[Any],
+    rows: Sequence[Mapping[str, Any]],
+    values: Mapping[str, Any] | None = None,
+) -> None:
+    """UPDATE rows by their ``id``: each row's own columns (every row gives the same names)
+    and `values` (constants or SQL expressions) for them all.
+
+    On PostgreSQL one statement whatever the number of rows, its values one array per
+    column (``UPDATE … FROM (SELECT unnest(:ids), unnest(:a), …)``): a row each, as the
+    ORM's flush sends them, costs the driver a statement each. Elsewhere one statement run
+    for each row.
+    """
+    if not rows:
+        return
+    target = table if isinstance(table, Table) else table.__table__
+    names = [name for name in rows[0] if name != "id"]
+    if session.get_bind().dialect.name == "postgresql":
+        arrays = [
+            func.unnest(
+                bindparam(
+                    f"many_{name}",
+                    [row[name] for row in rows],
+                    type_=postgresql.ARRAY(target.c[name].type),
+                )
+            ).label(name)
+            for name in ["id", *names]
+        ]
+        given = select(*arrays).subquery("given")
+        statement = (
+            update(target)
+            .where(target.c.id == given.c.id)
+            .values({**{name: given.c[name] for name in names}, **(values or {})})
+        )
+        session.execute(statement)
+        return
+    each = (
+        update(target)
+        .where(target.c.id == bindparam("row_id"))
+        .values({**{name: bindparam(f"row_{name}") for name in names}, **(values or {})})
+    )
+    session.execute(
+        each,
+        [{"row_id": row["id"], **{f"row_{name}": row[name] for name in names}} for row in rows],
+    )
 
 
 def alembic_config(url: str) -> Config:
