@@ -43,16 +43,22 @@ def process_events(app: App, event_ids: list[int]) -> RanBatch:
         )
         waiting = waiting_enrollments(session, {m.id for _, m in held})
         started: list[int] = []
+        processed: dict[int, int] = {}  # stored together: member → its event processed here
         entries = Entries()  # made together, a journey at a time
         for event, member in held:
             if event.processed_at is not None or event.parked_at is not None:
                 continue  # done before (a message delivered twice), or set aside
             if member.id in entries.members:  # its next event sees the entries it made
                 started += entries.enter(session, now=now, settings=settings)
+            if member.id in processed:  # and its earlier ones processed (a refund reads them)
+                events.store_processed(session, list(processed.values()), now)
+                processed.clear()
             out.events += events.process_held(session, event, member, settings=settings, now=now)
+            processed[member.id] = event.id
             mine = waiting.get(member.id, [])
             started += route_event(session, event, settings=settings, waiting=mine, entries=entries)
         started += entries.enter(session, now=now, settings=settings)
+        events.store_processed(session, list(processed.values()), now)
         # Every enrollment routed here is this transaction's: inserted by it, or locked;
         # read in one query for the steps (and kept here, so the identity map keeps them).
         routed = {e.id: e for e in session.scalars(_ROUTED, {"ids": started})} if started else {}

@@ -18,8 +18,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import BindParameter, ColumnElement, Select, bindparam, func, select
+from sqlalchemy import BindParameter, ColumnElement, Select, bindparam, func, select, update
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
 
 from loyalty import ledger
 from loyalty.db import Database
@@ -52,6 +53,7 @@ __all__ = [
     "process_held",
     "record",
     "record_event",
+    "store_processed",
     "unpark_event",
 ]
 
@@ -170,7 +172,12 @@ def _process(
         else:
             caused.append(row.id)
     caused += ledger.take_emitted(session)
-    event.processed_at = now
+    if held is not None:
+        # The batch stores its events' processed_at in one statement (`store_processed`):
+        # the row is not left for the ORM to flush, a statement each.
+        set_committed_value(event, "processed_at", now)
+    else:
+        event.processed_at = now
     return caused, member
 
 
@@ -246,8 +253,26 @@ def process_held(
     session: Session, event: Event, member: Member, *, settings: Settings, now: datetime
 ) -> list[int]:
     """`process_event` of an event `hold_events` holds with its member (and found no earlier
-    event holding back); the events it caused. One already processed or parked is left."""
+    event holding back); the events it caused. One already processed or parked is left.
+
+    Its processed_at is the caller's to store, with the batch's (`store_processed`).
+    """
     return _process(session, event, settings=settings, now=now, held=member)[0]
+
+
+#: The batch's events processed (their objects hold the value already: nothing to sync).
+_PROCESSED = (
+    update(Event)
+    .where(Event.id.in_(bindparam("ids", expanding=True)))
+    .values(processed_at=bindparam("now", type_=Event.processed_at.type))
+    .execution_options(synchronize_session=False)
+)
+
+
+def store_processed(session: Session, event_ids: list[int], now: datetime) -> None:
+    """Store that the batch's events `process_held` processed were processed at `now`."""
+    if event_ids:
+        session.execute(_PROCESSED, {"ids": event_ids, "now": now})
 
 
 #: How long a member's later events wait for an earlier one still in flight.
