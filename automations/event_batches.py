@@ -13,18 +13,19 @@ actor's retries, parking and dead letter, so that one never holds the rest.
 
 from __future__ import annotations
 
-from sqlalchemy import bindparam, select
+from sqlalchemy import select
 
 from automations.routing import Entries, route_event, waiting_enrollments
 from automations.runner_batches import RanBatch, run_held
 from loyalty import events
 from loyalty.app import App
+from loyalty.db import among
 from loyalty.models import Enrollment
 
 __all__ = ["process_events"]
 
 #: The enrollments a batch routed, read for their steps (built once: the ids go as a parameter).
-_ROUTED = select(Enrollment).where(Enrollment.id.in_(bindparam("ids", expanding=True)))
+_ROUTED = select(Enrollment).where(among(Enrollment.id, "ids"))
 
 
 def process_events(app: App, event_ids: list[int]) -> RanBatch:

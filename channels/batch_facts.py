@@ -11,12 +11,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from channels.compose import EnrollmentRow
 from channels.policy import Known, MessageRow, known_for
 from channels.template_data import StoredJourney, stored_journeys
+from loyalty.db import among
 from loyalty.members import MemberRow, members_data
 from loyalty.models import Enrollment
 
@@ -36,7 +37,7 @@ class BatchFacts:
 
 #: What rendering reads of the batch's enrollments (built once: the ids go as a parameter).
 _ENROLLMENTS = select(Enrollment.id, Enrollment.journey_version_id, Enrollment.context).where(
-    Enrollment.id.in_(bindparam("ids", expanding=True))
+    among(Enrollment.id, "ids")
 )
 
 

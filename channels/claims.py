@@ -23,7 +23,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import Table, bindparam, select, update
 from sqlalchemy.orm import Session
 
 from channels import policy
@@ -36,7 +36,7 @@ from channels.retries import retry_later
 from channels.segments import measure
 from loyalty.app import App
 from loyalty.consent import record_consent
-from loyalty.db import insert_ignore
+from loyalty.db import among, insert_ignore
 from loyalty.members import MemberRow, member_zone
 from loyalty.models import Member, Message, Suppression
 from loyalty.states import MessageState
@@ -186,6 +186,39 @@ def is_due(message: MessageRow, now: datetime) -> bool:
     )
 
 
+#: The `messages` table: the statements below are Core's (their callers hold no objects
+#: of these rows), their ids one array parameter on PostgreSQL (`among`).
+_MESSAGES = Message.__table__
+assert isinstance(_MESSAGES, Table)
+_NOW = bindparam("now", type_=Message.updated_at.type)
+#: Claimed messages whose request leaves now (those still claimed by this attempt).
+_LEAVING = (
+    update(_MESSAGES)
+    .where(
+        among(_MESSAGES.c.id, "ids"),
+        _MESSAGES.c.state == MessageState.CLAIMED,
+        _MESSAGES.c.request_at.is_(None),
+    )
+    .values(request_at=_NOW, updated_at=_NOW)
+    .returning(_MESSAGES.c.id)
+)
+#: Those of some messages still claimed.
+_STILL_CLAIMED = select(Message.id).where(
+    among(Message.id, "ids"), Message.state == MessageState.CLAIMED
+)
+#: Claimed messages a provider webhook reported on already: sent.
+_CONFIRMED = (
+    update(_MESSAGES)
+    .where(
+        among(_MESSAGES.c.id, "ids"),
+        _MESSAGES.c.state == MessageState.CLAIMED,
+        _MESSAGES.c.provider_status.is_not(None),
+    )
+    .values(state=MessageState.SENT, sent_at=_NOW, error=None, updated_at=_NOW)
+    .returning(_MESSAGES.c.id)
+)
+
+
 def request_left(app: App, ids: list[int]) -> set[int]:
     """Record, and commit, that the request for these claimed messages is about to leave.
 
@@ -194,16 +227,7 @@ def request_left(app: App, ids: list[int]) -> set[int]:
     """
     now = app.clock.now()
     with app.database.transaction() as session:
-        marked = session.scalars(
-            update(Message)
-            .where(
-                Message.id.in_(ids),
-                Message.state == MessageState.CLAIMED,
-                Message.request_at.is_(None),
-            )
-            .values(request_at=now, updated_at=now)
-            .returning(Message.id)
-        ).all()
+        marked = session.scalars(_LEAVING, {"ids": ids, "now": now}).all()
     return set(marked)
 
 
@@ -214,9 +238,7 @@ def record(session: Session, app: App, ids: list[int], outcome: Outcome, now: da
         if not ids:
             return MessageState.SENT
     if outcome.kind == OutcomeKind.RETRY:
-        still_claimed = session.scalars(
-            select(Message.id).where(Message.id.in_(ids), Message.state == MessageState.CLAIMED)
-        ).all()
+        still_claimed = session.scalars(_STILL_CLAIMED, {"ids": ids}).all()
         if not still_claimed:
             return _settled_meanwhile(session, ids)
         return retry_later(session, app.settings, ids, outcome, now)
@@ -230,11 +252,14 @@ def record(session: Session, app: App, ids: list[int], outcome: Outcome, now: da
     else:  # FAILED, OPTED_OUT
         state = MessageState.FAILED
         values.update(error=outcome.error)
+    table = Message.__table__
+    assert isinstance(table, Table)
     recorded = session.scalars(
-        update(Message)
-        .where(Message.id.in_(ids), Message.state == MessageState.CLAIMED)
+        update(table)
+        .where(among(table.c.id, "ids"), table.c.state == MessageState.CLAIMED)
         .values(state=state, **values)
-        .returning(Message.id)
+        .returning(table.c.id),
+        {"ids": ids},
     ).all()
     if not recorded:
         return _settled_meanwhile(session, ids)
@@ -258,16 +283,7 @@ def _confirmed_first(session: Session, ids: list[int], now: datetime) -> list[in
     returns): the provider's word proves the message left, so it is neither
     retried nor left unknown.
     """
-    confirmed = session.scalars(
-        update(Message)
-        .where(
-            Message.id.in_(ids),
-            Message.state == MessageState.CLAIMED,
-            Message.provider_status.is_not(None),
-        )
-        .values(state=MessageState.SENT, sent_at=now, error=None, updated_at=now)
-        .returning(Message.id)
-    ).all()
+    confirmed = session.scalars(_CONFIRMED, {"ids": ids, "now": now}).all()
     if confirmed:
         log.info("message.confirmed_first", extra={"messages": len(confirmed)})
     return [i for i in ids if i not in set(confirmed)]

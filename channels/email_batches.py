@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, bindparam, func, or_, select
+from sqlalchemy import ColumnElement, func, or_, select
 from sqlalchemy.orm import Session
 
 from channels.batch_facts import read_batch_facts
@@ -26,7 +26,7 @@ from channels.outcomes import measured
 from channels.policy import MessageRow
 from channels.sendgrid_sender import MAX_PERSONALIZATIONS, OutgoingEmail, SendGridSender, batches
 from loyalty.app import App
-from loyalty.db import update_rows
+from loyalty.db import among, update_rows
 from loyalty.models import Enrollment, Member, Message
 from loyalty.settings import Settings
 from loyalty.states import EnrollmentState, MessageState
@@ -97,9 +97,7 @@ LOOKED_AT = (
     Message.purpose,
 )
 #: `LOOKED_AT` of some messages' emails (built once: the ids go as a parameter).
-_EMAILS_AMONG = select(*LOOKED_AT).where(
-    Message.id.in_(bindparam("ids", expanding=True)), Message.channel == "email"
-)
+_EMAILS_AMONG = select(*LOOKED_AT).where(among(Message.id, "ids"), Message.channel == "email")
 
 
 def deliveries_needed(app: App, message_ids: list[int]) -> list[int]:
@@ -289,7 +287,7 @@ _CLAIMED = (
     Message.decisions,
     Message.unsubscribe_token,
 )
-_MEMBERS = select(Member.__table__).where(Member.id.in_(bindparam("ids", expanding=True)))
+_MEMBERS = select(Member.__table__).where(among(Member.id, "ids"))
 
 
 def _claim_emails(

@@ -24,8 +24,13 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlalchemy.exc import StatementError
+from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import ConnectionPoolEntry
+from sqlalchemy.sql import ColumnElement, any_
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.visitors import InternalTraversal
+from sqlalchemy.types import Boolean
 
 #: What an insert that only counts its rows returns.
 _ONE: Any = literal_column("1")
@@ -33,6 +38,7 @@ _ONE: Any = literal_column("1")
 __all__ = [
     "Database",
     "alembic_config",
+    "among",
     "downgrade",
     "error_text",
     "insert_ignore",
@@ -259,6 +265,45 @@ def insert_ignore_returning(
     dialect = session.get_bind().dialect.name
     found = session.scalar(_insert_ignore(dialect, table, tuple(keys), (column,)), row)
     return None if found is None else int(found)
+
+
+class _Among(ColumnElement[bool]):
+    """`among`: the column, and the name of the list parameter it is compared with."""
+
+    inherit_cache = True
+    type = Boolean()
+    _is_implicitly_boolean = True  # a comparison: no "= 1" after it where booleans are ints
+    _traverse_internals = [
+        ("column", InternalTraversal.dp_clauseelement),
+        ("name", InternalTraversal.dp_string),
+    ]
+
+    def __init__(self, column: ColumnElement[Any], name: str) -> None:
+        self.column = column
+        self.name = name
+
+
+def among(column: Any, name: str) -> ColumnElement[bool]:
+    """`column` IN the list given as the parameter `name` when the statement runs.
+
+    On PostgreSQL ``column = ANY(:name)``: one array parameter whatever the count, so the
+    statement and the driver's parse of it stay the same (psycopg parses a statement of
+    more than 50 parameters again at every call, and SQLAlchemy expands an IN list at
+    every call); elsewhere an expanding ``IN``.
+    """
+    return _Among(column, name)
+
+
+@compiles(_Among)
+def _among_listed(element: _Among, compiler: SQLCompiler, **kw: Any) -> str:
+    listed = element.column.in_(bindparam(element.name, expanding=True))
+    return str(compiler.process(listed, **kw))
+
+
+@compiles(_Among, "postgresql")
+def _among_array(element: _Among, compiler: SQLCompiler, **kw: Any) -> str:
+    array = bindparam(element.name, type_=postgresql.ARRAY(element.column.type))
+    return str(compiler.process(element.column == any_(array), **kw))
 
 
 def update_rows(

@@ -18,12 +18,12 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import BindParameter, ColumnElement, Select, bindparam, func, select, update
+from sqlalchemy import BindParameter, ColumnElement, Select, bindparam, func, not_, select, update
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
 from loyalty import ledger
-from loyalty.db import Database
+from loyalty.db import Database, among
 from loyalty.errors import (
     InvalidEventError,
     RetriableError,
@@ -221,15 +221,14 @@ def _locking(query: Select[Any]) -> dict[bool, Select[Any]]:
     return {False: query, True: query.with_for_update(skip_locked=True)}
 
 
-_IDS: BindParameter[Any] = bindparam("ids", expanding=True)
 #: A batch's statements, built once: their ids (and the moment) go as parameters.
-_HOLD_EVENTS = _locking(select(Event).where(Event.id.in_(_IDS)).order_by(Event.id))
-_HOLD_MEMBERS = _locking(select(Member).where(Member.id.in_(_IDS)).order_by(Member.id))
+_HOLD_EVENTS = _locking(select(Event).where(among(Event.id, "ids")).order_by(Event.id))
+_HOLD_MEMBERS = _locking(select(Member).where(among(Member.id, "ids")).order_by(Member.id))
 _EARLIEST_OPEN = (
     select(Event.member_id, func.min(Event.id))
     .where(
-        Event.member_id.in_(bindparam("members", expanding=True)),
-        Event.id.not_in(bindparam("events", expanding=True)),
+        among(Event.member_id, "members"),
+        not_(among(Event.id, "events")),
         *_holding_back(bindparam("since", type_=Event.received_at.type)),
     )
     .group_by(Event.member_id)
@@ -263,7 +262,7 @@ def process_held(
 #: The batch's events processed (their objects hold the value already: nothing to sync).
 _PROCESSED = (
     update(Event)
-    .where(Event.id.in_(bindparam("ids", expanding=True)))
+    .where(among(Event.id, "ids"))
     .values(processed_at=bindparam("now", type_=Event.processed_at.type))
     .execution_options(synchronize_session=False)
 )

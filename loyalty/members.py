@@ -14,6 +14,7 @@ from sqlalchemy import Row, bindparam, func, select
 from sqlalchemy.orm import Session
 
 from loyalty.clock import ensure_utc
+from loyalty.db import among
 from loyalty.errors import UnknownMemberError
 from loyalty.models import LedgerEntry, Member, Referral, birthday_text
 from loyalty.referrals import referral_link
@@ -78,7 +79,7 @@ def next_expiring_on_local_day(
 _EXPIRING = (
     select(LedgerEntry.member_id, LedgerEntry.expires_at, LedgerEntry.remaining)
     .where(
-        LedgerEntry.member_id.in_(bindparam("member_ids", expanding=True)),
+        among(LedgerEntry.member_id, "member_ids"),
         LedgerEntry.remaining > 0,
         LedgerEntry.expires_at > bindparam("now"),
     )
@@ -88,7 +89,7 @@ _EXPIRING = (
 _COMPLETED = (
     select(Referral.referrer_id, func.count(Referral.id))
     .where(
-        Referral.referrer_id.in_(bindparam("member_ids", expanding=True)),
+        among(Referral.referrer_id, "member_ids"),
         Referral.status == ReferralStatus.COMPLETED,
     )
     .group_by(Referral.referrer_id)
