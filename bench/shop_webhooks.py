@@ -12,6 +12,7 @@ until every order's points are in the ledger.
 Goals: at least 500 accepted/s and a p99 under 50 ms.
 
     python -m bench.shop_webhooks [--orders 3000] [--concurrency 16] [--customers 300]
+                                  [--worker-nice N]
 """
 
 from __future__ import annotations
@@ -30,10 +31,11 @@ from pathlib import Path
 import httpx
 from sqlalchemy import func, select
 
-from bench.production import process_environment, temporary_database
+from bench.production import load_average, process_environment, temporary_database
 from bench.soak_processes import RedisServer, Supervisor, free_port, loyalty_command
 from loyalty.db import Database
 from loyalty.models import LedgerEntry
+from loyalty.settings import Settings
 from sandbox.shopify import sign_webhook
 from sandbox.shopify_payloads import customer_payload, order_payload
 
@@ -123,7 +125,7 @@ def _healthy(port: int) -> bool:
         return False
 
 
-def run(orders: int, concurrency: int, customers: int) -> bool:
+def run(orders: int, concurrency: int, customers: int, worker_nice: int | None = None) -> bool:
     requests = _deliveries(orders, customers)
     ceiling_requests: list[Request] = [("GET", "/healthz", {}, b"")] * orders
     with (
@@ -142,6 +144,7 @@ def run(orders: int, concurrency: int, customers: int) -> bool:
             JOURNEYS_DIR=str(ROOT / "journeys"),
             OUTBOX_DIR=str(folder / "outbox"),
             LOG_LEVEL="WARNING",
+            **({} if worker_nice is None else {"WORKER_NICE": str(worker_nice)}),
         )
         loyalty = loyalty_command()
         supervisor = Supervisor(env, folder, folder)
@@ -173,7 +176,11 @@ def run(orders: int, concurrency: int, customers: int) -> bool:
     rps = orders / seconds
     ceiling_rps = orders / ceiling_s
     p50, p99 = _p(latencies, 50), _p(latencies, 99)
-    print(f"orders/paid webhooks: {orders}, {concurrency} connections, {customers} customers")
+    nice = Settings.model_fields["worker_nice"].default if worker_nice is None else worker_nice
+    print(
+        f"orders/paid webhooks: {orders}, {concurrency} connections, {customers} customers, "
+        f"workers at nice {nice}; load average {load_average()}"
+    )
     print(
         f"accepted/s {rps:,.0f} (ceiling GET /healthz {ceiling_rps:,.0f}/s, "
         f"ratio {rps / ceiling_rps:.2f}); goal {GOAL_RPS}/s: "
@@ -196,8 +203,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--orders", type=int, default=3000)
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--customers", type=int, default=300)
+    parser.add_argument(
+        "--worker-nice", type=int, help="WORKER_NICE of the workers (default: the setting's)"
+    )
     args = parser.parse_args(argv)
-    return 0 if run(args.orders, args.concurrency, args.customers) else 1
+    return 0 if run(args.orders, args.concurrency, args.customers, args.worker_nice) else 1
 
 
 if __name__ == "__main__":

@@ -1,4 +1,8 @@
-"""What every command shares: the App from settings, one error guard, and the workers."""
+"""What every command shares: the App from settings, one error guard, and the workers.
+
+Light on imports: every command imports this module, `loyalty worker` before it has
+read the settings that Dramatiq must see when it is first imported.
+"""
 
 from __future__ import annotations
 
@@ -7,20 +11,21 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
-from typing import Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import click
 import redis
 from sqlalchemy.exc import OperationalError
 
 from automations.runtime.pacing import pacers_for
-from automations.runtime.process import processing
-from automations.versions import PublishReport
 from loyalty.app import App
 from loyalty.db import upgrade
 from loyalty.errors import ConfigError, LoyaltyError, SkippableError
 from loyalty.logs import configure_logging
 from loyalty.settings import Settings, load_settings
+
+if TYPE_CHECKING:
+    from automations.versions import PublishReport
 
 __all__ = [
     "app_from_environment",
@@ -99,6 +104,10 @@ def workers(app: App, wait: bool) -> Iterator[bool]:
 
     Yields whether the caller should wait for processing by polling (Redis with --wait).
     """
+    # Imported here: it brings Dramatiq and every actor, which `loyalty worker` must not
+    # import before it has read its settings (`cli.worker`).
+    from automations.runtime.process import processing
+
     with processing(app, on_publish=lambda r: print_publish_report(r, quiet=True)) as remote:
         yield remote and wait
 

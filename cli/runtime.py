@@ -1,88 +1,18 @@
-"""`loyalty worker|scheduler|run`: the processes that do the work."""
+"""`loyalty scheduler|run`: the processes that do the work (`loyalty worker`: cli.worker)."""
 
 from __future__ import annotations
 
-import os
 import signal
-import sys
-from pathlib import Path
 
 import click
 
 import scheduler as scheduling
 from automations.runtime.broker import embedded_worker
-from automations.runtime.process import check_sending_setup, start
-from cli.context import (
-    app_from_environment,
-    fail,
-    guard,
-    print_publish_report,
-    settings_from_environment,
-)
+from automations.runtime.process import start
+from cli.context import app_from_environment, guard, print_publish_report, settings_from_environment
 from loyalty.collector import tune_collector
 
-__all__ = ["run", "scheduler_command", "worker"]
-
-
-@click.command()
-@click.option("--processes", type=int, help="default: WORKER_PROCESSES")
-@click.option("--threads", type=int, help="default: WORKER_THREADS")
-@click.option(
-    "--metrics-port",
-    type=click.IntRange(1, 65535),
-    help="serve this host's metrics (ours and Dramatiq's per actor) on this port; "
-    "needs PROMETHEUS_MULTIPROC_DIR (default: WORKER_METRICS_PORT)",
-)
-@click.option(
-    "--metrics-host", default="127.0.0.1", show_default=True, help="interface for --metrics-port"
-)
-@guard
-def worker(
-    processes: int | None, threads: int | None, metrics_port: int | None, metrics_host: str
-) -> None:
-    """Run Dramatiq workers on Redis (needs REDIS_URL)."""
-    app = app_from_environment()
-    if not app.settings.redis_url:
-        fail("`loyalty worker` needs REDIS_URL; without it use `loyalty run`")
-    check_sending_setup(app)  # against the journeys the scheduler published
-    port = metrics_port or app.settings.worker_metrics_port
-    if port:
-        _serve_worker_metrics(port, metrics_host, app.settings.prometheus_multiproc_dir)
-    # Dramatiq reads how long an idle consumer waits from its environment when its worker
-    # module is first imported, which has happened here: the workers start in a fresh
-    # interpreter that reads it.
-    os.environ["dramatiq_worker_timeout"] = str(app.settings.worker_timeout_ms)  # noqa: SIM112 (its name)
-    argv = [
-        "automations.runtime.worker_entry",
-        "--processes",
-        str(processes or app.settings.worker_processes),
-        "--threads",
-        str(threads or app.settings.worker_threads),
-    ]
-    os.execv(sys.executable, [sys.executable, "-m", "dramatiq", *argv])
-
-
-def _serve_worker_metrics(port: int, host: str, folder: Path | None) -> None:
-    """Have the worker processes count into PROMETHEUS_MULTIPROC_DIR and serve it on `port`.
-
-    The folder must be set before `loyalty worker` starts, and before the other
-    processes of the host that share it: prometheus-client chooses where counts go
-    when it is first imported.
-    """
-    if folder is None or not folder.is_dir():
-        fail(
-            "--metrics-port needs PROMETHEUS_MULTIPROC_DIR set to an existing folder for this "
-            "host's loyalty processes (empty it before they start)"
-        )
-    # Read by the worker processes' settings and (lower case) by Dramatiq's middleware.
-    os.environ.update(
-        {
-            "WORKER_METRICS_PORT": str(port),
-            "dramatiq_prom_db": str(folder),
-            "dramatiq_prom_port": str(port),
-            "dramatiq_prom_host": host,
-        }
-    )
+__all__ = ["run", "scheduler_command"]
 
 
 @click.command("scheduler")

@@ -1,12 +1,13 @@
 """Follow-up tasks on members' CRM contacts (journey `crm_task` steps), once per step and CRM.
 
 HubSpot: a task object (`POST /crm/v3/objects/tasks`) associated with the contact
-(association type 204, task to contact). Salesforce: a `Task` whose `WhoId` is the
-contact. Every task's notes end with a reference line derived from the step's
-idempotency key (`TaskSpec.reference`). A try that follows one whose answer may
-have been lost first looks for a task on the contact carrying that reference, so a
-retry never opens a second task. HubSpot's search index trails writes by a few
-seconds, which the send backoff (SEND_RETRY_BASE_SECONDS) comfortably covers.
+(association type 204, task to contact). Salesforce (`crm_sync.salesforce_tasks`): a
+`Task` whose `WhoId` is the contact. Every task's notes end with a reference line
+derived from the step's idempotency key (`TaskSpec.reference`). A try that follows
+one whose answer may have been lost first looks for a task on the contact carrying
+that reference, so a retry never opens a second task. HubSpot's search index trails
+writes by a few seconds, which the send backoff (SEND_RETRY_BASE_SECONDS) comfortably
+covers.
 
 Failures are sorted as the sync sorts them: 429, 5xx and network trouble are
 `TaskRetry` (try the step again later), anything else is `TaskRefused` (fails for
@@ -21,7 +22,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
-import requests
 import urllib3
 from hubspot import HubSpot
 from hubspot.crm.objects.tasks import (
@@ -33,15 +33,11 @@ from hubspot.crm.objects.tasks import (
     PublicObjectSearchRequest,
     SimplePublicObjectInputForCreate,
 )
-from simple_salesforce.api import Salesforce
-from simple_salesforce.exceptions import SalesforceError
-from simple_salesforce.format import format_soql
 
 from loyalty.app import App
 
 __all__ = [
     "HubSpotTasks",
-    "SalesforceTasks",
     "TaskOpener",
     "TaskRefused",
     "TaskRetry",
@@ -200,67 +196,11 @@ def _hubspot_message(body: object) -> str:
     return str(data.get("message") or "no details") if isinstance(data, dict) else "no details"
 
 
-class SalesforceTasks:
-    """Tasks through simple-salesforce (`Task` sObject, WhoId = the contact)."""
-
-    name = "salesforce"
-
-    def __init__(self, client: Salesforce) -> None:
-        self.client = client
-
-    def find(self, contact_id: str, spec: TaskSpec) -> str | None:
-        # Description is a long text area, which SOQL cannot filter: read it and compare here.
-        soql = format_soql(
-            "SELECT Id, Description FROM Task WHERE WhoId = {} AND Subject = {} LIMIT {}",
-            contact_id,
-            spec.subject,
-            SEARCH_LIMIT,
-        )
-        result = _salesforce_call(lambda: self.client.query(soql, timeout=TIMEOUT))
-        for record in result.get("records") or []:
-            if spec.reference in (record.get("Description") or ""):
-                return str(record["Id"])
-        return None
-
-    def create(self, contact_id: str, spec: TaskSpec) -> str:
-        values: dict[str, Any] = {
-            "WhoId": contact_id,
-            "Subject": spec.subject,
-            "Description": spec.notes(),
-            "ActivityDate": spec.due_date,
-            "Priority": SALESFORCE_PRIORITY[spec.priority],
-            "Status": "Not Started",
-        }
-        if spec.owner:
-            values["OwnerId"] = spec.owner
-        created = _salesforce_call(
-            lambda: self.client.restful(
-                "sobjects/Task/", method="POST", json=values, timeout=TIMEOUT
-            )
-        )
-        return str(created["id"])
-
-
-def _salesforce_call(call: Any) -> Any:
-    try:
-        return call()
-    except requests.RequestException as exc:
-        raise TaskRetry(f"salesforce: {type(exc).__name__}") from exc
-    except SalesforceError as exc:
-        status = int(exc.status)
-        content: list[Any] = exc.content if isinstance(exc.content, list) else []
-        first = content[0] if content and isinstance(content[0], dict) else {}
-        code, message = first.get("errorCode", ""), first.get("message", "no details")
-        if status >= 500 or code == "REQUEST_LIMIT_EXCEEDED":
-            raise TaskRetry(f"salesforce {status} {code}: {message}".strip()) from exc
-        hint = " (check the Salesforce credentials)" if status == 401 else ""
-        raise TaskRefused(f"salesforce {status} {code}: {message}{hint}") from exc
-
-
 def task_openers(app: App) -> dict[str, TaskOpener]:
     """An opener for every configured CRM, built from the settings."""
     from crm_sync.adapters import configured_crms
     from crm_sync.salesforce import connect
+    from crm_sync.salesforce_tasks import SalesforceTasks
 
     settings = app.settings
     openers: dict[str, TaskOpener] = {}

@@ -134,6 +134,13 @@ class Settings(BaseSettings):
         le=10_000,
         description="longest wait of an idle worker before it looks at its queues again, in ms",
     )
+    worker_nice: int = Field(
+        10,
+        ge=0,
+        le=19,
+        description="how much `loyalty worker` lowers its processes' CPU priority (Unix nice): "
+        "`loyalty serve` on the same host answers webhooks first when the workers are busy",
+    )
     worker_metrics_port: int | None = Field(
         None, ge=1, le=65535, description="`loyalty worker` serves its processes' metrics here"
     )

@@ -70,10 +70,17 @@ class WorkBroker(RedisBroker):
     `WAIT_SLICE_MS`.
     """
 
+    def __init__(self, *, worker_timeout_ms: int = WORKER_TIMEOUT_MS, **parameters: Any) -> None:
+        super().__init__(**parameters)  # type: ignore[no-untyped-call]
+        self.worker_timeout_ms = worker_timeout_ms
+
     def consume(self, queue_name: str, prefetch: int = 1, timeout: int = 5000) -> Consumer:
-        if queue_name not in PROMPT_DELAY_QUEUES:
-            timeout = max(timeout, WAIT_SLICE_MS)
-        return super().consume(queue_name, prefetch, timeout)
+        # The waits are the broker's own (the worker's `timeout` is Dramatiq's setting, read
+        # from its environment when it was first imported, which is not always ours).
+        prompt = queue_name in PROMPT_DELAY_QUEUES
+        return super().consume(
+            queue_name, prefetch, self.worker_timeout_ms if prompt else WAIT_SLICE_MS
+        )
 
     @property
     def consumer_class(self) -> type[Consumer]:
@@ -149,7 +156,7 @@ def build_broker(settings: Settings) -> Broker:
     """A Redis broker when REDIS_URL is set, otherwise an in-process one; actors declared."""
     broker: Broker
     if settings.redis_url:
-        broker = WorkBroker(url=settings.redis_url)  # type: ignore[no-untyped-call]
+        broker = WorkBroker(url=settings.redis_url, worker_timeout_ms=settings.worker_timeout_ms)
     else:
         broker = StubBroker()
         broker.emit_after("process_boot")

@@ -6,14 +6,29 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from argon2 import PasswordHasher
+from argon2.profiles import CHEAPEST
 from starlette.testclient import TestClient
 
+from loyalty import users
 from loyalty.app import App
 from loyalty.clock import FrozenClock
 from loyalty.db import Database
 from tests.conftest import make_settings
 from tests.console.support import SECRET
 from web.app import create_app
+
+
+@pytest.fixture(autouse=True)
+def cheap_password_hashes(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """argon2id at its cheapest parameters for these tests, as test settings commonly do:
+    each hash at the console's own parameters (RFC 9106's low-memory profile, checked in
+    tests/console/test_sign_in.py) takes about a fifth of a second of CPU, and every
+    sign-in here makes or checks one."""
+    monkeypatch.setattr(users, "_hasher", PasswordHasher.from_parameters(CHEAPEST))
+    users._dummy_hash.cache_clear()
+    yield
+    users._dummy_hash.cache_clear()
 
 
 @pytest.fixture

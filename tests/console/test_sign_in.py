@@ -6,6 +6,8 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from argon2 import extract_parameters
+from argon2.profiles import RFC_9106_LOW_MEMORY
 from click.testing import CliRunner
 from sqlalchemy import func, select
 from starlette.testclient import TestClient
@@ -35,6 +37,20 @@ steps:
     amount: 10
     reason: Thank-you bonus
 """
+
+
+def test_passwords_are_kept_at_rfc_9106s_low_memory_argon2id_parameters(
+    app: App, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.undo()  # the console's own hasher, not these tests' cheap one
+    env = {"DATABASE_URL": app.database.url, "REDIS_URL": ""}
+    args = ["users", "create", "--email", "bo@example.com", "--role", "viewer", "--password-stdin"]
+    created = CliRunner().invoke(main, args, input=PASSWORD + "\n", env=env)
+    assert created.exit_code == 0, created.output
+    with app.database.sessions() as session:
+        stored = session.scalar(select(ConsoleUser.password_hash))
+    assert stored is not None
+    assert extract_parameters(stored) == RFC_9106_LOW_MEMORY
 
 
 def test_the_users_commands_create_list_and_disable(app: App) -> None:
