@@ -46,7 +46,9 @@ def deliver(app: App, message_id: int) -> str | email_batches.Gathering | None:
         if not isinstance(done, delivery.NotLocal):
             return done
     with app.database.sessions() as session:
-        message = session.get(Message, message_id)
+        message = session.execute(
+            select(*email_batches.LOOKED_AT).where(Message.id == message_id)
+        ).first()
     channel = message.channel if message is not None else None
     if channel == "http":
         return deliver_call(app, message_id)

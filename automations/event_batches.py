@@ -13,18 +13,19 @@ actor's retries, parking and dead letter, so that one never holds the rest.
 
 from __future__ import annotations
 
-from sqlalchemy import bindparam, select
+from sqlalchemy import select
 
 from automations.routing import Entries, route_event, waiting_enrollments
 from automations.runner_batches import RanBatch, run_held
 from loyalty import events
 from loyalty.app import App
+from loyalty.db import among
 from loyalty.models import Enrollment
 
 __all__ = ["process_events"]
 
 #: The enrollments a batch routed, read for their steps (built once: the ids go as a parameter).
-_ROUTED = select(Enrollment).where(Enrollment.id.in_(bindparam("ids", expanding=True)))
+_ROUTED = select(Enrollment).where(among(Enrollment.id, "ids"))
 
 
 def process_events(app: App, event_ids: list[int]) -> RanBatch:
@@ -43,16 +44,22 @@ def process_events(app: App, event_ids: list[int]) -> RanBatch:
         )
         waiting = waiting_enrollments(session, {m.id for _, m in held})
         started: list[int] = []
+        processed: dict[int, int] = {}  # stored together: member → its event processed here
         entries = Entries()  # made together, a journey at a time
         for event, member in held:
             if event.processed_at is not None or event.parked_at is not None:
                 continue  # done before (a message delivered twice), or set aside
             if member.id in entries.members:  # its next event sees the entries it made
                 started += entries.enter(session, now=now, settings=settings)
+            if member.id in processed:  # and its earlier ones processed (a refund reads them)
+                events.store_processed(session, list(processed.values()), now)
+                processed.clear()
             out.events += events.process_held(session, event, member, settings=settings, now=now)
+            processed[member.id] = event.id
             mine = waiting.get(member.id, [])
             started += route_event(session, event, settings=settings, waiting=mine, entries=entries)
         started += entries.enter(session, now=now, settings=settings)
+        events.store_processed(session, list(processed.values()), now)
         # Every enrollment routed here is this transaction's: inserted by it, or locked;
         # read in one query for the steps (and kept here, so the identity map keeps them).
         routed = {e.id: e for e in session.scalars(_ROUTED, {"ids": started})} if started else {}

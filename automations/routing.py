@@ -15,7 +15,7 @@ from automations.enrollments import Entrant, count_events_for, enter, enter_all
 from automations.versions import Published, latest_published, published_version
 from channels.engagement import engagement_counter
 from loyalty import ledger
-from loyalty.db import per_transaction
+from loyalty.db import among, per_transaction
 from loyalty.members import LazyMemberData
 from loyalty.models import Enrollment, Event, JourneyVersion, Member
 from loyalty.settings import Settings
@@ -94,7 +94,7 @@ class Entries:
 
 
 #: `waiting_enrollments`' statement, built once (the members go as a parameter).
-_WAITING_OF = _waiting(Enrollment.member_id.in_(bindparam("members", expanding=True)))
+_WAITING_OF = _waiting(among(Enrollment.member_id, "members"))
 #: A member's enrollments of a journey that its goal event converts, entered within the
 #: goal's window before the event (built once: the values go as parameters).
 _CONVERTING = (

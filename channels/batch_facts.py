@@ -14,10 +14,12 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from channels.policy import Known, known_for
+from channels.compose import EnrollmentRow
+from channels.policy import Known, MessageRow, known_for
 from channels.template_data import StoredJourney, stored_journeys
-from loyalty.members import members_data
-from loyalty.models import Enrollment, Member, Message
+from loyalty.db import among
+from loyalty.members import MemberRow, members_data
+from loyalty.models import Enrollment
 
 __all__ = ["BatchFacts", "read_batch_facts"]
 
@@ -29,14 +31,20 @@ class BatchFacts:
     #: `member_data` by member id.
     members: dict[int, dict[str, Any]]
     policy: Known
-    #: Keeps the enrollments loaded in the session's identity map while the batch renders.
-    enrollments: list[Enrollment]
+    #: The messages' enrollments (their version and context) by id.
+    enrollments: dict[int, EnrollmentRow]
+
+
+#: What rendering reads of the batch's enrollments (built once: the ids go as a parameter).
+_ENROLLMENTS = select(Enrollment.id, Enrollment.journey_version_id, Enrollment.context).where(
+    among(Enrollment.id, "ids")
+)
 
 
 def read_batch_facts(
     session: Session,
-    messages: Collection[Message],
-    members: Sequence[Member],
+    messages: Collection[MessageRow],
+    members: Sequence[MemberRow],
     channel: str,
     *,
     now: datetime,
@@ -44,12 +52,11 @@ def read_batch_facts(
     default_zone: str,
 ) -> BatchFacts:
     """`BatchFacts` of messages of one channel whose members the caller holds (locked)."""
-    enrollments = list(
-        session.scalars(
-            select(Enrollment).where(Enrollment.id.in_({m.enrollment_id for m in messages}))
-        )
-    )
-    journeys = stored_journeys(session, {e.journey_version_id for e in enrollments})
+    ids = sorted({m.enrollment_id for m in messages if m.enrollment_id is not None})
+    enrollments: dict[int, EnrollmentRow] = {
+        row.id: row for row in session.execute(_ENROLLMENTS, {"ids": ids})
+    }
+    journeys = stored_journeys(session, {e.journey_version_id for e in enrollments.values()})
     data = members_data(
         session, members, now=now, public_base_url=public_base_url, default_zone=default_zone
     )

@@ -18,30 +18,33 @@ it `unknown`, settled by provider webhooks or given up after UNKNOWN_EXPIRY_HOUR
 from __future__ import annotations
 
 import logging
-from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import Table, bindparam, select, update
 from sqlalchemy.orm import Session
 
 from channels import policy
 from channels.batch_facts import BatchFacts
 from channels.compose import render_for, with_compliance
 from channels.outcomes import Outcome, OutcomeKind
+from channels.policy import MessageRow
 from channels.render import Rendered, RenderError
 from channels.retries import retry_later
 from channels.segments import measure
 from loyalty.app import App
 from loyalty.consent import record_consent
-from loyalty.db import insert_ignore
-from loyalty.members import member_zone
+from loyalty.db import among, insert_ignore
+from loyalty.members import MemberRow, member_zone
 from loyalty.models import Member, Message, Suppression
 from loyalty.states import MessageState
 
 __all__ = [
+    "Decided",
     "Prepared",
+    "decide",
     "is_due",
     "prepare",
     "record",
@@ -64,29 +67,47 @@ def uses_twilio(app: App) -> bool:
 
 @dataclass
 class Prepared:
-    message: Message
-    member: Member
+    message: MessageRow
+    member: MemberRow
     rendered: Rendered
 
 
-def prepare(
+@dataclass
+class Decided:
+    """What the contact policy and rendering made of one message: the state it takes and
+    the columns that change with it (None: unchanged)."""
+
+    state: str
+    decisions: dict[str, Any]
+    rendered: Rendered | None = None
+    error: str | None = None
+    next_attempt_at: datetime | None = None
+    locale: str | None = None
+    segments: int | None = None
+    cost: Decimal | None = None
+
+    @property
+    def claimed(self) -> bool:
+        return self.state == MessageState.CLAIMED
+
+
+def decide(
     session: Session,
     app: App,
-    message: Message,
+    message: MessageRow,
+    member: MemberRow,
     now: datetime,
-    taken: Counter[int] | None = None,
+    *,
+    pending: int = 0,
     facts: BatchFacts | None = None,
-) -> Prepared | None:
-    """Policy and rendering for one locked, pending message; None when it does not go now.
+) -> Decided:
+    """Policy and rendering for one pending message whose member the caller holds: whether it
+    goes now (claimed, with what it says) or the state it takes instead.
 
-    `taken` counts messages already claimed for each member in this batch (not yet
-    flushed), so frequency caps hold inside a batch too; `facts` is what the batch read
+    `pending` counts the member's messages claimed already in this batch (not yet
+    stored), so frequency caps hold inside a batch too; `facts` is what the batch read
     for all its messages.
     """
-    # A batch locks its members up front; a single send locks its one member here.
-    member = session.get(Member, message.member_id, with_for_update=taken is None)
-    assert member is not None
-    message.updated_at = now
     decision = policy.check(
         session,
         member,
@@ -94,21 +115,16 @@ def prepare(
         settings=app.settings,
         now=now,
         zone=member_zone(member, app.settings),
-        pending=taken[member.id] if taken is not None else 0,
+        pending=pending,
         known=facts.policy if facts is not None else None,
     )
-    message.decisions = {**message.decisions, "decision": decision.reason or policy.SEND}
+    decisions = {**message.decisions, "decision": decision.reason or policy.SEND}
     if decision.verdict == MessageState.DEFERRED:
-        message.state = MessageState.DEFERRED
-        message.next_attempt_at = decision.until
-        message.decisions = {
-            **message.decisions,
-            "deferred_from": message.decisions.get("deferred_from") or now.isoformat(),
-        }
-        return None
+        deferred_from = decisions.get("deferred_from") or now.isoformat()
+        decisions = {**decisions, "deferred_from": deferred_from}
+        return Decided(MessageState.DEFERRED, decisions, next_attempt_at=decision.until)
     if not decision.allowed:
-        message.state, message.error = decision.verdict, decision.reason
-        return None
+        return Decided(decision.verdict, decisions, error=decision.reason)
     try:
         rendered = render_for(
             session,
@@ -118,34 +134,89 @@ def prepare(
             now,
             journeys=facts.journeys if facts is not None else None,
             fields=facts.members[member.id] if facts is not None else None,
+            enrollments=facts.enrollments if facts is not None else None,
         )
     except RenderError as exc:
-        message.state, message.error = MessageState.FAILED, f"render: {exc}"
         log.warning("message.render_failed", extra={"message_id": message.id})
-        return None
-    message.locale = rendered.locale
+        return Decided(MessageState.FAILED, decisions, error=f"render: {exc}")
     if message.purpose == "marketing":
         rendered = with_compliance(session, app, message, rendered)
+    decided = Decided(MessageState.CLAIMED, decisions, rendered, locale=rendered.locale)
     if message.channel == "sms":
         size = measure(rendered.body)
-        message.segments = size.segments
-        message.cost = size.cost(app.settings.sms_price_per_segment)
-        limit = message.decisions.get("max_segments")
+        decided.segments = size.segments
+        decided.cost = size.cost(app.settings.sms_price_per_segment)
+        limit = decisions.get("max_segments")
         if limit and size.segments > limit:
-            message.state = MessageState.FAILED
-            message.error = f"too_many_segments: {size.segments} > {limit} ({size.encoding})"
-            return None
+            decided.state = MessageState.FAILED
+            decided.error = f"too_many_segments: {size.segments} > {limit} ({size.encoding})"
+    return decided
+
+
+def prepare(session: Session, app: App, message: Message, now: datetime) -> Prepared | None:
+    """Policy and rendering for one locked, pending message, applied to its row and its
+    member locked; None when it does not go now."""
+    member = session.get(Member, message.member_id, with_for_update=True)
+    assert member is not None
+    decided = decide(session, app, message, member, now)
+    message.updated_at = now
+    message.decisions = decided.decisions
+    if decided.locale is not None:
+        message.locale = decided.locale
+    if decided.segments is not None:
+        message.segments, message.cost = decided.segments, decided.cost
+    if not decided.claimed:
+        message.state = decided.state
+        if decided.next_attempt_at is not None:
+            message.next_attempt_at = decided.next_attempt_at
+        if decided.error is not None:
+            message.error = decided.error
+        return None
+    assert decided.rendered is not None
     # Only a message that goes out counts as an attempt (deferrals and refusals do not).
     message.attempts += 1
     message.state = MessageState.CLAIMED
     message.request_at = None  # set when this attempt's request leaves (`request_left`)
-    return Prepared(message, member, rendered)
+    return Prepared(message, member, decided.rendered)
 
 
-def is_due(message: Message, now: datetime) -> bool:
+def is_due(message: MessageRow, now: datetime) -> bool:
     return message.state == MessageState.PENDING and (
         message.next_attempt_at is None or message.next_attempt_at <= now
     )
+
+
+#: The `messages` table: the statements below are Core's (their callers hold no objects
+#: of these rows), their ids one array parameter on PostgreSQL (`among`).
+_MESSAGES = Message.__table__
+assert isinstance(_MESSAGES, Table)
+_NOW = bindparam("now", type_=Message.updated_at.type)
+#: Claimed messages whose request leaves now (those still claimed by this attempt).
+_LEAVING = (
+    update(_MESSAGES)
+    .where(
+        among(_MESSAGES.c.id, "ids"),
+        _MESSAGES.c.state == MessageState.CLAIMED,
+        _MESSAGES.c.request_at.is_(None),
+    )
+    .values(request_at=_NOW, updated_at=_NOW)
+    .returning(_MESSAGES.c.id)
+)
+#: Those of some messages still claimed.
+_STILL_CLAIMED = select(Message.id).where(
+    among(Message.id, "ids"), Message.state == MessageState.CLAIMED
+)
+#: Claimed messages a provider webhook reported on already: sent.
+_CONFIRMED = (
+    update(_MESSAGES)
+    .where(
+        among(_MESSAGES.c.id, "ids"),
+        _MESSAGES.c.state == MessageState.CLAIMED,
+        _MESSAGES.c.provider_status.is_not(None),
+    )
+    .values(state=MessageState.SENT, sent_at=_NOW, error=None, updated_at=_NOW)
+    .returning(_MESSAGES.c.id)
+)
 
 
 def request_left(app: App, ids: list[int]) -> set[int]:
@@ -156,16 +227,7 @@ def request_left(app: App, ids: list[int]) -> set[int]:
     """
     now = app.clock.now()
     with app.database.transaction() as session:
-        marked = session.scalars(
-            update(Message)
-            .where(
-                Message.id.in_(ids),
-                Message.state == MessageState.CLAIMED,
-                Message.request_at.is_(None),
-            )
-            .values(request_at=now, updated_at=now)
-            .returning(Message.id)
-        ).all()
+        marked = session.scalars(_LEAVING, {"ids": ids, "now": now}).all()
     return set(marked)
 
 
@@ -176,9 +238,7 @@ def record(session: Session, app: App, ids: list[int], outcome: Outcome, now: da
         if not ids:
             return MessageState.SENT
     if outcome.kind == OutcomeKind.RETRY:
-        still_claimed = session.scalars(
-            select(Message.id).where(Message.id.in_(ids), Message.state == MessageState.CLAIMED)
-        ).all()
+        still_claimed = session.scalars(_STILL_CLAIMED, {"ids": ids}).all()
         if not still_claimed:
             return _settled_meanwhile(session, ids)
         return retry_later(session, app.settings, ids, outcome, now)
@@ -192,11 +252,14 @@ def record(session: Session, app: App, ids: list[int], outcome: Outcome, now: da
     else:  # FAILED, OPTED_OUT
         state = MessageState.FAILED
         values.update(error=outcome.error)
+    table = Message.__table__
+    assert isinstance(table, Table)
     recorded = session.scalars(
-        update(Message)
-        .where(Message.id.in_(ids), Message.state == MessageState.CLAIMED)
+        update(table)
+        .where(among(table.c.id, "ids"), table.c.state == MessageState.CLAIMED)
         .values(state=state, **values)
-        .returning(Message.id)
+        .returning(table.c.id),
+        {"ids": ids},
     ).all()
     if not recorded:
         return _settled_meanwhile(session, ids)
@@ -220,16 +283,7 @@ def _confirmed_first(session: Session, ids: list[int], now: datetime) -> list[in
     returns): the provider's word proves the message left, so it is neither
     retried nor left unknown.
     """
-    confirmed = session.scalars(
-        update(Message)
-        .where(
-            Message.id.in_(ids),
-            Message.state == MessageState.CLAIMED,
-            Message.provider_status.is_not(None),
-        )
-        .values(state=MessageState.SENT, sent_at=now, error=None, updated_at=now)
-        .returning(Message.id)
-    ).all()
+    confirmed = session.scalars(_CONFIRMED, {"ids": ids, "now": now}).all()
     if confirmed:
         log.info("message.confirmed_first", extra={"messages": len(confirmed)})
     return [i for i in ids if i not in set(confirmed)]

@@ -12,21 +12,31 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Row, select
 from sqlalchemy.orm import Session
 
+from channels.policy import MessageRow
 from channels.render import Rendered, RenderError, locale_chain, render_message
 from channels.system_texts import system_texts
 from channels.template_data import StoredJourney, stored_journeys, template_data
 from loyalty.app import App
-from loyalty.members import member_data
-from loyalty.models import Enrollment, Member, Message
+from loyalty.members import MemberRow, member_data
+from loyalty.models import Enrollment, Message
 from loyalty.states import POSSIBLY_SENT
 
-__all__ = ["message_headers", "render_data", "render_for", "tier_name", "with_compliance"]
+__all__ = [
+    "EnrollmentRow",
+    "message_headers",
+    "render_data",
+    "render_for",
+    "tier_name",
+    "with_compliance",
+]
 
 
-def with_compliance(session: Session, app: App, message: Message, rendered: Rendered) -> Rendered:
+def with_compliance(
+    session: Session, app: App, message: MessageRow, rendered: Rendered
+) -> Rendered:
     """What the law asks of marketing messages, added where the template left it out.
 
     Email: a visible unsubscribe link and the postal address (CAN-SPAM, RFC 8058
@@ -74,7 +84,7 @@ def with_compliance(session: Session, app: App, message: Message, rendered: Rend
     )
 
 
-def message_headers(app: App, message: Message) -> dict[str, str]:
+def message_headers(app: App, message: MessageRow) -> dict[str, str]:
     headers = {"X-Loyalty-Message-Id": str(message.id)}
     if message.purpose == "marketing":
         headers["List-Unsubscribe"] = f"<{_unsubscribe_url(app, message)}>"
@@ -82,27 +92,39 @@ def message_headers(app: App, message: Message) -> dict[str, str]:
     return headers
 
 
-def _unsubscribe_url(app: App, message: Message) -> str:
+def _unsubscribe_url(app: App, message: MessageRow) -> str:
     token = message.unsubscribe_token or ""
     return f"{app.settings.public_base_url.rstrip('/')}/u/{token}"
+
+
+#: An enrollment as rendering reads it (its version and context): the ORM object, or a Core
+#: row of those columns.
+EnrollmentRow = Enrollment | Row[*tuple[Any, ...]]
 
 
 def render_for(
     session: Session,
     app: App,
-    message: Message,
-    member: Member,
+    message: MessageRow,
+    member: MemberRow,
     now: datetime,
     *,
     journeys: Mapping[int, StoredJourney] | None = None,
     fields: dict[str, Any] | None = None,
+    enrollments: Mapping[int, EnrollmentRow] | None = None,
 ) -> Rendered:
     """Render the message with the data its template may use (the variable contract).
 
-    A batch passes what it read for all its messages: the stored journeys by version id
-    and the member's data (`member_data`); otherwise they are read here.
+    A batch passes what it read for all its messages: the stored journeys by version id,
+    the member's data (`member_data`) and the enrollments by id; otherwise they are read
+    here.
     """
-    enrollment = session.get(Enrollment, message.enrollment_id) if message.enrollment_id else None
+    enrollment: EnrollmentRow | None = None
+    if message.enrollment_id is not None:
+        if enrollments is not None:
+            enrollment = enrollments.get(message.enrollment_id)
+        else:
+            enrollment = session.get(Enrollment, message.enrollment_id)
     template_id = message.decisions.get("template_id")
     if enrollment is None or (message.template is None and not template_id):
         raise RenderError("the message has no enrollment or template to render")
@@ -132,9 +154,9 @@ def _plain(value: Any) -> Any:
 def render_data(
     session: Session,
     app: App,
-    message: Message,
-    member: Member,
-    enrollment: Enrollment,
+    message: MessageRow,
+    member: MemberRow,
+    enrollment: EnrollmentRow,
     journey: StoredJourney,
     now: datetime,
     fields: dict[str, Any] | None = None,

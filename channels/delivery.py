@@ -14,18 +14,20 @@ import logging
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import update
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from channels import outbox
 from channels.claims import is_due, prepare, record, request_left, uses_sendgrid, uses_twilio
 from channels.compose import message_headers
-from channels.email_batches import Gathering, send_email_batch
+from channels.email_batches import LOOKED_AT, Gathering, send_email_batch
 from channels.outcomes import measured
+from channels.policy import MessageRow
 from channels.render import Rendered
 from channels.twilio_sender import OutgoingSms, TwilioSender
 from loyalty.app import App
-from loyalty.models import Member, Message
+from loyalty.members import MemberRow
+from loyalty.models import Message
 from loyalty.states import MessageState
 
 __all__ = ["NOT_LOCAL", "NotLocal", "deliver", "deliver_locally", "settle_stale"]
@@ -41,7 +43,7 @@ THROTTLE_PAUSE_SECONDS = 1.0
 CLAIM_TIMEOUT = timedelta(minutes=10)
 
 
-def deliver(app: App, message_id: int, loaded: Message | None = None) -> str | Gathering | None:
+def deliver(app: App, message_id: int, loaded: MessageRow | None = None) -> str | Gathering | None:
     """Deliver one message if it is due; returns its new state (None: nothing to do here).
 
     An email to SendGrid may answer `Gathering` instead: its batch is not complete yet,
@@ -50,7 +52,7 @@ def deliver(app: App, message_id: int, loaded: Message | None = None) -> str | G
     """
     if loaded is None:
         with app.database.sessions() as session:
-            loaded = session.get(Message, message_id)
+            loaded = session.execute(select(*LOOKED_AT).where(Message.id == message_id)).first()
     channel = loaded.channel if loaded is not None else None
     if channel not in ("email", "sms"):
         return None  # CRM updates go with the push; journey calls and tasks have their own
@@ -178,7 +180,7 @@ def _rowcount(result: Any) -> int:
     return int(result.rowcount or 0)
 
 
-def _write(app: App, message: Message, member: Member, rendered: Rendered, now: datetime) -> str:
+def _write(app: App, message: Message, member: MemberRow, rendered: Rendered, now: datetime) -> str:
     if not app.settings.outbox_files:  # sent, as if written (the simulator's outbox)
         return outbox.file_name(message.id, "json" if message.channel == "sms" else "eml")
     folder = app.settings.outbox_dir

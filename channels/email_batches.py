@@ -14,16 +14,19 @@ import functools
 from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import ColumnElement, func, or_, select
 from sqlalchemy.orm import Session
 
 from channels.batch_facts import read_batch_facts
-from channels.claims import Prepared, is_due, prepare, record, request_left, uses_sendgrid
+from channels.claims import Decided, Prepared, decide, is_due, record, request_left, uses_sendgrid
 from channels.compose import message_headers
 from channels.outcomes import measured
+from channels.policy import MessageRow
 from channels.sendgrid_sender import MAX_PERSONALIZATIONS, OutgoingEmail, SendGridSender, batches
 from loyalty.app import App
+from loyalty.db import among, update_rows
 from loyalty.models import Enrollment, Member, Message
 from loyalty.settings import Settings
 from loyalty.states import EnrollmentState, MessageState
@@ -69,7 +72,7 @@ class _Batch:
     purpose: str
 
     @classmethod
-    def of(cls, message: Message) -> _Batch:
+    def of(cls, message: MessageRow) -> _Batch:
         return cls(message.journey_id, message.step_id, message.template, message.purpose)
 
     def rows(self) -> list[ColumnElement[bool]]:
@@ -82,6 +85,21 @@ class _Batch:
         ]
 
 
+#: What a delivery reads of a message to find its batch and whether it is due.
+LOOKED_AT = (
+    Message.id,
+    Message.channel,
+    Message.state,
+    Message.next_attempt_at,
+    Message.journey_id,
+    Message.step_id,
+    Message.template,
+    Message.purpose,
+)
+#: `LOOKED_AT` of some messages' emails (built once: the ids go as a parameter).
+_EMAILS_AMONG = select(*LOOKED_AT).where(among(Message.id, "ids"), Message.channel == "email")
+
+
 def deliveries_needed(app: App, message_ids: list[int]) -> list[int]:
     """Of messages queued together, those whose delivery has work to do: the emails of one
     SendGrid batch need only their first due one (its delivery gathers the batch or wakes
@@ -90,11 +108,9 @@ def deliveries_needed(app: App, message_ids: list[int]) -> list[int]:
         return message_ids
     now = app.clock.now()
     with app.database.sessions() as session:
-        emails = session.scalars(
-            select(Message).where(Message.id.in_(message_ids), Message.channel == "email")
-        ).all()
+        emails = session.execute(_EMAILS_AMONG, {"ids": message_ids}).all()
     firsts: dict[_Batch, int] = {}
-    for message in sorted(emails, key=lambda m: m.id):
+    for message in sorted(emails, key=lambda m: int(m.id)):
         if is_due(message, now):
             firsts.setdefault(_Batch.of(message), message.id)
     skipped = {m.id for m in emails} - set(firsts.values())
@@ -171,7 +187,7 @@ def _still_making(
 
 
 def send_email_batch(
-    app: App, message_id: int, loaded: Message | None = None
+    app: App, message_id: int, loaded: MessageRow | None = None
 ) -> str | Gathering | None:
     """Send the due emails of this email's batch once gathered, up to CLAIM_BATCH a request.
 
@@ -182,7 +198,9 @@ def send_email_batch(
     due).
     """
     with app.database.sessions() as session:
-        message = loaded or session.get(Message, message_id)
+        message = loaded
+        if message is None:
+            message = session.execute(select(*LOOKED_AT).where(Message.id == message_id)).first()
         if message is None or message.channel != "email" or not is_due(message, app.clock.now()):
             return None
         batch = _Batch.of(message)
@@ -256,6 +274,22 @@ def _send_claimed(
     return sum(len(r) for r in requests), claimed
 
 
+#: What a claim reads of its emails (the rows it locks), and of their members.
+_CLAIMED = (
+    Message.id,
+    Message.member_id,
+    Message.enrollment_id,
+    Message.journey_id,
+    Message.step_id,
+    Message.channel,
+    Message.purpose,
+    Message.template,
+    Message.decisions,
+    Message.unsubscribe_token,
+)
+_MEMBERS = select(Member.__table__).where(among(Member.id, "ids"))
+
+
 def _claim_emails(
     app: App, limit: int, batch: _Batch | None = None, lead: int | None = None
 ) -> tuple[list[list[OutgoingEmail]], int]:
@@ -265,7 +299,9 @@ def _claim_emails(
     On PostgreSQL rows another worker is claiming are skipped, not waited for. A batch is
     claimed only while its lead is still due and free: two deliveries of one batch never
     split it into two requests. The first request's leaving is recorded with the claim
-    (its request goes right after the commit, as it would after `request_left`'s).
+    (its request goes right after the commit, as it would after `request_left`'s). The
+    rows are read and written as columns (no ORM objects): the claim is most of an
+    email's cost.
     """
     now = app.clock.now()
     outgoing: list[OutgoingEmail] = []
@@ -275,21 +311,20 @@ def _claim_emails(
             # From the lead on, it first: a lead another worker holds (or that went) is
             # not among the rows, and then this delivery claims nothing.
             rows.append(Message.id >= lead)
-        query = select(Message).where(*rows, *_due_rows(now)).order_by(Message.id).limit(limit)
+        query = select(*_CLAIMED).where(*rows, *_due_rows(now)).order_by(Message.id).limit(limit)
         if not app.database.is_sqlite:
             query = query.with_for_update(skip_locked=True)
-        claimed = list(session.scalars(query))
+        claimed = session.execute(query).all()
         if lead is not None and (not claimed or claimed[0].id != lead):
             return [], 0
         if not claimed:
             return [], 0
         # Members are locked in id order, so two batches that share members never deadlock.
-        members = session.scalars(
-            select(Member)
-            .where(Member.id.in_({m.member_id for m in claimed}))
-            .order_by(Member.id)
-            .with_for_update()
+        members = session.execute(
+            _MEMBERS.order_by(Member.id).with_for_update(),
+            {"ids": sorted({m.member_id for m in claimed})},
         ).all()
+        by_id = {m.id: m for m in members}
         # What every message needs, in a few queries for the batch, not several per message.
         facts = read_batch_facts(
             session,
@@ -301,19 +336,42 @@ def _claim_emails(
             default_zone=app.settings.default_time_zone,
         )
         taken: Counter[int] = Counter()
-        with session.no_autoflush:  # one flush at the end, not one per message
-            for message in claimed:
-                prepared = prepare(session, app, message, now, taken, facts)
-                if prepared is not None:
-                    taken[message.member_id] += 1
-                    outgoing.append(_outgoing_email(app, prepared))
+        decided: dict[int, Decided] = {}
+        for message in claimed:
+            member = by_id[message.member_id]
+            decided[message.id] = made = decide(
+                session, app, message, member, now, pending=taken[member.id], facts=facts
+            )
+            if made.claimed and made.rendered is not None:
+                taken[member.id] += 1
+                outgoing.append(_outgoing_email(app, Prepared(message, member, made.rendered)))
         requests = batches(outgoing)
-        if requests:
-            leaving = {e.message_id for e in requests[0]}
-            for message in claimed:
-                if message.id in leaving:
-                    message.request_at, message.updated_at = now, now
+        leaving = {e.message_id for e in requests[0]} if requests else set()
+        _store_claims(session, decided, leaving, now)
     return requests, len(claimed)
+
+
+def _store_claims(
+    session: Session, decided: dict[int, Decided], leaving: set[int], now: datetime
+) -> None:
+    """Write what the claim decided, in a statement for each kind of outcome: the claimed
+    emails (an attempt counted; their request's leaving recorded when it goes first), the
+    deferred and the refused (as `claims.prepare` leaves a row)."""
+    claimed: list[dict[str, Any]] = []
+    deferred: list[dict[str, Any]] = []
+    refused: list[dict[str, Any]] = []
+    for message_id, made in decided.items():
+        row: dict[str, Any] = {"id": message_id, "state": made.state, "decisions": made.decisions}
+        if made.claimed:
+            request_at = now if message_id in leaving else None
+            claimed.append({**row, "locale": made.locale, "request_at": request_at})
+        elif made.state == MessageState.DEFERRED:
+            deferred.append({**row, "next_attempt_at": made.next_attempt_at})
+        else:
+            refused.append({**row, "error": made.error})
+    update_rows(session, Message, claimed, {"updated_at": now, "attempts": Message.attempts + 1})
+    update_rows(session, Message, deferred, {"updated_at": now})
+    update_rows(session, Message, refused, {"updated_at": now})
 
 
 def _outgoing_email(app: App, prepared: Prepared) -> OutgoingEmail:

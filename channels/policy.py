@@ -12,18 +12,24 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Final, Literal
 
-from sqlalchemy import bindparam, func, select
+from sqlalchemy import Row, bindparam, func, select
 from sqlalchemy.orm import Session
 
 from channels.quiet_hours import parse_quiet_hours, quiet_until
-from loyalty.models import Member, Message, Suppression
+from loyalty.db import among
+from loyalty.members import MemberRow
+from loyalty.models import Message, Suppression
 from loyalty.settings import Settings
 from loyalty.states import POSSIBLY_SENT, MessageState
 
-__all__ = ["SEND", "Decision", "Known", "address_of", "check", "known_for"]
+__all__ = ["SEND", "Decision", "Known", "MessageRow", "address_of", "check", "known_for"]
 
 #: States that count against a frequency cap: sent, or possibly sent, or going out now.
 _COUNTED = (*POSSIBLY_SENT, MessageState.CLAIMED)
+
+#: A message as sending reads it: the ORM object, or a Core row of the `messages` columns
+#: (a batch of emails is claimed without building objects).
+MessageRow = Message | Row[*tuple[Any, ...]]
 
 #: The verdict that lets a message go.
 SEND: Final = "send"
@@ -41,7 +47,7 @@ class Decision:
         return self.verdict == SEND
 
 
-def address_of(member: Member, channel: str) -> str | None:
+def address_of(member: MemberRow, channel: str) -> str | None:
     return member.email if channel == "email" else member.phone
 
 
@@ -74,35 +80,47 @@ class Known:
     recent: dict[tuple[int, str], int]
 
 
+# A batch's two reads, built once (the members and addresses go as parameters).
+#: The suppressions of some addresses on a channel.
+_SUPPRESSIONS = select(Suppression.address, Suppression.reason).where(
+    Suppression.channel == bindparam("channel"), among(Suppression.address, "addresses")
+)
+#: Some members' marketing messages on a channel that count against their caps since then.
+_RECENT_OF = (
+    select(Message.member_id, func.count(Message.id))
+    .where(
+        among(Message.member_id, "member_ids"),
+        Message.channel == bindparam("channel"),
+        Message.purpose == "marketing",
+        Message.state.in_(_COUNTED),
+        func.coalesce(Message.sent_at, Message.updated_at)
+        > bindparam("since", type_=Message.updated_at.type),
+    )
+    .group_by(Message.member_id)
+)
+
+
 def known_for(
-    session: Session, members: Collection[Member], channel: str, *, now: datetime
+    session: Session, members: Collection[MemberRow], channel: str, *, now: datetime
 ) -> Known:
     """`Known` for `members` on `channel`, in two queries whatever their number.
 
     The batch's own messages are pending while it is read, so no cap counts them.
     """
-    addresses = {a.lower() for m in members if (a := address_of(m, channel))}
+    addresses = sorted({a.lower() for m in members if (a := address_of(m, channel))})
     suppressions = {
         (channel, address): reason
         for address, reason in session.execute(
-            select(Suppression.address, Suppression.reason).where(
-                Suppression.channel == channel, Suppression.address.in_(addresses)
-            )
+            _SUPPRESSIONS, {"channel": channel, "addresses": addresses}
         )
     }
+    values = {
+        "member_ids": [m.id for m in members],
+        "channel": channel,
+        "since": now - _WINDOWS[channel],
+    }
     recent = {
-        (member_id, channel): int(count)
-        for member_id, count in session.execute(
-            select(Message.member_id, func.count(Message.id))
-            .where(
-                Message.member_id.in_([m.id for m in members]),
-                Message.channel == channel,
-                Message.purpose == "marketing",
-                Message.state.in_(_COUNTED),
-                func.coalesce(Message.sent_at, Message.updated_at) > now - _WINDOWS[channel],
-            )
-            .group_by(Message.member_id)
-        )
+        (member_id, channel): int(count) for member_id, count in session.execute(_RECENT_OF, values)
     }
     return Known(suppressions, recent)
 
@@ -125,8 +143,8 @@ _RECENT = select(func.count(Message.id)).where(
 
 def check(
     session: Session,
-    member: Member,
-    message: Message,
+    member: MemberRow,
+    message: MessageRow,
     *,
     settings: Settings,
     now: datetime,

@@ -22,7 +22,7 @@ import functools
 import logging
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -186,12 +186,14 @@ RECHECK_SECONDS = 1.0
 _stamps: dict[Path, tuple[float, tuple[int, int] | None]] = {}
 
 
-def _texts(folder: Path, locale: str) -> dict[str, Text]:
+def _texts(folder: Path, locale: str) -> tuple[dict[str, Text], float]:
+    """The usable texts of ``locale`` under ``folder``, and when (monotonic) the file was
+    last looked at: they stand for RECHECK_SECONDS from then."""
     path = texts_path(folder, locale)
     now = time.monotonic()
     known = _stamps.get(path)
     if known is not None and now - known[0] < RECHECK_SECONDS:
-        stamp = known[1]
+        looked, stamp = known
     else:
         try:
             stat = path.stat()
@@ -199,8 +201,9 @@ def _texts(folder: Path, locale: str) -> dict[str, Text]:
             stamp = None
         else:
             stamp = (stat.st_mtime_ns, stat.st_size)
+        looked = now
         _stamps[path] = (now, stamp)
-    return _read(path, stamp) if stamp is not None else {}
+    return (_read(path, stamp) if stamp is not None else {}), looked
 
 
 def available_locales(templates_dir: Path | None) -> list[str]:
@@ -239,6 +242,11 @@ def _chain(locales: list[str | None]) -> list[str]:
     return chain
 
 
+#: (templates folder, wanted locale, default locale) → (until when, monotonic, it stands;
+#: the texts of its chain): a batch of messages asks for the same few many times.
+_chains: dict[tuple[Path | None, str | None, str], tuple[float, SystemTexts]] = {}
+
+
 def system_texts(
     templates_dir: Path | None,
     member_locale: str | None,
@@ -256,15 +264,30 @@ def system_texts(
         wanted = negotiate_locale(
             preferred_locales(accept_language), available_locales(templates_dir), sep="-"
         )
+    key = (templates_dir, wanted, default_locale)
+    known = _chains.get(key)
+    if known is not None and time.monotonic() < known[0]:
+        return known[1]
     system = templates_dir / SYSTEM_DIR if templates_dir is not None else None
     sources: list[tuple[str, dict[str, Text]]] = []
+    # The chain stands as long as the oldest look at one of its files does.
+    oldest = time.monotonic()
     for locale in _chain([wanted, default_locale]):
         for folder in (system, SHIPPED_DIR):
             if folder is not None:
-                texts = _texts(folder, locale)
+                texts, looked = _texts(folder, locale)
+                oldest = min(oldest, looked)
                 if texts:
                     sources.append((locale, texts))
-    return SystemTexts(sources[0][0] if sources else "en", tuple(sources))
+    found = SystemTexts(sources[0][0] if sources else "en", tuple(sources))
+    if len(_chains) >= _MAX_CHAINS:
+        _chains.clear()
+    _chains[key] = (oldest + RECHECK_SECONDS, found)
+    return found
+
+
+#: Chains kept at most (a few locales per templates folder in a process).
+_MAX_CHAINS = 256
 
 
 @dataclass(frozen=True)
@@ -274,6 +297,8 @@ class SystemTexts:
     #: The language the texts are in (the first locale of the chain that has any).
     locale: str
     sources: tuple[tuple[str, dict[str, Text]], ...]
+    #: Texts rendered already, by key, count and values (the same footer for every email).
+    _rendered: dict[Any, str] = field(default_factory=dict, compare=False, repr=False)
 
     @functools.cached_property
     def babel(self) -> Locale:
@@ -287,6 +312,17 @@ class SystemTexts:
 
         An override that cannot render falls back to the next locale's text.
         """
+        try:
+            memo = (key, count, tuple(sorted(values.items())))
+            return self._rendered[memo]
+        except TypeError:  # a value that cannot be a key: rendered each time
+            return self._render(key, count, values)
+        except KeyError:
+            text = self._render(key, count, values)
+            self._rendered[memo] = text
+            return text
+
+    def _render(self, key: str, count: int | None, values: dict[str, Any]) -> str:
         for locale, texts in self.sources:
             text = texts.get(key)
             if text is None:

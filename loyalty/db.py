@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
@@ -20,12 +20,18 @@ from sqlalchemy import (
     literal_column,
     select,
     text,
+    update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlalchemy.exc import StatementError
+from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import ConnectionPoolEntry
+from sqlalchemy.sql import ColumnElement, any_
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.visitors import InternalTraversal
+from sqlalchemy.types import Boolean
 
 if TYPE_CHECKING:
     from alembic.config import Config
@@ -41,6 +47,7 @@ _ONE: Any = literal_column("1")
 __all__ = [
     "Database",
     "alembic_config",
+    "among",
     "downgrade",
     "error_text",
     "insert_ignore",
@@ -48,6 +55,7 @@ __all__ = [
     "insert_ignore_returning",
     "insert_ignore_rows",
     "per_transaction",
+    "update_rows",
     "upgrade",
 ]
 
@@ -286,6 +294,93 @@ def insert_ignore_returning(
     dialect = session.get_bind().dialect.name
     found = session.scalar(_insert_ignore(dialect, table, tuple(keys), (column,)), row)
     return None if found is None else int(found)
+
+
+class _Among(ColumnElement[bool]):
+    """`among`: the column, and the name of the list parameter it is compared with."""
+
+    inherit_cache = True
+    type = Boolean()
+    _is_implicitly_boolean = True  # a comparison: no "= 1" after it where booleans are ints
+    _traverse_internals = [
+        ("column", InternalTraversal.dp_clauseelement),
+        ("name", InternalTraversal.dp_string),
+    ]
+
+    def __init__(self, column: ColumnElement[Any], name: str) -> None:
+        self.column = column
+        self.name = name
+
+
+def among(column: Any, name: str) -> ColumnElement[bool]:
+    """`column` IN the list given as the parameter `name` when the statement runs.
+
+    On PostgreSQL ``column = ANY(:name)``: one array parameter whatever the count, so the
+    statement and the driver's parse of it stay the same (psycopg parses a statement of
+    more than 50 parameters again at every call, and SQLAlchemy expands an IN list at
+    every call); elsewhere an expanding ``IN``.
+    """
+    return _Among(column, name)
+
+
+@compiles(_Among)
+def _among_listed(element: _Among, compiler: SQLCompiler, **kw: Any) -> str:
+    listed = element.column.in_(bindparam(element.name, expanding=True))
+    return str(compiler.process(listed, **kw))
+
+
+@compiles(_Among, "postgresql")
+def _among_array(element: _Among, compiler: SQLCompiler, **kw: Any) -> str:
+    array = bindparam(element.name, type_=postgresql.ARRAY(element.column.type))
+    return str(compiler.process(element.column == any_(array), **kw))
+
+
+def update_rows(
+    session: Session,
+    table: Table | type[Any],
+    rows: Sequence[Mapping[str, Any]],
+    values: Mapping[str, Any] | None = None,
+) -> None:
+    """UPDATE rows by their ``id``: each row's own columns (every row gives the same names)
+    and `values` (constants or SQL expressions) for them all.
+
+    On PostgreSQL one statement whatever the number of rows, its values one array per
+    column (``UPDATE … FROM (SELECT unnest(:ids), unnest(:a), …)``): a row each, as the
+    ORM's flush sends them, costs the driver a statement each. Elsewhere one statement run
+    for each row.
+    """
+    if not rows:
+        return
+    target = table if isinstance(table, Table) else table.__table__
+    names = [name for name in rows[0] if name != "id"]
+    if session.get_bind().dialect.name == "postgresql":
+        arrays = [
+            func.unnest(
+                bindparam(
+                    f"many_{name}",
+                    [row[name] for row in rows],
+                    type_=postgresql.ARRAY(target.c[name].type),
+                )
+            ).label(name)
+            for name in ["id", *names]
+        ]
+        given = select(*arrays).subquery("given")
+        statement = (
+            update(target)
+            .where(target.c.id == given.c.id)
+            .values({**{name: given.c[name] for name in names}, **(values or {})})
+        )
+        session.execute(statement)
+        return
+    each = (
+        update(target)
+        .where(target.c.id == bindparam("row_id"))
+        .values({**{name: bindparam(f"row_{name}") for name in names}, **(values or {})})
+    )
+    session.execute(
+        each,
+        [{"row_id": row["id"], **{f"row_{name}": row[name] for name in names}} for row in rows],
+    )
 
 
 def alembic_config(url: str) -> Config:

@@ -18,11 +18,12 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import BindParameter, ColumnElement, Select, bindparam, func, select
+from sqlalchemy import BindParameter, ColumnElement, Select, bindparam, func, not_, select, update
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
 
 from loyalty import ledger
-from loyalty.db import Database
+from loyalty.db import Database, among
 from loyalty.errors import (
     InvalidEventError,
     RetriableError,
@@ -52,6 +53,7 @@ __all__ = [
     "process_held",
     "record",
     "record_event",
+    "store_processed",
     "unpark_event",
 ]
 
@@ -170,7 +172,12 @@ def _process(
         else:
             caused.append(row.id)
     caused += ledger.take_emitted(session)
-    event.processed_at = now
+    if held is not None:
+        # The batch stores its events' processed_at in one statement (`store_processed`):
+        # the row is not left for the ORM to flush, a statement each.
+        set_committed_value(event, "processed_at", now)
+    else:
+        event.processed_at = now
     return caused, member
 
 
@@ -214,15 +221,14 @@ def _locking(query: Select[Any]) -> dict[bool, Select[Any]]:
     return {False: query, True: query.with_for_update(skip_locked=True)}
 
 
-_IDS: BindParameter[Any] = bindparam("ids", expanding=True)
 #: A batch's statements, built once: their ids (and the moment) go as parameters.
-_HOLD_EVENTS = _locking(select(Event).where(Event.id.in_(_IDS)).order_by(Event.id))
-_HOLD_MEMBERS = _locking(select(Member).where(Member.id.in_(_IDS)).order_by(Member.id))
+_HOLD_EVENTS = _locking(select(Event).where(among(Event.id, "ids")).order_by(Event.id))
+_HOLD_MEMBERS = _locking(select(Member).where(among(Member.id, "ids")).order_by(Member.id))
 _EARLIEST_OPEN = (
     select(Event.member_id, func.min(Event.id))
     .where(
-        Event.member_id.in_(bindparam("members", expanding=True)),
-        Event.id.not_in(bindparam("events", expanding=True)),
+        among(Event.member_id, "members"),
+        not_(among(Event.id, "events")),
         *_holding_back(bindparam("since", type_=Event.received_at.type)),
     )
     .group_by(Event.member_id)
@@ -246,8 +252,26 @@ def process_held(
     session: Session, event: Event, member: Member, *, settings: Settings, now: datetime
 ) -> list[int]:
     """`process_event` of an event `hold_events` holds with its member (and found no earlier
-    event holding back); the events it caused. One already processed or parked is left."""
+    event holding back); the events it caused. One already processed or parked is left.
+
+    Its processed_at is the caller's to store, with the batch's (`store_processed`).
+    """
     return _process(session, event, settings=settings, now=now, held=member)[0]
+
+
+#: The batch's events processed (their objects hold the value already: nothing to sync).
+_PROCESSED = (
+    update(Event)
+    .where(among(Event.id, "ids"))
+    .values(processed_at=bindparam("now", type_=Event.processed_at.type))
+    .execution_options(synchronize_session=False)
+)
+
+
+def store_processed(session: Session, event_ids: list[int], now: datetime) -> None:
+    """Store that the batch's events `process_held` processed were processed at `now`."""
+    if event_ids:
+        session.execute(_PROCESSED, {"ids": event_ids, "now": now})
 
 
 #: How long a member's later events wait for an earlier one still in flight.

@@ -10,18 +10,20 @@ from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import bindparam, func, select
+from sqlalchemy import Row, bindparam, func, select
 from sqlalchemy.orm import Session
 
 from loyalty.clock import ensure_utc
+from loyalty.db import among
 from loyalty.errors import UnknownMemberError
-from loyalty.models import LedgerEntry, Member, Referral
+from loyalty.models import LedgerEntry, Member, Referral, birthday_text
 from loyalty.referrals import referral_link
 from loyalty.settings import Settings
 from loyalty.states import ReferralStatus
 
 __all__ = [
     "LazyMemberData",
+    "MemberRow",
     "first_expiring_day",
     "get_member",
     "lazy_members_data",
@@ -31,6 +33,10 @@ __all__ = [
     "members_data",
     "next_expiring_on_local_day",
 ]
+
+#: A member as sending reads it: the ORM object, or a Core row of the `members` columns
+#: (a batch of emails reads its members' columns without building objects).
+MemberRow = Member | Row[*tuple[Any, ...]]
 
 #: A local day lasts at most this long (a DST change adds an hour), so every lot of the
 #: first expiring day expires within this much of the first one.
@@ -74,7 +80,7 @@ def next_expiring_on_local_day(
 _EXPIRING = (
     select(LedgerEntry.member_id, LedgerEntry.expires_at, LedgerEntry.remaining)
     .where(
-        LedgerEntry.member_id.in_(bindparam("member_ids", expanding=True)),
+        among(LedgerEntry.member_id, "member_ids"),
         LedgerEntry.remaining > 0,
         LedgerEntry.expires_at > bindparam("now"),
     )
@@ -84,7 +90,7 @@ _EXPIRING = (
 _COMPLETED = (
     select(Referral.referrer_id, func.count(Referral.id))
     .where(
-        Referral.referrer_id.in_(bindparam("member_ids", expanding=True)),
+        among(Referral.referrer_id, "member_ids"),
         Referral.status == ReferralStatus.COMPLETED,
     )
     .group_by(Referral.referrer_id)
@@ -92,7 +98,7 @@ _COMPLETED = (
 
 
 def _expiring_by_member(
-    session: Session, members: Sequence[Member], *, now: datetime, default_zone: str
+    session: Session, members: Sequence[MemberRow], *, now: datetime, default_zone: str
 ) -> dict[int, tuple[int, datetime]]:
     """`next_expiring_on_local_day` of each member holding points still to expire."""
     # One read of the lots still to expire (a member holds a few): the first day's are kept.
@@ -118,7 +124,7 @@ def _expiring_by_member(
 
 def member_data(
     session: Session,
-    member: Member,
+    member: MemberRow,
     *,
     now: datetime,
     public_base_url: str,
@@ -135,7 +141,7 @@ def member_data(
 
 def members_data(
     session: Session,
-    members: Sequence[Member],
+    members: Sequence[MemberRow],
     *,
     now: datetime,
     public_base_url: str,
@@ -153,7 +159,7 @@ def members_data(
 
 
 def _data(
-    member: Member,
+    member: MemberRow,
     expiring: tuple[int, datetime] | None,
     referrals_completed: int,
     public_base_url: str,
@@ -169,7 +175,7 @@ def _data(
         "birth_month": member.birth_month,
         "birth_day": member.birth_day,
         "birth_year": member.birth_year,
-        "birthday": member.birthday,
+        "birthday": birthday_text(member.birth_month, member.birth_day, member.birth_year),
         "tier": member.tier,
         "points_balance": member.points_balance,
         "lifetime_points": member.lifetime_points,
@@ -314,6 +320,6 @@ def member_view(
     return {key: _plain(value) for key, value in data.items()}
 
 
-def member_zone(member: Member, settings: Settings) -> str:
+def member_zone(member: MemberRow, settings: Settings) -> str:
     """The member's IANA time zone, else the program's default."""
     return member.time_zone or settings.default_time_zone
