@@ -331,7 +331,9 @@ def test_a_first_import_that_names_a_member_again_in_a_later_batch_updates_it(
     everyone = members(app)
     assert sorted(everyone) == [f"m-{n}" for n in range(7)]
     assert (everyone["m-1"].first_name, everyone["m-1"].email_consent) == ("Later", False)
-    first = [(f"m-{n}", channel, channel == "email") for n in range(7) for channel in ("email", "sms")]
+    first = [
+        (f"m-{n}", channel, channel == "email") for n in range(7) for channel in ("email", "sms")
+    ]
     assert consents(app) == [*first, ("m-1", "email", False)]
 
 
