@@ -23,7 +23,7 @@ from typing import Any
 from psycopg import Connection as PsycopgConnection
 from psycopg import sql
 from psycopg.types.json import Jsonb
-from sqlalchemy import Dialect, Table, bindparam, or_
+from sqlalchemy import Connection, Dialect, Table, bindparam, or_
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.orm import Session
 
@@ -94,29 +94,55 @@ def insert_members(session: Session, writes: Writes) -> None:
     ids = writes.ids
     if writes.new:
         last = connection.exec_driver_sql("SELECT coalesce(max(id), 0) FROM members").scalar()
-        rows = []
+        values: list[Any] = []
         for member_id, (external_id, new) in enumerate(writes.new, start=int(last or 0) + 1):
             assert isinstance(new, tuple)
-            rows.append((member_id, *new))
+            values.append(member_id)
+            values.extend(new)
             ids[external_id] = member_id
-        marks = ", ".join("?" * len(_INSERTED))
-        connection.exec_driver_sql(
-            f"INSERT INTO members ({', '.join(_INSERTED)}) VALUES ({marks})", rows
-        )
+        _insert_rows(connection, "members", _INSERTED, values)
     if writes.records:
         _executemany(session, _sqlite_statement(dialect, "members"), writes.records)
     if writes.consents:
         granted, at = _processors(dialect, ("granted", "at"), _CONSENTS)
         typed = {value: value if granted is None else granted(value) for value in (True, False)}
         now = writes.now if at is None else at(writes.now)
+        values = []
+        for key, channel, value in writes.consents:
+            if key in ids:
+                values += (ids[key], channel, "marketing", typed[value], "import", now)
+        _insert_rows(connection, "consents", _CONSENT_COLUMNS, values)
+
+
+#: Rows one SQLite `INSERT` takes (`_insert_rows`): SQLite's per-statement work is then
+#: paid once per that many rows, while the statement stays short to compile.
+_ROWS_PER_INSERT = 50
+
+
+def _insert_rows(
+    connection: Connection, table: str, columns: tuple[str, ...], values: list[Any]
+) -> None:
+    """Insert rows given as one flat list of their values (each row's `columns` in turn),
+    `_ROWS_PER_INSERT` rows to a statement."""
+    width = len(columns)
+    step = _ROWS_PER_INSERT * width
+    full = len(values) - len(values) % step
+    if full:
+        statement = _insert_statement(table, columns, _ROWS_PER_INSERT)
         connection.exec_driver_sql(
-            f"INSERT INTO consents ({', '.join(_CONSENT_COLUMNS)}) VALUES (?, ?, ?, ?, ?, ?)",
-            [
-                (ids[key], channel, "marketing", typed[value], "import", now)
-                for key, channel, value in writes.consents
-                if key in ids
-            ],
+            statement, [tuple(values[start : start + step]) for start in range(0, full, step)]
         )
+    if full < len(values):
+        connection.exec_driver_sql(
+            _insert_statement(table, columns, (len(values) - full) // width),
+            tuple(values[full:]),
+        )
+
+
+@functools.cache
+def _insert_statement(table: str, columns: tuple[str, ...], rows: int) -> str:
+    row = f"({', '.join('?' * len(columns))})"
+    return f"INSERT INTO {table} ({', '.join(columns)}) VALUES {', '.join([row] * rows)}"
 
 
 @functools.cache

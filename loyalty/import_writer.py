@@ -129,23 +129,16 @@ def _external_id_in(session: Session, keys: list[str]) -> ColumnElement[bool]:
 
 
 def write_batch(
-    session: Session, batch: Sequence[Parsed], *, now: datetime, tier: str
+    session: Session, batch: Sequence[Parsed], *, now: datetime, tier: str, all_new: bool = False
 ) -> BatchResult:
-    """Create or update the batch's members in the session's transaction."""
+    """Create or update the batch's members in the session's transaction.
+
+    With `all_new`, the members are not looked up but written as new: one already there
+    makes the write fail on its external_id (an `IntegrityError`), and nothing is written.
+    """
     backend = session.get_bind().dialect.name
     result = BatchResult()
-    query = select(
-        _MEMBERS.c.id,
-        _MEMBERS.c.external_id,
-        _MEMBERS.c.updated_at,
-        _MEMBERS.c.erased_at,
-        _MEMBERS.c.import_digest,
-        _MEMBERS.c.referral_code,
-        *(_MEMBERS.c[name] for name in IMPORT_COLUMNS),
-    ).where(_external_id_in(session, [p.row.external_id for p in batch]))
-    if backend == "postgresql":
-        query = query.with_for_update()
-    existing = {row.external_id: row for row in session.execute(query)}
+    existing = {} if all_new else _existing(session, batch, backend)
     writes = Writes(now=now, tier=tier, ids={key: row.id for key, row in existing.items()})
     news = writes.new
     consents = writes.consents
@@ -188,6 +181,22 @@ def write_batch(
         else:
             insert_members(session, writes)
     return result
+
+
+def _existing(session: Session, batch: Sequence[Parsed], backend: str) -> dict[str, Row[Any]]:
+    """The batch's members already there, by external_id (locked on PostgreSQL)."""
+    query = select(
+        _MEMBERS.c.id,
+        _MEMBERS.c.external_id,
+        _MEMBERS.c.updated_at,
+        _MEMBERS.c.erased_at,
+        _MEMBERS.c.import_digest,
+        _MEMBERS.c.referral_code,
+        *(_MEMBERS.c[name] for name in IMPORT_COLUMNS),
+    ).where(_external_id_in(session, [p.row.external_id for p in batch]))
+    if backend == "postgresql":
+        query = query.with_for_update()
+    return {row.external_id: row for row in session.execute(query)}
 
 
 def _record(

@@ -23,7 +23,13 @@ from typing import Any
 
 import psycopg
 from sqlalchemy import select, update
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError, StatementError
+from sqlalchemy.exc import (
+    DBAPIError,
+    IntegrityError,
+    InterfaceError,
+    OperationalError,
+    StatementError,
+)
 from sqlalchemy.orm import Session
 
 from loyalty.clock import Clock
@@ -136,6 +142,11 @@ def import_members(
         raise UnusableFileError(f"{path}: {exc.strerror}") from None
     region = settings.default_phone_region
     context = f"{RULES_VERSION}\x1e{region}"
+    # Into a table with no member yet, no row can be one a last import applied: the rows
+    # are not looked up, and a batch's members are written as new without looking for
+    # them (a member the file names twice, or someone else adds meanwhile, makes that
+    # write fail, and the batch is then written as any other).
+    look_up = _has_members(database)
     # Undecodable bytes become lone surrogates, which reject only the row they are in.
     with (
         raw_stream,
@@ -147,7 +158,7 @@ def import_members(
             region,
             database.engine.dialect.name,
             functools.partial(_prepare, report.file, settings, clock, database.engine.dialect.name),
-            functools.partial(_store, database, settings),
+            functools.partial(_store, database, settings, not look_up),
             forked=functools.partial(forked, database),
             write_in_pool=not in_memory(database),
             settle=functools.partial(checkpoint, database) if database.is_sqlite else None,
@@ -159,10 +170,6 @@ def import_members(
         if progress is not None:
             lines = _reporting(lines, lambda: progress(raw_stream.tell()))
         pending: deque[_Batch] = deque()
-        # Into a table with no member yet, no row can be one a last import applied: the
-        # rows are not looked up (a member the file names twice, or someone else adds
-        # meanwhile, is still compared when its batch is written).
-        look_up = _has_members(database)
         for batch in _batches(lines, header):
             report.rows += batch.lines
             # Rows of batches not yet written are parsed whatever their digest says.
@@ -315,10 +322,10 @@ def _prepare(
     return report, ready, now
 
 
-def _store(database: Database, settings: Settings, ready: _Ready) -> ImportReport:
-    """Write a batch's good rows; returns what the batch did."""
+def _store(database: Database, settings: Settings, all_new: bool, ready: _Ready) -> ImportReport:
+    """Write a batch's good rows (`all_new`: see `_flush`); returns what the batch did."""
     report, rows, now = ready
-    _flush(database, rows, settings, now, report)
+    _flush(database, rows, settings, now, report, all_new=all_new)
     return report
 
 
@@ -328,10 +335,23 @@ def _flush(
     settings: Settings,
     now: datetime,
     report: ImportReport,
+    *,
+    all_new: bool = False,
 ) -> None:
-    """Write one batch; when the database refuses it, write row by row to find the culprit."""
+    """Write one batch; when the database refuses it, write row by row to find the culprit.
+
+    With `all_new` (the import started into a table with no member), the batch is first
+    written as new members without looking them up; when one is there after all, that
+    write fails on its external_id and the batch is written as any other.
+    """
     if not batch:
         return
+    if all_new:
+        try:
+            report.merge(_write(database, batch, settings, now, report.file, all_new=True))
+            return
+        except _CONFLICTS:
+            pass
     try:
         report.merge(_write(database, batch, settings, now, report.file))
         return
@@ -353,6 +373,8 @@ def _flush(
 
 #: What the database (or the driver, on the way to it) may say about a row's values.
 _REFUSALS = (StatementError, UnicodeEncodeError, psycopg.Error)
+#: What it says when a row takes a unique value another row has (an external_id).
+_CONFLICTS = (IntegrityError, psycopg.IntegrityError)
 
 
 def _not_the_rows_fault(exc: Exception) -> bool:
@@ -370,12 +392,19 @@ def _refusal(exc: Exception) -> str:
 
 
 def _write(
-    database: Database, batch: list[Parsed], settings: Settings, now: datetime, file: str
+    database: Database,
+    batch: list[Parsed],
+    settings: Settings,
+    now: datetime,
+    file: str,
+    *,
+    all_new: bool = False,
 ) -> ImportReport:
     """Upsert one batch in one transaction; returns what it did (applied once committed)."""
     report = ImportReport(file=file)
     with database.transaction() as session:
-        result = write_batch(session, batch, now=now, tier=tier_for(0, settings.tier_thresholds))
+        tier = tier_for(0, settings.tier_thresholds)
+        result = write_batch(session, batch, now=now, tier=tier, all_new=all_new)
         if any(p.row.referred_by_code for p in batch):
             erased = {id(parsed) for parsed in result.erased}
             written = {p.row.external_id: (p.number, p.row) for p in batch if id(p) not in erased}

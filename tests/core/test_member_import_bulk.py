@@ -8,6 +8,7 @@ import json
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import func, select, text, update
@@ -304,6 +305,61 @@ def test_a_member_added_by_someone_else_during_a_batch_is_updated_not_rejected(
 
     # Then no row is rejected and the member the other writer added takes the row
     assert report.rejected == [] and report.created + report.updated == 3
+    everyone = members(app)
+    assert sorted(everyone) == ["m-0", "m-1", "m-2"]
+    assert everyone["m-1"].id == added[0]
+    assert (everyone["m-1"].first_name, everyone["m-1"].email) == ("Ann", "m1@example.com")
+    assert sorted(c for c in consents(app)) == [(f"m-{n}", "email", True) for n in range(3)]
+
+
+@pytest.mark.usefixtures("small_batches")
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_first_import_that_names_a_member_again_in_a_later_batch_updates_it(
+    app: App, tmp_path: Path, workers: int
+) -> None:
+    # Given a file for a program with no member yet that names m-1 again two batches later
+    rows = [f"m-{n},m{n}@example.com,,Ann{n},yes,no," for n in range(7)]
+    rows.append("m-1,m1@example.com,,Later,no,no,")
+    path = write_csv(tmp_path / "m.csv", HEADER, *rows)
+
+    # When it is imported
+    report = run(app, path, workers=workers)
+
+    # Then the later row updates the member the first batch created, and each consent
+    # change is logged once
+    assert (report.rows, report.created, report.updated, report.rejected) == (8, 7, 1, [])
+    everyone = members(app)
+    assert sorted(everyone) == [f"m-{n}" for n in range(7)]
+    assert (everyone["m-1"].first_name, everyone["m-1"].email_consent) == ("Later", False)
+    first = [
+        (f"m-{n}", channel, channel == "email") for n in range(7) for channel in ("email", "sms")
+    ]
+    assert consents(app) == [*first, ("m-1", "email", False)]
+
+
+def test_a_member_someone_else_adds_once_a_first_import_began_is_updated_not_rejected(
+    app: App, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a file of three new members for a program with no member yet, and another
+    # writer that adds one of them after the import began and before its batch is written
+    path = write_csv(
+        tmp_path / "m.csv", HEADER, *(f"m-{n},m{n}@example.com,,Ann,yes,," for n in range(3))
+    )
+    write = loyalty.importer._write
+    added: list[int] = []
+
+    def write_after_another_writer_adds_m1(*args: Any, **kwargs: Any) -> ImportReport:
+        if not added:
+            added.append(make_member(app, external_id="m-1", first_name="Other").id)
+        return write(*args, **kwargs)
+
+    monkeypatch.setattr(loyalty.importer, "_write", write_after_another_writer_adds_m1)
+
+    # When the file is imported
+    report = run(app, path)
+
+    # Then no row is rejected, and the member the other writer added takes the row
+    assert report.rejected == [] and (report.created, report.updated) == (2, 1)
     everyone = members(app)
     assert sorted(everyone) == ["m-0", "m-1", "m-2"]
     assert everyone["m-1"].id == added[0]
