@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import os
 import random
 import shutil
 import signal
@@ -70,8 +69,6 @@ SOAK_SETTINGS = {
     "CRM_PUSH_MINUTES": "1",
     "SCHEDULER_TICK_SECONDS": "outbox_relay:5,due_enrollments:5",
     "LOG_LEVEL": "INFO",
-    # Its own, when set (the tests run the soak at 0 beside their other processes).
-    **({"WORKER_NICE": os.environ["WORKER_NICE"]} if "WORKER_NICE" in os.environ else {}),
 }
 #: Quiet for this many checks in a row (one a second) counts as quiescence.
 QUIET_CHECKS = 3

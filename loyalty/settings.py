@@ -135,11 +135,11 @@ class Settings(BaseSettings):
         description="longest wait of an idle worker before it looks at its queues again, in ms",
     )
     worker_nice: int = Field(
-        10,
+        0,
         ge=0,
         le=19,
         description="how much `loyalty worker` lowers its processes' CPU priority (Unix nice): "
-        "`loyalty serve` on the same host answers webhooks first when the workers are busy",
+        "raise it where `loyalty serve` shares the host, to let the web process answer first",
     )
     worker_metrics_port: int | None = Field(
         None, ge=1, le=65535, description="`loyalty worker` serves its processes' metrics here"

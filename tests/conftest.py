@@ -34,11 +34,6 @@ if TYPE_CHECKING:  # imported as a plugin below, before assertion rewriting woul
     from sandbox.pytest_plugin import AcceptedCheck
 pytest_plugins = ["sandbox.pytest_plugin"]
 
-#: The `loyalty worker` processes tests start keep the tests' CPU priority: the suite keeps
-#: both cores busy, where workers at WORKER_NICE's default would wait behind every test
-#: process (tests/core/test_cli_startup.py checks the setting).
-os.environ.setdefault("WORKER_NICE", "0")
-
 POSTGRES_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432")
 
 
