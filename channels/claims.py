@@ -21,7 +21,7 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import Table, bindparam, select, update
 from sqlalchemy.orm import Session
@@ -188,8 +188,7 @@ def is_due(message: MessageRow, now: datetime) -> bool:
 
 #: The `messages` table: the statements below are Core's (their callers hold no objects
 #: of these rows), their ids one array parameter on PostgreSQL (`among`).
-_MESSAGES = Message.__table__
-assert isinstance(_MESSAGES, Table)
+_MESSAGES = cast(Table, Message.__table__)
 _NOW = bindparam("now", type_=Message.updated_at.type)
 #: Claimed messages whose request leaves now (those still claimed by this attempt).
 _LEAVING = (
@@ -252,13 +251,11 @@ def record(session: Session, app: App, ids: list[int], outcome: Outcome, now: da
     else:  # FAILED, OPTED_OUT
         state = MessageState.FAILED
         values.update(error=outcome.error)
-    table = Message.__table__
-    assert isinstance(table, Table)
     recorded = session.scalars(
-        update(table)
-        .where(among(table.c.id, "ids"), table.c.state == MessageState.CLAIMED)
+        update(_MESSAGES)
+        .where(among(_MESSAGES.c.id, "ids"), _MESSAGES.c.state == MessageState.CLAIMED)
         .values(state=state, **values)
-        .returning(table.c.id),
+        .returning(_MESSAGES.c.id),
         {"ids": ids},
     ).all()
     if not recorded:
@@ -286,7 +283,8 @@ def _confirmed_first(session: Session, ids: list[int], now: datetime) -> list[in
     confirmed = session.scalars(_CONFIRMED, {"ids": ids, "now": now}).all()
     if confirmed:
         log.info("message.confirmed_first", extra={"messages": len(confirmed)})
-    return [i for i in ids if i not in set(confirmed)]
+    settled = set(confirmed)
+    return [i for i in ids if i not in settled]
 
 
 def _record_opt_out(session: Session, message: Message, now: datetime) -> None:
